@@ -1,0 +1,18 @@
+"""The click application: the `covey` group and the commands it holds."""
+
+from __future__ import annotations
+
+import click
+
+from covey import __version__
+from covey.cli import identity
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="covey", message="%(prog)s %(version)s")
+def cli() -> None:
+    """covey: share keys between your devices, with no server that can read them."""
+
+
+for command in identity.COMMANDS:
+    cli.add_command(command)

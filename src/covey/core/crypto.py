@@ -1,0 +1,143 @@
+"""The only module that imports PyNaCl: safe recipes over libsodium.
+
+Everything else in covey calls these functions instead of touching a
+primitive. Each recipe fixes its own domain separation: every signature,
+keyed hash and derived key names what it is for (the `Domain` constants
+below), so a value made for one purpose can never be accepted for another.
+
+Randomness is an argument (`rng`), never drawn here, so the core stays pure.
+"""
+
+from __future__ import annotations
+
+import hmac
+from enum import Enum
+from typing import Final
+
+import nacl.bindings as sodium
+import nacl.encoding
+import nacl.exceptions
+import nacl.hash
+import nacl.pwhash.argon2id as argon2id
+import nacl.secret
+import nacl.signing
+
+from covey.core import Rng
+from covey.errors import BadSignature, DecryptionFailed
+
+KEY_BYTES: Final = 32
+SIGNATURE_BYTES: Final = 64
+SALT_BYTES: Final = argon2id.SALTBYTES
+SECRETBOX_OVERHEAD: Final = nacl.secret.SecretBox.NONCE_SIZE + nacl.secret.SecretBox.MACBYTES
+
+# Argon2id limits: what covey uses for new passphrases ("moderate", about a
+# second and 256 MiB here), and the bounds it accepts when reading parameters
+# back from a store, so that a tampered store cannot make unlocking take
+# forever or exhaust memory.
+ARGON2_OPSLIMIT: Final = argon2id.OPSLIMIT_MODERATE
+ARGON2_MEMLIMIT: Final = argon2id.MEMLIMIT_MODERATE
+ARGON2_OPSLIMIT_RANGE: Final = (argon2id.OPSLIMIT_MIN, 16)
+ARGON2_MEMLIMIT_RANGE: Final = (argon2id.MEMLIMIT_MIN, 1 << 30)
+
+
+class Domain(bytes, Enum):
+    """Domain separation strings: one per purpose, never reused.
+
+    Hash domains are BLAKE2b personalisations (at most 16 bytes); signature
+    domains are prepended to the signed bytes, followed by a NUL.
+    """
+
+    DEVICE_ID = b"covey/v1/devid"
+    FINGERPRINT = b"covey/v1/fprint"
+    ENVELOPE = b"covey/v1/envelope"
+    PASSPHRASE = b"covey/v1/kek"
+
+
+def blake2b(data: bytes, domain: Domain, *, size: int = 32, key: bytes = b"") -> bytes:
+    """BLAKE2b of `data`, personalised with `domain` (and keyed if `key`)."""
+    return nacl.hash.blake2b(
+        data, digest_size=size, key=key, person=domain.value, encoder=nacl.encoding.RawEncoder
+    )
+
+
+def equal(a: bytes, b: bytes) -> bool:
+    """Constant-time comparison of two byte strings (time depends only on length)."""
+    return hmac.compare_digest(a, b)
+
+
+# --- Ed25519 ---------------------------------------------------------------
+
+
+def signing_public_key(seed: bytes) -> bytes:
+    """The Ed25519 public key for a 32-byte seed."""
+    public, _ = sodium.crypto_sign_seed_keypair(seed)
+    return public
+
+
+def _signed_bytes(domain: Domain, message: bytes) -> bytes:
+    return domain.value + b"\x00" + message
+
+
+def sign(seed: bytes, domain: Domain, message: bytes) -> bytes:
+    """A detached Ed25519 signature over `domain || 0x00 || message`."""
+    return nacl.signing.SigningKey(seed).sign(_signed_bytes(domain, message)).signature
+
+
+def verify(public_key: bytes, domain: Domain, message: bytes, signature: bytes) -> None:
+    """Check a signature made by `sign`; raise BadSignature if it does not verify.
+
+    libsodium rejects non-canonical signatures and small-order public keys, so
+    a valid signature cannot be mutated into another valid one.
+    """
+    if len(public_key) != KEY_BYTES or len(signature) != SIGNATURE_BYTES:
+        raise BadSignature()
+    try:
+        nacl.signing.VerifyKey(public_key).verify(_signed_bytes(domain, message), signature)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError) as exc:
+        raise BadSignature() from exc
+
+
+# --- X25519 ----------------------------------------------------------------
+
+
+def new_x25519_secret(rng: Rng) -> bytes:
+    """A fresh X25519 secret key (libsodium clamps it when used)."""
+    return rng(KEY_BYTES)
+
+
+def x25519_public_key(secret: bytes) -> bytes:
+    """The X25519 public key for a secret key."""
+    return sodium.crypto_scalarmult_base(secret)
+
+
+# --- secret-key encryption -------------------------------------------------
+
+
+def secretbox_seal(key: bytes, plaintext: bytes, rng: Rng) -> bytes:
+    """XSalsa20-Poly1305 (libsodium secretbox): nonce || ciphertext."""
+    nonce = rng(nacl.secret.SecretBox.NONCE_SIZE)
+    return bytes(nacl.secret.SecretBox(key).encrypt(plaintext, nonce))
+
+
+def secretbox_open(key: bytes, sealed: bytes) -> bytes:
+    """Open a `secretbox_seal` result; raise DecryptionFailed if it was altered."""
+    try:
+        return nacl.secret.SecretBox(key).decrypt(sealed)
+    except (nacl.exceptions.CryptoError, ValueError, TypeError) as exc:
+        raise DecryptionFailed() from exc
+
+
+# --- passphrases -----------------------------------------------------------
+
+
+def passphrase_key(passphrase: str, salt: bytes, opslimit: int, memlimit: int) -> bytes:
+    """A 32-byte key-encryption key from a passphrase (Argon2id).
+
+    The derived key is then run through keyed BLAKE2b under its own domain,
+    so it is bound to its purpose even if the same passphrase and salt were
+    ever fed to Argon2id elsewhere.
+    """
+    raw = argon2id.kdf(
+        KEY_BYTES, passphrase.encode("utf-8"), salt, opslimit=opslimit, memlimit=memlimit
+    )
+    return blake2b(b"", Domain.PASSPHRASE, key=raw)

@@ -1,0 +1,57 @@
+"""Typed readers for the fields of a decoded message body.
+
+A body arrives as a dict of covey values (see `encoding`). These helpers pull
+one field out with its exact type and bounds, so that a body class's
+`from_wire` is a short list of declarations and every mistake in the input is
+a MalformedMessage naming the field (never a KeyError or TypeError).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from covey.errors import MalformedMessage
+
+
+def as_map(value: Any, keys: Collection[str], *, what: str = "body") -> dict[str, Any]:
+    """`value` as a map with exactly `keys` (no more, no fewer)."""
+    if not isinstance(value, dict):
+        raise MalformedMessage(f"{what} must be a map")
+    if set(value) != set(keys):
+        raise MalformedMessage(f"{what} has the wrong fields")
+    return value
+
+
+def get_bytes(body: dict[str, Any], name: str, *, size: int | None = None, max_len: int = 4096) -> bytes:
+    """A byte string field of exactly `size` bytes, or at most `max_len`."""
+    value = body[name]
+    if not isinstance(value, bytes):
+        raise MalformedMessage(f"field {name!r} must be bytes")
+    if size is not None and len(value) != size:
+        raise MalformedMessage(f"field {name!r} must be {size} bytes")
+    if len(value) > max_len:
+        raise MalformedMessage(f"field {name!r} is too long")
+    return value
+
+
+def get_str(body: dict[str, Any], name: str, *, max_len: int, min_len: int = 0) -> str:
+    """A text field of `min_len` to `max_len` characters, no control characters."""
+    value = body[name]
+    if not isinstance(value, str):
+        raise MalformedMessage(f"field {name!r} must be text")
+    if not min_len <= len(value) <= max_len:
+        raise MalformedMessage(f"field {name!r} must be {min_len} to {max_len} characters")
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
+        raise MalformedMessage(f"field {name!r} contains control characters")
+    return value
+
+
+def get_int(body: dict[str, Any], name: str, *, min_value: int, max_value: int) -> int:
+    """An integer field within [min_value, max_value] (booleans are not integers)."""
+    value = body[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MalformedMessage(f"field {name!r} must be an integer")
+    if not min_value <= value <= max_value:
+        raise MalformedMessage(f"field {name!r} is out of range")
+    return value

@@ -1,0 +1,146 @@
+"""Signed envelopes: the one shape of every message a device signs.
+
+    envelope = [signed: bin, signature: bin(64)]
+    signed   = [version: int, type: str, author: bin(32), body: value]
+    signature = Ed25519(author's key, "covey/v1/envelope" || 0x00 || signed)
+
+Both layers are canonical msgpack (`encoding`). The signature covers the exact
+`signed` bytes as received; the body is decoded from those bytes, never
+re-encoded before checking. Because the outer array is canonical too, a valid
+envelope has exactly one byte string: any change to it, down to one bit, is
+refused.
+
+Decoding checks, in order: size and canonical form of both layers; version
+(UnsupportedVersion); type, against the types the caller accepts in this
+context (UnknownMessageType); the author's key (UnknownDevice); the signature
+(BadSignature); then the body's own schema (MalformedMessage).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, Generic, Protocol, Self, TypeVar
+
+from covey.core import crypto, encoding
+from covey.core.encoding import DEFAULT_LIMITS, Limits
+from covey.errors import MalformedMessage, UnknownDevice, UnknownMessageType, UnsupportedVersion
+
+#: The wire version this covey writes and the only one it reads.
+VERSION: Final = 1
+#: Device IDs are BLAKE2b-256 of the device's signing key.
+AUTHOR_BYTES: Final = 32
+#: Message type names: short ASCII words.
+MAX_TYPE_LEN: Final = 32
+
+
+class Body(Protocol):
+    """A message body: a frozen value that converts to and from a covey value."""
+
+    TYPE: ClassVar[str]
+
+    def to_wire(self) -> Any: ...
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self: ...
+
+
+B = TypeVar("B", bound=Body)
+
+#: Looks up a device's Ed25519 public key by device ID; None if unknown.
+KeyLookup = Callable[[bytes], bytes | None]
+
+
+@dataclass(frozen=True)
+class Envelope(Generic[B]):
+    """A verified envelope: its body, its author, and the exact bytes it came in."""
+
+    type: str
+    author: bytes
+    body: B
+    #: The `signed` bytes, exactly as received (what the signature covers).
+    signed: bytes
+    signature: bytes
+    #: The whole envelope, exactly as received.
+    raw: bytes
+
+
+def seal_envelope(body: Body, author: bytes, seed: bytes, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """Sign `body` as `author` (a device ID) with the Ed25519 `seed`; return the envelope."""
+    signed = encoding.encode([VERSION, body.TYPE, author, body.to_wire()], limits)
+    signature = crypto.sign(seed, crypto.Domain.ENVELOPE, signed)
+    return encoding.encode([signed, signature], limits)
+
+
+@dataclass(frozen=True)
+class Unverified:
+    """An envelope whose structure is valid but whose signature is not yet checked."""
+
+    version: int
+    type: str
+    author: bytes
+    body: Any
+    signed: bytes
+    signature: bytes
+    raw: bytes
+
+
+def parse_envelope(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Unverified:
+    """Check the structure of an envelope, without verifying its signature."""
+    outer = encoding.decode(data, limits)
+    if not isinstance(outer, list) or len(outer) != 2:
+        raise MalformedMessage("envelope must be a pair")
+    signed, signature = outer
+    if not isinstance(signed, bytes) or not isinstance(signature, bytes):
+        raise MalformedMessage("envelope fields must be bytes")
+    if len(signature) != crypto.SIGNATURE_BYTES:
+        raise MalformedMessage("signature has the wrong length")
+    inner = encoding.decode(signed, limits)
+    if not isinstance(inner, list) or not inner:
+        raise MalformedMessage("signed part must be a list")
+    version = inner[0]
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise MalformedMessage("version must be an integer")
+    if version != VERSION:
+        raise UnsupportedVersion(f"protocol version {version} is not supported (this covey speaks {VERSION})")
+    if len(inner) != 4:
+        raise MalformedMessage("signed part must have four fields")
+    _, type_, author, body = inner
+    if not isinstance(type_, str) or not 0 < len(type_) <= MAX_TYPE_LEN or not type_.isascii():
+        raise MalformedMessage("message type must be a short ASCII name")
+    if not isinstance(author, bytes) or len(author) != AUTHOR_BYTES:
+        raise MalformedMessage("author must be a 32-byte device ID")
+    return Unverified(version, type_, author, body, signed, signature, bytes(data))
+
+
+def verify_envelope(
+    unverified: Unverified, accept: Mapping[str, type[B]], public_key: bytes | None
+) -> Envelope[B]:
+    """Verify an envelope's type, signature and body schema."""
+    body_cls = accept.get(unverified.type)
+    if body_cls is None:
+        raise UnknownMessageType(f"message type {unverified.type!r} is not accepted here")
+    if public_key is None:
+        raise UnknownDevice()
+    crypto.verify(public_key, crypto.Domain.ENVELOPE, unverified.signed, unverified.signature)
+    body = body_cls.from_wire(unverified.body)
+    return Envelope(
+        unverified.type, unverified.author, body, unverified.signed, unverified.signature, unverified.raw
+    )
+
+
+def open_envelope(
+    data: bytes,
+    accept: Mapping[str, type[B]],
+    keys: KeyLookup,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Envelope[B]:
+    """Decode and verify an envelope signed by a known device.
+
+    `accept` maps the message types acceptable in this context to their body
+    classes; `keys` finds the author's Ed25519 public key by device ID.
+    """
+    unverified = parse_envelope(data, limits)
+    if unverified.type not in accept:
+        raise UnknownMessageType(f"message type {unverified.type!r} is not accepted here")
+    return verify_envelope(unverified, accept, keys(unverified.author))

@@ -1,0 +1,115 @@
+"""The one error tree of covey.
+
+Every failure covey reports is one of these classes, split by who is at fault:
+
+* `InvalidInput`: bytes that came from outside (a peer, a relay, a file handed
+  to a command) are malformed, forged or not acceptable. The input is dropped;
+  nothing local changes.
+* `UsageError`: the local user or caller asked for something that cannot be
+  done (no identity yet, a wrong passphrase, an identity that already exists).
+* `StoreError`: the local store cannot be used as it is (corrupt, written by a
+  newer covey, unsafe permissions).
+
+The first line of each class docstring is written for users: the CLI prints
+`str(error)`, which is the message given at the raise site or, failing that,
+that first line. Messages never contain secret material.
+"""
+
+from __future__ import annotations
+
+
+class CoveyError(Exception):
+    """Something went wrong in covey."""
+
+    def __init__(self, message: str | None = None) -> None:
+        if message is None:
+            doc = type(self).__doc__ or "covey error"
+            message = doc.strip().splitlines()[0]
+        super().__init__(message)
+
+    @property
+    def code(self) -> str:
+        """A stable machine-readable name for the error (for --json output)."""
+        name = type(self).__name__
+        return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+# --- untrusted input -------------------------------------------------------
+
+
+class InvalidInput(CoveyError):
+    """Input from outside this device was rejected."""
+
+
+class MalformedMessage(InvalidInput):
+    """The message is malformed: it does not decode as a covey message."""
+
+
+class OversizeMessage(MalformedMessage):
+    """The message is larger than covey accepts."""
+
+
+class UnknownMessageType(MalformedMessage):
+    """The message is of a type that is not accepted here."""
+
+
+class UnsupportedVersion(InvalidInput):
+    """The message uses a protocol version this covey does not support."""
+
+
+class BadSignature(InvalidInput):
+    """The message's signature does not verify: it was forged or altered."""
+
+
+class UnknownDevice(InvalidInput):
+    """The message is signed by a device this covey does not know."""
+
+
+class DecryptionFailed(InvalidInput):
+    """The data could not be decrypted: it was altered or is not for this key."""
+
+
+# --- local misuse ----------------------------------------------------------
+
+
+class UsageError(CoveyError):
+    """covey cannot do what was asked."""
+
+
+class NoIdentity(UsageError):
+    """This device has no identity yet: run `covey init` first."""
+
+
+class IdentityExists(UsageError):
+    """This device already has an identity (use `covey init --force` to replace it)."""
+
+
+class WrongPassphrase(UsageError):
+    """Wrong passphrase: the store was not unlocked and nothing was changed."""
+
+
+class PassphraseRequired(UsageError):
+    """The store is locked with a passphrase: set COVEY_PASSPHRASE or run in a terminal."""
+
+
+class InvalidArgument(UsageError):
+    """An argument is not valid."""
+
+
+# --- local state -----------------------------------------------------------
+
+
+class StoreError(CoveyError):
+    """The local store cannot be used."""
+
+
+class StoreCorrupt(StoreError):
+    """The local store is damaged or was altered outside covey."""
+
+
+class StoreTooNew(StoreError):
+    """The local store was written by a newer covey: upgrade covey to use it."""
+
+
+class UnsafePermissions(StoreError):
+    """The local store is readable by other users: restrict it with chmod 600."""

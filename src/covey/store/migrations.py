@@ -1,0 +1,39 @@
+"""Versioned schema migrations for the SQLite store.
+
+`MIGRATIONS[n]` takes a database at schema version n to n + 1. Each runs in
+one transaction together with the `user_version` bump (SQLite keeps the
+header write inside the transaction), so a crash leaves the old schema or the
+new one. Never edit a published migration: append a new one.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Marks a database as covey's (PRAGMA application_id): ASCII "covy".
+APPLICATION_ID: Final = 0x636F7679
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    # 0 -> 1: the device's identity and its secrets.
+    (
+        """CREATE TABLE keyring (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            kind TEXT NOT NULL CHECK (kind IN ('passphrase', 'none')),
+            wrapped BLOB NOT NULL,
+            salt BLOB NOT NULL,
+            opslimit INTEGER NOT NULL,
+            memlimit INTEGER NOT NULL
+        ) STRICT""",
+        """CREATE TABLE secret (
+            name TEXT PRIMARY KEY,
+            sealed BLOB NOT NULL
+        ) STRICT""",
+        """CREATE TABLE identity (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            record BLOB NOT NULL,
+            created_at INTEGER NOT NULL
+        ) STRICT""",
+    ),
+)
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)

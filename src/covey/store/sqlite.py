@@ -1,0 +1,273 @@
+"""The device store on SQLite, through aiosqlite.
+
+Guarantees:
+
+* **One transaction per logical change.** Every public method that writes
+  does so inside a single `BEGIN IMMEDIATE ... COMMIT`; a crash at any point
+  leaves the state from before the change or after it, never a mix.
+* **Durable.** WAL journal, `synchronous=FULL`, foreign keys on,
+  `secure_delete` on (freed pages are zeroed, so a replaced key does not
+  linger in the file).
+* **Owner-only.** See `covey.store.home`.
+* **Versioned.** Schema migrations (`covey.store.migrations`) run on open; a
+  store from a newer covey is refused rather than misread.
+* **Secrets sealed.** Private keys are stored only sealed under the data key
+  (`covey.core.keyring`); public data (the device record) is stored in clear.
+
+Argon2id runs in a worker thread so a daemon's event loop keeps serving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Final
+
+import aiosqlite
+import anyio.to_thread
+
+from covey.core import Rng, crypto, identity, keyring
+from covey.core.identity import Identity
+from covey.core.keyring import Keyring
+from covey.errors import (
+    CoveyError,
+    IdentityExists,
+    InvalidInput,
+    NoIdentity,
+    StoreCorrupt,
+    StoreError,
+    StoreTooNew,
+)
+from covey.store import home as homes
+from covey.store.migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+
+#: How long to wait for another covey process holding the write lock.
+BUSY_TIMEOUT_MS: Final = 5_000
+#: The name of the device's private keys in the `secret` table.
+DEVICE_SECRET: Final = "device"
+
+
+class Store:
+    """A device's open store. Use `Store.open(home)` as an async context manager."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+
+    # --- opening -----------------------------------------------------------
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, home: Path, *, create: bool = False) -> AsyncIterator[Store]:
+        """Open the store in `home`; with `create`, make it if it is missing.
+
+        Without `create`, a missing store is NoIdentity and nothing is
+        written to disk.
+        """
+        path = homes.db_path(home)
+        if create:
+            homes.prepare(home)
+        elif not path.exists():
+            raise NoIdentity()
+        homes.check_private(path)
+        try:
+            db = await aiosqlite.connect(path, isolation_level=None)
+        except Exception as exc:  # sqlite3.Error, OSError
+            raise StoreError(f"cannot open the store at {path}") from exc
+        store = cls(db, path)
+        try:
+            await store._configure()
+            await store._migrate()
+            yield store
+        finally:
+            await db.close()
+
+    async def _configure(self) -> None:
+        try:
+            await self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            app_id = await self._scalar("PRAGMA application_id")
+            version = await self._scalar("PRAGMA user_version")
+        except Exception as exc:
+            raise StoreCorrupt(f"{self.path} is not a covey store") from exc
+        if app_id not in (0, APPLICATION_ID) or (app_id == 0 and version != 0):
+            raise StoreCorrupt(f"{self.path} is not a covey store")
+        for pragma in (
+            "PRAGMA journal_mode = WAL",
+            "PRAGMA synchronous = FULL",
+            "PRAGMA foreign_keys = ON",
+            "PRAGMA secure_delete = ON",
+        ):
+            await self._db.execute(pragma)
+
+    async def _migrate(self) -> None:
+        version = await self._scalar("PRAGMA user_version")
+        if not isinstance(version, int) or version < 0:
+            raise StoreCorrupt(f"{self.path} has an invalid schema version")
+        if version > SCHEMA_VERSION:
+            raise StoreTooNew()
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            async with self.transaction():
+                if target == 1:
+                    await self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                for statement in MIGRATIONS[target - 1]:
+                    await self._db.execute(statement)
+                await self._db.execute(f"PRAGMA user_version = {target}")
+
+    # --- plumbing ----------------------------------------------------------
+
+    async def _scalar(self, sql: str, params: tuple[object, ...] = ()) -> object:
+        async with self._db.execute(sql, params) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else row[0]
+
+    @asynccontextmanager
+    async def transaction(self, *, write: bool = True) -> AsyncIterator[aiosqlite.Connection]:
+        """One transaction: committed if the block finishes, rolled back if it raises."""
+        await self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield self._db
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        else:
+            await self._db.execute("COMMIT")
+
+    # --- identity ----------------------------------------------------------
+
+    async def has_identity(self) -> bool:
+        return await self._scalar("SELECT count(*) FROM identity") == 1
+
+    async def device_record(self) -> identity.DeviceRecord:
+        """This device's public record (no passphrase needed), checked."""
+        record_bytes = await self._scalar("SELECT record FROM identity WHERE id = 1")
+        if record_bytes is None:
+            raise NoIdentity()
+        return _check_record(record_bytes)
+
+    async def create_identity(
+        self,
+        new: Identity,
+        passphrase: str | None,
+        rng: Rng,
+        *,
+        replace: bool = False,
+        opslimit: int = crypto.ARGON2_OPSLIMIT,
+        memlimit: int = crypto.ARGON2_MEMLIMIT,
+    ) -> Keyring:
+        """Store a new identity under a fresh data key, in one transaction.
+
+        With `replace`, everything the store held before is deleted in the
+        same transaction; without it, an existing identity is IdentityExists.
+        """
+        ring, data_key = await anyio.to_thread.run_sync(
+            lambda: keyring.new_keyring(passphrase, rng, opslimit=opslimit, memlimit=memlimit)
+        )
+        sealed = keyring.seal_secret(data_key, DEVICE_SECRET, new.secrets.to_bytes(), rng)
+        async with self.transaction() as db:
+            if await self.has_identity():
+                if not replace:
+                    raise IdentityExists()
+            for table in ("identity", "secret", "keyring"):
+                await db.execute(f"DELETE FROM {table}")  # noqa: S608 (fixed names)
+            await self._write_keyring(ring)
+            await db.execute(
+                "INSERT INTO secret (name, sealed) VALUES (?, ?)", (DEVICE_SECRET, sealed)
+            )
+            await db.execute(
+                "INSERT INTO identity (id, record, created_at) VALUES (1, ?, ?)",
+                (new.record_bytes, new.record.created),
+            )
+        return ring
+
+    async def keyring(self) -> Keyring:
+        async with self._db.execute(
+            "SELECT kind, wrapped, salt, opslimit, memlimit FROM keyring WHERE id = 1"
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            raise NoIdentity()
+        kind, wrapped, salt, opslimit, memlimit = row
+        return Keyring(kind, wrapped, salt, opslimit, memlimit)
+
+    async def unlock(self, passphrase: str | None) -> bytes:
+        """The data key (WrongPassphrase or PassphraseRequired if it cannot be had)."""
+        ring = await self.keyring()
+        return await anyio.to_thread.run_sync(keyring.unlock, ring, passphrase)
+
+    async def load_identity(self, passphrase: str | None) -> Identity:
+        """This device's identity with its private keys (unlocks the store)."""
+        async with self.transaction(write=False):
+            record_bytes = await self._scalar("SELECT record FROM identity WHERE id = 1")
+            sealed = await self._scalar(
+                "SELECT sealed FROM secret WHERE name = ?", (DEVICE_SECRET,)
+            )
+            ring = await self.keyring()
+        if record_bytes is None or sealed is None:
+            raise NoIdentity()
+        record = _check_record(record_bytes)
+        data_key = await anyio.to_thread.run_sync(keyring.unlock, ring, passphrase)
+        secret_bytes = keyring.open_secret(data_key, DEVICE_SECRET, _blob(sealed))
+        try:
+            secrets = identity.DeviceSecrets.from_bytes(secret_bytes)
+        except InvalidInput as exc:
+            raise StoreCorrupt("the device's private keys are damaged") from exc
+        if not secrets.matches(record):
+            raise StoreCorrupt("the device's private keys do not match its record")
+        return Identity(_blob(record_bytes), record, secrets)
+
+    async def change_passphrase(
+        self,
+        old: str | None,
+        new: str | None,
+        rng: Rng,
+        *,
+        opslimit: int = crypto.ARGON2_OPSLIMIT,
+        memlimit: int = crypto.ARGON2_MEMLIMIT,
+    ) -> Keyring:
+        """Set, change or remove the passphrase; re-seal every secret under a new data key.
+
+        A wrong `old` passphrase raises WrongPassphrase before anything is written.
+        """
+        ring = await self.keyring()
+        old_key = await anyio.to_thread.run_sync(keyring.unlock, ring, old)
+        new_ring, new_key = await anyio.to_thread.run_sync(
+            lambda: keyring.new_keyring(new, rng, opslimit=opslimit, memlimit=memlimit)
+        )
+        async with self.transaction() as db:
+            current = await self.keyring()
+            if not crypto.equal(current.wrapped, ring.wrapped):
+                raise StoreError("the passphrase was changed by another covey process; try again")
+            async with db.execute("SELECT name, sealed FROM secret") as cursor:
+                rows = await cursor.fetchall()
+            for name, sealed in rows:
+                plain = keyring.open_secret(old_key, name, sealed)
+                await db.execute(
+                    "UPDATE secret SET sealed = ? WHERE name = ?",
+                    (keyring.seal_secret(new_key, name, plain, rng), name),
+                )
+            await self._write_keyring(new_ring)
+        # Move the committed pages out of the WAL and truncate it, so the old
+        # wrapped data key does not linger in the -wal file.
+        await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return new_ring
+
+    async def _write_keyring(self, ring: Keyring) -> None:
+        await self._db.execute(
+            "INSERT OR REPLACE INTO keyring (id, kind, wrapped, salt, opslimit, memlimit)"
+            " VALUES (1, ?, ?, ?, ?, ?)",
+            (ring.kind, ring.wrapped, ring.salt, ring.opslimit, ring.memlimit),
+        )
+
+
+def _blob(value: object) -> bytes:
+    if not isinstance(value, bytes):
+        raise StoreCorrupt("the store holds a value of the wrong type")
+    return value
+
+
+def _check_record(value: object) -> identity.DeviceRecord:
+    try:
+        return identity.open_device_record(_blob(value)).body
+    except CoveyError as exc:
+        raise StoreCorrupt("the stored device record does not verify") from exc
