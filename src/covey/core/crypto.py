@@ -2,8 +2,8 @@
 
 Everything else in covey calls these functions instead of touching a
 primitive. Each recipe fixes its own domain separation: every signature,
-keyed hash and derived key names what it is for (the `Domain` constants
-below), so a value made for one purpose can never be accepted for another.
+keyed hash and derived key names what it is for (the constants in
+`HashDomain` and `SignDomain`), so a value made for one purpose can never be accepted for another.
 
 Randomness is an argument (`rng`), never drawn here, so the core stays pure.
 """
@@ -40,20 +40,21 @@ ARGON2_OPSLIMIT_RANGE: Final = (argon2id.OPSLIMIT_MIN, 16)
 ARGON2_MEMLIMIT_RANGE: Final = (argon2id.MEMLIMIT_MIN, 1 << 30)
 
 
-class Domain(bytes, Enum):
-    """Domain separation strings: one per purpose, never reused.
-
-    Hash domains are BLAKE2b personalisations (at most 16 bytes); signature
-    domains are prepended to the signed bytes, followed by a NUL.
-    """
+class HashDomain(bytes, Enum):
+    """BLAKE2b personalisations (at most 16 bytes): one per purpose, never reused."""
 
     DEVICE_ID = b"covey/v1/devid"
     FINGERPRINT = b"covey/v1/fprint"
-    ENVELOPE = b"covey/v1/envelope"
     PASSPHRASE = b"covey/v1/kek"
 
 
-def blake2b(data: bytes, domain: Domain, *, size: int = 32, key: bytes = b"") -> bytes:
+class SignDomain(bytes, Enum):
+    """Signature domains, signed as `domain || 0x00 || message`: one per purpose."""
+
+    ENVELOPE = b"covey/v1/envelope"
+
+
+def blake2b(data: bytes, domain: HashDomain, *, size: int = 32, key: bytes = b"") -> bytes:
     """BLAKE2b of `data`, personalised with `domain` (and keyed if `key`)."""
     return nacl.hash.blake2b(
         data, digest_size=size, key=key, person=domain.value, encoder=nacl.encoding.RawEncoder
@@ -74,16 +75,16 @@ def signing_public_key(seed: bytes) -> bytes:
     return public
 
 
-def _signed_bytes(domain: Domain, message: bytes) -> bytes:
+def _signed_bytes(domain: SignDomain, message: bytes) -> bytes:
     return domain.value + b"\x00" + message
 
 
-def sign(seed: bytes, domain: Domain, message: bytes) -> bytes:
+def sign(seed: bytes, domain: SignDomain, message: bytes) -> bytes:
     """A detached Ed25519 signature over `domain || 0x00 || message`."""
     return nacl.signing.SigningKey(seed).sign(_signed_bytes(domain, message)).signature
 
 
-def verify(public_key: bytes, domain: Domain, message: bytes, signature: bytes) -> None:
+def verify(public_key: bytes, domain: SignDomain, message: bytes, signature: bytes) -> None:
     """Check a signature made by `sign`; raise BadSignature if it does not verify.
 
     libsodium rejects non-canonical signatures and small-order public keys, so
@@ -140,4 +141,4 @@ def passphrase_key(passphrase: str, salt: bytes, opslimit: int, memlimit: int) -
     raw = argon2id.kdf(
         KEY_BYTES, passphrase.encode("utf-8"), salt, opslimit=opslimit, memlimit=memlimit
     )
-    return blake2b(b"", Domain.PASSPHRASE, key=raw)
+    return blake2b(b"", HashDomain.PASSPHRASE, key=raw)

@@ -47,7 +47,7 @@ class DeviceId:
     @classmethod
     def of(cls, signing_key: bytes) -> DeviceId:
         """The ID of the device with this Ed25519 public key."""
-        return cls(crypto.blake2b(signing_key, crypto.Domain.DEVICE_ID))
+        return cls(crypto.blake2b(signing_key, crypto.HashDomain.DEVICE_ID))
 
     def __str__(self) -> str:
         text = base64.b32encode(self.raw).decode("ascii").rstrip("=").lower()
@@ -97,7 +97,7 @@ class DeviceRecord:
     def fingerprint(self) -> bytes:
         """BLAKE2b-256 over all three public keys, for safety words."""
         keys = encoding.encode([self.signing_key, self.box_key, self.channel_key])
-        return crypto.blake2b(keys, crypto.Domain.FINGERPRINT)
+        return crypto.blake2b(keys, crypto.HashDomain.FINGERPRINT)
 
     @property
     def safety_words(self) -> list[str]:

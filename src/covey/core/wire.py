@@ -68,7 +68,7 @@ class Envelope(Generic[B]):
 def seal_envelope(body: Body, author: bytes, seed: bytes, limits: Limits = DEFAULT_LIMITS) -> bytes:
     """Sign `body` as `author` (a device ID) with the Ed25519 `seed`; return the envelope."""
     signed = encoding.encode([VERSION, body.TYPE, author, body.to_wire()], limits)
-    signature = crypto.sign(seed, crypto.Domain.ENVELOPE, signed)
+    signature = crypto.sign(seed, crypto.SignDomain.ENVELOPE, signed)
     return encoding.encode([signed, signature], limits)
 
 
@@ -122,7 +122,7 @@ def verify_envelope(
         raise UnknownMessageType(f"message type {unverified.type!r} is not accepted here")
     if public_key is None:
         raise UnknownDevice()
-    crypto.verify(public_key, crypto.Domain.ENVELOPE, unverified.signed, unverified.signature)
+    crypto.verify(public_key, crypto.SignDomain.ENVELOPE, unverified.signed, unverified.signature)
     body = body_cls.from_wire(unverified.body)
     return Envelope(
         unverified.type, unverified.author, body, unverified.signed, unverified.signature, unverified.raw

@@ -1,0 +1,58 @@
+"""The core stays sans-I/O: no sockets, files, clocks or OS randomness."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import covey.core
+
+CORE = Path(covey.core.__file__).parent
+
+#: Modules the core must never import: I/O, clocks, OS randomness, concurrency.
+FORBIDDEN = {
+    "anyio", "asyncio", "trio", "socket", "ssl", "select", "selectors", "sqlite3",
+    "aiosqlite", "zeroconf", "subprocess", "threading", "multiprocessing", "os",
+    "time", "datetime", "random", "secrets", "pathlib", "shutil", "tempfile", "io",
+    "logging", "signal", "platformdirs", "click", "covey.store", "covey.cli",
+    "covey.net", "covey.runtime", "covey.entropy",
+}  # fmt: skip
+
+#: Names that read the outside world even without an import.
+FORBIDDEN_CALLS = {"open", "print", "input", "exec", "eval", "__import__"}
+
+
+def imported_modules(tree: ast.AST) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_core_imports_nothing_that_does_io() -> None:
+    offences = []
+    for path in sorted(CORE.rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for module in imported_modules(tree):
+            if any(module == bad or module.startswith(bad + ".") for bad in FORBIDDEN):
+                offences.append(f"{path.name} imports {module}")
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in FORBIDDEN_CALLS
+            ):
+                offences.append(f"{path.name}:{node.lineno} calls {node.func.id}()")
+    assert offences == []
+
+
+def test_only_crypto_imports_nacl() -> None:
+    importers = sorted(
+        path.name
+        for path in CORE.rglob("*.py")
+        if any(m.split(".")[0] == "nacl" for m in imported_modules(ast.parse(path.read_text())))
+    )
+    assert importers == ["crypto.py"]
