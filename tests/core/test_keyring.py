@@ -76,4 +76,5 @@ def test_secrets_are_bound_to_their_name() -> None:
 
 def test_repr_shows_no_key() -> None:
     ring, key = keyring.new_keyring(None, SeededRng())
-    assert key.hex() not in repr(ring) and repr(key) not in repr(ring)
+    assert key.hex() not in repr(ring)
+    assert repr(key) not in repr(ring)

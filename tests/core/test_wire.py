@@ -60,7 +60,9 @@ def open_note(data: bytes) -> wire.Envelope[Note]:
     return wire.open_envelope(data, ACCEPT, KEYS.get)
 
 
-notes = st.builds(Note, st.text(max_size=100).filter(lambda t: t.isprintable()), st.integers(0, 1000))
+notes = st.builds(
+    Note, st.text(max_size=100).filter(lambda t: t.isprintable()), st.integers(0, 1000)
+)
 
 
 @given(notes)

@@ -18,8 +18,8 @@ from typing import Any, Final, TypeVar
 
 import click
 
-ENV_PASSPHRASE: Final = "COVEY_PASSPHRASE"
-ENV_NEW_PASSPHRASE: Final = "COVEY_NEW_PASSPHRASE"
+ENV_PASSPHRASE: Final = "COVEY_PASSPHRASE"  # noqa: S105 (a variable name)
+ENV_NEW_PASSPHRASE: Final = "COVEY_NEW_PASSPHRASE"  # noqa: S105 (a variable name)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -22,7 +22,7 @@ from covey.cli.common import (
 if TYPE_CHECKING:
     from covey.core.identity import DeviceRecord
 
-NO_PASSPHRASE_WARNING = (
+UNPROTECTED_KEYS_NOTE = (
     "No passphrase: this device's private keys are protected only by file permissions "
     "(run `covey passphrase` to set one)."
 )
@@ -104,8 +104,8 @@ def init(ctx: Context, name: str | None, force: bool, yes: bool) -> None:
     document = record_document(new.record)
     document.update(home=str(ctx.home), passphrase=bool(passphrase))
     if not passphrase:
-        document["warning"] = NO_PASSPHRASE_WARNING
-        ctx.note(NO_PASSPHRASE_WARNING)
+        document["warning"] = UNPROTECTED_KEYS_NOTE
+        ctx.note(UNPROTECTED_KEYS_NOTE)
 
     def human() -> None:
         click.echo(f"Created the identity of {new.record.name!r} in {ctx.home}.")
@@ -150,7 +150,7 @@ def passphrase(ctx: Context) -> None:
 
     has_passphrase = run(change)
     if not has_passphrase:
-        ctx.note(NO_PASSPHRASE_WARNING)
+        ctx.note(UNPROTECTED_KEYS_NOTE)
 
     def human() -> None:
         click.echo("Passphrase set." if has_passphrase else "Passphrase removed.")

@@ -26,7 +26,7 @@ import msgpack
 from covey.errors import MalformedMessage, OversizeMessage
 
 #: A decoded covey value.
-Value: TypeAlias = None | bool | int | bytes | str | list[Any] | dict[str, Any]
+Value: TypeAlias = bool | int | bytes | str | list[Any] | dict[str, Any] | None
 
 INT_MIN: Final = -(1 << 63)
 INT_MAX: Final = (1 << 64) - 1

@@ -23,7 +23,9 @@ def as_map(value: Any, keys: Collection[str], *, what: str = "body") -> dict[str
     return value
 
 
-def get_bytes(body: dict[str, Any], name: str, *, size: int | None = None, max_len: int = 4096) -> bytes:
+def get_bytes(
+    body: dict[str, Any], name: str, *, size: int | None = None, max_len: int = 4096
+) -> bytes:
     """A byte string field of exactly `size` bytes, or at most `max_len`."""
     value = body[name]
     if not isinstance(value, bytes):

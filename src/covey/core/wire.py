@@ -102,7 +102,9 @@ def parse_envelope(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Unverified:
     if isinstance(version, bool) or not isinstance(version, int):
         raise MalformedMessage("version must be an integer")
     if version != VERSION:
-        raise UnsupportedVersion(f"protocol version {version} is not supported (this covey speaks {VERSION})")
+        raise UnsupportedVersion(
+            f"protocol version {version} is not supported (this covey speaks {VERSION})"
+        )
     if len(inner) != 4:
         raise MalformedMessage("signed part must have four fields")
     _, type_, author, body = inner
@@ -125,7 +127,12 @@ def verify_envelope(
     crypto.verify(public_key, crypto.SignDomain.ENVELOPE, unverified.signed, unverified.signature)
     body = body_cls.from_wire(unverified.body)
     return Envelope(
-        unverified.type, unverified.author, body, unverified.signed, unverified.signature, unverified.raw
+        unverified.type,
+        unverified.author,
+        body,
+        unverified.signed,
+        unverified.signature,
+        unverified.raw,
     )
 
 

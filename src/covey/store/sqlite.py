@@ -45,7 +45,7 @@ from covey.store.migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 #: How long to wait for another covey process holding the write lock.
 BUSY_TIMEOUT_MS: Final = 5_000
 #: The name of the device's private keys in the `secret` table.
-DEVICE_SECRET: Final = "device"
+DEVICE_SECRET: Final = "device"  # noqa: S105 (a row name)
 
 
 class Store:
@@ -165,9 +165,8 @@ class Store:
         )
         sealed = keyring.seal_secret(data_key, DEVICE_SECRET, new.secrets.to_bytes(), rng)
         async with self.transaction() as db:
-            if await self.has_identity():
-                if not replace:
-                    raise IdentityExists()
+            if await self.has_identity() and not replace:
+                raise IdentityExists()
             for table in ("identity", "secret", "keyring"):
                 await db.execute(f"DELETE FROM {table}")  # noqa: S608 (fixed names)
             await self._write_keyring(ring)
