@@ -69,6 +69,22 @@ class DecryptionFailed(InvalidInput):
     """The data could not be decrypted: it was altered or is not for this key."""
 
 
+class BadKeyWrap(InvalidInput):
+    """A wrapped key did not open, or is not the key its op committed to."""
+
+
+class WrongGroup(InvalidInput):
+    """The op belongs to another group."""
+
+
+class BufferFull(InvalidInput):
+    """Too many ops are waiting for their parents: this one was not kept."""
+
+
+class NotSealedData(InvalidInput):
+    """That is not data sealed by covey (or it is damaged)."""
+
+
 # --- local misuse ----------------------------------------------------------
 
 
@@ -94,6 +110,30 @@ class PassphraseRequired(UsageError):
 
 class InvalidArgument(UsageError):
     """An argument is not valid."""
+
+
+class NotAllowed(UsageError):
+    """The group's rules do not allow that change."""
+
+
+class NotAMember(UsageError):
+    """This device is not a member of that group."""
+
+
+class NoSuchGroup(UsageError):
+    """There is no group by that name on this device."""
+
+
+class GroupExists(UsageError):
+    """A group by that name already exists on this device."""
+
+
+class NeedsRotation(UsageError):
+    """The group's current key is not held by exactly its members: rotate first."""
+
+
+class KeyUnavailable(UsageError):
+    """This device does not hold the key needed (it was not a member then)."""
 
 
 # --- local state -----------------------------------------------------------

@@ -1,0 +1,247 @@
+"""A group as one device holds it: the log, the epoch keys it can open, authoring.
+
+`Group` is what the CLI, the daemon and the tests drive. It wraps a
+`GroupLog` (the replica of the op DAG) with this device's identity and the
+epoch keys it holds, and it writes new ops: each is checked against the rule
+table before it is signed, so a device never publishes an op the others
+would refuse.
+
+Keys are learnt only from ops: a rotation wrapped for this device (checked
+against its commitment), or a history bundle inside one (each key checked
+against its own epoch's commitment).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from covey.core import Rng, keys, membership
+from covey.core.identity import Identity, open_device_record
+from covey.core.log import GroupLog, Received
+from covey.core.membership import GroupState
+from covey.core.ops import (
+    Add,
+    Body,
+    Genesis,
+    History,
+    Op,
+    OpContent,
+    Remove,
+    Role,
+    Rotate,
+    Rotation,
+    SetPolicy,
+    SetRole,
+    rotation_of,
+    sign_op,
+)
+from covey.errors import (
+    BadKeyWrap,
+    InvalidArgument,
+    KeyUnavailable,
+    NeedsRotation,
+    NotAllowed,
+    NotAMember,
+)
+
+
+@dataclass
+class Group:
+    """One device's replica of a group, with the keys it holds."""
+
+    me: Identity
+    log: GroupLog
+    #: Epoch ID -> key, for every epoch this device can open.
+    keys: dict[bytes, bytes] = field(default_factory=dict)
+    #: Epochs whose wrapped key for this device did not open (reported, not fatal).
+    bad_wraps: set[bytes] = field(default_factory=set)
+
+    # --- creating and loading ------------------------------------------------
+
+    @classmethod
+    def create(cls, me: Identity, name: str, history: History, now: int, rng: Rng) -> Group:
+        """A new group with this device as founder and only member."""
+        nonce = rng(32)
+        rotation, key = keys.new_rotation(
+            me.secrets.box_secret, {me.device_id.raw: me.record.box_key}, rng
+        )
+        body = Genesis(name, history, me.record, me.record_bytes, rotation)
+        op = sign_op(OpContent(nonce, (), 1, now, body), me.device_id.raw, me.secrets.signing_seed)
+        group = cls(me, GroupLog(op.id))
+        group.log.receive_op(op)
+        group.keys[op.id] = key
+        return group
+
+    @classmethod
+    def replica(cls, me: Identity, group_id: bytes, ops: Iterable[bytes] = ()) -> Group:
+        """A replica of an existing group, fed with `ops` (bytes, any order)."""
+        group = cls(me, GroupLog(group_id))
+        for data in ops:
+            group.receive(data)
+        return group
+
+    @property
+    def id(self) -> bytes:
+        return self.log.group_id
+
+    @property
+    def state(self) -> GroupState:
+        state = self.log.state
+        if state is None:
+            raise NotAMember("this device holds none of that group's ops yet")
+        return state
+
+    # --- receiving -----------------------------------------------------------
+
+    def receive(self, data: bytes) -> Received:
+        """Take one op's bytes from anywhere; learn any keys it carries for us."""
+        received = self.log.receive(data)
+        self._learn_keys(received.integrated)
+        return received
+
+    def _learn_keys(self, ops: Iterable[Op]) -> None:
+        me = self.me.device_id.raw
+        for op in ops:
+            rotation = rotation_of(op.body)
+            if rotation is None or op.id in self.keys or self.log.validity.get(op.id):
+                continue
+            if rotation.wrap_for(me) is None:
+                continue
+            sender = self.log.devices[op.author]
+            try:
+                key = keys.unwrap(rotation, me, self.me.secrets.box_secret, sender.box_key)
+            except BadKeyWrap:
+                self.bad_wraps.add(op.id)
+                continue
+            self.keys[op.id] = key
+            bundle = getattr(op.body, "history", b"")
+            if bundle:
+                commitments = self._commitments()
+                try:
+                    self.keys.update(keys.open_history(key, self.id, bundle, commitments))
+                except BadKeyWrap:
+                    self.bad_wraps.add(op.id)
+
+    def _commitments(self) -> dict[bytes, bytes]:
+        """Epoch ID -> commitment, for every valid op that started an epoch."""
+        found = {}
+        for op in self.log.ops.values():
+            rotation = rotation_of(op.body)
+            if rotation is not None and self.log.validity.get(op.id) is None:
+                found[op.id] = rotation.commitment
+        return found
+
+    # --- writing -------------------------------------------------------------
+
+    def _writable(self) -> GroupState:
+        """The state, if this device is a member and may write; else NotAMember."""
+        state = self.state
+        if self.me.device_id.raw not in state.members:
+            raise NotAMember()
+        return state
+
+    def _author(self, body: Body, now: int) -> Op:
+        state = self._writable()
+        me = self.me.device_id.raw
+        seq = max((s for (author, s) in self.log.by_author_seq if author == me), default=0) + 1
+        content = OpContent(self.id, tuple(sorted(self.log.heads)), seq, now, body)
+        op = sign_op(content, self.me.device_id.raw, self.me.secrets.signing_seed)
+        reason = membership.check(state, op)
+        if reason is not None:
+            raise NotAllowed(f"not allowed: {reason}")
+        received = self.log.receive_op(op)
+        assert received.outcome == "applied", received
+        return op
+
+    def _rotation(
+        self, members: Iterable[bytes], rng: Rng, extra: dict[bytes, bytes] | None = None
+    ) -> tuple[Rotation, bytes]:
+        """A new epoch for `members` (and `extra`: device ID -> box key)."""
+        state = self._writable()
+        recipients = {d: state.members[d].record.box_key for d in members}
+        recipients.update(extra or {})
+        return keys.new_rotation(self.me.secrets.box_secret, recipients, rng)
+
+    def _history_for_newcomers(self, new_key: bytes, rng: Rng) -> bytes:
+        if self.state.history != "shared":
+            return b""
+        return keys.seal_history(new_key, self.id, self._known_epoch_keys(), rng)
+
+    def _known_epoch_keys(self) -> dict[bytes, bytes]:
+        return dict(self.keys)
+
+    def _finish(self, op: Op, key: bytes) -> Op:
+        self.keys[op.id] = key
+        return op
+
+    def add(self, device_record: bytes, role: Role, now: int, rng: Rng) -> Op:
+        """Add a device (its signed record), starting a new epoch that includes it."""
+        try:
+            record = open_device_record(device_record).body
+        except Exception as exc:
+            raise InvalidArgument("that is not a valid device record") from exc
+        target = record.device_id.raw
+        if target in self.state.members:
+            raise NotAllowed("that device is already a member")
+        rotation, key = self._rotation(self.state.members, rng, {target: record.box_key})
+        body = Add(record, device_record, role, rotation, self._history_for_newcomers(key, rng))
+        return self._finish(self._author(body, now), key)
+
+    def remove(self, device: bytes, now: int, rng: Rng) -> Op:
+        """Remove a member (or this device itself), starting an epoch without it."""
+        if device not in self.state.members:
+            raise NotAllowed("that device is not a member")
+        if len(self.state.members) == 1:
+            raise NotAllowed("the last member cannot leave")
+        rotation, key = self._rotation([d for d in self.state.members if d != device], rng)
+        op = self._author(Remove(device, rotation), now)
+        if device == self.me.device_id.raw:
+            return op  # we left: the new key is not ours to keep
+        return self._finish(op, key)
+
+    def set_role(self, device: bytes, role: Role, now: int) -> Op:
+        return self._author(SetRole(device, role), now)
+
+    def set_policy(self, history: History, now: int) -> Op:
+        return self._author(SetPolicy(history), now)
+
+    def rotate(self, now: int, rng: Rng) -> Op:
+        """Start a new epoch for exactly the current members.
+
+        In a `shared` group the rotation also carries the earlier keys this
+        device holds, so a member that missed an epoch (added on one side of
+        a partition while the other side rotated) can still read it.
+        """
+        rotation, key = self._rotation(self.state.members, rng)
+        body = Rotate(rotation, self._history_for_newcomers(key, rng))
+        return self._finish(self._author(body, now), key)
+
+    def heal(self, now: int, rng: Rng) -> Op | None:
+        """Rotate if the current epoch's key is not held by exactly the members."""
+        return self.rotate(now, rng) if self.state.needs_healing else None
+
+    def healer_rank(self) -> int | None:
+        """This device's place in the healing order (0 heals first), or None."""
+        order = self.state.by_seniority()
+        me = self.me.device_id.raw
+        return order.index(me) if me in order else None
+
+    # --- keys ------------------------------------------------------------------
+
+    def current_key(self) -> tuple[bytes, bytes]:
+        """(epoch ID, key) to seal new data under: the current, healthy epoch."""
+        state = self.state
+        if self.me.device_id.raw not in state.members:
+            raise NotAMember()
+        if state.needs_healing:
+            raise NeedsRotation()
+        epoch = state.current_epoch.id
+        key = self.keys.get(epoch)
+        if key is None:
+            raise KeyUnavailable("this device does not hold the current epoch's key yet")
+        return epoch, key
+
+    def shred(self) -> None:
+        """Forget every epoch key (crypto-erase): nothing sealed can be opened here."""
+        self.keys.clear()

@@ -1,0 +1,514 @@
+"""Who may do what to a group, and how concurrent changes merge.
+
+This module is the one place the membership rules live: `RULES` is the table
+(PROTOCOL.md's table is generated from it by `rules_table()`), and `replay`
+is the one function that turns a set of ops into a group state. Because the
+state is a function of the *set* of ops (never of the order they arrived
+in), any two replicas holding the same ops agree.
+
+How a set of ops becomes a state (PROTOCOL.md section 7 has worked examples):
+
+1. **Causal validity.** Each op is judged once, against the state of its own
+   causal past: was its author allowed to do it, there and then? (The log
+   computes this when the op arrives and passes the verdict in.) Invalid ops
+   are kept, so the DAG stays whole, but never applied.
+2. **Order.** Ops are replayed in one deterministic topological order: Kahn's
+   algorithm, taking the smallest op ID among the ready ops.
+3. **Revocations win.** A removal takes everything from its target, a
+   demotion takes admin rights. An effective revocation *vetoes* every op of
+   its target that needed what was revoked and is concurrent with it (neither
+   before nor after it), and every concurrent grant to its target. Since
+   revocations can veto each other (two admins removing each other), which
+   revocations are effective is settled first: those nobody effective vetoes
+   are effective, those an effective one vetoes are not, repeatedly; what is
+   left (cycles) is settled by seniority: the revocation of the most senior
+   author (the device added first, the founder first of all) wins.
+4. **Replay.** Valid, unvetoed ops are applied in order; an op whose author no
+   longer holds the right in the replayed state (its own add was vetoed, say)
+   is skipped too.
+5. **Never without an admin.** If the replay ever leaves members but no
+   admin, the most senior member becomes admin, and the state records a
+   notice saying so.
+6. **Equivocation.** A device that signed two different ops with the same
+   sequence number is treated as removed at the first of them: neither fork
+   nor anything later by it is applied. The two ops are kept as evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from covey.core.identity import DeviceRecord
+from covey.core.ops import (
+    Add,
+    Genesis,
+    History,
+    Op,
+    Remove,
+    Role,
+    Rotate,
+    Rotation,
+    SetPolicy,
+    SetRole,
+    rotation_of,
+)
+
+Need = Literal["founder", "admin", "member", "self_or_admin"]
+Level = Literal["admin", "member"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of the rule table."""
+
+    kind: str
+    #: Who may author it, judged in the op's causal past.
+    needs: Need
+    #: Whether it starts a new epoch (carries a rotation for every member).
+    rotates: bool
+    #: What it requires and does, in words (PROTOCOL.md shows this).
+    does: str
+
+
+RULES: Final[Mapping[str, Rule]] = {
+    rule.kind: rule
+    for rule in (
+        Rule("genesis", "founder", True, "creates the group; its author is the first admin"),
+        Rule(
+            "add",
+            "admin",
+            True,
+            "adds a device that is not a member, with a role; revoked by a concurrent removal",
+        ),
+        Rule(
+            "remove",
+            "self_or_admin",
+            True,
+            "removes a member (any member may remove itself); at least one admin must remain",
+        ),
+        Rule(
+            "set_role",
+            "admin",
+            False,
+            "makes a member admin or member; at least one admin must remain",
+        ),
+        Rule("rotate", "member", True, "starts a new epoch for the current members"),
+        Rule("set_policy", "admin", False, "sets the history policy for later joiners"),
+    )
+}
+
+
+def rules_table() -> str:
+    """The rule table as Markdown, for PROTOCOL.md."""
+    lines = ["| op | who may author it | new epoch | what it does |", "|---|---|---|---|"]
+    for rule in RULES.values():
+        who = {
+            "founder": "its founder",
+            "admin": "an admin",
+            "member": "any member",
+            "self_or_admin": "an admin, or the member itself",
+        }[rule.needs]
+        lines.append(f"| `{rule.kind}` | {who} | {'yes' if rule.rotates else 'no'} | {rule.does} |")
+    return "\n".join(lines)
+
+
+# --- state ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Member:
+    record: DeviceRecord
+    role: Role
+    #: Position in the replay order of the device's first add: smaller is
+    #: more senior (the founder is 0).
+    seniority: int
+
+
+@dataclass(frozen=True)
+class Epoch:
+    """A key epoch: started by an applied op that carries a rotation."""
+
+    id: bytes
+    author: bytes
+    rotation: Rotation
+    position: int
+
+    @property
+    def recipients(self) -> frozenset[bytes]:
+        return self.rotation.recipients
+
+
+@dataclass
+class GroupState:
+    """What a set of ops means: members, roles, policy, epochs."""
+
+    group_id: bytes
+    name: str
+    founder: bytes
+    members: dict[bytes, Member] = field(default_factory=dict)
+    #: Every device ever added (to check signatures of old ops and data).
+    devices: dict[bytes, DeviceRecord] = field(default_factory=dict)
+    epochs: list[Epoch] = field(default_factory=list)
+    #: Applied set_policy ops not followed by another (plus genesis's value).
+    policy_frontier: dict[bytes, History] = field(default_factory=dict)
+    #: IDs of applied ops, in replay order.
+    applied: list[bytes] = field(default_factory=list)
+    #: Ops not applied, with the reason.
+    skipped: dict[bytes, str] = field(default_factory=dict)
+    #: Devices that equivocated: device -> (op ID, op ID) of the evidence.
+    equivocators: dict[bytes, tuple[bytes, bytes]] = field(default_factory=dict)
+    #: Things people should know about the merged state.
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def history(self) -> History:
+        """The history policy: if concurrent changes disagree, `forward` wins."""
+        values = set(self.policy_frontier.values())
+        return "forward" if "forward" in values else "shared"
+
+    @property
+    def current_epoch(self) -> Epoch:
+        return self.epochs[-1]
+
+    @property
+    def admins(self) -> list[bytes]:
+        return sorted(d for d, m in self.members.items() if m.role == "admin")
+
+    def is_member(self, device: bytes) -> bool:
+        return device in self.members
+
+    def role(self, device: bytes) -> Role | None:
+        member = self.members.get(device)
+        return None if member is None else member.role
+
+    @property
+    def needs_healing(self) -> bool:
+        """Whether the current epoch's key is held by exactly the members.
+
+        Not so after a merge: a removed device may hold it (a rotation on one
+        side included it, its removal was on the other), or a member added
+        on one side lacks it. Then a member must rotate before sealing.
+        """
+        return self.current_epoch.recipients != frozenset(self.members)
+
+    def by_seniority(self) -> list[bytes]:
+        return sorted(self.members, key=lambda d: self.members[d].seniority)
+
+
+# --- what an op needs, revokes and grants -------------------------------------
+
+
+def author_needs(op: Op) -> Level:
+    """The level of right the op's author must hold."""
+    body = op.body
+    if isinstance(body, Remove) and body.target == op.author:
+        return "member"
+    if RULES[op.kind].needs == "member":
+        return "member"
+    return "admin"
+
+
+def revokes(op: Op) -> tuple[bytes, Level | Literal["all"]] | None:
+    """(target, what is taken) if the op takes rights away from a device."""
+    body = op.body
+    if isinstance(body, Remove):
+        return body.target, "all"
+    if isinstance(body, SetRole) and body.role == "member":
+        return body.target, "admin"
+    return None
+
+
+def grants(op: Op) -> tuple[bytes, Level] | None:
+    """(target, what is given) if the op gives rights to a device."""
+    body = op.body
+    if isinstance(body, Add):
+        return body.target, body.role
+    if isinstance(body, SetRole) and body.role == "admin":
+        return body.target, "admin"
+    return None
+
+
+def _covers(taken: Level | Literal["all"], needed: Level) -> bool:
+    return taken == "all" or needed == "admin"
+
+
+# --- causal validity ------------------------------------------------------------
+
+
+def check(state: GroupState | None, op: Op) -> str | None:
+    """Why `op` is not allowed on top of `state` (its causal past), or None if it is."""
+    body = op.body
+    if isinstance(body, Genesis):
+        if state is not None:
+            return "a group has one genesis"
+        if body.founder.device_id.raw != op.author:
+            return "genesis must be authored by its founder"
+        if body.rotation.recipients != {op.author}:
+            return "the first epoch is for the founder alone"
+        return None
+    if state is None:
+        return "the op's causal past has no genesis"
+    if op.content.group != state.group_id:
+        return "the op belongs to another group"
+    author = state.members.get(op.author)
+    if author is None:
+        return "its author is not a member"
+    if author_needs(op) == "admin" and author.role != "admin":
+        return "its author is not an admin"
+    members = set(state.members)
+    if isinstance(body, Add):
+        if body.target in members:
+            return "the device is already a member"
+        if body.target in state.equivocators:
+            return "the device equivocated"
+        members.add(body.target)
+    elif isinstance(body, Remove):
+        if body.target not in members:
+            return "the device is not a member"
+        members.discard(body.target)
+        if not members:
+            return "the last member cannot leave"
+        if not any(state.members[d].role == "admin" for d in members):
+            return "the last admin cannot be removed"
+    elif isinstance(body, SetRole):
+        target = state.members.get(body.target)
+        if target is None:
+            return "the device is not a member"
+        if target.role == body.role:
+            return "the device already has that role"
+        if body.role == "member" and state.admins == [body.target]:
+            return "the last admin cannot be demoted"
+    rotation = rotation_of(body)
+    if rotation is not None and rotation.recipients != members:
+        return "the new epoch must be wrapped for exactly the members"
+    return None
+
+
+# --- replay ---------------------------------------------------------------------
+
+
+class Clocks:
+    """Causal order between ops, from per-author sequence numbers.
+
+    `clock[op]` maps each author to the highest sequence number of theirs in
+    the op's causal past (the op included). For authors who never
+    equivocated that is exact: a is before b iff clock[b][author(a)] >= seq(a).
+    """
+
+    def __init__(self, clocks: Mapping[bytes, Mapping[bytes, int]], ops: Mapping[bytes, Op]):
+        self._clocks = clocks
+        self._ops = ops
+
+    def before(self, a: Op, b: Op) -> bool:
+        return a.id != b.id and self._clocks[b.id].get(a.author, 0) >= a.seq
+
+    def concurrent(self, a: Op, b: Op) -> bool:
+        return a.id != b.id and not self.before(a, b) and not self.before(b, a)
+
+
+def _effective_revocations(
+    revocations: list[Op],
+    clocks: Clocks,
+    seniority: Mapping[bytes, int],
+    position: Mapping[bytes, int],
+) -> set[bytes]:
+    """Settle which revocations take effect (grounded, then by seniority)."""
+    attackers: dict[bytes, list[bytes]] = {r.id: [] for r in revocations}
+    for r1 in revocations:
+        revoked = revokes(r1)
+        assert revoked is not None
+        target, taken = revoked
+        for r2 in revocations:
+            if (
+                r2.author == target
+                and _covers(taken, author_needs(r2))
+                and clocks.concurrent(r1, r2)
+            ):
+                attackers[r2.id].append(r1.id)
+    effective: set[bytes] = set()
+    defeated: set[bytes] = set()
+    undecided = [r.id for r in revocations]
+    author_of = {r.id: r.author for r in revocations}
+    while undecided:
+        changed = True
+        while changed:
+            changed = False
+            for rid in list(undecided):
+                live = [a for a in attackers[rid] if a not in defeated]
+                if any(a in effective for a in live):
+                    defeated.add(rid)
+                elif not live:
+                    effective.add(rid)
+                else:
+                    continue
+                undecided.remove(rid)
+                changed = True
+        if undecided:  # only cycles are left: the most senior author wins
+            winner = min(
+                undecided,
+                key=lambda rid: (seniority.get(author_of[rid], len(position)), position[rid]),
+            )
+            effective.add(winner)
+            undecided.remove(winner)
+    return effective
+
+
+class Replayer:
+    """Applies ops one at a time to a state (the shared step of both paths)."""
+
+    def __init__(self, state: GroupState) -> None:
+        self.state = state
+
+    def apply(self, op: Op, position: int) -> None:
+        """Apply a valid op, unconditionally (the caller has checked it)."""
+        state = self.state
+        body = op.body
+        if isinstance(body, Genesis):
+            state.devices[op.author] = body.founder
+            state.members[op.author] = Member(body.founder, "admin", position)
+            state.policy_frontier[op.id] = body.history
+        elif isinstance(body, Add):
+            state.devices.setdefault(body.target, body.device)
+            existing = state.members.get(body.target)
+            if existing is None:
+                state.members[body.target] = Member(body.device, body.role, position)
+            elif existing.role != body.role:  # added twice concurrently: the lesser role
+                state.members[body.target] = Member(existing.record, "member", existing.seniority)
+        elif isinstance(body, Remove):
+            state.members.pop(body.target, None)
+        elif isinstance(body, SetRole):
+            member = state.members.get(body.target)
+            if member is not None:
+                state.members[body.target] = Member(member.record, body.role, member.seniority)
+        elif isinstance(body, SetPolicy):
+            state.policy_frontier = {
+                pid: value
+                for pid, value in state.policy_frontier.items()
+                if not self._before(pid, op)
+            }
+            state.policy_frontier[op.id] = body.history
+        else:
+            assert isinstance(body, Rotate)
+        rotation = rotation_of(body)
+        if rotation is not None:
+            state.epochs.append(Epoch(op.id, op.author, rotation, position))
+        state.applied.append(op.id)
+        self.ensure_admin()
+
+    #: Set by `replay` for the set_policy frontier; the fast path never needs
+    #: it, because an op that follows every head is after every policy op.
+    _clocks: Clocks | None = None
+    _ops: Mapping[bytes, Op] | None = None
+
+    def _before(self, op_id: bytes, op: Op) -> bool:
+        if self._clocks is None or self._ops is None:
+            return True
+        return self._clocks.before(self._ops[op_id], op)
+
+    def remove_equivocator(self, device: bytes) -> None:
+        if self.state.members.pop(device, None) is not None:
+            self.state.notices.append(
+                f"device {device.hex()[:16]} signed two different ops with one sequence "
+                "number and is no longer treated as a member"
+            )
+            self.ensure_admin()
+
+    def ensure_admin(self) -> None:
+        state = self.state
+        if state.members and not state.admins:
+            senior = state.by_seniority()[0]
+            member = state.members[senior]
+            state.members[senior] = Member(member.record, "admin", member.seniority)
+            state.notices.append(
+                f"concurrent changes left no admin; the most senior member "
+                f"{senior.hex()[:16]} became admin"
+            )
+
+
+def replay(
+    order: Iterable[Op],
+    validity: Mapping[bytes, str | None],
+    clocks: Mapping[bytes, Mapping[bytes, int]],
+    equivocations: Mapping[bytes, tuple[int, bytes, bytes]],
+) -> GroupState | None:
+    """The state of a causally closed set of ops, given in replay order.
+
+    `validity[op]` is None for a causally valid op, else the reason it is
+    not; `equivocations` maps a device to (sequence number, op, op) of its
+    first equivocation. Returns None for an empty set.
+    """
+    ops = list(order)
+    if not ops:
+        return None
+    by_id = {op.id: op for op in ops}
+    position = {op.id: i for i, op in enumerate(ops)}
+    clock = Clocks(clocks, by_id)
+    genesis = ops[0]
+    assert isinstance(genesis.body, Genesis)
+
+    def live(op: Op) -> bool:
+        fork = equivocations.get(op.author)
+        return validity.get(op.id) is None and (fork is None or op.seq < fork[0])
+
+    seniority: dict[bytes, int] = {}
+    for op in ops:
+        granted = grants(op)
+        if live(op) and granted is not None and isinstance(op.body, Add):
+            seniority.setdefault(granted[0], position[op.id])
+    seniority[genesis.author] = 0
+    revocations = [op for op in ops if live(op) and revokes(op) is not None]
+    effective = _effective_revocations(revocations, clock, seniority, position)
+    in_force = [op for op in revocations if op.id in effective]
+
+    state = GroupState(genesis.id, genesis.body.name, genesis.author)
+    state.equivocators = {d: (a, b) for d, (_, a, b) in equivocations.items()}
+    replayer = Replayer(state)
+    replayer._clocks, replayer._ops = clock, by_id
+    for op in ops:
+        reason = _skip_reason(op, validity, equivocations, effective, in_force, clock, state)
+        if reason is not None:
+            state.skipped[op.id] = reason
+            if reason == "its author equivocated":
+                replayer.remove_equivocator(op.author)
+            continue
+        replayer.apply(op, position[op.id])
+    return state
+
+
+def _skip_reason(
+    op: Op,
+    validity: Mapping[bytes, str | None],
+    equivocations: Mapping[bytes, tuple[int, bytes, bytes]],
+    effective: set[bytes],
+    in_force: list[Op],
+    clock: Clocks,
+    state: GroupState,
+) -> str | None:
+    fork = equivocations.get(op.author)
+    if fork is not None and op.seq >= fork[0]:
+        return "its author equivocated"
+    invalid = validity.get(op.id, "not checked")
+    if invalid is not None:
+        return invalid
+    if revokes(op) is not None and op.id not in effective:
+        return "vetoed: a concurrent revocation of its author took effect"
+    needed = author_needs(op)
+    granted = grants(op)
+    for r in in_force:
+        target, taken = revokes(r)  # type: ignore[misc]
+        if not clock.concurrent(r, op):
+            continue
+        if op.author == target and _covers(taken, needed):
+            return "vetoed: its author's rights were revoked concurrently"
+        if granted is not None and granted[0] == target and _covers(taken, granted[1]):
+            return "vetoed: a concurrent revocation of its target took effect"
+    if isinstance(op.body, Genesis):
+        return None
+    member = state.members.get(op.author)
+    if member is None:
+        return "its author is not a member here"
+    if needed == "admin" and member.role != "admin":
+        return "its author is not an admin here"
+    return None

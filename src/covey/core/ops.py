@@ -1,0 +1,362 @@
+"""Membership operations: the signed entries of a group's log.
+
+Every change to a group is an op: a signed envelope of type `op` whose body is
+
+    {"g": group, "k": kind, "p": [parents], "s": seq, "t": time, "b": body}
+
+* `g`: the group ID, which is the ID of the group's genesis op. A genesis op
+  has no group yet: its `g` is 32 random bytes that make its ID unique.
+* `p`: the IDs of the author's heads when it wrote the op, sorted, unique;
+  empty only for genesis.
+* `s`: the author's own sequence number in this group: 1 for its first op,
+  then one more than its latest op in the causal past (checked by the log).
+* `t`: the author's clock, Unix seconds: shown to people, never trusted.
+* `b`: the kind's body (below).
+
+An op's ID is BLAKE2b-256 of its `signed` bytes (the envelope's signed part,
+exactly as received) under the domain `covey/v1/opid`.
+
+This module only parses and builds ops; what they may do, and how concurrent
+ops merge, is `covey.core.membership`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, Literal, Self, TypeAlias
+
+from covey.core import crypto, fields, wire
+from covey.core.identity import MAX_NAME_LEN, MAX_TIME, DeviceRecord, open_device_record
+from covey.errors import InvalidInput, MalformedMessage
+
+ID_BYTES: Final = 32
+#: Parents per op: an author's heads. More than this many concurrent heads
+#: are merged in steps.
+MAX_PARENTS: Final = 64
+#: A box-wrapped 32-byte key: 24-byte nonce + 16-byte MAC + 32 bytes.
+WRAPPED_KEY_BYTES: Final = 72
+#: Members a rotation can wrap for (bounded by the wire's array limit too).
+MAX_RECIPIENTS: Final = 20_000
+#: A history bundle: up to this many earlier epoch keys.
+MAX_HISTORY_BYTES: Final = 1 << 20
+MAX_SEQ: Final = (1 << 63) - 1
+
+Role = Literal["admin", "member"]
+History = Literal["shared", "forward"]
+ROLES: Final = ("admin", "member")
+HISTORIES: Final = ("shared", "forward")
+
+
+def op_id(signed: bytes) -> bytes:
+    return crypto.blake2b(signed, crypto.HashDomain.OP_ID)
+
+
+def _choice(body: dict[str, Any], name: str, options: tuple[str, ...]) -> Any:
+    value = fields.get_str(body, name, max_len=16)
+    if value not in options:
+        raise MalformedMessage(f"field {name!r} must be one of {', '.join(options)}")
+    return value
+
+
+def _record(body: dict[str, Any], name: str) -> tuple[DeviceRecord, bytes]:
+    raw = fields.get_bytes(body, name, max_len=1024)
+    try:
+        return open_device_record(raw).body, raw
+    except InvalidInput as exc:
+        raise MalformedMessage(f"field {name!r} is not a valid device record") from exc
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """A new epoch key, committed to and wrapped for every member."""
+
+    #: Keyed BLAKE2b of the group ID under the epoch key: lets a recipient
+    #: check the key it unwrapped is the one every other member got.
+    commitment: bytes
+    #: (device ID, box-wrapped key), sorted by device ID, one per member.
+    wraps: tuple[tuple[bytes, bytes], ...]
+
+    @property
+    def recipients(self) -> frozenset[bytes]:
+        return frozenset(device for device, _ in self.wraps)
+
+    def wrap_for(self, device: bytes) -> bytes | None:
+        for recipient, wrapped in self.wraps:
+            if recipient == device:
+                return wrapped
+        return None
+
+    def to_wire(self) -> Any:
+        return {"c": self.commitment, "w": [[d, w] for d, w in self.wraps]}
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Rotation:
+        body = fields.as_map(value, ("c", "w"), what="rotation")
+        wraps = body["w"]
+        if not isinstance(wraps, list) or not 0 < len(wraps) <= MAX_RECIPIENTS:
+            raise MalformedMessage("a rotation wraps for 1 to 20,000 members")
+        parsed = []
+        for item in wraps:
+            if (
+                not isinstance(item, list)
+                or len(item) != 2
+                or not isinstance(item[0], bytes)
+                or len(item[0]) != ID_BYTES
+                or not isinstance(item[1], bytes)
+                or len(item[1]) != WRAPPED_KEY_BYTES
+            ):
+                raise MalformedMessage("a wrapped key is [device ID, 72 bytes]")
+            parsed.append((item[0], item[1]))
+        if any(a[0] >= b[0] for a, b in itertools.pairwise(parsed)):
+            raise MalformedMessage("wrapped keys must be sorted by device ID, once each")
+        return cls(fields.get_bytes(body, "c", size=32), tuple(parsed))
+
+
+@dataclass(frozen=True)
+class Genesis:
+    KIND: ClassVar[str] = "genesis"
+    name: str
+    history: History
+    founder: DeviceRecord
+    founder_raw: bytes
+    rotation: Rotation
+
+    def to_wire(self) -> Any:
+        return {
+            "name": self.name,
+            "history": self.history,
+            "founder": self.founder_raw,
+            "rot": self.rotation.to_wire(),
+        }
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        body = fields.as_map(value, ("name", "history", "founder", "rot"), what="genesis")
+        founder, raw = _record(body, "founder")
+        return cls(
+            fields.get_str(body, "name", min_len=1, max_len=MAX_NAME_LEN),
+            _choice(body, "history", HISTORIES),
+            founder,
+            raw,
+            Rotation.from_wire(body["rot"]),
+        )
+
+
+@dataclass(frozen=True)
+class Add:
+    KIND: ClassVar[str] = "add"
+    device: DeviceRecord
+    device_raw: bytes
+    role: Role
+    rotation: Rotation
+    #: Earlier epoch keys sealed under the new epoch (shared history), or b"".
+    history: bytes
+
+    @property
+    def target(self) -> bytes:
+        return self.device.device_id.raw
+
+    def to_wire(self) -> Any:
+        return {
+            "device": self.device_raw,
+            "role": self.role,
+            "rot": self.rotation.to_wire(),
+            "hist": self.history,
+        }
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        body = fields.as_map(value, ("device", "role", "rot", "hist"), what="add")
+        device, raw = _record(body, "device")
+        return cls(
+            device,
+            raw,
+            _choice(body, "role", ROLES),
+            Rotation.from_wire(body["rot"]),
+            fields.get_bytes(body, "hist", max_len=MAX_HISTORY_BYTES),
+        )
+
+
+@dataclass(frozen=True)
+class Remove:
+    KIND: ClassVar[str] = "remove"
+    target: bytes
+    rotation: Rotation
+
+    def to_wire(self) -> Any:
+        return {"device": self.target, "rot": self.rotation.to_wire()}
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        body = fields.as_map(value, ("device", "rot"), what="remove")
+        return cls(fields.get_bytes(body, "device", size=ID_BYTES), Rotation.from_wire(body["rot"]))
+
+
+@dataclass(frozen=True)
+class SetRole:
+    KIND: ClassVar[str] = "set_role"
+    target: bytes
+    role: Role
+
+    def to_wire(self) -> Any:
+        return {"device": self.target, "role": self.role}
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        body = fields.as_map(value, ("device", "role"), what="set_role")
+        return cls(fields.get_bytes(body, "device", size=ID_BYTES), _choice(body, "role", ROLES))
+
+
+@dataclass(frozen=True)
+class Rotate:
+    KIND: ClassVar[str] = "rotate"
+    rotation: Rotation
+    history: bytes
+
+    def to_wire(self) -> Any:
+        return {"rot": self.rotation.to_wire(), "hist": self.history}
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        body = fields.as_map(value, ("rot", "hist"), what="rotate")
+        return cls(
+            Rotation.from_wire(body["rot"]),
+            fields.get_bytes(body, "hist", max_len=MAX_HISTORY_BYTES),
+        )
+
+
+@dataclass(frozen=True)
+class SetPolicy:
+    KIND: ClassVar[str] = "set_policy"
+    history: History
+
+    def to_wire(self) -> Any:
+        return {"history": self.history}
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        body = fields.as_map(value, ("history",), what="set_policy")
+        return cls(_choice(body, "history", HISTORIES))
+
+
+Body: TypeAlias = Genesis | Add | Remove | SetRole | Rotate | SetPolicy
+BODIES: Final[dict[str, type[Body]]] = {
+    cls.KIND: cls for cls in (Genesis, Add, Remove, SetRole, Rotate, SetPolicy)
+}
+
+
+def rotation_of(body: Body) -> Rotation | None:
+    """The new epoch an op starts, if it starts one."""
+    return getattr(body, "rotation", None)
+
+
+@dataclass(frozen=True)
+class OpContent:
+    """The body of an `op` envelope (what the author signs)."""
+
+    TYPE: ClassVar[str] = "op"
+    group: bytes
+    parents: tuple[bytes, ...]
+    seq: int
+    time: int
+    body: Body
+
+    def to_wire(self) -> Any:
+        return {
+            "g": self.group,
+            "k": self.body.KIND,
+            "p": list(self.parents),
+            "s": self.seq,
+            "t": self.time,
+            "b": self.body.to_wire(),
+        }
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        content = fields.as_map(value, ("g", "k", "p", "s", "t", "b"), what="op")
+        kind = fields.get_str(content, "k", max_len=16)
+        body_cls = BODIES.get(kind)
+        if body_cls is None:
+            raise MalformedMessage(f"unknown op kind {kind!r}")
+        parents = content["p"]
+        if not isinstance(parents, list) or len(parents) > MAX_PARENTS:
+            raise MalformedMessage(f"an op has at most {MAX_PARENTS} parents")
+        if not all(isinstance(p, bytes) and len(p) == ID_BYTES for p in parents):
+            raise MalformedMessage("parents must be 32-byte op IDs")
+        if any(a >= b for a, b in itertools.pairwise(parents)):
+            raise MalformedMessage("parents must be sorted, once each")
+        if (kind == Genesis.KIND) != (not parents):
+            raise MalformedMessage("genesis, and only genesis, has no parents")
+        seq = fields.get_int(content, "s", min_value=1, max_value=MAX_SEQ)
+        if kind == Genesis.KIND and seq != 1:
+            raise MalformedMessage("genesis is its author's first op")
+        return cls(
+            group=fields.get_bytes(content, "g", size=ID_BYTES),
+            parents=tuple(parents),
+            seq=seq,
+            time=fields.get_int(content, "t", min_value=0, max_value=MAX_TIME),
+            body=body_cls.from_wire(content["b"]),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Op:
+    """A parsed op with its ID and the exact bytes it arrived in.
+
+    Its signature is not necessarily checked yet: the log checks it once the
+    author's key is known from the op's causal past.
+    """
+
+    id: bytes
+    author: bytes
+    content: OpContent
+    envelope: wire.Unverified
+
+    @property
+    def kind(self) -> str:
+        return self.content.body.KIND
+
+    @property
+    def body(self) -> Body:
+        return self.content.body
+
+    @property
+    def parents(self) -> tuple[bytes, ...]:
+        return self.content.parents
+
+    @property
+    def seq(self) -> int:
+        return self.content.seq
+
+    @property
+    def raw(self) -> bytes:
+        return self.envelope.raw
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Op) and self.id == other.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"Op({self.kind}, {self.id.hex()[:8]}, seq={self.seq})"
+
+
+def parse_op(data: bytes) -> Op:
+    """Parse an op envelope's structure (not its signature: see `verify_op`)."""
+    unverified = wire.parse_envelope(data)
+    if unverified.type != OpContent.TYPE:
+        raise MalformedMessage(f"expected an op, got a {unverified.type!r} message")
+    content = OpContent.from_wire(unverified.body)
+    return Op(op_id(unverified.signed), unverified.author, content, unverified)
+
+
+def verify_op(op: Op, signing_key: bytes) -> None:
+    """Check the op's signature with its author's key (BadSignature if not)."""
+    wire.verify_envelope(op.envelope, {OpContent.TYPE: OpContent}, signing_key)
+
+
+def sign_op(content: OpContent, author: bytes, seed: bytes) -> Op:
+    """Sign `content` as `author` and return the op, parsed back from its bytes."""
+    return parse_op(wire.seal_envelope(content, author, seed))
