@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -87,3 +89,37 @@ def test_arrival_order_of_one_log_does_not_matter(seed: int) -> None:
     fresh.deliver(shuffled, 3)
     world.converge()
     assert summary(fresh.replicas[3].state) == summary(world.replicas[0].state)
+
+
+@given(steps, st.integers(0, 2**32))
+@settings(max_examples=100)
+def test_removed_devices_cannot_open_what_members_seal_after_seeing_it(script, seed) -> None:
+    from covey.core.seal import open_bytes, seal_bytes
+    from covey.errors import KeyUnavailable, NeedsRotation, NotAMember
+    from tests.conftest import SeededRng
+
+    world = World(5, seed=f"rm-{seed % 5}")
+    world.act(0, "add_admin", 1)
+    world.sync(0, 1)
+    run(world, script)
+    sealed = []
+    for i, group in enumerate(world.replicas):
+        if group.log.state is None:
+            continue
+        try:
+            data = seal_bytes(group, b"secret", b"", SeededRng(str(i)))
+        except NeedsRotation:
+            world.act(i, "heal")
+            data = seal_bytes(group, b"secret", b"", SeededRng(str(i)))
+        except NotAMember:
+            continue
+        removed = set(group.state.devices) - set(group.state.members)
+        sealed.append((i, data, removed))
+    world.converge(shuffle_seed=seed)
+    for i, data, removed in sealed:
+        for j in range(world.n):
+            if world.id(j) not in removed:
+                continue
+            reader = world.replicas[j]
+            with pytest.raises(KeyUnavailable):
+                open_bytes(lambda _gid, r=reader: r, data)

@@ -98,6 +98,13 @@ def passphrase_to_set(env: str) -> str | None:
     return None
 
 
+async def unlock(store: Any) -> tuple[Any, bytes]:
+    """This device's identity and the store's data key, asking for a passphrase if set."""
+    ring = await store.keyring()
+    passphrase = passphrase_to_unlock() if ring.kind == "passphrase" else None
+    return await store.open_identity(passphrase)
+
+
 def run(async_fn: Callable[[], Any]) -> Any:
     """Run an async command body on anyio's default backend."""
     import anyio

@@ -95,8 +95,49 @@ def encode(value: Any, limits: Limits = DEFAULT_LIMITS) -> bytes:
     return data
 
 
+def _sorted_map(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+    """Build a decoded map, refusing non-string, unsorted or repeated keys.
+
+    Python orders str by code point, and UTF-8 preserves code point order,
+    so comparing the str keys compares their UTF-8 bytes.
+    """
+    previous = None
+    for key, _ in pairs:
+        if type(key) is not str:
+            raise MalformedMessage("map keys must be strings")
+        if previous is not None and key <= previous:
+            raise MalformedMessage("map keys must be sorted, once each")
+        previous = key
+    return dict(pairs)
+
+
+_SCALARS: Final = (type(None), bool, int, bytes, str)
+
+
+def _check_types(value: Any, depth: int, limits: Limits) -> None:
+    """Refuse floats, timestamps and over-deep nesting (maps were checked on decode)."""
+    if depth > limits.depth:
+        raise MalformedMessage("message is nested too deeply")
+    if isinstance(value, list):
+        for item in value:
+            if type(item) not in _SCALARS:
+                _check_types(item, depth + 1, limits)
+    elif isinstance(value, dict):
+        for item in value.values():
+            if type(item) not in _SCALARS:
+                _check_types(item, depth + 1, limits)
+    elif type(value) not in _SCALARS:
+        raise MalformedMessage(f"values of type {type(value).__name__} are not allowed")
+
+
 def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Value:
-    """Decode canonical msgpack strictly; raise MalformedMessage on anything else."""
+    """Decode canonical msgpack strictly; raise MalformedMessage on anything else.
+
+    Three checks make "canonical": maps are checked as they are decoded
+    (string keys, sorted, unique); then every value's type; then the value
+    is re-encoded and must give back exactly the input bytes, which rules
+    out every wider-than-needed integer, length or string header.
+    """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise MalformedMessage("message is not bytes")
     data = bytes(data)
@@ -110,6 +151,7 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Value:
             raw=False,
             use_list=True,
             strict_map_key=True,
+            object_pairs_hook=_sorted_map,
             ext_hook=_refuse_ext,
             max_bin_len=limits.bin_len,
             max_str_len=limits.str_len,
@@ -123,6 +165,8 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Value:
         # ExtraData, FormatError, StackError, BufferFull and OutOfData are all
         # ValueError subclasses; the message is msgpack's, which holds no data.
         raise MalformedMessage(f"not valid msgpack ({type(exc).__name__})") from exc
-    if encode(value, limits) != data:
+    if type(value) not in _SCALARS:
+        _check_types(value, 1, limits)
+    if msgpack.packb(value, use_bin_type=True) != data:
         raise MalformedMessage("message is not in canonical form")
     return value  # type: ignore[no-any-return]

@@ -8,10 +8,14 @@ a MalformedMessage naming the field (never a KeyError or TypeError).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
-from typing import Any
+from typing import Any, Final
 
 from covey.errors import MalformedMessage
+
+#: C0 and C1 control characters and DEL: never in a covey text field.
+CONTROL_CHARACTERS: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def as_map(value: Any, keys: Collection[str], *, what: str = "body") -> dict[str, Any]:
@@ -44,7 +48,7 @@ def get_str(body: dict[str, Any], name: str, *, max_len: int, min_len: int = 0) 
         raise MalformedMessage(f"field {name!r} must be text")
     if not min_len <= len(value) <= max_len:
         raise MalformedMessage(f"field {name!r} must be {min_len} to {max_len} characters")
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
+    if CONTROL_CHARACTERS.search(value):
         raise MalformedMessage(f"field {name!r} contains control characters")
     return value
 

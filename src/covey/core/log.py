@@ -159,8 +159,9 @@ class GroupLog:
 
     def _integrate(self, op: Op) -> Outcome:
         """Add an op whose parents are all present (signature checked here)."""
-        clock: dict[bytes, int] = {}
-        for parent in op.parents:
+        parents = op.parents
+        clock = dict(self.clocks[parents[0]]) if parents else {}
+        for parent in parents[1:]:
             for author, seq in self.clocks[parent].items():
                 if seq > clock.get(author, 0):
                     clock[author] = seq

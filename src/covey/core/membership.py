@@ -37,6 +37,7 @@ How a set of ops becomes a state (PROTOCOL.md section 7 has worked examples):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -257,17 +258,17 @@ def check(state: GroupState | None, op: Op) -> str | None:
         return "its author is not a member"
     if author_needs(op) == "admin" and author.role != "admin":
         return "its author is not an admin"
-    members = set(state.members)
+    members: AbstractSet[bytes] = state.members.keys()
     if isinstance(body, Add):
         if body.target in members:
             return "the device is already a member"
         if body.target in state.equivocators:
             return "the device equivocated"
-        members.add(body.target)
+        members = members | {body.target}
     elif isinstance(body, Remove):
         if body.target not in members:
             return "the device is not a member"
-        members.discard(body.target)
+        members = members - {body.target}
         if not members:
             return "the last member cannot leave"
         if not any(state.members[d].role == "admin" for d in members):
@@ -395,7 +396,8 @@ class Replayer:
         if rotation is not None:
             state.epochs.append(Epoch(op.id, op.author, rotation, position))
         state.applied.append(op.id)
-        self.ensure_admin()
+        if isinstance(body, (Remove, SetRole)):  # the only ops that can take the last admin
+            self.ensure_admin()
 
     #: Set by `replay` for the set_policy frontier; the fast path never needs
     #: it, because an op that follows every head is after every policy op.

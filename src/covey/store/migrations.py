@@ -34,6 +34,22 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             created_at INTEGER NOT NULL
         ) STRICT""",
     ),
+    # 1 -> 2: groups and their op logs. Epoch keys live in `secret`, sealed,
+    # under the names "epoch:<group hex>:<epoch hex>".
+    (
+        """CREATE TABLE grp (
+            id BLOB PRIMARY KEY CHECK (length(id) = 32),
+            name TEXT NOT NULL UNIQUE,
+            created_at INTEGER NOT NULL
+        ) STRICT""",
+        """CREATE TABLE op (
+            arrival INTEGER PRIMARY KEY,
+            group_id BLOB NOT NULL REFERENCES grp (id) ON DELETE CASCADE,
+            id BLOB NOT NULL,
+            raw BLOB NOT NULL,
+            UNIQUE (group_id, id)
+        ) STRICT""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

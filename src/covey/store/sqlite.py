@@ -28,13 +28,16 @@ import aiosqlite
 import anyio.to_thread
 
 from covey.core import Rng, crypto, identity, keyring
+from covey.core.group import Group
 from covey.core.identity import Identity
 from covey.core.keyring import Keyring
 from covey.errors import (
     CoveyError,
+    GroupExists,
     IdentityExists,
     InvalidInput,
     NoIdentity,
+    NoSuchGroup,
     StoreCorrupt,
     StoreError,
     StoreTooNew,
@@ -167,7 +170,7 @@ class Store:
         async with self.transaction() as db:
             if await self.has_identity() and not replace:
                 raise IdentityExists()
-            for table in ("identity", "secret", "keyring"):
+            for table in ("op", "grp", "identity", "secret", "keyring"):
                 await db.execute(f"DELETE FROM {table}")  # noqa: S608 (fixed names)
             await self._write_keyring(ring)
             await db.execute(
@@ -196,6 +199,11 @@ class Store:
 
     async def load_identity(self, passphrase: str | None) -> Identity:
         """This device's identity with its private keys (unlocks the store)."""
+        identity_, _ = await self.open_identity(passphrase)
+        return identity_
+
+    async def open_identity(self, passphrase: str | None) -> tuple[Identity, bytes]:
+        """This device's identity and the store's data key (one Argon2id run)."""
         async with self.transaction(write=False):
             record_bytes = await self._scalar("SELECT record FROM identity WHERE id = 1")
             sealed = await self._scalar(
@@ -213,7 +221,7 @@ class Store:
             raise StoreCorrupt("the device's private keys are damaged") from exc
         if not secrets.matches(record):
             raise StoreCorrupt("the device's private keys do not match its record")
-        return Identity(_blob(record_bytes), record, secrets)
+        return Identity(_blob(record_bytes), record, secrets), data_key
 
     async def change_passphrase(
         self,
@@ -251,12 +259,112 @@ class Store:
         await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return new_ring
 
+    # --- groups --------------------------------------------------------------
+
+    async def list_groups(self) -> list[tuple[bytes, str]]:
+        """(group ID, name) of every group on this device, by name."""
+        async with self._db.execute("SELECT id, name FROM grp ORDER BY name") as cursor:
+            return [(bytes(row[0]), str(row[1])) for row in await cursor.fetchall()]
+
+    async def find_group(self, name_or_id: str | bytes) -> tuple[bytes, str]:
+        """A group by name, by ID (bytes), or by a hex prefix of its ID (8+ digits)."""
+        for group_id, name in await self.list_groups():
+            if name_or_id in (name, group_id):
+                return group_id, name
+        if isinstance(name_or_id, str) and len(name_or_id) >= 8:
+            matches = [
+                (gid, name)
+                for gid, name in await self.list_groups()
+                if gid.hex().startswith(name_or_id.lower())
+            ]
+            if len(matches) == 1:
+                return matches[0]
+        raise NoSuchGroup(f"there is no group {name_or_id!r} on this device")
+
+    async def create_group(self, group: Group, data_key: bytes, rng: Rng) -> None:
+        """Store a new group, its first ops and keys, in one transaction."""
+        name = group.state.name
+        async with self.transaction() as db:
+            async with db.execute("SELECT 1 FROM grp WHERE name = ?", (name,)) as cursor:
+                if await cursor.fetchone() is not None:
+                    raise GroupExists(f"a group named {name!r} already exists on this device")
+            await db.execute(
+                "INSERT INTO grp (id, name, created_at) VALUES (?, ?, ?)",
+                (group.id, name, group.log.order[0].content.time),
+            )
+            await self._save_changes(group, data_key, rng)
+
+    async def save_group(self, group: Group, data_key: bytes, rng: Rng) -> None:
+        """Store the group's ops and keys this store lacks, in one transaction."""
+        async with self.transaction():
+            await self._save_changes(group, data_key, rng)
+
+    async def _save_changes(self, group: Group, data_key: bytes, rng: Rng) -> None:
+        db = self._db
+        async with db.execute("SELECT id FROM op WHERE group_id = ?", (group.id,)) as cursor:
+            stored = {bytes(row[0]) for row in await cursor.fetchall()}
+        await db.executemany(
+            "INSERT INTO op (group_id, id, raw) VALUES (?, ?, ?)",
+            [(group.id, op.id, op.raw) for op in group.log.order if op.id not in stored],
+        )
+        prefix = _epoch_prefix(group.id)
+        async with db.execute(
+            "SELECT name FROM secret WHERE substr(name, 1, ?) = ?", (len(prefix), prefix)
+        ) as cursor:
+            stored_keys = {str(row[0]) for row in await cursor.fetchall()}
+        rows = []
+        for epoch, key in group.keys.items():
+            name = prefix + epoch.hex()
+            if name not in stored_keys:
+                rows.append((name, keyring.seal_secret(data_key, name, key, rng)))
+        await db.executemany("INSERT INTO secret (name, sealed) VALUES (?, ?)", rows)
+
+    async def load_group(self, group_id: bytes, me: Identity, data_key: bytes) -> Group:
+        """A group as stored: its ops replayed and its epoch keys opened."""
+        async with self.transaction(write=False) as db:
+            async with db.execute(
+                "SELECT raw FROM op WHERE group_id = ? ORDER BY arrival", (group_id,)
+            ) as cursor:
+                raws = [bytes(row[0]) for row in await cursor.fetchall()]
+            prefix = _epoch_prefix(group_id)
+            async with db.execute(
+                "SELECT name, sealed FROM secret WHERE substr(name, 1, ?) = ?",
+                (len(prefix), prefix),
+            ) as cursor:
+                sealed_keys = await cursor.fetchall()
+        if not raws:
+            raise NoSuchGroup()
+        try:
+            group = Group.replica(me, group_id, raws)
+        except InvalidInput as exc:
+            raise StoreCorrupt("a stored op of that group does not verify") from exc
+        if len(group.log) != len(raws):
+            raise StoreCorrupt("some stored ops of that group do not fit its log")
+        for name, sealed in sealed_keys:
+            epoch = bytes.fromhex(str(name)[len(prefix) :])
+            group.keys[epoch] = keyring.open_secret(data_key, str(name), _blob(sealed))
+        return group
+
+    async def shred_group(self, group_id: bytes) -> None:
+        """Delete a group, its ops and its keys (crypto-erase), in one transaction."""
+        prefix = _epoch_prefix(group_id)
+        async with self.transaction() as db:
+            await db.execute(
+                "DELETE FROM secret WHERE substr(name, 1, ?) = ?", (len(prefix), prefix)
+            )
+            await db.execute("DELETE FROM grp WHERE id = ?", (group_id,))
+        await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     async def _write_keyring(self, ring: Keyring) -> None:
         await self._db.execute(
             "INSERT OR REPLACE INTO keyring (id, kind, wrapped, salt, opslimit, memlimit)"
             " VALUES (1, ?, ?, ?, ?, ?)",
             (ring.kind, ring.wrapped, ring.salt, ring.opslimit, ring.memlimit),
         )
+
+
+def _epoch_prefix(group_id: bytes) -> str:
+    return f"epoch:{group_id.hex()}:"
 
 
 def _blob(value: object) -> bytes:

@@ -1,0 +1,136 @@
+"""`covey seal` and `covey open`: data only a group's members can read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from covey.cli.common import Context, common_options, now, run, unlock
+
+if TYPE_CHECKING:
+    from covey.core.group import Group
+    from covey.core.seal import Opened
+
+SUFFIX = ".covey"
+
+
+@click.command()
+@click.option("--group", "-g", "group_name", required=True, help="The group to seal for.")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write (default: FILE.covey).",
+)
+@click.option(
+    "--ad",
+    "associated",
+    default="",
+    help="Associated data: authenticated, not encrypted (a label).",
+)
+@click.option("--force", is_flag=True, help="Overwrite the output if it exists.")
+@common_options
+def seal(
+    ctx: Context, group_name: str, file: Path, output: Path | None, associated: str, force: bool
+) -> None:
+    """Seal FILE so that only members of the group can open it.
+
+    If a merge left the group's current key with a removed device (or
+    without a member), covey first rotates to a fresh key.
+    """
+    from covey.cli.groups import load
+    from covey.entropy import system_rng
+    from covey.sealfiles import seal_file
+    from covey.store.sqlite import Store
+
+    destination = output or file.with_name(file.name + SUFFIX)
+
+    async def go() -> tuple[Group, bool]:
+        async with Store.open(ctx.home) as store:
+            group, data_key = await load(store, group_name)
+            healed = group.heal(now(), system_rng) is not None
+            if healed:
+                await store.save_group(group, data_key, system_rng)
+            seal_file(group, file, destination, associated.encode(), system_rng, force)
+            return group, healed
+
+    group, healed = run(go)
+    if healed:
+        ctx.note(
+            "Rotated to a fresh key first: the previous one was not held by exactly the members."
+        )
+    ctx.emit(
+        {"ok": True, "output": str(destination), "group_id": group.id.hex(), "rotated": healed},
+        lambda: click.echo(f"Sealed {file} for {group.state.name!r} into {destination}."),
+    )
+
+
+@click.command(name="open")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write (default: FILE without .covey).",
+)
+@click.option("--force", is_flag=True, help="Overwrite the output if it exists.")
+@common_options
+def open_(ctx: Context, file: Path, output: Path | None, force: bool) -> None:
+    """Open FILE sealed for a group this device is a member of."""
+    from covey.core.identity import DeviceId
+    from covey.core.seal import HEAD_BYTES, sealed_group_id
+    from covey.errors import InvalidArgument, NotSealedData
+    from covey.sealfiles import open_file
+    from covey.store.sqlite import Store
+
+    if output is None:
+        output = (
+            file.with_suffix("") if file.suffix == SUFFIX else file.with_name(file.name + ".opened")
+        )
+
+    async def go() -> tuple[Opened, Group]:
+        async with Store.open(ctx.home) as store:
+            try:
+                with file.open("rb") as reader:
+                    head = reader.read(HEAD_BYTES)
+            except OSError as exc:
+                raise InvalidArgument(f"cannot read {file}: {exc.strerror}") from exc
+            group_id, _ = await store.find_group(sealed_group_id(head))
+            me, data_key = await unlock(store)
+            group = await store.load_group(group_id, me, data_key)
+
+            def find(wanted: bytes) -> Group:
+                if wanted != group.id:
+                    raise NotSealedData()
+                return group
+
+            return open_file(find, file, output, force), group
+
+    opened, group = run(go)
+    author = str(DeviceId(opened.author))
+    if not opened.author_is_member:
+        ctx.note(f"Note: its author, {opened.author_name!r}, is no longer a member of the group.")
+    ctx.emit(
+        {
+            "ok": True,
+            "output": str(output),
+            "group_id": opened.group.hex(),
+            "group": group.state.name,
+            "author": {
+                "device_id": author,
+                "name": opened.author_name,
+                "member": opened.author_is_member,
+            },
+            "associated_data": opened.associated.decode("utf-8", "replace"),
+        },
+        lambda: click.echo(
+            f"Opened {file} into {output}"
+            f" (sealed by {opened.author_name!r} for {group.state.name!r})."
+        ),
+    )
+
+
+COMMANDS = (seal, open_)

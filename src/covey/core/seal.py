@@ -1,0 +1,341 @@
+"""Data sealed for a group: only members of its epoch can open it.
+
+A sealed object is a stream of length-prefixed frames after a magic string:
+
+    "covey-sealed/1\\n"
+    frame(header)            signed envelope, type "seal"
+    frame(chunk) ...         secretstream ciphertext, 64 KiB of plaintext each
+    frame(trailer)           signed envelope, type "seal-end"
+
+    frame(x) = len(x) as 4 bytes big-endian || x
+
+The header names the group, the epoch, and carries a fresh per-object key
+wrapped (XChaCha20-Poly1305) under a key derived from the epoch key, bound to
+the group, the epoch and the author; plus the secretstream header and the
+caller's associated data. The chunks are libsodium secretstream
+(XChaCha20-Poly1305) with the FINAL tag on the last, so truncation,
+reordering and swapped chunks fail. The trailer, signed by the same author,
+carries the chunk count and a BLAKE2b digest of the header and every chunk:
+any member could encrypt, so the signature over the digest is what makes
+the author the author.
+
+Both sides stream: memory stays at a few chunks whatever the size. `Opener`
+hands out plaintext before the trailer is checked; the caller must hold it
+back (the CLI writes to a temporary file and renames it only on success).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, Self
+
+from covey.core import Rng, crypto, fields, wire
+from covey.core.group import Group
+from covey.errors import (
+    DecryptionFailed,
+    InvalidInput,
+    KeyUnavailable,
+    MalformedMessage,
+    NotSealedData,
+    UnknownDevice,
+)
+
+MAGIC: Final = b"covey-sealed/1\n"
+CHUNK_SIZE: Final = 64 * 1024
+#: The largest frame: a full chunk and its secretstream overhead.
+MAX_FRAME: Final = CHUNK_SIZE + crypto.STREAM_OVERHEAD
+#: Header and trailer envelopes are small; so is associated data.
+MAX_ENVELOPE: Final = 16 * 1024
+MAX_ASSOCIATED: Final = 4096
+LENGTH_BYTES: Final = 4
+OBJECT_KEY_BYTES: Final = 32
+
+
+@dataclass(frozen=True)
+class SealHeader:
+    TYPE: ClassVar[str] = "seal"
+    group: bytes
+    epoch: bytes
+    wrapped_key: bytes
+    stream_header: bytes
+    associated: bytes
+
+    def to_wire(self) -> Any:
+        return {
+            "g": self.group,
+            "e": self.epoch,
+            "k": self.wrapped_key,
+            "s": self.stream_header,
+            "ad": self.associated,
+        }
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        body = fields.as_map(value, ("g", "e", "k", "s", "ad"), what="seal header")
+        return cls(
+            fields.get_bytes(body, "g", size=32),
+            fields.get_bytes(body, "e", size=32),
+            fields.get_bytes(body, "k", size=24 + OBJECT_KEY_BYTES + 16),
+            fields.get_bytes(body, "s", size=crypto.STREAM_HEADER_BYTES),
+            fields.get_bytes(body, "ad", max_len=MAX_ASSOCIATED),
+        )
+
+
+@dataclass(frozen=True)
+class SealTrailer:
+    TYPE: ClassVar[str] = "seal-end"
+    digest: bytes
+    chunks: int
+
+    def to_wire(self) -> Any:
+        return {"d": self.digest, "n": self.chunks}
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        body = fields.as_map(value, ("d", "n"), what="seal trailer")
+        return cls(
+            fields.get_bytes(body, "d", size=32),
+            fields.get_int(body, "n", min_value=1, max_value=1 << 48),
+        )
+
+
+def _frame(data: bytes) -> bytes:
+    return len(data).to_bytes(LENGTH_BYTES, "big") + data
+
+
+def _wrap_context(group: bytes, epoch: bytes, author: bytes) -> bytes:
+    return group + epoch + author
+
+
+class Sealer:
+    """Seal a stream for a group: `header`, then `update(data)`..., then `finish()`."""
+
+    def __init__(self, group: Group, associated: bytes, rng: Rng) -> None:
+        if len(associated) > MAX_ASSOCIATED:
+            raise MalformedMessage(f"associated data is at most {MAX_ASSOCIATED} bytes")
+        epoch, epoch_key = group.current_key()
+        me = group.me
+        author = me.device_id.raw
+        self._seed = me.secrets.signing_seed
+        self._author = author
+        object_key = rng(OBJECT_KEY_BYTES)
+        wrap_key = crypto.derive_key(epoch_key, crypto.HashDomain.SEAL_WRAP_KEY)
+        context = _wrap_context(group.id, epoch, author)
+        self._stream = crypto.StreamEncryptor(object_key)
+        header = SealHeader(
+            group.id,
+            epoch,
+            crypto.aead_seal(wrap_key, object_key, context, rng),
+            self._stream.header,
+            associated,
+        )
+        header_envelope = wire.seal_envelope(header, author, self._seed)
+        self._digest = crypto.stream_digest()
+        self._digest.update(header_envelope)
+        self._buffer = bytearray()
+        self._chunks = 0
+        self._done = False
+        #: The magic and the header frame: write these first.
+        self.header = MAGIC + _frame(header_envelope)
+
+    def _chunk(self, plain: bytes, final: bool) -> bytes:
+        framed = _frame(self._stream.push(plain, final))
+        self._digest.update(framed)
+        self._chunks += 1
+        return framed
+
+    def update(self, data: bytes) -> bytes:
+        """Frames for the data so far (the last chunk is held back for `finish`)."""
+        if self._done:
+            raise ValueError("the stream is finished")
+        self._buffer += data
+        out = []
+        while len(self._buffer) > CHUNK_SIZE:
+            out.append(self._chunk(bytes(self._buffer[:CHUNK_SIZE]), final=False))
+            del self._buffer[:CHUNK_SIZE]
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        """The final chunk and the signed trailer."""
+        if self._done:
+            raise ValueError("the stream is finished")
+        self._done = True
+        last = self._chunk(bytes(self._buffer), final=True)
+        self._buffer.clear()
+        trailer = SealTrailer(self._digest.digest(), self._chunks)
+        return last + _frame(wire.seal_envelope(trailer, self._author, self._seed))
+
+
+@dataclass(frozen=True)
+class Opened:
+    """Who sealed an object, for which group and epoch, and its associated data."""
+
+    group: bytes
+    epoch: bytes
+    author: bytes
+    author_name: str
+    associated: bytes
+    #: Whether the author is a member now (data from a removed device still
+    #: opens if it was a member of that epoch, but people should know).
+    author_is_member: bool
+
+
+class Opener:
+    """Open a sealed stream: `feed(data)` returns plaintext; `close()` checks the end.
+
+    Plaintext comes out before the trailer's signature is checked: hold it
+    back until `close()` returns.
+    """
+
+    def __init__(self, find_group: Callable[[bytes], Group]) -> None:
+        self._find_group = find_group
+        self._buffer = bytearray()
+        self._magic_seen = False
+        self._group: Group | None = None
+        self._stream: crypto.StreamDecryptor | None = None
+        self._digest = crypto.stream_digest()
+        self._chunks = 0
+        self._final = False
+        self._trailer_seen = False
+        self.opened: Opened | None = None
+        self._signing_key = b""
+
+    def feed(self, data: bytes) -> bytes:
+        self._buffer += data
+        out = []
+        if not self._magic_seen:
+            if len(self._buffer) < len(MAGIC):
+                if not MAGIC.startswith(bytes(self._buffer)):
+                    raise NotSealedData()
+                return b""
+            if bytes(self._buffer[: len(MAGIC)]) != MAGIC:
+                raise NotSealedData()
+            del self._buffer[: len(MAGIC)]
+            self._magic_seen = True
+        while True:
+            frame = self._next_frame()
+            if frame is None:
+                break
+            out.append(self._handle(frame))
+        return b"".join(out)
+
+    def _next_frame(self) -> bytes | None:
+        if len(self._buffer) < LENGTH_BYTES:
+            return None
+        length = int.from_bytes(self._buffer[:LENGTH_BYTES], "big")
+        in_chunks = self.opened is not None and not self._final
+        if length > (MAX_FRAME if in_chunks else MAX_ENVELOPE):
+            raise NotSealedData("a frame of the sealed data is too large")
+        if len(self._buffer) < LENGTH_BYTES + length:
+            return None
+        frame = bytes(self._buffer[LENGTH_BYTES : LENGTH_BYTES + length])
+        del self._buffer[: LENGTH_BYTES + length]
+        return frame
+
+    def _handle(self, frame: bytes) -> bytes:
+        if self.opened is None:
+            self._open_header(frame)
+            return b""
+        if self._trailer_seen:
+            raise NotSealedData("data follows the end of the sealed object")
+        if self._final:
+            self._check_trailer(frame)
+            return b""
+        assert self._stream is not None
+        self._digest.update(_frame(frame))
+        self._chunks += 1
+        try:
+            plain, self._final = self._stream.pull(frame)
+        except DecryptionFailed as exc:
+            raise DecryptionFailed("the sealed data was altered, reordered or cut") from exc
+        return plain
+
+    def _open_header(self, frame: bytes) -> None:
+        unverified = wire.parse_envelope(frame)
+        if unverified.type != SealHeader.TYPE:
+            raise NotSealedData()
+        header = SealHeader.from_wire(unverified.body)
+        group = self._find_group(header.group)
+        record = group.log.devices.get(unverified.author)
+        if record is None:
+            raise UnknownDevice("the author of the sealed data was never in that group")
+        wire.verify_envelope(unverified, {SealHeader.TYPE: SealHeader}, record.signing_key)
+        epoch_op = group.log.ops.get(header.epoch)
+        rotation = None if epoch_op is None else getattr(epoch_op.body, "rotation", None)
+        if rotation is None or group.log.validity.get(header.epoch) is not None:
+            raise KeyUnavailable("the data was sealed under an epoch this device does not know")
+        if unverified.author not in rotation.recipients:
+            raise InvalidInput("the author was not a member of the epoch it sealed under")
+        epoch_key = group.keys.get(header.epoch)
+        if epoch_key is None:
+            raise KeyUnavailable()
+        wrap_key = crypto.derive_key(epoch_key, crypto.HashDomain.SEAL_WRAP_KEY)
+        context = _wrap_context(header.group, header.epoch, unverified.author)
+        object_key = crypto.aead_open(wrap_key, header.wrapped_key, context)
+        self._stream = crypto.StreamDecryptor(object_key, header.stream_header)
+        self._digest.update(frame)
+        self._signing_key = record.signing_key
+        self._group = group
+        self.opened = Opened(
+            header.group,
+            header.epoch,
+            unverified.author,
+            record.name,
+            header.associated,
+            unverified.author in (group.log.state.members if group.log.state else {}),
+        )
+
+    def _check_trailer(self, frame: bytes) -> None:
+        assert self.opened is not None
+        unverified = wire.parse_envelope(frame)
+        if unverified.type != SealTrailer.TYPE or unverified.author != self.opened.author:
+            raise NotSealedData("the end of the sealed data is not its author's")
+        trailer = wire.verify_envelope(
+            unverified, {SealTrailer.TYPE: SealTrailer}, self._signing_key
+        ).body
+        if trailer.chunks != self._chunks or not crypto.equal(
+            trailer.digest, self._digest.digest()
+        ):
+            raise DecryptionFailed("the sealed data does not match its author's signature")
+        self._trailer_seen = True
+
+    def close(self) -> Opened:
+        """Check the object was complete and signed; return who sealed it."""
+        if self.opened is None or not self._final or not self._trailer_seen or self._buffer:
+            raise DecryptionFailed("the sealed data is incomplete")
+        return self.opened
+
+
+#: Bytes at the start of a sealed object that always hold its header frame.
+HEAD_BYTES: Final = len(MAGIC) + LENGTH_BYTES + MAX_ENVELOPE
+
+
+def sealed_group_id(head: bytes) -> bytes:
+    """The group a sealed object names, from its first `HEAD_BYTES` bytes.
+
+    Only a hint for finding the group: `Opener` checks everything again.
+    """
+    if not head.startswith(MAGIC) or len(head) < len(MAGIC) + LENGTH_BYTES:
+        raise NotSealedData()
+    start = len(MAGIC) + LENGTH_BYTES
+    length = int.from_bytes(head[len(MAGIC) : start], "big")
+    if length > MAX_ENVELOPE or len(head) < start + length:
+        raise NotSealedData()
+    unverified = wire.parse_envelope(head[start : start + length])
+    if unverified.type != SealHeader.TYPE:
+        raise NotSealedData()
+    return SealHeader.from_wire(unverified.body).group
+
+
+def seal_bytes(group: Group, plaintext: bytes, associated: bytes, rng: Rng) -> bytes:
+    """Seal a whole byte string (see `Sealer` for streams)."""
+    sealer = Sealer(group, associated, rng)
+    return sealer.header + sealer.update(plaintext) + sealer.finish()
+
+
+def open_bytes(find_group: Callable[[bytes], Group], data: bytes) -> tuple[bytes, Opened]:
+    """Open a whole sealed byte string: (plaintext, who sealed it)."""
+    opener = Opener(find_group)
+    plain = opener.feed(data)
+    return plain, opener.close()

@@ -1,0 +1,77 @@
+"""Sealing and opening files: the I/O edge around `covey.core.seal`.
+
+Files are read and written in 64 KiB blocks, so memory stays flat whatever
+their size. Output goes to a temporary file beside the destination (mode
+0600), which is renamed into place only once the whole input has been checked
+(for `open_file`: the author's signature over every chunk); on any error the
+temporary file is removed and nothing appears at the destination.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO, Final
+
+from covey.core import Rng
+from covey.core.group import Group
+from covey.core.seal import Opened, Opener, Sealer
+from covey.errors import InvalidArgument
+
+BLOCK: Final = 64 * 1024
+
+
+@contextlib.contextmanager
+def _atomic_output(destination: Path, overwrite: bool) -> Iterator[BinaryIO]:
+    if destination.exists() and not overwrite:
+        raise InvalidArgument(f"{destination} exists (use --force to overwrite it)")
+    directory = destination.parent
+    fd, temporary = tempfile.mkstemp(prefix=".covey-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, destination)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def _blocks(source: BinaryIO) -> Iterator[bytes]:
+    while block := source.read(BLOCK):
+        yield block
+
+
+def _open_input(path: Path) -> BinaryIO:
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def seal_file(
+    group: Group, source: Path, destination: Path, associated: bytes, rng: Rng, overwrite: bool
+) -> None:
+    """Seal `source` for `group` into `destination`."""
+    with _open_input(source) as reader, _atomic_output(destination, overwrite) as out:
+        sealer = Sealer(group, associated, rng)
+        out.write(sealer.header)
+        for block in _blocks(reader):
+            out.write(sealer.update(block))
+        out.write(sealer.finish())
+
+
+def open_file(
+    find_group: Callable[[bytes], Group], source: Path, destination: Path, overwrite: bool
+) -> Opened:
+    """Open sealed `source` into `destination`; nothing is written unless it all checks."""
+    with _open_input(source) as reader, _atomic_output(destination, overwrite) as out:
+        opener = Opener(find_group)
+        for block in _blocks(reader):
+            out.write(opener.feed(block))
+        return opener.close()
