@@ -51,14 +51,12 @@ class HashDomain(bytes, Enum):
     HISTORY_KEY = b"covey/v1/histk"
     SEAL_WRAP_KEY = b"covey/v1/sealkw"
     SEAL_DIGEST = b"covey/v1/sealh"
-    DISCOVERY_KEY = b"covey/v1/disck"
 
 
 class SignDomain(bytes, Enum):
     """Signature domains, signed as `domain || 0x00 || message`: one per purpose."""
 
     ENVELOPE = b"covey/v1/envelope"
-    SEAL = b"covey/v1/seal"
 
 
 def blake2b(data: bytes, domain: HashDomain, *, size: int = 32, key: bytes = b"") -> bytes:
