@@ -66,7 +66,7 @@ def blake2b(data: bytes, domain: HashDomain, *, size: int = 32, key: bytes = b""
     the same digests as libsodium's generichash (a test checks it) and costs
     less per call; op IDs hash every op.
     """
-    return hashlib.blake2b(data, digest_size=size, key=key, person=domain.value).digest()
+    return hashlib.blake2b(data, digest_size=size, key=key, person=_PERSON[domain]).digest()
 
 
 def equal(a: bytes, b: bytes) -> bool:
@@ -83,8 +83,13 @@ def signing_public_key(seed: bytes) -> bytes:
     return public
 
 
+#: Each signature domain's prefix, `domain || 0x00`, computed once.
+_SIGN_PREFIX: Final = {domain: domain.value + b"\x00" for domain in SignDomain}
+_PERSON: Final = {domain: domain.value for domain in HashDomain}
+
+
 def _signed_bytes(domain: SignDomain, message: bytes) -> bytes:
-    return domain.value + b"\x00" + message
+    return _SIGN_PREFIX[domain] + message
 
 
 def sign(seed: bytes, domain: SignDomain, message: bytes) -> bytes:
@@ -101,7 +106,7 @@ def verify(public_key: bytes, domain: SignDomain, message: bytes, signature: byt
     if len(public_key) != KEY_BYTES or len(signature) != SIGNATURE_BYTES:
         raise BadSignature()
     try:
-        sodium.crypto_sign_open(signature + _signed_bytes(domain, message), public_key)
+        sodium.crypto_sign_open(signature + _SIGN_PREFIX[domain] + message, public_key)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError) as exc:
         raise BadSignature() from exc
 

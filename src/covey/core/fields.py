@@ -9,7 +9,6 @@ a MalformedMessage naming the field (never a KeyError or TypeError).
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
 from typing import Any, Final
 
 from covey.errors import MalformedMessage
@@ -18,11 +17,17 @@ from covey.errors import MalformedMessage
 CONTROL_CHARACTERS: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
-def as_map(value: Any, keys: Collection[str], *, what: str = "body") -> dict[str, Any]:
+_KEY_SETS: dict[tuple[str, ...], frozenset[str]] = {}
+
+
+def as_map(value: Any, keys: tuple[str, ...], *, what: str = "body") -> dict[str, Any]:
     """`value` as a map with exactly `keys` (no more, no fewer)."""
-    if not isinstance(value, dict):
+    if type(value) is not dict:
         raise MalformedMessage(f"{what} must be a map")
-    if set(value) != set(keys):
+    expected = _KEY_SETS.get(keys)
+    if expected is None:
+        expected = _KEY_SETS[keys] = frozenset(keys)
+    if value.keys() != expected:
         raise MalformedMessage(f"{what} has the wrong fields")
     return value
 
@@ -32,7 +37,7 @@ def get_bytes(
 ) -> bytes:
     """A byte string field of exactly `size` bytes, or at most `max_len`."""
     value = body[name]
-    if not isinstance(value, bytes):
+    if type(value) is not bytes:
         raise MalformedMessage(f"field {name!r} must be bytes")
     if size is not None and len(value) != size:
         raise MalformedMessage(f"field {name!r} must be {size} bytes")
@@ -44,11 +49,11 @@ def get_bytes(
 def get_str(body: dict[str, Any], name: str, *, max_len: int, min_len: int = 0) -> str:
     """A text field of `min_len` to `max_len` characters, no control characters."""
     value = body[name]
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise MalformedMessage(f"field {name!r} must be text")
     if not min_len <= len(value) <= max_len:
         raise MalformedMessage(f"field {name!r} must be {min_len} to {max_len} characters")
-    if CONTROL_CHARACTERS.search(value):
+    if not value.isprintable() and CONTROL_CHARACTERS.search(value):
         raise MalformedMessage(f"field {name!r} contains control characters")
     return value
 
@@ -56,7 +61,7 @@ def get_str(body: dict[str, Any], name: str, *, max_len: int, min_len: int = 0) 
 def get_int(body: dict[str, Any], name: str, *, min_value: int, max_value: int) -> int:
     """An integer field within [min_value, max_value] (booleans are not integers)."""
     value = body[name]
-    if isinstance(value, bool) or not isinstance(value, int):
+    if type(value) is not int:  # a bool is not an integer here
         raise MalformedMessage(f"field {name!r} must be an integer")
     if not min_value <= value <= max_value:
         raise MalformedMessage(f"field {name!r} is out of range")

@@ -77,7 +77,7 @@ class DeviceId:
         return device_id
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeviceRecord:
     """What a device says about itself, signed by its own signing key."""
 

@@ -39,7 +39,7 @@ MAX_PENDING_BYTES: Final = 64 << 20
 Outcome = Literal["applied", "rejected", "pending", "duplicate"]
 
 
-@dataclass
+@dataclass(slots=True)
 class Received:
     """What one `receive` did: its own outcome and every op it integrated."""
 
@@ -58,7 +58,6 @@ class GroupLog:
         self.order: list[Op] = []
         self.clocks: dict[bytes, dict[bytes, int]] = {}
         self.validity: dict[bytes, str | None] = {}
-        self.children: dict[bytes, list[bytes]] = {}
         self.heads: set[bytes] = set()
         #: Every device introduced by a valid genesis or add, and those ops.
         self.devices: dict[bytes, DeviceRecord] = {}
@@ -125,7 +124,23 @@ class GroupLog:
                 raise WrongGroup("that is the genesis of another group")
         elif op.content.group != self.group_id:
             raise WrongGroup()
-        if any(p not in self.ops for p in op.parents):
+        ops = self.ops
+        missing = False
+        for parent in op.parents:
+            if parent not in ops:
+                missing = True
+                break
+        if missing:
+            # Check what can be checked now: a known author's signature.
+            # (An unknown author may be added by an op still on its way.)
+            known = self.devices.get(op.author)
+            if known is not None:
+                crypto.verify(
+                    known.signing_key,
+                    crypto.SignDomain.ENVELOPE,
+                    op.envelope.signed,
+                    op.envelope.signature,
+                )
             size = len(op.raw)
             if (
                 len(self.pending) >= MAX_PENDING_OPS
@@ -186,7 +201,12 @@ class GroupLog:
                 self.equivocations[op.author] = (op.seq, other, op.id)
                 new_equivocation = True
 
-        fast = set(op.parents) == self.heads and not new_equivocation
+        heads = self.heads
+        fast = (
+            len(parents) == len(heads)
+            and all(parent in heads for parent in parents)
+            and not new_equivocation
+        )
         past_state = self.state if fast else self.state_of(op.parents) if op.parents else None
         if op.seq != previous + 1:
             reason: str | None = "its sequence number does not follow its author's last"
@@ -196,10 +216,11 @@ class GroupLog:
         self.ops[op.id] = op
         self.clocks[op.id] = clock
         self.validity[op.id] = reason
-        for parent in op.parents:
-            self.children.setdefault(parent, []).append(op.id)
-        self.heads -= set(op.parents)
-        self.heads.add(op.id)
+        if fast:
+            heads.clear()
+        else:
+            heads.difference_update(parents)
+        heads.add(op.id)
         if reason is None:
             self._learn_devices(op)
 
@@ -255,6 +276,10 @@ class GroupLog:
 
     def _topological_order(self) -> list[Op]:
         """Kahn's algorithm, smallest op ID first among the ready ops."""
+        children: dict[bytes, list[bytes]] = {}
+        for op in self.ops.values():
+            for parent in op.parents:
+                children.setdefault(parent, []).append(op.id)
         indegree = {op_id: len(op.parents) for op_id, op in self.ops.items()}
         ready = [op_id for op_id, degree in indegree.items() if degree == 0]
         heapq.heapify(ready)
@@ -262,7 +287,7 @@ class GroupLog:
         while ready:
             current = heapq.heappop(ready)
             order.append(self.ops[current])
-            for child in self.children.get(current, ()):
+            for child in children.get(current, ()):
                 indegree[child] -= 1
                 if indegree[child] == 0:
                     heapq.heappush(ready, child)

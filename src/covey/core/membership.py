@@ -118,7 +118,7 @@ def rules_table() -> str:
 # --- state ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Member:
     record: DeviceRecord
     role: Role
@@ -127,7 +127,7 @@ class Member:
     seniority: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Epoch:
     """A key epoch: started by an applied op that carries a rotation."""
 
@@ -384,12 +384,15 @@ class Replayer:
             if member is not None:
                 state.members[body.target] = Member(member.record, body.role, member.seniority)
         elif isinstance(body, SetPolicy):
-            state.policy_frontier = {
-                pid: value
-                for pid, value in state.policy_frontier.items()
-                if not self._before(pid, op)
-            }
-            state.policy_frontier[op.id] = body.history
+            if self._clocks is None:  # the op follows everything: it is the frontier
+                state.policy_frontier = {op.id: body.history}
+            else:
+                state.policy_frontier = {
+                    pid: value
+                    for pid, value in state.policy_frontier.items()
+                    if not self._before(pid, op)
+                }
+                state.policy_frontier[op.id] = body.history
         else:
             assert isinstance(body, Rotate)
         rotation = rotation_of(body)
@@ -405,8 +408,8 @@ class Replayer:
     _ops: Mapping[bytes, Op] | None = None
 
     def _before(self, op_id: bytes, op: Op) -> bool:
-        if self._clocks is None or self._ops is None:
-            return True
+        assert self._clocks is not None
+        assert self._ops is not None
         return self._clocks.before(self._ops[op_id], op)
 
     def remove_equivocator(self, device: bytes) -> None:

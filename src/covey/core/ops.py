@@ -22,7 +22,6 @@ ops merge, is `covey.core.membership`.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal, Self, TypeAlias
 
@@ -67,7 +66,7 @@ def _record(body: dict[str, Any], name: str) -> tuple[DeviceRecord, bytes]:
         raise MalformedMessage(f"field {name!r} is not a valid device record") from exc
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rotation:
     """A new epoch key, committed to and wrapped for every member."""
 
@@ -94,26 +93,29 @@ class Rotation:
     def from_wire(cls, value: Any) -> Rotation:
         body = fields.as_map(value, ("c", "w"), what="rotation")
         wraps = body["w"]
-        if not isinstance(wraps, list) or not 0 < len(wraps) <= MAX_RECIPIENTS:
+        if type(wraps) is not list or not 0 < len(wraps) <= MAX_RECIPIENTS:
             raise MalformedMessage("a rotation wraps for 1 to 20,000 members")
         parsed = []
+        previous = b""
         for item in wraps:
+            if type(item) is not list or len(item) != 2:
+                raise MalformedMessage("a wrapped key is [device ID, 72 bytes]")
+            device, wrapped = item
             if (
-                not isinstance(item, list)
-                or len(item) != 2
-                or not isinstance(item[0], bytes)
-                or len(item[0]) != ID_BYTES
-                or not isinstance(item[1], bytes)
-                or len(item[1]) != WRAPPED_KEY_BYTES
+                type(device) is not bytes
+                or len(device) != ID_BYTES
+                or type(wrapped) is not bytes
+                or len(wrapped) != WRAPPED_KEY_BYTES
             ):
                 raise MalformedMessage("a wrapped key is [device ID, 72 bytes]")
-            parsed.append((item[0], item[1]))
-        if any(a[0] >= b[0] for a, b in itertools.pairwise(parsed)):
-            raise MalformedMessage("wrapped keys must be sorted by device ID, once each")
+            if device <= previous:
+                raise MalformedMessage("wrapped keys must be sorted by device ID, once each")
+            previous = device
+            parsed.append((device, wrapped))
         return cls(fields.get_bytes(body, "c", size=32), tuple(parsed))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Genesis:
     KIND: ClassVar[str] = "genesis"
     name: str
@@ -143,7 +145,7 @@ class Genesis:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Add:
     KIND: ClassVar[str] = "add"
     device: DeviceRecord
@@ -178,7 +180,7 @@ class Add:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Remove:
     KIND: ClassVar[str] = "remove"
     target: bytes
@@ -193,7 +195,7 @@ class Remove:
         return cls(fields.get_bytes(body, "device", size=ID_BYTES), Rotation.from_wire(body["rot"]))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SetRole:
     KIND: ClassVar[str] = "set_role"
     target: bytes
@@ -208,7 +210,7 @@ class SetRole:
         return cls(fields.get_bytes(body, "device", size=ID_BYTES), _choice(body, "role", ROLES))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rotate:
     KIND: ClassVar[str] = "rotate"
     rotation: Rotation
@@ -226,7 +228,7 @@ class Rotate:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SetPolicy:
     KIND: ClassVar[str] = "set_policy"
     history: History
@@ -251,7 +253,7 @@ def rotation_of(body: Body) -> Rotation | None:
     return getattr(body, "rotation", None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OpContent:
     """The body of an `op` envelope (what the author signs)."""
 
@@ -280,12 +282,15 @@ class OpContent:
         if body_cls is None:
             raise MalformedMessage(f"unknown op kind {kind!r}")
         parents = content["p"]
-        if not isinstance(parents, list) or len(parents) > MAX_PARENTS:
+        if type(parents) is not list or len(parents) > MAX_PARENTS:
             raise MalformedMessage(f"an op has at most {MAX_PARENTS} parents")
-        if not all(isinstance(p, bytes) and len(p) == ID_BYTES for p in parents):
-            raise MalformedMessage("parents must be 32-byte op IDs")
-        if any(a >= b for a, b in itertools.pairwise(parents)):
-            raise MalformedMessage("parents must be sorted, once each")
+        previous = b""
+        for parent in parents:
+            if type(parent) is not bytes or len(parent) != ID_BYTES:
+                raise MalformedMessage("parents must be 32-byte op IDs")
+            if parent <= previous:
+                raise MalformedMessage("parents must be sorted, once each")
+            previous = parent
         if (kind == Genesis.KIND) != (not parents):
             raise MalformedMessage("genesis, and only genesis, has no parents")
         seq = fields.get_int(content, "s", min_value=1, max_value=MAX_SEQ)
@@ -300,34 +305,24 @@ class OpContent:
         )
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class Op:
     """A parsed op with its ID and the exact bytes it arrived in.
 
     Its signature is not necessarily checked yet: the log checks it once the
-    author's key is known from the op's causal past.
+    author's key is known from the op's causal past. The content's most used
+    parts are copied into fields of their own (they are read on every
+    replay step).
     """
 
     id: bytes
     author: bytes
     content: OpContent
     envelope: wire.Unverified
-
-    @property
-    def kind(self) -> str:
-        return self.content.body.KIND
-
-    @property
-    def body(self) -> Body:
-        return self.content.body
-
-    @property
-    def parents(self) -> tuple[bytes, ...]:
-        return self.content.parents
-
-    @property
-    def seq(self) -> int:
-        return self.content.seq
+    kind: str
+    body: Body
+    parents: tuple[bytes, ...]
+    seq: int
 
     @property
     def raw(self) -> bytes:
@@ -349,7 +344,17 @@ def parse_op(data: bytes) -> Op:
     if unverified.type != OpContent.TYPE:
         raise MalformedMessage(f"expected an op, got a {unverified.type!r} message")
     content = OpContent.from_wire(unverified.body)
-    return Op(op_id(unverified.signed), unverified.author, content, unverified)
+    body = content.body
+    return Op(
+        op_id(unverified.signed),
+        unverified.author,
+        content,
+        unverified,
+        body.KIND,
+        body,
+        content.parents,
+        content.seq,
+    )
 
 
 def verify_op(op: Op, signing_key: bytes) -> None:

@@ -24,7 +24,13 @@ from typing import Any, ClassVar, Final, Generic, Protocol, Self, TypeVar
 
 from covey.core import crypto, encoding
 from covey.core.encoding import DEFAULT_LIMITS, Limits
-from covey.errors import MalformedMessage, UnknownDevice, UnknownMessageType, UnsupportedVersion
+from covey.errors import (
+    MalformedMessage,
+    OversizeMessage,
+    UnknownDevice,
+    UnknownMessageType,
+    UnsupportedVersion,
+)
 
 #: The wire version this covey writes and the only one it reads.
 VERSION: Final = 1
@@ -51,7 +57,7 @@ B = TypeVar("B", bound=Body)
 KeyLookup = Callable[[bytes], bytes | None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Envelope(Generic[B]):
     """A verified envelope: its body, its author, and the exact bytes it came in."""
 
@@ -72,7 +78,7 @@ def seal_envelope(body: Body, author: bytes, seed: bytes, limits: Limits = DEFAU
     return encoding.encode([signed, signature], limits)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Unverified:
     """An envelope whose structure is valid but whose signature is not yet checked."""
 
@@ -85,16 +91,44 @@ class Unverified:
     raw: bytes
 
 
+#: The canonical tail of an envelope: bin8 header for 64 bytes, then the signature.
+_SIGNATURE_HEADER: Final = b"\xc4\x40"
+
+
+def _split(data: bytes, limits: Limits) -> tuple[bytes, bytes]:
+    """The two parts of an envelope, read by hand: [bin, bin(64)], canonical.
+
+    The outer layer has one shape, so it is checked byte for byte rather
+    than decoded: the shortest bin header for the signed part's length,
+    then exactly `c4 40` and 64 bytes, and nothing after.
+    """
+    if not isinstance(data, bytes):
+        raise MalformedMessage("message is not bytes")
+    if len(data) > limits.total:
+        raise OversizeMessage(f"message is larger than {limits.total} bytes")
+    if len(data) < 4 or data[0] != 0x92:
+        raise MalformedMessage("envelope must be a pair")
+    kind = data[1]
+    size_bytes = {0xC4: 1, 0xC5: 2, 0xC6: 4}.get(kind)
+    if size_bytes is None:
+        raise MalformedMessage("envelope fields must be bytes")
+    start = 2 + size_bytes
+    length = int.from_bytes(data[2:start], "big")
+    shortest = 1 if length < 1 << 8 else 2 if length < 1 << 16 else 4
+    if size_bytes != shortest:
+        raise MalformedMessage("message is not in canonical form")
+    end = start + length
+    if (
+        len(data) != end + len(_SIGNATURE_HEADER) + crypto.SIGNATURE_BYTES
+        or data[end : end + len(_SIGNATURE_HEADER)] != _SIGNATURE_HEADER
+    ):
+        raise MalformedMessage("envelope must be [signed, 64-byte signature]")
+    return data[start:end], data[end + len(_SIGNATURE_HEADER) :]
+
+
 def parse_envelope(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Unverified:
     """Check the structure of an envelope, without verifying its signature."""
-    outer = encoding.decode(data, limits)
-    if not isinstance(outer, list) or len(outer) != 2:
-        raise MalformedMessage("envelope must be a pair")
-    signed, signature = outer
-    if not isinstance(signed, bytes) or not isinstance(signature, bytes):
-        raise MalformedMessage("envelope fields must be bytes")
-    if len(signature) != crypto.SIGNATURE_BYTES:
-        raise MalformedMessage("signature has the wrong length")
+    signed, signature = _split(data, limits)
     inner = encoding.decode(signed, limits)
     if not isinstance(inner, list) or not inner:
         raise MalformedMessage("signed part must be a list")

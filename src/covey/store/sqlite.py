@@ -42,6 +42,7 @@ from covey.errors import (
     StoreError,
     StoreTooNew,
 )
+from covey.gcpause import collector_paused
 from covey.store import home as homes
 from covey.store.migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
@@ -335,7 +336,8 @@ class Store:
         if not raws:
             raise NoSuchGroup()
         try:
-            group = Group.replica(me, group_id, raws)
+            with collector_paused():
+                group = Group.replica(me, group_id, raws)
         except InvalidInput as exc:
             raise StoreCorrupt("a stored op of that group does not verify") from exc
         if len(group.log) != len(raws):
