@@ -51,7 +51,8 @@ def interleaved(repeats: int, **funcs: Callable[[], object]) -> dict[str, float]
 
 
 def machine() -> str:
-    return f"Python {platform.python_version()}, {platform.system()} {platform.machine()}, {os.cpu_count()} cores"
+    system = f"{platform.system()} {platform.machine()}"
+    return f"Python {platform.python_version()}, {system}, {os.cpu_count()} cores"
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:

@@ -31,7 +31,8 @@ def test_create_list_show(home: Path) -> None:
     assert shown["epoch"]["key_held"] is True
     assert shown["epoch"]["needs_healing"] is False
     human = covey("group", "show", "family", home=home)
-    assert "family" in human.stdout and "admin" in human.stdout
+    assert "family" in human.stdout
+    assert "admin" in human.stdout
 
 
 def test_forward_history_and_duplicate_names(home: Path) -> None:

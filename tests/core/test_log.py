@@ -51,7 +51,7 @@ def test_member_cannot_do_what_only_admins_may(world: World) -> None:
     assert world.replicas[0].receive(op.raw).outcome == "rejected"
     after = summary(world.replicas[0].state)
     assert after["skipped"].pop(op.id.hex()) == "its author is not an admin"
-    assert {k: v for k, v in after.items()} == {**before, "skipped": after["skipped"]}
+    assert dict(after.items()) == {**before, "skipped": after["skipped"]}
 
 
 def test_removed_device_cannot_act(world: World) -> None:
@@ -139,7 +139,8 @@ def test_equivocation_is_detected_kept_and_shown(world: World) -> None:
     heads = sorted(world.replicas[0].log.heads)
     one = forge(world, 1, SetPolicy("forward"), parents=heads)
     two = forge(world, 1, SetPolicy("shared"), parents=heads, seq=one.seq)
-    assert one.seq == two.seq and one.id != two.id
+    assert one.seq == two.seq
+    assert one.id != two.id
     for replica in (world.replicas[0], world.replicas[2]):
         replica.receive(one.raw)
         replica.receive(two.raw)
@@ -149,7 +150,8 @@ def test_equivocation_is_detected_kept_and_shown(world: World) -> None:
         assert world.id(1) in state.equivocators
         assert set(state.equivocators[world.id(1)]) == {one.id, two.id}
         assert world.id(1) not in state.members
-        assert one.id in replica.log and two.id in replica.log  # kept as evidence
+        assert one.id in replica.log
+        assert two.id in replica.log
         assert any("two different ops" in notice for notice in state.notices)
         assert state.needs_healing  # the equivocator still holds the current key
     world.act(0, "heal")

@@ -44,7 +44,8 @@ def test_7_1_removal_wins_over_the_removed_devices_concurrent_acts(world: World)
     meet(world)
     state = world.replicas[A].state
     assert members(world) == {A: "admin", C: "member"}
-    assert add.id in state.skipped and rotation.id in state.skipped
+    assert add.id in state.skipped
+    assert rotation.id in state.skipped
     assert state.current_epoch.id == removal.id
     assert not state.needs_healing
 
@@ -111,7 +112,8 @@ def test_7_5_concurrent_healing_rotations_converge(world: World) -> None:
     if world.replicas[A].state.needs_healing:  # depends on which rotation sorts last
         heal_a = world.act(A, "heal")
         heal_b = world.act(B, "heal")  # both heal, apart
-        assert heal_a is not None and heal_b is not None
+        assert heal_a is not None
+        assert heal_b is not None
     meet(world)
     state = world.replicas[A].state
     assert not state.needs_healing

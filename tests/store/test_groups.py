@@ -31,7 +31,8 @@ def test_group_round_trip_with_sealed_keys(home: Path) -> None:
 
     group, loaded = anyio.run(scenario)
     assert summary(loaded.state) == summary(group.state)
-    assert loaded.keys == group.keys and len(loaded.keys) == 2
+    assert loaded.keys == group.keys
+    assert len(loaded.keys) == 2
     raw = (home / "covey.db").read_bytes() + b"".join(
         p.read_bytes() for p in home.iterdir() if p.name != "covey.db"
     )
