@@ -262,3 +262,59 @@ def test_help_imports_no_heavy_module() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_passphrase_change_never_removes_it_by_default(home: Path) -> None:
+    covey("init", home=home, env={"COVEY_PASSPHRASE": "keep me"})
+    result = covey("passphrase", home=home, env={"COVEY_PASSPHRASE": "keep me"})
+    assert_one_line_error(result)
+    assert "COVEY_NEW_PASSPHRASE" in result.stderr
+    import sqlite3
+
+    with sqlite3.connect(home / "covey.db") as db:
+        assert db.execute("SELECT kind FROM keyring").fetchone()[0] == "passphrase"
+
+
+@pytest.mark.parametrize(
+    "name", ["evil\u202etxt.exe", "zero\u200bwidth", "line\u2028break", "tab\there"]
+)
+def test_names_with_invisible_characters_are_refused(home: Path, name: str) -> None:
+    assert_one_line_error(covey("init", "--name", name, home=home))
+
+
+def test_names_are_normalised(home: Path) -> None:
+    result = covey("init", "--name", "cafe\u0301", "--json", home=home)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["name"] == "caf\u00e9"
+
+
+def test_home_that_others_can_write_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    result = covey("init", home=shared)
+    assert_one_line_error(result)
+    assert "chmod 700" in result.stderr
+    assert not (shared / "covey.db").exists()
+
+
+def test_planted_wal_file_is_refused(home: Path) -> None:
+    assert covey("init", home=home).returncode == 0
+    planted = home / "covey.db-wal"
+    planted.write_bytes(b"")
+    planted.chmod(0o666)
+    result = covey("id", home=home)
+    assert_one_line_error(result)
+    assert "covey.db-wal" in result.stderr
+
+
+def test_linked_database_is_refused(home: Path, tmp_path: Path) -> None:
+    assert covey("init", home=home).returncode == 0
+    real = tmp_path / "elsewhere.db"
+    (home / "covey.db").rename(real)
+    (home / "covey.db").symlink_to(real)
+    assert_one_line_error(covey("id", home=home))
+
+
+def test_unknown_user_home_is_one_line() -> None:
+    assert_one_line_error(covey("id", "--home", "~nosuchuserhere/x"))

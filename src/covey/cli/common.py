@@ -18,6 +18,8 @@ from typing import Any, Final, TypeVar
 
 import click
 
+from covey.errors import InvalidArgument
+
 ENV_PASSPHRASE: Final = "COVEY_PASSPHRASE"  # noqa: S105 (a variable name)
 ENV_NEW_PASSPHRASE: Final = "COVEY_NEW_PASSPHRASE"  # noqa: S105 (a variable name)
 
@@ -81,10 +83,18 @@ def passphrase_to_unlock() -> str | None:
     return None
 
 
-def passphrase_to_set(env: str) -> str | None:
-    """A new passphrase from `env`, else asked twice in a terminal; empty means none."""
+def passphrase_to_set(env: str, *, required: bool = False) -> str | None:
+    """A new passphrase from `env`, else asked twice in a terminal; empty means none.
+
+    With `required`, a missing variable outside a terminal is an error rather
+    than "no passphrase": changing a passphrase must never remove it by default.
+    """
     if env in os.environ:
         return os.environ[env] or None
+    if required and not interactive():
+        raise InvalidArgument(
+            f"set {env} to the new passphrase (empty to remove it), or run in a terminal"
+        )
     if interactive():
         value: str = click.prompt(
             "New passphrase (empty for none)",

@@ -144,7 +144,7 @@ def passphrase(ctx: Context) -> None:
             ring = await store.keyring()
             old = passphrase_to_unlock() if ring.kind == "passphrase" else None
             await store.unlock(old)  # a wrong passphrase stops here, before any prompt
-            new = passphrase_to_set(ENV_NEW_PASSPHRASE)
+            new = passphrase_to_set(ENV_NEW_PASSPHRASE, required=True)
             await store.change_passphrase(old, new, system_rng)
             return bool(new)
 

@@ -23,7 +23,7 @@ import nacl.secret
 import nacl.signing
 
 from covey.core import Rng
-from covey.errors import BadSignature, DecryptionFailed
+from covey.errors import BadSignature, DecryptionFailed, InvalidArgument
 
 KEY_BYTES: Final = 32
 SIGNATURE_BYTES: Final = 64
@@ -36,8 +36,8 @@ SECRETBOX_OVERHEAD: Final = nacl.secret.SecretBox.NONCE_SIZE + nacl.secret.Secre
 # forever or exhaust memory.
 ARGON2_OPSLIMIT: Final = argon2id.OPSLIMIT_MODERATE
 ARGON2_MEMLIMIT: Final = argon2id.MEMLIMIT_MODERATE
-ARGON2_OPSLIMIT_RANGE: Final = (argon2id.OPSLIMIT_MIN, 16)
-ARGON2_MEMLIMIT_RANGE: Final = (argon2id.MEMLIMIT_MIN, 1 << 30)
+ARGON2_OPSLIMIT_RANGE: Final = (argon2id.OPSLIMIT_MIN, 6)
+ARGON2_MEMLIMIT_RANGE: Final = (argon2id.MEMLIMIT_MIN, 512 << 20)
 
 
 class HashDomain(bytes, Enum):
@@ -253,7 +253,9 @@ def passphrase_key(passphrase: str, salt: bytes, opslimit: int, memlimit: int) -
     so it is bound to its purpose even if the same passphrase and salt were
     ever fed to Argon2id elsewhere.
     """
-    raw = argon2id.kdf(
-        KEY_BYTES, passphrase.encode("utf-8"), salt, opslimit=opslimit, memlimit=memlimit
-    )
+    try:
+        secret = passphrase.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidArgument("the passphrase is not valid text") from exc
+    raw = argon2id.kdf(KEY_BYTES, secret, salt, opslimit=opslimit, memlimit=memlimit)
     return blake2b(b"", HashDomain.PASSPHRASE, key=raw)

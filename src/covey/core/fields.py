@@ -8,13 +8,16 @@ a MalformedMessage naming the field (never a KeyError or TypeError).
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from typing import Any, Final
 
 from covey.errors import MalformedMessage
 
-#: C0 and C1 control characters and DEL: never in a covey text field.
-CONTROL_CHARACTERS: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: Unicode categories never allowed in a covey text field: controls, format
+#: characters (bidirectional overrides, zero-width joiners), line and
+#: paragraph separators, surrogates and private use. Names are read by
+#: people comparing devices; nothing in them may hide or reorder text.
+INVISIBLE: Final = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs", "Co"))
 
 
 _KEY_SETS: dict[tuple[str, ...], frozenset[str]] = {}
@@ -53,8 +56,11 @@ def get_str(body: dict[str, Any], name: str, *, max_len: int, min_len: int = 0) 
         raise MalformedMessage(f"field {name!r} must be text")
     if not min_len <= len(value) <= max_len:
         raise MalformedMessage(f"field {name!r} must be {min_len} to {max_len} characters")
-    if not value.isprintable() and CONTROL_CHARACTERS.search(value):
-        raise MalformedMessage(f"field {name!r} contains control characters")
+    if not (value.isascii() and value.isprintable()):
+        if any(unicodedata.category(c) in INVISIBLE for c in value):
+            raise MalformedMessage(f"field {name!r} contains control or invisible characters")
+        if not unicodedata.is_normalized("NFC", value):
+            raise MalformedMessage(f"field {name!r} is not in Unicode normal form C")
     return value
 
 

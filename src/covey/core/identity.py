@@ -19,6 +19,7 @@ all three public keys, so reading out the words checks every key at once.
 from __future__ import annotations
 
 import base64
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Self
 
@@ -65,6 +66,8 @@ class DeviceId:
         if not cleaned.startswith(ID_PREFIX):
             raise InvalidArgument(f"a device ID starts with {ID_PREFIX!r}")
         body = cleaned[len(ID_PREFIX) :].replace("-", "")
+        if not body.isascii():
+            raise InvalidArgument("a device ID uses the letters a-z and digits 2-7")
         if len(body) != 52:
             raise InvalidArgument("a device ID has 52 characters after its prefix")
         try:
@@ -173,7 +176,10 @@ class Identity:
 
 def validate_name(name: str) -> str:
     """A device name as the user typed it, or InvalidArgument saying why not."""
-    name = name.strip()
+    try:
+        name = unicodedata.normalize("NFC", name.strip())
+    except UnicodeError as exc:
+        raise InvalidArgument("a device name must be valid text") from exc
     try:
         fields.get_str({"name": name}, "name", min_len=1, max_len=MAX_NAME_LEN)
     except MalformedMessage as exc:

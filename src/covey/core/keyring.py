@@ -131,12 +131,12 @@ def open_secret(data_key: bytes, name: str, sealed: bytes) -> bytes:
     try:
         value = encoding.decode(crypto.secretbox_open(data_key, sealed))
     except (DecryptionFailed, MalformedMessage) as exc:
-        raise StoreCorrupt(f"the stored secret {name!r} does not open") from exc
+        raise StoreCorrupt(f"the stored secret {name[:40]!r} does not open") from exc
     if (
         not isinstance(value, list)
         or len(value) != 2
         or value[0] != name
         or not isinstance(value[1], bytes)
     ):
-        raise StoreCorrupt(f"the stored secret {name!r} is not the one asked for")
+        raise StoreCorrupt(f"the stored secret {name[:40]!r} is not the one asked for")
     return value[1]

@@ -24,6 +24,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Final
 
+import sqlite3
+
 import aiosqlite
 import anyio.to_thread
 
@@ -74,16 +76,22 @@ class Store:
             homes.prepare(home)
         elif not path.exists():
             raise NoIdentity()
-        homes.check_private(path)
+        homes.check_private(home)
         try:
             db = await aiosqlite.connect(path, isolation_level=None)
-        except Exception as exc:  # sqlite3.Error, OSError
-            raise StoreError(f"cannot open the store at {path}") from exc
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open the store at {path}: {exc}") from exc
         store = cls(db, path)
         try:
             await store._configure()
             await store._migrate()
             yield store
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreError("the store is busy (another covey is writing); try again") from exc
+            raise StoreError(f"the store could not be used: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StoreCorrupt(f"the store is damaged: {exc}") from exc
         finally:
             await db.close()
 
@@ -191,6 +199,14 @@ class Store:
         if row is None:
             raise NoIdentity()
         kind, wrapped, salt, opslimit, memlimit = row
+        if (
+            kind not in ("passphrase", "none")
+            or not isinstance(wrapped, bytes)
+            or not isinstance(salt, bytes)
+            or not isinstance(opslimit, int)
+            or not isinstance(memlimit, int)
+        ):
+            raise StoreCorrupt("the store's keyring is damaged")
         return Keyring(kind, wrapped, salt, opslimit, memlimit)
 
     async def unlock(self, passphrase: str | None) -> bytes:
