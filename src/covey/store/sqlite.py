@@ -19,12 +19,11 @@ Argon2id runs in a worker thread so a daemon's event loop keeps serving.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Final
-
-import sqlite3
 
 import aiosqlite
 import anyio.to_thread
