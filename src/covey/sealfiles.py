@@ -1,7 +1,8 @@
 """Sealing and opening files: the I/O edge around `covey.core.seal`.
 
 Files are read and written in 64 KiB blocks, so memory stays flat whatever
-their size. Output goes to a temporary file beside the destination (mode
+their size, and the stream digest is computed on a second thread
+(`covey.digests`) while the main thread encrypts or decrypts. Output goes to a temporary file beside the destination (mode
 0600), which is renamed into place only once the whole input has been checked
 (for `open_file`: the author's signature over every chunk); on any error the
 temporary file is removed and nothing appears at the destination.
@@ -19,7 +20,8 @@ from typing import BinaryIO, Final
 from covey.core import Rng
 from covey.core.group import Group
 from covey.core.seal import Opened, Opener, Sealer
-from covey.errors import InvalidArgument
+from covey.digests import BackgroundDigest
+from covey.errors import InvalidArgument, NotSealedData
 
 BLOCK: Final = 64 * 1024
 
@@ -58,20 +60,33 @@ def seal_file(
     group: Group, source: Path, destination: Path, associated: bytes, rng: Rng, overwrite: bool
 ) -> None:
     """Seal `source` for `group` into `destination`."""
-    with _open_input(source) as reader, _atomic_output(destination, overwrite) as out:
-        sealer = Sealer(group, associated, rng)
-        out.write(sealer.header)
-        for block in _blocks(reader):
-            out.write(sealer.update(block))
-        out.write(sealer.finish())
+    digest = BackgroundDigest()
+    try:
+        with _open_input(source) as reader, _atomic_output(destination, overwrite) as out:
+            sealer = Sealer(group, associated, rng, digest)
+            out.write(sealer.header)
+            for block in _blocks(reader):
+                out.writelines(sealer.update(block))
+            out.writelines(sealer.finish())
+    finally:
+        digest.close()
 
 
 def open_file(
     find_group: Callable[[bytes], Group], source: Path, destination: Path, overwrite: bool
 ) -> Opened:
     """Open sealed `source` into `destination`; nothing is written unless it all checks."""
-    with _open_input(source) as reader, _atomic_output(destination, overwrite) as out:
-        opener = Opener(find_group)
-        for block in _blocks(reader):
-            out.write(opener.feed(block))
-        return opener.close()
+    digest = BackgroundDigest()
+    try:
+        with _open_input(source) as reader, _atomic_output(destination, overwrite) as out:
+            opener = Opener(find_group, digest)
+            while wanted := opener.next_size():
+                data = reader.read(min(wanted, BLOCK + 64))
+                if not data:
+                    break  # truncated: close() says so
+                out.write(opener.feed(data))
+            if reader.read(1):
+                raise NotSealedData("data follows the end of the sealed object")
+            return opener.close()
+    finally:
+        digest.close()

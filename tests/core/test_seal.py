@@ -55,8 +55,8 @@ def test_streaming_in_odd_pieces(pair: World) -> None:
     sealer = Sealer(pair.replicas[0], b"", SeededRng())
     pieces = [sealer.header]
     for start in range(0, len(data), 10_000):
-        pieces.append(sealer.update(data[start : start + 10_000]))
-    pieces.append(sealer.finish())
+        pieces += sealer.update(data[start : start + 10_000])
+    pieces += sealer.finish()
     sealed = b"".join(pieces)
     opener = Opener(finder(pair.replicas[1]))
     out = b"".join(opener.feed(sealed[i : i + 777]) for i in range(0, len(sealed), 777))

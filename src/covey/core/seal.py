@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, Self
+from typing import Any, ClassVar, Final, Protocol, Self
 
 from covey.core import Rng, crypto, fields, wire
 from covey.core.group import Group
@@ -100,6 +100,18 @@ class SealTrailer:
         )
 
 
+class Digest(Protocol):
+    """What the sealer and opener need of a hash: `crypto.stream_digest()` by default.
+
+    The edges may pass a wrapper that hashes on another thread (see
+    `covey.digests`); it must produce the very same digest.
+    """
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def digest(self) -> bytes: ...
+
+
 def _frame(data: bytes) -> bytes:
     return len(data).to_bytes(LENGTH_BYTES, "big") + data
 
@@ -111,7 +123,9 @@ def _wrap_context(group: bytes, epoch: bytes, author: bytes) -> bytes:
 class Sealer:
     """Seal a stream for a group: `header`, then `update(data)`..., then `finish()`."""
 
-    def __init__(self, group: Group, associated: bytes, rng: Rng) -> None:
+    def __init__(
+        self, group: Group, associated: bytes, rng: Rng, digest: Digest | None = None
+    ) -> None:
         if len(associated) > MAX_ASSOCIATED:
             raise MalformedMessage(f"associated data is at most {MAX_ASSOCIATED} bytes")
         epoch, epoch_key = group.current_key()
@@ -131,40 +145,58 @@ class Sealer:
             associated,
         )
         header_envelope = wire.seal_envelope(header, author, self._seed)
-        self._digest = crypto.stream_digest()
+        self._digest: Digest = digest if digest is not None else crypto.stream_digest()
         self._digest.update(header_envelope)
-        self._buffer = bytearray()
+        self._held = b""
         self._chunks = 0
         self._done = False
         #: The magic and the header frame: write these first.
         self.header = MAGIC + _frame(header_envelope)
 
-    def _chunk(self, plain: bytes, final: bool) -> bytes:
-        framed = _frame(self._stream.push(plain, final))
-        self._digest.update(framed)
+    def _chunk(self, plain: bytes, final: bool, out: list[bytes]) -> None:
+        ciphertext = self._stream.push(plain, final)
+        length = len(ciphertext).to_bytes(LENGTH_BYTES, "big")
+        self._digest.update(length)
+        self._digest.update(ciphertext)
         self._chunks += 1
-        return framed
+        out += (length, ciphertext)
 
-    def update(self, data: bytes) -> bytes:
-        """Frames for the data so far (the last chunk is held back for `finish`)."""
+    def update(self, data: bytes) -> list[bytes]:
+        """Frames for the data so far, as pieces to write in order.
+
+        The last chunk is held back for `finish`, which marks it final.
+        """
         if self._done:
             raise ValueError("the stream is finished")
-        self._buffer += data
-        out = []
-        while len(self._buffer) > CHUNK_SIZE:
-            out.append(self._chunk(bytes(self._buffer[:CHUNK_SIZE]), final=False))
-            del self._buffer[:CHUNK_SIZE]
-        return b"".join(out)
+        out: list[bytes] = []
+        if len(self._held) == CHUNK_SIZE and len(data) == CHUNK_SIZE and type(data) is bytes:
+            self._chunk(self._held, False, out)
+            self._held = data  # the usual case for a file read in chunks: no copy
+            return out
+        if not self._held and len(data) == CHUNK_SIZE and type(data) is bytes:
+            self._held = data  # the usual case for a file read in chunks: no copy
+            return out
+        view = memoryview(data)
+        while view:
+            if len(self._held) == CHUNK_SIZE:  # more data follows it: not the last
+                self._chunk(self._held, False, out)
+                self._held = b""
+            take = CHUNK_SIZE - len(self._held)
+            self._held += view[:take]
+            view = view[take:]
+        return out
 
-    def finish(self) -> bytes:
-        """The final chunk and the signed trailer."""
+    def finish(self) -> list[bytes]:
+        """The final chunk and the signed trailer, as pieces to write in order."""
         if self._done:
             raise ValueError("the stream is finished")
         self._done = True
-        last = self._chunk(bytes(self._buffer), final=True)
-        self._buffer.clear()
+        out: list[bytes] = []
+        self._chunk(self._held, True, out)
+        self._held = b""
         trailer = SealTrailer(self._digest.digest(), self._chunks)
-        return last + _frame(wire.seal_envelope(trailer, self._author, self._seed))
+        out.append(_frame(wire.seal_envelope(trailer, self._author, self._seed)))
+        return out
 
 
 @dataclass(frozen=True)
@@ -188,20 +220,43 @@ class Opener:
     back until `close()` returns.
     """
 
-    def __init__(self, find_group: Callable[[bytes], Group]) -> None:
+    def __init__(self, find_group: Callable[[bytes], Group], digest: Digest | None = None) -> None:
         self._find_group = find_group
         self._buffer = bytearray()
+        self._offset = 0
         self._magic_seen = False
         self._group: Group | None = None
         self._stream: crypto.StreamDecryptor | None = None
-        self._digest = crypto.stream_digest()
+        self._digest: Digest = digest if digest is not None else crypto.stream_digest()
         self._chunks = 0
         self._final = False
         self._trailer_seen = False
         self.opened: Opened | None = None
         self._signing_key = b""
 
+    def next_size(self) -> int:
+        """How many more bytes complete the next piece (0 once the object is complete).
+
+        A reader that feeds exactly this many bytes at a time lets each chunk
+        go to decryption without being copied through a buffer.
+        """
+        if not self._magic_seen:
+            return len(MAGIC) - len(self._buffer)
+        if self._trailer_seen:
+            return 0
+        if len(self._buffer) < LENGTH_BYTES:
+            return LENGTH_BYTES - len(self._buffer)
+        length = int.from_bytes(self._buffer[:LENGTH_BYTES], "big")
+        return LENGTH_BYTES + length - len(self._buffer)
+
     def feed(self, data: bytes) -> bytes:
+        """Take the next bytes of the sealed object; return the plaintext they finish."""
+        if self._magic_seen and len(self._buffer) == LENGTH_BYTES and len(data) == self.next_size():
+            # The usual case for a reader that follows next_size(): exactly one
+            # frame, whose length we hold. No copy.
+            self._check_length(int.from_bytes(self._buffer, "big"))
+            self._buffer.clear()
+            return self._handle(bytes(data))
         self._buffer += data
         out = []
         if not self._magic_seen:
@@ -211,26 +266,33 @@ class Opener:
                 return b""
             if bytes(self._buffer[: len(MAGIC)]) != MAGIC:
                 raise NotSealedData()
-            del self._buffer[: len(MAGIC)]
+            self._offset = len(MAGIC)
             self._magic_seen = True
         while True:
             frame = self._next_frame()
             if frame is None:
                 break
             out.append(self._handle(frame))
+        del self._buffer[: self._offset]  # once per feed, not once per frame
+        self._offset = 0
         return b"".join(out)
 
-    def _next_frame(self) -> bytes | None:
-        if len(self._buffer) < LENGTH_BYTES:
-            return None
-        length = int.from_bytes(self._buffer[:LENGTH_BYTES], "big")
+    def _check_length(self, length: int) -> None:
         in_chunks = self.opened is not None and not self._final
         if length > (MAX_FRAME if in_chunks else MAX_ENVELOPE):
             raise NotSealedData("a frame of the sealed data is too large")
-        if len(self._buffer) < LENGTH_BYTES + length:
+
+    def _next_frame(self) -> bytes | None:
+        start = self._offset + LENGTH_BYTES
+        if len(self._buffer) < start:
             return None
-        frame = bytes(self._buffer[LENGTH_BYTES : LENGTH_BYTES + length])
-        del self._buffer[: LENGTH_BYTES + length]
+        length = int.from_bytes(self._buffer[self._offset : start], "big")
+        self._check_length(length)
+        if len(self._buffer) < start + length:
+            return None
+        with memoryview(self._buffer) as view:
+            frame = bytes(view[start : start + length])
+        self._offset = start + length
         return frame
 
     def _handle(self, frame: bytes) -> bytes:
@@ -243,7 +305,8 @@ class Opener:
             self._check_trailer(frame)
             return b""
         assert self._stream is not None
-        self._digest.update(_frame(frame))
+        self._digest.update(len(frame).to_bytes(LENGTH_BYTES, "big"))
+        self._digest.update(frame)
         self._chunks += 1
         try:
             plain, self._final = self._stream.pull(frame)
@@ -331,7 +394,7 @@ def sealed_group_id(head: bytes) -> bytes:
 def seal_bytes(group: Group, plaintext: bytes, associated: bytes, rng: Rng) -> bytes:
     """Seal a whole byte string (see `Sealer` for streams)."""
     sealer = Sealer(group, associated, rng)
-    return sealer.header + sealer.update(plaintext) + sealer.finish()
+    return b"".join([sealer.header, *sealer.update(plaintext), *sealer.finish()])
 
 
 def open_bytes(find_group: Callable[[bytes], Group], data: bytes) -> tuple[bytes, Opened]:
