@@ -1,11 +1,12 @@
 """Sealing and opening files: the I/O edge around `covey.core.seal`.
 
-Files are read and written in 64 KiB blocks, so memory stays flat whatever
+Files are read and written in 64 KiB pieces, so memory stays flat whatever
 their size, and the stream digest is computed on a second thread
-(`covey.digests`) while the main thread encrypts or decrypts. Output goes to a temporary file beside the destination (mode
-0600), which is renamed into place only once the whole input has been checked
-(for `open_file`: the author's signature over every chunk); on any error the
-temporary file is removed and nothing appears at the destination.
+(`covey.digests`) while the main thread encrypts or decrypts. Output goes to
+a temporary file beside the destination (mode 0600), which is renamed into
+place only once the whole input has been checked (for `open_file`: the
+author's signature over every chunk); on any error the temporary file is
+removed and nothing appears at the destination.
 """
 
 from __future__ import annotations
