@@ -82,7 +82,7 @@ def open_(ctx: Context, file: Path, output: Path | None, force: bool) -> None:
     """Open FILE sealed for a group this device is a member of."""
     from covey.core.identity import DeviceId
     from covey.core.seal import HEAD_BYTES, sealed_group_id
-    from covey.errors import InvalidArgument, NotSealedData
+    from covey.errors import InvalidArgument, InvalidInput, NotSealedData
     from covey.sealfiles import open_file
     from covey.store.sqlite import Store
 
@@ -107,7 +107,10 @@ def open_(ctx: Context, file: Path, output: Path | None, force: bool) -> None:
                     raise NotSealedData()
                 return group
 
-            return open_file(find, file, output, force), group
+            try:
+                return open_file(find, file, output, force), group
+            except InvalidInput as exc:
+                raise type(exc)(f"cannot open {file}: {exc}") from exc
 
     opened, group = run(go)
     author = str(DeviceId(opened.author))
