@@ -36,6 +36,16 @@ def run(fn, *args):
     return anyio.run(fn, *args)
 
 
+def in_store(home: Path, method: str, *args):
+    """Open the store in `home` and call one of its methods."""
+
+    async def call():
+        async with Store.open(home) as store:
+            return await getattr(store, method)(*args)
+
+    return anyio.run(call)
+
+
 async def make(home: Path, name: str = "laptop", passphrase: str | None = None, **kw):
     new = create_identity(name, NOW, SeededRng(name))
     async with Store.open(home, create=True) as store:
@@ -100,22 +110,14 @@ def test_second_identity_is_refused_and_first_kept(home: Path) -> None:
     with pytest.raises(IdentityExists):
         run(make, home, "second")
 
-    async def load():
-        async with Store.open(home) as store:
-            return await store.device_record()
-
-    assert run(load) == first.record
+    assert in_store(home, "device_record") == first.record
 
 
 def test_replace_swaps_everything_in_one_change(home: Path) -> None:
     run(make, home, "first", "pw")
     second = run(lambda: make(home, "second", None, replace=True))
 
-    async def load():
-        async with Store.open(home) as store:
-            return await store.load_identity(None)
-
-    assert run(load).record == second.record
+    assert in_store(home, "load_identity", None).record == second.record
 
 
 def test_wrong_passphrase_changes_nothing_on_disk(home: Path) -> None:
@@ -150,12 +152,8 @@ def test_changing_the_passphrase_reseals_under_a_new_data_key(home: Path) -> Non
     for path in home.iterdir():
         assert old_ring.wrapped not in path.read_bytes(), path
 
-    async def load(passphrase):
-        async with Store.open(home) as store:
-            return await store.load_identity(passphrase)
-
     with pytest.raises(PassphraseRequired):
-        run(load, None)
+        in_store(home, "load_identity", None)
 
 
 def test_schema_is_versioned_and_marked(home: Path) -> None:
@@ -171,12 +169,8 @@ def test_newer_schema_is_refused(home: Path) -> None:
     with sqlite3.connect(db_path(home)) as db:
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
 
-    async def load():
-        async with Store.open(home) as store:
-            await store.device_record()
-
     with pytest.raises(StoreTooNew):
-        run(load)
+        in_store(home, "device_record")
 
 
 def test_foreign_database_is_refused(home: Path) -> None:
@@ -186,12 +180,8 @@ def test_foreign_database_is_refused(home: Path) -> None:
         db.execute("PRAGMA user_version = 7")
     os.chmod(db_path(home), 0o600)
 
-    async def load():
-        async with Store.open(home) as store:
-            await store.device_record()
-
     with pytest.raises(StoreCorrupt):
-        run(load)
+        in_store(home, "device_record")
 
 
 def test_garbage_file_is_refused(home: Path) -> None:
@@ -199,24 +189,16 @@ def test_garbage_file_is_refused(home: Path) -> None:
     db_path(home).write_bytes(b"not a database" * 100)
     os.chmod(db_path(home), 0o600)
 
-    async def load():
-        async with Store.open(home) as store:
-            await store.device_record()
-
     with pytest.raises(StoreCorrupt):
-        run(load)
+        in_store(home, "device_record")
 
 
 def test_readable_by_others_is_refused(home: Path) -> None:
     run(make, home)
     os.chmod(db_path(home), 0o644)
 
-    async def load():
-        async with Store.open(home) as store:
-            await store.device_record()
-
     with pytest.raises(UnsafePermissions):
-        run(load)
+        in_store(home, "device_record")
 
 
 def test_swapped_secret_is_detected(home: Path) -> None:
@@ -225,12 +207,8 @@ def test_swapped_secret_is_detected(home: Path) -> None:
     with sqlite3.connect(db_path(home)) as db:
         db.execute("UPDATE identity SET record = ?", (other.record_bytes,))
 
-    async def load():
-        async with Store.open(home) as store:
-            return await store.load_identity(None)
-
     with pytest.raises(StoreCorrupt):
-        run(load)
+        in_store(home, "load_identity", None)
 
 
 def test_tampered_record_is_detected(home: Path) -> None:
@@ -240,12 +218,8 @@ def test_tampered_record_is_detected(home: Path) -> None:
     with sqlite3.connect(db_path(home)) as db:
         db.execute("UPDATE identity SET record = ?", (bytes(tampered),))
 
-    async def load():
-        async with Store.open(home) as store:
-            return await store.device_record()
-
     with pytest.raises(StoreCorrupt):
-        run(load)
+        in_store(home, "device_record")
 
 
 CRASH_SCRIPT = textwrap.dedent(
@@ -291,12 +265,8 @@ def test_crash_mid_change_leaves_old_or_new(home: Path, crash_after: int) -> Non
     )
     assert result.returncode == 9, result.stderr.decode()
 
-    async def load():
-        async with Store.open(home) as store:
-            return await store.load_identity(None)
-
     # The change never committed: everything is as it was, and it all fits together.
-    assert run(load).record == old.record
+    assert in_store(home, "load_identity", None).record == old.record
 
 
 def test_change_that_finishes_is_complete(home: Path) -> None:
@@ -309,8 +279,4 @@ def test_change_that_finishes_is_complete(home: Path) -> None:
     )
     assert result.returncode == 0, result.stderr.decode()
 
-    async def load():
-        async with Store.open(home) as store:
-            return await store.load_identity(None)
-
-    assert run(load).record.name == "new"
+    assert in_store(home, "load_identity", None).record.name == "new"
