@@ -81,6 +81,10 @@ class BufferFull(InvalidInput):
     """Too many ops are waiting for their parents: this one was not kept."""
 
 
+class HandshakeFailed(InvalidInput):
+    """The secure channel could not be set up: the peer's messages did not check out."""
+
+
 class NotSealedData(InvalidInput):
     """That is not data sealed by covey (or it is damaged)."""
 

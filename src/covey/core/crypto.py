@@ -169,6 +169,61 @@ def aead_open(key: bytes, sealed: bytes, associated: bytes) -> bytes:
         raise DecryptionFailed() from exc
 
 
+# --- Noise primitives (25519, ChaChaPoly, BLAKE2b), as the Noise spec names them --
+
+NOISE_DH_BYTES: Final = 32
+NOISE_HASH_BYTES: Final = 64
+NOISE_TAG_BYTES: Final = 16
+
+
+def noise_dh(secret: bytes, public: bytes) -> bytes:
+    """DH(): X25519. libsodium refuses a low-order public key (all-zero output)."""
+    try:
+        return sodium.crypto_scalarmult(secret, public)
+    except (nacl.exceptions.CryptoError, nacl.exceptions.RuntimeError, ValueError) as exc:
+        raise DecryptionFailed("the peer's key is not usable") from exc
+
+
+def noise_hash(data: bytes) -> bytes:
+    """HASH(): BLAKE2b-512, no key, no personalisation (as the Noise spec says)."""
+    return hashlib.blake2b(data, digest_size=NOISE_HASH_BYTES).digest()
+
+
+def noise_hmac(key: bytes, data: bytes) -> bytes:
+    """HMAC-HASH(): RFC 2104 HMAC over BLAKE2b-512 (block size 128), not keyed BLAKE2b."""
+    return hmac.new(key, data, hashlib.blake2b).digest()
+
+
+def noise_hkdf(chaining_key: bytes, ikm: bytes, outputs: int) -> list[bytes]:
+    """HKDF() of the Noise spec, section 4.3: two or three 64-byte outputs."""
+    temp = noise_hmac(chaining_key, ikm)
+    out = [noise_hmac(temp, b"\x01")]
+    for i in range(2, outputs + 1):
+        out.append(noise_hmac(temp, out[-1] + bytes([i])))
+    return out
+
+
+def _noise_nonce(n: int) -> bytes:
+    return bytes(4) + n.to_bytes(8, "little")
+
+
+def noise_encrypt(key: bytes, n: int, associated: bytes, plaintext: bytes) -> bytes:
+    """ENCRYPT(): ChaCha20-Poly1305 (IETF), nonce = 32 zero bits || n (64-bit LE)."""
+    return sodium.crypto_aead_chacha20poly1305_ietf_encrypt(
+        plaintext, associated, _noise_nonce(n), key
+    )
+
+
+def noise_decrypt(key: bytes, n: int, associated: bytes, ciphertext: bytes) -> bytes:
+    """DECRYPT(): raise DecryptionFailed if the tag does not verify."""
+    try:
+        return sodium.crypto_aead_chacha20poly1305_ietf_decrypt(
+            ciphertext, associated, _noise_nonce(n), key
+        )
+    except (nacl.exceptions.CryptoError, ValueError, TypeError) as exc:
+        raise DecryptionFailed() from exc
+
+
 # --- streams ----------------------------------------------------------------
 
 STREAM_HEADER_BYTES: Final = sodium.crypto_secretstream_xchacha20poly1305_HEADERBYTES
