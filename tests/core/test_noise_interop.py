@@ -56,7 +56,8 @@ def test_handshake_and_transport_with_noiseprotocol(pattern: str, covey_initiate
             assert other.read_message(ours.write_message(payload)) == payload
         else:
             assert ours.read_message(other.write_message(payload)) == payload
-    assert ours.complete and other.handshake_finished
+    assert ours.complete
+    assert other.handshake_finished
     assert ours.transport.handshake_hash == other.get_handshake_hash()
     assert ours.transport.remote_static == crypto.x25519_public_key(theirs_static)
     for n in range(3):

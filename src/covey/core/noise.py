@@ -168,7 +168,7 @@ class Handshake:
         static_secret: bytes | None = None,
         psks: tuple[bytes, ...] = (),
     ) -> None:
-        base, messages = _pattern(pattern)
+        _, messages = _pattern(pattern)
         self.messages = messages
         self.initiator = initiator
         self._rng = rng
@@ -195,7 +195,7 @@ class Handshake:
     def _my_turn(self) -> bool:
         return (self._turn % 2 == 0) == self.initiator
 
-    def _dh(self, token: str) -> bytes:
+    def _dh(self, step: str) -> bytes:
         # Section 7.1: "es" is DH(e, rs) for the initiator, DH(s, re) for the
         # responder; "se" the other way round.
         mine, theirs = {
@@ -203,9 +203,9 @@ class Handshake:
             "es": (self.e, self.rs) if self.initiator else (self.s, self.re),
             "se": (self.s, self.re) if self.initiator else (self.e, self.rs),
             "ss": (self.s, self.rs),
-        }[token]
+        }[step]
         if mine is None or theirs is None:
-            raise NoiseStateError(f"token {token} needs a key this side does not have")
+            raise NoiseStateError(f"token {step} needs a key this side does not have")
         try:
             return crypto.noise_dh(mine, theirs)
         except DecryptionFailed as exc:
@@ -215,22 +215,22 @@ class Handshake:
         if self.complete or self._turn >= len(self.messages) or not self._my_turn():
             raise NoiseStateError("it is not this side's turn to write")
         buffer = bytearray()
-        for token in self.messages[self._turn]:
-            if token == "e":
+        for step in self.messages[self._turn]:
+            if step == "e":
                 self.e = self._rng(DHLEN)
                 public = crypto.x25519_public_key(self.e)
                 buffer += public
                 self.symmetric.mix_hash(public)
                 if self.psk_mode:
                     self.symmetric.mix_key(public)
-            elif token == "s":
+            elif step == "s":
                 if self.s_public is None:
                     raise NoiseStateError("this pattern needs a static key")
                 buffer += self.symmetric.encrypt_and_hash(self.s_public)
-            elif token == "psk":
+            elif step == "psk":
                 self.symmetric.mix_key_and_hash(self._psks.pop(0))
             else:
-                self.symmetric.mix_key(self._dh(token))
+                self.symmetric.mix_key(self._dh(step))
         buffer += self.symmetric.encrypt_and_hash(payload)
         if len(buffer) > MAX_MESSAGE:
             raise NoiseStateError("a Noise message is at most 65,535 bytes")
@@ -243,8 +243,8 @@ class Handshake:
         if len(message) > MAX_MESSAGE:
             raise HandshakeFailed("a Noise message is at most 65,535 bytes")
         view = memoryview(message)
-        for token in self.messages[self._turn]:
-            if token == "e":
+        for step in self.messages[self._turn]:
+            if step == "e":
                 if len(view) < DHLEN:
                     raise HandshakeFailed("a Noise handshake message is too short")
                 self.re = bytes(view[:DHLEN])
@@ -252,16 +252,16 @@ class Handshake:
                 self.symmetric.mix_hash(self.re)
                 if self.psk_mode:
                     self.symmetric.mix_key(self.re)
-            elif token == "s":
+            elif step == "s":
                 size = DHLEN + (crypto.NOISE_TAG_BYTES if self.symmetric.cipher.has_key() else 0)
                 if len(view) < size:
                     raise HandshakeFailed("a Noise handshake message is too short")
                 self.rs = self.symmetric.decrypt_and_hash(bytes(view[:size]))
                 view = view[size:]
-            elif token == "psk":
+            elif step == "psk":
                 self.symmetric.mix_key_and_hash(self._psks.pop(0))
             else:
-                self.symmetric.mix_key(self._dh(token))
+                self.symmetric.mix_key(self._dh(step))
         payload = self.symmetric.decrypt_and_hash(bytes(view))
         self._advance()
         return payload
