@@ -1,0 +1,226 @@
+"""Anti-entropy between two devices: each sends the other the ops it lacks.
+
+Sans-I/O: a `SyncSession` holds one device's side of a conversation with
+one peer over an authenticated channel (the channel layer has already
+checked that the peer is the device it says it is). Messages go in as bytes
+and come out as bytes; ops that arrive are applied to the local groups, and
+the session reports which groups changed so the caller can persist them
+(persist, then send).
+
+Messages are canonical msgpack maps, `{"t": kind, ...}`:
+
+* `hello`  `{"g": [[group ID, {author hex: seq}], ...]}`: for every group in
+  which the peer is a member (as this device sees it), the version vector
+  held here. Groups the peer is not in are never named to it.
+* `ops`    `{"g": group ID, "o": [op bytes, ...]}`: ops the peer lacks, in
+  causal order, at most `MAX_OPS_PER_MESSAGE` per message.
+* `need`   `{"g": group ID, "i": [op ID, ...]}`: parents that ops waiting
+  here still lack.
+
+Two devices that both changed a group while apart converge in one exchange:
+each says what it has, each sends the other what it lacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from covey.core import encoding, fields
+from covey.core.encoding import Limits
+from covey.core.group import Group
+from covey.core.ops import Op
+from covey.errors import InvalidInput, MalformedMessage, NotAMember
+
+#: Ops in one `ops` message (and so bytes in one message: about 64 rotations
+#: of a large group, or thousands of small ops; see MAX_MESSAGE_BYTES).
+MAX_OPS_PER_MESSAGE: Final = 512
+#: Bytes of op data in one `ops` message.
+MAX_MESSAGE_BYTES: Final = 2 << 20
+#: Op IDs in one `need` message.
+MAX_NEEDS: Final = 1024
+#: Groups named in one `hello`.
+MAX_GROUPS: Final = 1024
+#: Authors in one version vector.
+MAX_AUTHORS: Final = 20_000
+
+LIMITS: Final = Limits(
+    total=4 << 20,
+    bin_len=4 << 20,
+    str_len=64,
+    array_len=MAX_AUTHORS,
+    map_len=MAX_AUTHORS,
+    depth=5,
+    objects=200_000,
+)
+
+
+@dataclass
+class Outcome:
+    """What handling one message produced."""
+
+    #: Messages to send to the peer, in order.
+    send: list[bytes] = field(default_factory=list)
+    #: Groups whose logs changed (to persist before anything is sent).
+    changed: set[bytes] = field(default_factory=set)
+    #: Ops refused, with the reason (for the log line; never fatal).
+    refused: list[str] = field(default_factory=list)
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    return encoding.encode(message, LIMITS)
+
+
+def _ops_messages(group_id: bytes, ops: Iterable[Op]) -> list[bytes]:
+    messages = []
+    batch: list[bytes] = []
+    size = 0
+    for op in ops:
+        if batch and (len(batch) >= MAX_OPS_PER_MESSAGE or size + len(op.raw) > MAX_MESSAGE_BYTES):
+            messages.append(_encode({"t": "ops", "g": group_id, "o": batch}))
+            batch, size = [], 0
+        batch.append(op.raw)
+        size += len(op.raw)
+    if batch:
+        messages.append(_encode({"t": "ops", "g": group_id, "o": batch}))
+    return messages
+
+
+def missing_for(group: Group, vector: Mapping[bytes, int]) -> list[Op]:
+    """The ops of `group` a holder of `vector` lacks, in causal order.
+
+    An author that equivocated has every op from its fork sent, so both
+    forks reach the peer as evidence.
+    """
+    log = group.log
+    forks = {author: fork[0] for author, fork in log.equivocations.items()}
+    return [
+        op
+        for op in log.order
+        if op.seq > vector.get(op.author, 0) or op.seq >= forks.get(op.author, op.seq + 1)
+    ]
+
+
+class SyncSession:
+    """This device's side of a sync with one authenticated peer device."""
+
+    def __init__(self, groups: Mapping[bytes, Group], peer: bytes) -> None:
+        self.groups = groups
+        self.peer = peer
+
+    def _shared(self) -> list[Group]:
+        shared = []
+        for group in self.groups.values():
+            try:
+                state = group.state
+            except NotAMember:
+                continue
+            if self.peer in state.members:
+                shared.append(group)
+        return shared
+
+    def hello(self) -> bytes:
+        """The first message: what this device holds of every group the peer is in."""
+        entries = [
+            [g.id, {author.hex(): seq for author, seq in g.log.version_vector().items()}]
+            for g in self._shared()
+        ]
+        return _encode({"t": "hello", "g": entries[:MAX_GROUPS]})
+
+    def announce(self, group_id: bytes, ops: Iterable[Op]) -> list[bytes]:
+        """Messages pushing new local ops of a group to the peer, if it is in it."""
+        group = self.groups.get(group_id)
+        if group is None or group not in self._shared():
+            return []
+        return _ops_messages(group_id, ops)
+
+    def receive(self, data: bytes) -> Outcome:
+        """Handle one message from the peer. Raises InvalidInput if it is malformed."""
+        value = encoding.decode(data, LIMITS)
+        kind = value.get("t") if isinstance(value, dict) else None
+        if kind not in _KEYS:
+            raise MalformedMessage("unknown sync message")
+        message = fields.as_map(value, _KEYS[kind], what="sync message")
+        if kind == "hello":
+            return self._on_hello(message)
+        if kind == "ops":
+            return self._on_ops(message)
+        return self._on_need(message)
+
+    def _group(self, group_id: Any) -> Group | None:
+        if not isinstance(group_id, bytes) or len(group_id) != 32:
+            raise MalformedMessage("a group ID is 32 bytes")
+        group = self.groups.get(group_id)
+        # Only answer about groups the peer is in: never confirm others exist.
+        if group is None or group not in self._shared():
+            return None
+        return group
+
+    def _on_hello(self, message: dict[str, Any]) -> Outcome:
+        outcome = Outcome()
+        entries = message["g"]
+        if not isinstance(entries, list) or len(entries) > MAX_GROUPS:
+            raise MalformedMessage("a hello names at most 1,024 groups")
+        for entry in entries:
+            if not isinstance(entry, list) or len(entry) != 2 or not isinstance(entry[1], dict):
+                raise MalformedMessage("a hello entry is [group ID, version vector]")
+            vector = _vector(entry[1])
+            group = self._group(entry[0])
+            if group is None:
+                continue
+            outcome.send += _ops_messages(group.id, missing_for(group, vector))
+        return outcome
+
+    def _on_ops(self, message: dict[str, Any]) -> Outcome:
+        outcome = Outcome()
+        group = self._group(message["g"])
+        ops = message["o"]
+        if not isinstance(ops, list) or len(ops) > MAX_OPS_PER_MESSAGE:
+            raise MalformedMessage(f"an ops message carries at most {MAX_OPS_PER_MESSAGE} ops")
+        if not all(isinstance(raw, bytes) for raw in ops):
+            raise MalformedMessage("ops are byte strings")
+        if group is None:
+            return outcome
+        for raw in ops:
+            try:
+                received = group.receive(raw)
+            except InvalidInput as exc:
+                outcome.refused.append(str(exc))
+                continue
+            if received.integrated:
+                outcome.changed.add(group.id)
+        missing = sorted(group.log.missing_parents())[:MAX_NEEDS]
+        if missing:
+            outcome.send.append(_encode({"t": "need", "g": group.id, "i": missing}))
+        return outcome
+
+    def _on_need(self, message: dict[str, Any]) -> Outcome:
+        outcome = Outcome()
+        group = self._group(message["g"])
+        wanted = message["i"]
+        if not isinstance(wanted, list) or len(wanted) > MAX_NEEDS:
+            raise MalformedMessage(f"a need message names at most {MAX_NEEDS} ops")
+        if group is None:
+            return outcome
+        ids = {w for w in wanted if isinstance(w, bytes) and len(w) == 32}
+        ancestors = group.log.ancestors(i for i in ids if i in group.log)
+        ops = [op for op in group.log.order if op.id in ancestors]
+        outcome.send += _ops_messages(group.id, ops)
+        return outcome
+
+
+_KEYS: Final = {"hello": ("t", "g"), "ops": ("t", "g", "o"), "need": ("t", "g", "i")}
+
+
+def _vector(value: dict[Any, Any]) -> dict[bytes, int]:
+    # Map keys are text in covey's encoding, so authors are hex strings.
+    vector = {}
+    for author, seq in value.items():
+        if not isinstance(author, str) or len(author) != 64 or type(seq) is not int or seq < 0:
+            raise MalformedMessage("a version vector maps author IDs (hex) to sequence numbers")
+        try:
+            vector[bytes.fromhex(author)] = seq
+        except ValueError as exc:
+            raise MalformedMessage("author IDs are hex") from exc
+    return vector
