@@ -85,6 +85,10 @@ class HandshakeFailed(InvalidInput):
     """The secure channel could not be set up: the peer's messages did not check out."""
 
 
+class PeerRefused(InvalidInput):
+    """The peer is not a device this one knows."""
+
+
 class NotSealedData(InvalidInput):
     """That is not data sealed by covey (or it is damaged)."""
 

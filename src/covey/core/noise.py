@@ -192,7 +192,8 @@ class Handshake:
     def complete(self) -> bool:
         return self.transport is not None
 
-    def _my_turn(self) -> bool:
+    def my_turn(self) -> bool:
+        """Whether this side writes the next handshake message."""
         return (self._turn % 2 == 0) == self.initiator
 
     def _dh(self, step: str) -> bytes:
@@ -212,7 +213,7 @@ class Handshake:
             raise HandshakeFailed("the peer sent an unusable key") from exc
 
     def write_message(self, payload: bytes = b"") -> bytes:
-        if self.complete or self._turn >= len(self.messages) or not self._my_turn():
+        if self.complete or self._turn >= len(self.messages) or not self.my_turn():
             raise NoiseStateError("it is not this side's turn to write")
         buffer = bytearray()
         for step in self.messages[self._turn]:
@@ -238,7 +239,7 @@ class Handshake:
         return bytes(buffer)
 
     def read_message(self, message: bytes) -> bytes:
-        if self.complete or self._turn >= len(self.messages) or self._my_turn():
+        if self.complete or self._turn >= len(self.messages) or self.my_turn():
             raise NoiseStateError("it is not this side's turn to read")
         if len(message) > MAX_MESSAGE:
             raise HandshakeFailed("a Noise message is at most 65,535 bytes")

@@ -9,13 +9,19 @@ the session reports which groups changed so the caller can persist them
 
 Messages are canonical msgpack maps, `{"t": kind, ...}`:
 
-* `hello`  `{"g": [[group ID, {author hex: seq}], ...]}`: for every group in
-  which the peer is a member (as this device sees it), the version vector
-  held here. Groups the peer is not in are never named to it.
+* `hello`  `{"g": [[group ID, {author hex: seq}], ...]}`: for every group
+  the peer was ever added to (as this device sees it), the version vector
+  held here. Groups the peer was never in are never named to it, and ops go
+  only to current members (see `_group`).
 * `ops`    `{"g": group ID, "o": [op bytes, ...]}`: ops the peer lacks, in
   causal order, at most `MAX_OPS_PER_MESSAGE` per message.
 * `need`   `{"g": group ID, "i": [op ID, ...]}`: parents that ops waiting
   here still lack.
+* `done`   `{}`: every answer to the peer's last `hello` or `need` has been
+  sent.
+* `bye`    `{}`: every request of the sender has been answered; it will ask
+  nothing more. A one-shot sync ends once each side has sent and received
+  `bye` (see `covey.runtime.syncer`).
 
 Two devices that both changed a group while apart converge in one exchange:
 each says what it has, each sends the other what it lacks.
@@ -66,10 +72,20 @@ class Outcome:
     changed: set[bytes] = field(default_factory=set)
     #: Ops refused, with the reason (for the log line; never fatal).
     refused: list[str] = field(default_factory=list)
+    #: Requests (`hello`, `need`) this message made of the peer: to await answers.
+    asked: int = 0
+    #: Answers (`done`) this message gave to our requests.
+    answered: int = 0
+    #: Whether the peer said `bye`.
+    peer_finished: bool = False
 
 
 def _encode(message: dict[str, Any]) -> bytes:
     return encoding.encode(message, LIMITS)
+
+
+DONE: Final = _encode({"t": "done"})
+BYE: Final = _encode({"t": "bye"})
 
 
 def _ops_messages(group_id: bytes, ops: Iterable[Op]) -> list[bytes]:
@@ -109,29 +125,30 @@ class SyncSession:
         self.groups = groups
         self.peer = peer
 
-    def _shared(self) -> list[Group]:
-        shared = []
+    def _groups_with_peer(self, *, members_only: bool) -> list[Group]:
+        """Groups the peer is a member of, or (members_only=False) was ever added to."""
+        found = []
         for group in self.groups.values():
             try:
                 state = group.state
             except NotAMember:
                 continue
-            if self.peer in state.members:
-                shared.append(group)
-        return shared
+            if self.peer in (state.members if members_only else state.devices):
+                found.append(group)
+        return found
 
     def hello(self) -> bytes:
         """The first message: what this device holds of every group the peer is in."""
         entries = [
             [g.id, {author.hex(): seq for author, seq in g.log.version_vector().items()}]
-            for g in self._shared()
+            for g in self._groups_with_peer(members_only=False)
         ]
         return _encode({"t": "hello", "g": entries[:MAX_GROUPS]})
 
     def announce(self, group_id: bytes, ops: Iterable[Op]) -> list[bytes]:
         """Messages pushing new local ops of a group to the peer, if it is in it."""
         group = self.groups.get(group_id)
-        if group is None or group not in self._shared():
+        if group is None or group not in self._groups_with_peer(members_only=True):
             return []
         return _ops_messages(group_id, ops)
 
@@ -143,17 +160,32 @@ class SyncSession:
             raise MalformedMessage("unknown sync message")
         message = fields.as_map(value, _KEYS[kind], what="sync message")
         if kind == "hello":
-            return self._on_hello(message)
-        if kind == "ops":
+            outcome = self._on_hello(message)
+        elif kind == "ops":
             return self._on_ops(message)
-        return self._on_need(message)
+        elif kind == "need":
+            outcome = self._on_need(message)
+        elif kind == "bye":
+            return Outcome(peer_finished=True)
+        else:
+            return Outcome(answered=1)
+        outcome.send.append(DONE)
+        return outcome
 
-    def _group(self, group_id: Any) -> Group | None:
+    def _group(self, group_id: Any, *, members_only: bool) -> Group | None:
+        """The group, if the peer may (members_only: still) hear about it; else None.
+
+        Ops go only to current members. Ops are taken from, and version
+        vectors shown to, any device ever added: a device that others think
+        removed may hold the op that, merged, makes it a member again (two
+        admins removing each other: the senior one's removal wins), and it
+        must be able to deliver it. Groups the peer was never in are never
+        confirmed to exist.
+        """
         if not isinstance(group_id, bytes) or len(group_id) != 32:
             raise MalformedMessage("a group ID is 32 bytes")
         group = self.groups.get(group_id)
-        # Only answer about groups the peer is in: never confirm others exist.
-        if group is None or group not in self._shared():
+        if group is None or group not in self._groups_with_peer(members_only=members_only):
             return None
         return group
 
@@ -166,7 +198,7 @@ class SyncSession:
             if not isinstance(entry, list) or len(entry) != 2 or not isinstance(entry[1], dict):
                 raise MalformedMessage("a hello entry is [group ID, version vector]")
             vector = _vector(entry[1])
-            group = self._group(entry[0])
+            group = self._group(entry[0], members_only=True)
             if group is None:
                 continue
             outcome.send += _ops_messages(group.id, missing_for(group, vector))
@@ -174,7 +206,7 @@ class SyncSession:
 
     def _on_ops(self, message: dict[str, Any]) -> Outcome:
         outcome = Outcome()
-        group = self._group(message["g"])
+        group = self._group(message["g"], members_only=False)
         ops = message["o"]
         if not isinstance(ops, list) or len(ops) > MAX_OPS_PER_MESSAGE:
             raise MalformedMessage(f"an ops message carries at most {MAX_OPS_PER_MESSAGE} ops")
@@ -193,11 +225,12 @@ class SyncSession:
         missing = sorted(group.log.missing_parents())[:MAX_NEEDS]
         if missing:
             outcome.send.append(_encode({"t": "need", "g": group.id, "i": missing}))
+            outcome.asked += 1
         return outcome
 
     def _on_need(self, message: dict[str, Any]) -> Outcome:
         outcome = Outcome()
-        group = self._group(message["g"])
+        group = self._group(message["g"], members_only=True)
         wanted = message["i"]
         if not isinstance(wanted, list) or len(wanted) > MAX_NEEDS:
             raise MalformedMessage(f"a need message names at most {MAX_NEEDS} ops")
@@ -210,7 +243,13 @@ class SyncSession:
         return outcome
 
 
-_KEYS: Final = {"hello": ("t", "g"), "ops": ("t", "g", "o"), "need": ("t", "g", "i")}
+_KEYS: Final = {
+    "hello": ("t", "g"),
+    "ops": ("t", "g", "o"),
+    "need": ("t", "g", "i"),
+    "done": ("t",),
+    "bye": ("t",),
+}
 
 
 def _vector(value: dict[Any, Any]) -> dict[bytes, int]:

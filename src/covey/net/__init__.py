@@ -1,0 +1,1 @@
+"""The network edges: TCP channels, discovery (mDNS), relay clients."""
