@@ -157,4 +157,5 @@ async def test_garbage_closes_one_connection_only(world: World) -> None:
             while len(errors) < 3:
                 await anyio.sleep(0.01)
         tg.cancel_scope.cancel()
+    await listener.aclose()
     assert all(isinstance(e, HandshakeFailed) for e in errors)
