@@ -51,6 +51,9 @@ class HashDomain(bytes, Enum):
     HISTORY_KEY = b"covey/v1/histk"
     SEAL_WRAP_KEY = b"covey/v1/sealkw"
     SEAL_DIGEST = b"covey/v1/sealh"
+    PAIRING_PSK = b"covey/v1/pairpsk"
+    PAIRING_SAS = b"covey/v1/sas"
+    INVITATION_TAG = b"covey/v1/invtag"
 
 
 class SignDomain(bytes, Enum):

@@ -166,17 +166,20 @@ class Handshake:
         rng: Rng,
         prologue: bytes = b"",
         static_secret: bytes | None = None,
-        psks: tuple[bytes, ...] = (),
+        psks: tuple[bytes, ...] | None = (),
     ) -> None:
+        """`psks=None` in a psk pattern: they are given later, by `provide_psks`,
+        before the message that uses them (pairing learns its psk from SPAKE2
+        carried in the first two messages)."""
         _, messages = _pattern(pattern)
         self.messages = messages
         self.initiator = initiator
         self._rng = rng
-        psk_count = sum(tokens.count("psk") for tokens in messages)
-        if len(psks) != psk_count or any(len(psk) != 32 for psk in psks):
-            raise ValueError(f"{pattern} needs {psk_count} psks of 32 bytes")
-        self._psks = list(psks)
-        self.psk_mode = psk_count > 0
+        self._psk_count = sum(tokens.count("psk") for tokens in messages)
+        self._psks: list[bytes] = []
+        if psks is not None:
+            self.provide_psks(*psks)
+        self.psk_mode = self._psk_count > 0
         self.s = static_secret
         self.s_public = None if static_secret is None else crypto.x25519_public_key(static_secret)
         self.e: bytes | None = None
@@ -187,6 +190,12 @@ class Handshake:
         self.symmetric.mix_hash(prologue)
         self._turn = 0
         self.transport: Transport | None = None
+
+    def provide_psks(self, *psks: bytes) -> None:
+        """Set the pre-shared keys (32 bytes each), once, before any is used."""
+        if self._psks or len(psks) != self._psk_count or any(len(p) != 32 for p in psks):
+            raise ValueError(f"this pattern needs {self._psk_count} psks of 32 bytes, once")
+        self._psks = list(psks)
 
     @property
     def complete(self) -> bool:
@@ -229,7 +238,7 @@ class Handshake:
                     raise NoiseStateError("this pattern needs a static key")
                 buffer += self.symmetric.encrypt_and_hash(self.s_public)
             elif step == "psk":
-                self.symmetric.mix_key_and_hash(self._psks.pop(0))
+                self.symmetric.mix_key_and_hash(self._next_psk())
             else:
                 self.symmetric.mix_key(self._dh(step))
         buffer += self.symmetric.encrypt_and_hash(payload)
@@ -260,12 +269,17 @@ class Handshake:
                 self.rs = self.symmetric.decrypt_and_hash(bytes(view[:size]))
                 view = view[size:]
             elif step == "psk":
-                self.symmetric.mix_key_and_hash(self._psks.pop(0))
+                self.symmetric.mix_key_and_hash(self._next_psk())
             else:
                 self.symmetric.mix_key(self._dh(step))
         payload = self.symmetric.decrypt_and_hash(bytes(view))
         self._advance()
         return payload
+
+    def _next_psk(self) -> bytes:
+        if not self._psks:
+            raise NoiseStateError("the pre-shared key is needed now and was not given")
+        return self._psks.pop(0)
 
     def _advance(self) -> None:
         self._turn += 1
