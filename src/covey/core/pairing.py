@@ -32,8 +32,8 @@ import base64
 from dataclasses import dataclass, field
 from typing import Final
 
-from spake2 import SPAKE2_A, SPAKE2_B
 from shamir_mnemonic.wordlist import WORD_INDEX_MAP, WORDLIST
+from spake2 import SPAKE2_A, SPAKE2_B
 
 from covey.core import Rng, crypto, noise, words
 from covey.core.channel import check_peer_record
