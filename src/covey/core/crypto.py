@@ -54,6 +54,7 @@ class HashDomain(bytes, Enum):
     PAIRING_PSK = b"covey/v1/pairpsk"
     PAIRING_SAS = b"covey/v1/sas"
     INVITATION_TAG = b"covey/v1/invtag"
+    DISCOVERY_TAG = b"covey/v1/disct"
 
 
 class SignDomain(bytes, Enum):

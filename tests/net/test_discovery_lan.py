@@ -1,0 +1,85 @@
+"""mDNS discovery across real (virtual) hosts: namespaces on a bridge.
+
+A member's advert is found by another member, while a third host that is not
+in the group sees the advert and can make nothing of it: no device ID, no
+name, and tags it cannot recognize, which change every hour.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.net.netns import Lan, can_make_namespaces
+
+REASON = can_make_namespaces()
+pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+
+ADVERTISE = """
+import anyio, sys
+from covey.net.discovery import Advertiser, open_zeroconf
+async def main():
+    zc = open_zeroconf()
+    advert = Advertiser(zc, 7777, [bytes.fromhex(t) for t in sys.argv[1].split(",")])
+    await advert.start()
+    print("ready", flush=True)
+    await anyio.sleep(float(sys.argv[2]))
+    await advert.stop()
+    await zc.async_close()
+anyio.run(main)
+"""
+
+BROWSE = """
+import anyio, json, sys, time
+from covey.net.discovery import Browser, open_zeroconf
+async def main():
+    zc = open_zeroconf()
+    browser = Browser(zc)
+    await browser.start()
+    wanted = bytes.fromhex(sys.argv[1]) if sys.argv[1] != "-" else None
+    start = time.monotonic()
+    try:
+        seen = await browser.wait_for(
+            lambda s: (wanted in s.tags) if wanted else bool(s.tags), float(sys.argv[2]))
+        result = {"found": True, "after": time.monotonic() - start, "addresses": seen.addresses,
+                  "port": seen.port, "tags": [t.hex() for t in seen.tags], "name": seen.name}
+    except TimeoutError:
+        result = {"found": False}
+    await browser.stop()
+    await zc.async_close()
+    print(json.dumps(result), flush=True)
+anyio.run(main)
+"""
+
+
+@pytest.fixture
+def lan():
+    network = Lan(3)
+    try:
+        yield network
+    finally:
+        network.close()
+
+
+def test_member_finds_advert_and_stranger_learns_nothing(lan: Lan) -> None:
+    group_tag, other_tag = "0123456789abcdef", "fedcba9876543210"
+    advertiser = lan.python(0, ADVERTISE, f"{group_tag},{other_tag}", "8")
+    try:
+        assert advertiser.stdout.readline().strip() == "ready"
+        member = lan.python(1, BROWSE, group_tag, "6")
+        stranger = lan.python(2, BROWSE, "-", "6")
+        member_out, member_err = member.communicate(timeout=30)
+        stranger_out, _ = stranger.communicate(timeout=30)
+    finally:
+        advertiser.kill()
+        advertiser.communicate()
+    found = json.loads(member_out.strip().splitlines()[-1])
+    assert found["found"], member_err
+    assert lan.addresses[0] in found["addresses"]
+    assert found["port"] == 7777
+    seen = json.loads(stranger_out.strip().splitlines()[-1])
+    assert seen["found"]  # the stranger sees an advert ...
+    # ... whose name is random and which carries only opaque tags.
+    assert len(seen["name"].split(".")[0]) == 32
+    assert set(seen["tags"]) == {group_tag, other_tag}
