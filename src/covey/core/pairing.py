@@ -74,10 +74,28 @@ class Secret:
     link_key: bytes | None = None
 
     @property
+    def code_tag(self) -> bytes:
+        """The advert tag a joiner with the code looks for (from the number alone)."""
+        return crypto.blake2b(
+            str(self.nameplate).encode(), crypto.HashDomain.INVITATION_TAG, size=8
+        )
+
+    @property
+    def link_tag(self) -> bytes | None:
+        """The advert tag a joiner with the link looks for (from the link's key)."""
+        if self.link_key is None:
+            return None
+        return crypto.blake2b(self.link_key, crypto.HashDomain.INVITATION_TAG, size=8)
+
+    @property
     def tag(self) -> bytes:
-        """What the inviter's advert carries so the joiner finds it (8 bytes)."""
-        source = self.link_key if self.link_key is not None else str(self.nameplate).encode()
-        return crypto.blake2b(source, crypto.HashDomain.INVITATION_TAG, size=8)
+        """The tag this joiner looks for: the link's if it has the link, else the code's."""
+        return self.link_tag or self.code_tag
+
+    @property
+    def advert_tags(self) -> list[bytes]:
+        """The tags the inviter advertises, so that either kind of joiner finds it."""
+        return [t for t in (self.code_tag, self.link_tag) if t is not None]
 
     def __repr__(self) -> str:
         return f"Secret(nameplate={self.nameplate}, <redacted>)"

@@ -1,0 +1,240 @@
+"""`covey invite` and `covey join`: bring a new device into a group on the LAN.
+
+Both run for a while; with `--json` they print one JSON object per line as
+things happen (for `invite`: the code and link first, then each failed try,
+then the outcome), so a script can read the code before the command ends.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from covey.cli.common import Context, common_options, now, run, unlock
+
+if TYPE_CHECKING:
+    from covey.core.group import Group
+
+#: Seconds a joiner looks for the inviter on the LAN.
+JOIN_TIMEOUT = 30.0
+DURATION = re.compile(r"^(\d+)([smh]?)$")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in "90", "90s", "10m" or "1h"."""
+    from covey.errors import InvalidArgument
+
+    match = DURATION.match(text.strip().lower())
+    if not match:
+        raise InvalidArgument("a duration looks like 90s, 10m or 1h")
+    value, unit = int(match.group(1)), match.group(2) or "s"
+    seconds = value * {"s": 1, "m": 60, "h": 3600}[unit]
+    if not 10 <= seconds <= 24 * 3600:
+        raise InvalidArgument("an invitation lasts from 10 seconds to 24 hours")
+    return seconds
+
+
+class Events:
+    """Progress for people (stderr/stdout lines) or scripts (JSON lines)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def emit(self, event: str, human: str, **data: Any) -> None:
+        if self.ctx.json:
+            click.echo(json.dumps({"event": event, **data}), nl=True)
+        else:
+            click.echo(human)
+
+
+@click.command()
+@click.option("--group", "-g", "group_name", required=True, help="The group to invite into.")
+@click.option("--role", type=click.Choice(["member", "admin"]), default="member", show_default=True)
+@click.option("--expires", default="10m", show_default=True, help="How long the code works.")
+@click.option("--port", type=int, default=0, help="TCP port to listen on (default: any).")
+@common_options
+def invite(ctx: Context, group_name: str, role: str, expires: str, port: int) -> None:
+    """Invite a device: print a code (and a QR code), wait for it to join."""
+    import anyio
+
+    from covey.core.pairing import Invitation, new_secret
+    from covey.entropy import system_rng
+    from covey.errors import HandshakeFailed, InvalidInput, NotAllowed
+    from covey.net.discovery import Advertiser, open_zeroconf
+    from covey.runtime.pairing import welcome
+    from covey.store.sqlite import Store
+
+    lifetime = parse_duration(expires)
+    events = Events(ctx)
+
+    async def go() -> dict[str, Any]:
+        async with Store.open(ctx.home) as store:
+            from covey.cli.groups import load
+
+            group, data_key = await load(store, group_name)
+            me = group.me
+            if group.state.role(me.device_id.raw) != "admin":
+                raise NotAllowed("only an admin of the group can invite")
+            secret = new_secret(system_rng)
+            invitation = Invitation(group.id, role, secret, now() + lifetime)
+            listener = await anyio.create_tcp_listener(local_port=port)
+            bound = listener.extra(anyio.abc.SocketAttribute.local_port)
+            zc = open_zeroconf()
+            advert = Advertiser(zc, bound, secret.advert_tags)
+            await advert.start()
+            events.emit(
+                "invitation",
+                f"On the new device, run:  covey join {secret.code}",
+                code=secret.code,
+                link=secret.as_link(),
+                expires=invitation.expires,
+                port=bound,
+            )
+            if not ctx.json:
+                import io
+
+                import segno
+
+                qr = io.StringIO()
+                segno.make(secret.as_link(), error="l").terminal(out=qr, compact=True)
+                click.echo("or scan this with covey:")
+                click.echo(qr.getvalue())
+                click.echo("Waiting for the device to join ...")
+            outcome: dict[str, Any] = {}
+            lock = anyio.Lock()
+
+            async def persist(g: Group) -> None:
+                await store.save_group(g, data_key, system_rng)
+
+            async def serve(stream: Any) -> None:
+                async with lock, stream:
+                    if outcome:
+                        return
+                    try:
+                        joined = await welcome(
+                            stream,
+                            me,
+                            group,
+                            invitation,
+                            rng=system_rng,
+                            now=now(),
+                            persist=persist,
+                        )
+                    except (HandshakeFailed, InvalidInput, NotAllowed) as exc:
+                        events.emit(
+                            "attempt_failed",
+                            f"A device tried and failed: {exc}",
+                            reason=str(exc),
+                            attempts_left=invitation.attempts_left,
+                        )
+                        if invitation.attempts_left <= 0:
+                            outcome["error"] = "the invitation was destroyed after 3 wrong codes"
+                            tg.cancel_scope.cancel()
+                        return
+                    outcome["joined"] = joined
+                    tg.cancel_scope.cancel()
+
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(listener.serve, serve)
+                    await anyio.sleep(max(0, invitation.expires - now()))
+                    outcome.setdefault("error", "the invitation expired")
+                    tg.cancel_scope.cancel()
+            finally:
+                await advert.stop()
+                await zc.async_close()
+                await listener.aclose()
+            return outcome
+
+    outcome = run(go)
+    joined = outcome.get("joined")
+    if joined is None:
+        from covey.errors import NotAllowed
+
+        raise NotAllowed(outcome.get("error", "nobody joined"))
+    events.emit(
+        "joined",
+        f"{joined.peer_name!r} joined. Safety words (compare if you like): " + " ".join(joined.sas),
+        device=joined.peer_name,
+        sas=joined.sas,
+        group=joined.group.state.name,
+    )
+
+
+@click.command()
+@click.argument("code", required=False)
+@click.option("--link", help="The link from the inviter's QR code, instead of a code.")
+@click.option("--address", help="HOST:PORT of the inviter, instead of looking on the LAN.")
+@click.option("--timeout", type=float, default=JOIN_TIMEOUT, show_default=True)
+@common_options
+def join(
+    ctx: Context, code: str | None, link: str | None, address: str | None, timeout: float
+) -> None:
+    """Join a group with the code (or link) another device shows."""
+    import anyio
+
+    from covey.core.pairing import parse_code, parse_link
+    from covey.entropy import system_rng
+    from covey.errors import HandshakeFailed, InvalidArgument
+    from covey.net.discovery import Browser, open_zeroconf
+    from covey.runtime.pairing import join as join_over
+    from covey.store.sqlite import Store
+
+    if (code is None) == (link is None):
+        raise InvalidArgument("give either a code or --link")
+    secret = parse_code(code) if code is not None else parse_link(link or "")
+    events = Events(ctx)
+
+    async def find() -> list[tuple[str, int]]:
+        if address:
+            host, _, port_text = address.rpartition(":")
+            if not host or not port_text.isdigit():
+                raise InvalidArgument("an address looks like 192.0.2.7:4242")
+            return [(host.strip("[]"), int(port_text))]
+        zc = open_zeroconf()
+        browser = Browser(zc)
+        try:
+            await browser.start()
+            try:
+                seen = await browser.wait_for(lambda s: secret.tag in s.tags, timeout)
+            except TimeoutError as exc:
+                raise HandshakeFailed("no inviting device with that code on this network") from exc
+        finally:
+            await browser.stop()
+            await zc.async_close()
+        return [(a, seen.port) for a in seen.addresses]
+
+    async def go() -> Any:
+        async with Store.open(ctx.home) as store:
+            me, data_key = await unlock(store)
+            targets = await find()
+            last: Exception | None = None
+            for host, port in targets:
+                try:
+                    with anyio.fail_after(timeout):
+                        stream = await anyio.connect_tcp(host, port)
+                except (OSError, TimeoutError) as exc:
+                    last = exc
+                    continue
+                async with stream:
+                    joined = await join_over(stream, me, secret, rng=system_rng)
+                await store.create_group(joined.group, data_key, system_rng)
+                return joined
+            raise HandshakeFailed(f"could not reach the inviting device ({last})")
+
+    joined = run(go)
+    events.emit(
+        "joined",
+        f"Joined {joined.group.state.name!r} (invited by {joined.peer_name!r}). "
+        "Safety words (compare if you like): " + " ".join(joined.sas),
+        group=joined.group.state.name,
+        group_id=joined.group.id.hex(),
+        inviter=joined.peer_name,
+        sas=joined.sas,
+    )
+
+
+COMMANDS = (invite, join)

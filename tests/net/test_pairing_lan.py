@@ -1,0 +1,101 @@
+"""`covey invite` and `covey join` as separate processes on separate hosts.
+
+Two network namespaces on a bridge: the laptop invites, the phone joins with
+the code it printed (found by mDNS), and then opens what the laptop sealed.
+A wrong code fails on the first try; a host that answers in the inviter's
+place without the code (a man in the middle) gets nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.net.netns import Lan, can_make_namespaces
+
+REASON = can_make_namespaces()
+pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+
+SCRIPT = Path(sys.executable).parent / "covey"
+COVEY = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "covey"]
+
+
+@pytest.fixture
+def lan():
+    network = Lan(3)
+    try:
+        yield network
+    finally:
+        network.close()
+
+
+def covey(lan: Lan, host: int, home: Path, *args: str, timeout: float = 60) -> dict:
+    process = lan.run(host, [*COVEY, *args, "--json", "--home", str(home)])
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err
+    return json.loads(out)
+
+
+def start_invite(lan: Lan, host: int, home: Path, *extra: str):
+    process = lan.run(
+        host, [*COVEY, "invite", "-g", "family", "--json", "--home", str(home), *extra]
+    )
+    first = json.loads(process.stdout.readline())
+    assert first["event"] == "invitation"
+    return process, first
+
+
+def test_invite_join_then_open(lan: Lan, tmp_path: Path) -> None:
+    laptop, phone = tmp_path / "laptop", tmp_path / "phone"
+    covey(lan, 0, laptop, "init", "--name", "laptop")
+    covey(lan, 0, laptop, "group", "create", "family")
+    covey(lan, 1, phone, "init", "--name", "phone")
+    secret = tmp_path / "wifi.txt"
+    secret.write_text("the wifi password is correct-horse")
+    covey(lan, 0, laptop, "seal", "-g", "family", str(secret))
+
+    inviter, invitation = start_invite(lan, 0, laptop)
+    try:
+        joined = covey(lan, 1, phone, "join", invitation["code"])
+        out, err = inviter.communicate(timeout=30)
+    finally:
+        inviter.kill()
+    assert inviter.returncode == 0, err
+    served = json.loads(out.strip().splitlines()[-1])
+    assert joined["event"] == "joined"
+    assert joined["group"] == "family"
+    assert joined["inviter"] == "laptop"
+    assert served["device"] == "phone"
+    assert served["sas"] == joined["sas"]
+
+    opened = covey(lan, 1, phone, "open", str(secret) + ".covey", "-o", str(tmp_path / "got.txt"))
+    assert opened["author"]["name"] == "laptop"
+    assert (tmp_path / "got.txt").read_text() == secret.read_text()
+    shown = covey(lan, 0, laptop, "group", "show", "family")
+    assert sorted(m["name"] for m in shown["members"]) == ["laptop", "phone"]
+
+
+def test_wrong_code_fails_first_try(lan: Lan, tmp_path: Path) -> None:
+    laptop, phone = tmp_path / "laptop", tmp_path / "phone"
+    covey(lan, 0, laptop, "init", "--name", "laptop")
+    covey(lan, 0, laptop, "group", "create", "family")
+    covey(lan, 1, phone, "init", "--name", "phone")
+    inviter, invitation = start_invite(lan, 0, laptop)
+    try:
+        nameplate = invitation["code"].split("-")[0]
+        wrong = f"{nameplate}-academic-acid"
+        assert wrong != invitation["code"]
+        process = lan.run(1, [*COVEY, "join", wrong, "--home", str(phone)])
+        _, err = process.communicate(timeout=60)
+        assert process.returncode != 0
+        assert len(err.strip().splitlines()) == 1
+        assert "Traceback" not in err
+        failure = json.loads(inviter.stdout.readline())
+        assert failure["event"] == "attempt_failed"
+        assert failure["attempts_left"] == 2
+    finally:
+        inviter.kill()
+        inviter.communicate()
