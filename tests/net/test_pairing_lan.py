@@ -99,3 +99,71 @@ def test_wrong_code_fails_first_try(lan: Lan, tmp_path: Path) -> None:
     finally:
         inviter.kill()
         inviter.communicate()
+
+
+IMPOSTOR = """
+import anyio, json, sys
+from covey.core.identity import create_identity
+from covey.core.pairing import Invitation, Inviter, Secret
+from covey.entropy import system_rng
+from covey.net.discovery import Advertiser, Browser, open_zeroconf
+from covey.runtime.pairing import welcome
+from covey.core.group import Group
+
+async def main():
+    me = create_identity("laptop", 1793491200, system_rng)  # same name, its own key
+    group = Group.create(me, "family", "shared", 1793491200, system_rng)
+    zc = open_zeroconf()
+    browser = Browser(zc)
+    await browser.start()
+    real = await browser.wait_for(lambda s: bool(s.tags), 10)
+    listener = await anyio.create_tcp_listener(local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    advert = Advertiser(zc, port, real.tags)  # copies the real inviter's tags
+    await advert.start()
+    print(json.dumps({"event": "ready"}), flush=True)
+    guess = Secret(int(sys.argv[1]), sys.argv[1] + "-academic-acid")
+    invitation = Invitation(group.id, "member", guess, 2**40)
+
+    async def serve(stream):
+        async with stream:
+            try:
+                await welcome(stream, me, group, invitation, rng=system_rng,
+                              now=1793491200, persist=lambda g: anyio.sleep(0))
+                print(json.dumps({"event": "impostor_won"}), flush=True)
+            except Exception as exc:
+                print(json.dumps({"event": "impostor_failed", "reason": str(exc)}), flush=True)
+
+    with anyio.move_on_after(float(sys.argv[2])):
+        await listener.serve(serve)
+    await advert.stop()
+    await zc.async_close()
+anyio.run(main)
+"""
+
+
+def test_an_impostor_copying_the_advert_gets_nothing(lan: Lan, tmp_path: Path) -> None:
+    """Host 2 copies the inviter's advert and answers with its own key.
+
+    It guesses the words (it cannot know them): the joiner either reaches the
+    real inviter first, or fails against the impostor and then reaches the
+    real one; it never joins the impostor's group.
+    """
+    laptop, phone = tmp_path / "laptop", tmp_path / "phone"
+    covey(lan, 0, laptop, "init", "--name", "laptop")
+    covey(lan, 0, laptop, "group", "create", "family")
+    covey(lan, 1, phone, "init", "--name", "phone")
+    inviter, invitation = start_invite(lan, 0, laptop)
+    nameplate = invitation["code"].split("-")[0]
+    impostor = lan.python(2, IMPOSTOR, nameplate, "20")
+    try:
+        assert json.loads(impostor.stdout.readline())["event"] == "ready"
+        joined = covey(lan, 1, phone, "join", invitation["code"])
+        inviter.communicate(timeout=30)
+    finally:
+        inviter.kill()
+        impostor.kill()
+        impostor_out, _ = impostor.communicate()
+    laptop_group = covey(lan, 0, laptop, "group", "show", "family")
+    assert joined["group_id"] == laptop_group["group_id"]
+    assert "impostor_won" not in impostor_out

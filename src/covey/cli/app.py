@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from covey import __version__
-from covey.cli import groups, identity, pairing, sealing
+from covey.cli import daemon, groups, identity, pairing, sealing
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,5 +14,11 @@ def cli() -> None:
     """covey: share keys between your devices, with no server that can read them."""
 
 
-for command in (*identity.COMMANDS, *groups.COMMANDS, *sealing.COMMANDS, *pairing.COMMANDS):
+for command in (
+    *identity.COMMANDS,
+    *groups.COMMANDS,
+    *sealing.COMMANDS,
+    *pairing.COMMANDS,
+    *daemon.COMMANDS,
+):
     cli.add_command(command)

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 #: Seconds a joiner looks for the inviter on the LAN.
 JOIN_TIMEOUT = 30.0
+#: Seconds a joiner whose attempt failed still waits for another matching advert.
+RETRY_GRACE = 3.0
 DURATION = re.compile(r"^(\d+)([smh]?)$")
 
 
@@ -188,42 +190,60 @@ def join(
     secret = parse_code(code) if code is not None else parse_link(link or "")
     events = Events(ctx)
 
-    async def find() -> list[tuple[str, int]]:
-        if address:
-            host, _, port_text = address.rpartition(":")
-            if not host or not port_text.isdigit():
-                raise InvalidArgument("an address looks like 192.0.2.7:4242")
-            return [(host.strip("[]"), int(port_text))]
+    async def attempt(me: Any, host: str, port: int) -> Any:
+        with anyio.fail_after(timeout):
+            stream = await anyio.connect_tcp(host, port)
+        async with stream:
+            return await join_over(stream, me, secret, rng=system_rng)
+
+    async def via_lan(me: Any) -> Any:
+        """Try each advert with the invitation's tag until one pairs.
+
+        Anyone can copy an advert's tags, so a device that answers first may
+        be an impostor: it cannot pass the handshake without the code, and
+        the next advert is tried.
+        """
         zc = open_zeroconf()
         browser = Browser(zc)
+        tried: set[str] = set()
+        last: Exception | None = None
         try:
             await browser.start()
-            try:
-                seen = await browser.wait_for(lambda s: secret.tag in s.tags, timeout)
-            except TimeoutError as exc:
-                raise HandshakeFailed("no inviting device with that code on this network") from exc
+            deadline = anyio.current_time() + timeout
+            while (left := deadline - anyio.current_time()) > 0:
+                try:
+                    seen = await browser.wait_for(
+                        lambda s: secret.tag in s.tags and s.name not in tried, left
+                    )
+                except TimeoutError:
+                    break
+                tried.add(seen.name)
+                for host in seen.addresses:
+                    try:
+                        return await attempt(me, host, seen.port)
+                    except (OSError, TimeoutError, HandshakeFailed) as exc:
+                        last = exc
+                # After a failure, wait only briefly for another device to try.
+                deadline = min(deadline, anyio.current_time() + RETRY_GRACE)
         finally:
             await browser.stop()
             await zc.async_close()
-        return [(a, seen.port) for a in seen.addresses]
+        if last is not None:
+            raise HandshakeFailed(f"pairing failed: {last}")
+        raise HandshakeFailed("no inviting device with that code on this network")
 
     async def go() -> Any:
         async with Store.open(ctx.home) as store:
             me, data_key = await unlock(store)
-            targets = await find()
-            last: Exception | None = None
-            for host, port in targets:
-                try:
-                    with anyio.fail_after(timeout):
-                        stream = await anyio.connect_tcp(host, port)
-                except (OSError, TimeoutError) as exc:
-                    last = exc
-                    continue
-                async with stream:
-                    joined = await join_over(stream, me, secret, rng=system_rng)
-                await store.create_group(joined.group, data_key, system_rng)
-                return joined
-            raise HandshakeFailed(f"could not reach the inviting device ({last})")
+            if address:
+                host, _, port_text = address.rpartition(":")
+                if not host or not port_text.isdigit():
+                    raise InvalidArgument("an address looks like 192.0.2.7:4242")
+                joined = await attempt(me, host.strip("[]"), int(port_text))
+            else:
+                joined = await via_lan(me)
+            await store.create_group(joined.group, data_key, system_rng)
+            return joined
 
     joined = run(go)
     events.emit(

@@ -50,6 +50,16 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             UNIQUE (group_id, id)
         ) STRICT""",
     ),
+    # 2 -> 3: devices met on the network, for `covey status` and `covey devices`.
+    (
+        """CREATE TABLE peer (
+            device_id BLOB PRIMARY KEY CHECK (length(device_id) = 32),
+            name TEXT NOT NULL,
+            address TEXT NOT NULL,
+            last_seen INTEGER NOT NULL,
+            last_sync INTEGER
+        ) STRICT""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

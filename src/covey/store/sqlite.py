@@ -178,7 +178,7 @@ class Store:
         async with self.transaction() as db:
             if await self.has_identity() and not replace:
                 raise IdentityExists()
-            for table in ("op", "grp", "identity", "secret", "keyring"):
+            for table in ("peer", "op", "grp", "identity", "secret", "keyring"):
                 await db.execute(f"DELETE FROM {table}")  # noqa: S608 (fixed names)
             await self._write_keyring(ring)
             await db.execute(
@@ -371,6 +371,32 @@ class Store:
             )
             await db.execute("DELETE FROM grp WHERE id = ?", (group_id,))
         await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # --- peers -----------------------------------------------------------------
+
+    async def record_peer(
+        self, device_id: bytes, name: str, address: str, seen: int, synced: int | None
+    ) -> None:
+        """Remember meeting a device (one transaction)."""
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT INTO peer (device_id, name, address, last_seen, last_sync)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET"
+                " name = excluded.name, address = excluded.address,"
+                " last_seen = excluded.last_seen,"
+                " last_sync = coalesce(excluded.last_sync, peer.last_sync)",
+                (device_id, name, address, seen, synced),
+            )
+
+    async def peers(self) -> list[tuple[bytes, str, str, int, int | None]]:
+        """(device ID, name, address, last seen, last sync) of every device met."""
+        async with self._db.execute(
+            "SELECT device_id, name, address, last_seen, last_sync FROM peer ORDER BY name"
+        ) as cursor:
+            return [
+                (bytes(r[0]), str(r[1]), str(r[2]), int(r[3]), r[4])
+                for r in await cursor.fetchall()
+            ]
 
     async def _write_keyring(self, ring: Keyring) -> None:
         await self._db.execute(

@@ -1,0 +1,201 @@
+"""`covey up`: discovery, the listener and sync in one anyio task group.
+
+The daemon
+
+* listens on TCP and advertises on mDNS the discovery tags of every group
+  this device is in (renewed when they change: every hour, every rotation);
+* watches the LAN for adverts whose tags one of its groups recognizes, and
+  syncs with each such device when it appears, every `SYNC_INTERVAL`
+  seconds, and at once when the local log changed;
+* answers connections from devices it knows (members of a shared group);
+* persists every change before anything leaves (`runtime.syncer`), and
+  records the devices it met for `covey status`.
+
+The store is the source of truth: groups are loaded from it for every
+session, so a change made by another covey command while the daemon runs is
+picked up. One lock serializes the daemon's use of the store.
+
+It runs until cancelled (SIGINT or SIGTERM, see `covey.cli.daemon`), then
+closes its connections, its adverts and the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import anyio
+import anyio.abc
+
+from covey.core import Rng, discovery
+from covey.core.group import Group
+from covey.core.identity import DeviceRecord, Identity
+from covey.core.sync import SyncSession
+from covey.errors import CoveyError
+from covey.net.discovery import Advertiser, Browser, Seen, open_zeroconf
+from covey.net.tcp import Channel, handshake
+from covey.runtime.syncer import sync_once
+from covey.store.sqlite import Store
+
+log = logging.getLogger("covey.daemon")
+
+#: Seconds between two syncs with the same device when nothing changed.
+SYNC_INTERVAL: Final = 30.0
+#: Seconds between two looks at the store (local changes) and the LAN.
+TICK: Final = 1.0
+#: Connections served at once (a flood of connections waits, it does not pile up).
+MAX_CONNECTIONS: Final = 16
+
+
+@dataclass
+class Daemon:
+    """One device's running node."""
+
+    store: Store
+    me: Identity
+    data_key: bytes
+    rng: Rng
+    clock: Callable[[], int]
+    events: Callable[[str, dict[str, Any]], None] = lambda event, data: None
+    port: int = 0
+    _lock: anyio.Lock = field(default_factory=anyio.Lock)
+    _slots: anyio.Semaphore = field(default_factory=lambda: anyio.Semaphore(MAX_CONNECTIONS))
+    _last_sync: dict[str, float] = field(default_factory=dict)
+    _advert: Advertiser | None = None
+    _stamp: tuple[int, ...] = ()
+
+    async def groups(self) -> dict[bytes, Group]:
+        async with self._lock:
+            found = {}
+            for group_id, _ in await self.store.list_groups():
+                found[group_id] = await self.store.load_group(group_id, self.me, self.data_key)
+            return found
+
+    def _knows(self, groups: dict[bytes, Group]) -> Callable[[DeviceRecord], bool]:
+        def knows(record: DeviceRecord) -> bool:
+            device = record.device_id.raw
+            return device != self.me.device_id.raw and any(
+                device in g.state.devices for g in groups.values()
+            )
+
+        return knows
+
+    async def run(self, ready: Callable[[int], None] | None = None) -> None:
+        listener = await anyio.create_tcp_listener(local_port=self.port)
+        self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        zc = open_zeroconf()
+        browser = Browser(zc)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(listener.serve, self._accept)
+                await browser.start()
+                await self._refresh_advert(zc)
+                self.events("listening", {"port": self.port})
+                if ready is not None:
+                    ready(self.port)
+                while True:
+                    await self._refresh_advert(zc)
+                    await self._dial(browser)
+                    await anyio.sleep(TICK)
+        finally:
+            with anyio.CancelScope(shield=True):
+                if self._advert is not None:
+                    await self._advert.stop()
+                await browser.stop()
+                await zc.async_close()
+                await listener.aclose()
+
+    async def _refresh_advert(self, zc: Any) -> None:
+        groups = await self.groups()
+        now = self.clock()
+        tags = [
+            t
+            for g in groups.values()
+            if g.log.state is not None
+            for t in discovery.advert_tags(g, now)
+        ]
+        stamp = (now // discovery.HOUR, *sorted(len(g.log) for g in groups.values()))
+        if self._advert is not None and stamp == self._stamp:
+            return
+        if self._advert is not None:
+            await self._advert.stop()
+            self._last_sync.clear()  # our log changed: tell everyone
+        self._advert = Advertiser(zc, self.port, tags[: discovery.MAX_TAGS])
+        await self._advert.start()
+        self._stamp = stamp
+
+    async def _dial(self, browser: Browser) -> None:
+        own = self._advert.info.name if self._advert else None
+        groups = await self.groups()
+        now = self.clock()
+        for seen in list(browser.seen.values()):
+            if seen.name == own:
+                continue
+            if not any(discovery.recognizes(g, seen.tags, now) for g in groups.values()):
+                continue
+            last = self._last_sync.get(seen.name)
+            if last is not None and anyio.current_time() - last < SYNC_INTERVAL:
+                continue
+            self._last_sync[seen.name] = anyio.current_time()
+            await self._dial_one(seen, groups)
+
+    async def _dial_one(self, seen: Seen, groups: dict[bytes, Group]) -> None:
+        for address in seen.addresses:
+            try:
+                with anyio.fail_after(5):
+                    stream = await anyio.connect_tcp(address, seen.port)
+            except (OSError, TimeoutError):
+                continue
+            async with stream:
+                await self._session(stream, groups, initiator=True, address=address)
+            return
+
+    async def _accept(self, stream: anyio.abc.SocketStream) -> None:
+        async with self._slots, stream:
+            try:
+                address = str(stream.extra(anyio.abc.SocketAttribute.remote_address)[0])
+            except (IndexError, TypeError):
+                address = "?"
+            await self._session(stream, await self.groups(), initiator=False, address=address)
+
+    async def _session(
+        self, stream: Any, groups: dict[bytes, Group], *, initiator: bool, address: str
+    ) -> None:
+        """One authenticated sync; any failure closes this connection only."""
+        try:
+            channel: Channel = await handshake(
+                stream, self.me, initiator=initiator, rng=self.rng, knows=self._knows(groups)
+            )
+            peer = channel.peer
+            session = SyncSession(groups, peer.device_id.raw)
+
+            async def persist(changed: set[bytes]) -> None:
+                async with self._lock:
+                    for group_id in changed:
+                        await self.store.save_group(groups[group_id], self.data_key, self.rng)
+
+            report = await sync_once(channel, session, persist)
+            async with self._lock:
+                await self.store.record_peer(
+                    peer.device_id.raw, peer.name, address, self.clock(), self.clock()
+                )
+            self.events(
+                "synced",
+                {
+                    "peer": peer.name,
+                    "address": address,
+                    "changed": len(report.changed),
+                    "refused": len(report.refused),
+                },
+            )
+        except (
+            CoveyError,
+            TimeoutError,
+            OSError,
+            anyio.EndOfStream,
+            anyio.BrokenResourceError,
+        ) as exc:
+            # One log line, and this connection only.
+            self.events("connection_failed", {"address": address, "reason": str(exc)[:200]})
