@@ -135,3 +135,25 @@ def test_7_5_healing_is_needed_under_some_orders() -> None:
         world.sync(A, B)
         needed.add(world.replicas[B].state.needs_healing)
     assert needed == {True, False}
+
+
+def test_7_3a_in_a_shared_group_the_healed_newcomer_reads_the_other_side() -> None:
+    """D, added on one side, reads what B sealed on the other during the partition."""
+    from covey.core.seal import open_bytes, seal_bytes
+    from tests.conftest import SeededRng
+
+    world = World(4, seed="shared-heal")
+    world.act(A, "add_admin", B)
+    world.act(A, "add", C)
+    world.sync(A, B)
+    world.act(A, "add", D)  # one side
+    world.act(B, "remove", C)  # the other side
+    sealed_by_b = seal_bytes(world.replicas[B], b"sealed apart", b"", SeededRng("b"))
+    world.sync(B, A)
+    world.sync(A, B)
+    assert world.replicas[A].state.needs_healing
+    world.act(A, "heal")
+    world.sync(A, D)
+    world.sync(B, D)
+    reader = world.replicas[D]
+    assert open_bytes(lambda _g: reader, sealed_by_b)[0] == b"sealed apart"

@@ -117,20 +117,18 @@ class Group:
             self.keys[op.id] = key
             bundle = getattr(op.body, "history", b"")
             if bundle:
-                commitments = self._commitments()
                 try:
-                    self.keys.update(keys.open_history(key, self.id, bundle, commitments))
+                    self.keys.update(keys.open_history(key, self.id, bundle, self._commitment_of))
                 except BadKeyWrap:
                     self.bad_wraps.add(op.id)
 
-    def _commitments(self) -> dict[bytes, bytes]:
-        """Epoch ID -> commitment, for every valid op that started an epoch."""
-        found = {}
-        for op in self.log.ops.values():
-            rotation = rotation_of(op.body)
-            if rotation is not None and self.log.validity.get(op.id) is None:
-                found[op.id] = rotation.commitment
-        return found
+    def _commitment_of(self, epoch: bytes) -> bytes | None:
+        """The commitment of a valid op that started an epoch, if known here."""
+        op = self.log.ops.get(epoch)
+        if op is None or self.log.validity.get(epoch) is not None:
+            return None
+        rotation = rotation_of(op.body)
+        return None if rotation is None else rotation.commitment
 
     # --- writing -------------------------------------------------------------
 
@@ -143,8 +141,7 @@ class Group:
 
     def _author(self, body: Body, now: int) -> Op:
         state = self._writable()
-        me = self.me.device_id.raw
-        seq = max((s for (author, s) in self.log.by_author_seq if author == me), default=0) + 1
+        seq = self.log.latest.get(self.me.device_id.raw, 0) + 1
         content = OpContent(self.id, tuple(sorted(self.log.heads)), seq, now, body)
         op = sign_op(content, self.me.device_id.raw, self.me.secrets.signing_seed)
         reason = membership.check(state, op)
@@ -163,13 +160,39 @@ class Group:
         recipients.update(extra or {})
         return keys.new_rotation(self.me.secrets.box_secret, recipients, rng)
 
-    def _history_for_newcomers(self, new_key: bytes, rng: Rng) -> bytes:
+    def _history(self, new_key: bytes, rng: Rng, epochs: Iterable[bytes]) -> bytes:
+        """A history bundle of the given epochs' keys (those held), in a `shared` group."""
         if self.state.history != "shared":
             return b""
-        return keys.seal_history(new_key, self.id, self._known_epoch_keys(), rng)
+        held = {epoch: self.keys[epoch] for epoch in epochs if epoch in self.keys}
+        return keys.seal_history(new_key, self.id, held, rng)
 
-    def _known_epoch_keys(self) -> dict[bytes, bytes]:
-        return dict(self.keys)
+    def _missed_epochs(self) -> list[bytes]:
+        """Epochs some current member was not given although it was a member by then.
+
+        That happens only across a partition (an epoch made on one side while
+        the member was added on the other); a healing rotation hands them
+        over. Ordinary rotations carry no history, so their cost stays one
+        box per member.
+        """
+        state = self.state
+        log = self.log
+        missed = []
+        for epoch in state.epochs:
+            made = log.ops[epoch.id]
+            for device in state.members:
+                if device in epoch.recipients:
+                    continue
+                # Added after the epoch (in causal order)? Then its add brought
+                # the history, or policy says it should not have it.
+                added_after = any(
+                    log.clocks[intro.id].get(made.author, 0) >= made.seq
+                    for intro in log.introductions.get(device, ())
+                )
+                if not added_after:
+                    missed.append(epoch.id)
+                    break
+        return missed
 
     def _finish(self, op: Op, key: bytes) -> Op:
         self.keys[op.id] = key
@@ -185,7 +208,8 @@ class Group:
         if target in self.state.members:
             raise NotAllowed("that device is already a member")
         rotation, key = self._rotation(self.state.members, rng, {target: record.box_key})
-        body = Add(record, device_record, role, rotation, self._history_for_newcomers(key, rng))
+        history = self._history(key, rng, self.keys)  # a newcomer gets every epoch held
+        body = Add(record, device_record, role, rotation, history)
         return self._finish(self._author(body, now), key)
 
     def remove(self, device: bytes, now: int, rng: Rng) -> Op:
@@ -209,12 +233,12 @@ class Group:
     def rotate(self, now: int, rng: Rng) -> Op:
         """Start a new epoch for exactly the current members.
 
-        In a `shared` group the rotation also carries the earlier keys this
-        device holds, so a member that missed an epoch (added on one side of
-        a partition while the other side rotated) can still read it.
+        In a `shared` group the rotation also carries the keys of epochs a
+        current member missed (added on one side of a partition while the
+        other side rotated), so it can still read them; usually there are none.
         """
         rotation, key = self._rotation(self.state.members, rng)
-        body = Rotate(rotation, self._history_for_newcomers(key, rng))
+        body = Rotate(rotation, self._history(key, rng, self._missed_epochs()))
         return self._finish(self._author(body, now), key)
 
     def heal(self, now: int, rng: Rng) -> Op | None:

@@ -16,7 +16,7 @@ sealed under a key derived from the new epoch key.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from covey.core import Rng, crypto, encoding
@@ -79,7 +79,10 @@ def seal_history(new_key: bytes, group_id: bytes, keys: Mapping[bytes, bytes], r
 
 
 def open_history(
-    new_key: bytes, group_id: bytes, sealed: bytes, commitments: Mapping[bytes, bytes]
+    new_key: bytes,
+    group_id: bytes,
+    sealed: bytes,
+    commitment_of: Callable[[bytes], bytes | None],
 ) -> dict[bytes, bytes]:
     """The keys in a history bundle whose epochs are known and whose commitments match.
 
@@ -102,7 +105,7 @@ def open_history(
         if not all(isinstance(x, bytes) for x in item):
             raise BadKeyWrap("the history bundle is malformed")
         epoch, key = item
-        expected = commitments.get(epoch)
+        expected = commitment_of(epoch)
         if expected is None:
             continue
         try:

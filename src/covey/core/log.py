@@ -63,6 +63,8 @@ class GroupLog:
         self.devices: dict[bytes, DeviceRecord] = {}
         self.introductions: dict[bytes, list[Op]] = {}
         self.by_author_seq: dict[tuple[bytes, int], bytes] = {}
+        #: Per author, the highest sequence number held (the version vector).
+        self.latest: dict[bytes, int] = {}
         #: device -> (sequence number, op ID, op ID): its first equivocation.
         self.equivocations: dict[bytes, tuple[int, bytes, bytes]] = {}
         self.pending: dict[bytes, Op] = {}
@@ -195,6 +197,8 @@ class GroupLog:
         other = self.by_author_seq.get(key)
         if other is None:
             self.by_author_seq[key] = op.id
+            if op.seq > self.latest.get(op.author, 0):
+                self.latest[op.author] = op.seq
         else:
             known = self.equivocations.get(op.author)
             if known is None or op.seq < known[0]:
