@@ -75,7 +75,8 @@ def test_members_sync_and_a_restarted_node_catches_up(lan: Lan, tmp_path: Path) 
         assert shown["epoch"]["number"] == epoch
         assert shown["epoch"]["key_held"]
 
-        stop(nodes[1])  # the phone's node goes away ...
+        nodes[1].kill()  # the phone's node is killed (SIGKILL) ...
+        nodes[1].communicate()
         epoch = covey(lan, 0, laptop, "group", "rotate", "family")["epoch"]["number"]
         nodes[1] = up(lan, 1, phone)  # ... and comes back
         shown = wait_for_epoch(lan, 1, phone, epoch)

@@ -3,7 +3,8 @@
 The daemon
 
 * listens on TCP and advertises on mDNS the discovery tags of every group
-  this device is in (renewed when they change: every hour, every rotation);
+  this device is in (a new advert when they change, every hour and with
+  every change to a log, and when this host's addresses change);
 * watches the LAN for adverts whose tags one of its groups recognizes, and
   syncs with each such device when it appears, every `SYNC_INTERVAL`
   seconds, and at once when the local log changed;
@@ -34,7 +35,7 @@ from covey.core.group import Group
 from covey.core.identity import DeviceRecord, Identity
 from covey.core.sync import SyncSession
 from covey.errors import CoveyError
-from covey.net.discovery import Advertiser, Browser, Seen, open_zeroconf
+from covey.net.discovery import Advertiser, Browser, Seen, local_addresses, open_zeroconf
 from covey.net.tcp import Channel, handshake
 from covey.runtime.syncer import sync_once
 from covey.store.sqlite import Store
@@ -64,7 +65,7 @@ class Daemon:
     _slots: anyio.Semaphore = field(default_factory=lambda: anyio.Semaphore(MAX_CONNECTIONS))
     _last_sync: dict[str, float] = field(default_factory=dict)
     _advert: Advertiser | None = None
-    _stamp: tuple[int, ...] = ()
+    _stamp: tuple[object, ...] = ()
 
     async def groups(self) -> dict[bytes, Group]:
         async with self._lock:
@@ -116,7 +117,13 @@ class Daemon:
             if g.log.state is not None
             for t in discovery.advert_tags(g, now)
         ]
-        stamp = (now // discovery.HOUR, *sorted(len(g.log) for g in groups.values()))
+        # A new advert when the hour turns, when a log changed (new tags, and
+        # peers should hear of it) or when this host's addresses changed.
+        stamp = (
+            now // discovery.HOUR,
+            *sorted(len(g.log) for g in groups.values()),
+            *local_addresses(),
+        )
         if self._advert is not None and stamp == self._stamp:
             return
         if self._advert is not None:
