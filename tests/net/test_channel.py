@@ -16,11 +16,6 @@ from tests.harness import World, summary
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def connect_pair(world: World, a: int, b: int, knows_a=None, knows_b=None):
     """Channels between devices a (initiator) and b over loopback TCP."""
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)

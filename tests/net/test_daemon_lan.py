@@ -14,22 +14,11 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
-
-from tests.net.netns import Lan, can_make_namespaces
+from tests.net.conftest import needs_namespaces
+from tests.net.netns import Lan
 from tests.net.test_pairing_lan import COVEY, covey, start_invite
 
-REASON = can_make_namespaces()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
-
-
-@pytest.fixture
-def lan():
-    network = Lan(3)
-    try:
-        yield network
-    finally:
-        network.close()
+pytestmark = needs_namespaces
 
 
 def up(lan: Lan, host: int, home: Path):

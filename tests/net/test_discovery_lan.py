@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
+from tests.net.conftest import needs_namespaces
+from tests.net.netns import Lan
 
-from tests.net.netns import Lan, can_make_namespaces
-
-REASON = can_make_namespaces()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+pytestmark = needs_namespaces
 
 ADVERTISE = """
 import anyio, sys
@@ -51,15 +49,6 @@ async def main():
     print(json.dumps(result), flush=True)
 anyio.run(main)
 """
-
-
-@pytest.fixture
-def lan():
-    network = Lan(3)
-    try:
-        yield network
-    finally:
-        network.close()
 
 
 def test_member_finds_advert_and_stranger_learns_nothing(lan: Lan) -> None:

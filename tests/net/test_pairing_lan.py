@@ -12,24 +12,13 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
+from tests.net.conftest import needs_namespaces
+from tests.net.netns import Lan
 
-from tests.net.netns import Lan, can_make_namespaces
-
-REASON = can_make_namespaces()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+pytestmark = needs_namespaces
 
 SCRIPT = Path(sys.executable).parent / "covey"
 COVEY = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "covey"]
-
-
-@pytest.fixture
-def lan():
-    network = Lan(3)
-    try:
-        yield network
-    finally:
-        network.close()
 
 
 def covey(lan: Lan, host: int, home: Path, *args: str, timeout: float = 60) -> dict:

@@ -16,11 +16,6 @@ from tests.conftest import NOW, SeededRng
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 LAPTOP = create_identity("laptop", NOW, SeededRng("laptop"))
 PHONE = create_identity("phone", NOW, SeededRng("phone"))
 
