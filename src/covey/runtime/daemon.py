@@ -66,13 +66,23 @@ class Daemon:
     _last_sync: dict[str, float] = field(default_factory=dict)
     _advert: Advertiser | None = None
     _stamp: tuple[object, ...] = ()
+    _groups: dict[bytes, Group] = field(default_factory=dict)
+    _store_stamp: tuple[int, int, int] | None = None
 
     async def groups(self) -> dict[bytes, Group]:
+        """Every group, from the store; reloaded only when the store changed.
+
+        Sessions change these objects in place and persist what they add,
+        which changes the stamp, so a reload never loses anything.
+        """
         async with self._lock:
-            found = {}
-            for group_id, _ in await self.store.list_groups():
-                found[group_id] = await self.store.load_group(group_id, self.me, self.data_key)
-            return found
+            stamp = await self.store.change_stamp()
+            if stamp != self._store_stamp:
+                found = {}
+                for group_id, _ in await self.store.list_groups():
+                    found[group_id] = await self.store.load_group(group_id, self.me, self.data_key)
+                self._groups, self._store_stamp = found, stamp
+            return self._groups
 
     def _knows(self, groups: dict[bytes, Group]) -> Callable[[DeviceRecord], bool]:
         def knows(record: DeviceRecord) -> bool:

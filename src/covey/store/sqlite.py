@@ -297,6 +297,20 @@ class Store:
                 return matches[0]
         raise NoSuchGroup(f"there is no group {name_or_id!r} on this device")
 
+    async def change_stamp(self) -> tuple[int, int, int]:
+        """Changes whenever a group, an op or a secret is added or removed.
+
+        (Groups, ops and secrets only grow, or vanish when a group is
+        shredded, so counts and the last op's arrival number tell.)
+        """
+        async with self._db.execute(
+            "SELECT (SELECT count(*) FROM grp), (SELECT coalesce(max(arrival), 0) FROM op),"
+            " (SELECT count(*) FROM secret)"
+        ) as cursor:
+            row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1]), int(row[2])
+
     async def create_group(self, group: Group, data_key: bytes, rng: Rng) -> None:
         """Store a new group, its first ops and keys, in one transaction."""
         name = group.state.name
