@@ -156,3 +156,35 @@ def test_an_impostor_copying_the_advert_gets_nothing(lan: Lan, tmp_path: Path) -
     laptop_group = covey(lan, 0, laptop, "group", "show", "family")
     assert joined["group_id"] == laptop_group["group_id"]
     assert "impostor_won" not in impostor_out
+
+
+def test_separate_processes_on_loopback(tmp_path: Path) -> None:
+    """Invite and join as two processes over 127.0.0.1, inside one namespace.
+
+    (The namespace keeps the inviter's mDNS advert off every real network.)
+    """
+    alone = Lan(1)
+    try:
+        laptop, phone = tmp_path / "laptop", tmp_path / "phone"
+        covey(alone, 0, laptop, "init", "--name", "laptop")
+        covey(alone, 0, laptop, "group", "create", "family")
+        covey(alone, 0, phone, "init", "--name", "phone")
+        inviter, invitation = start_invite(alone, 0, laptop)
+        try:
+            joined = covey(
+                alone,
+                0,
+                phone,
+                "join",
+                invitation["code"],
+                "--address",
+                f"127.0.0.1:{invitation['port']}",
+            )
+            inviter.communicate(timeout=30)
+        finally:
+            inviter.kill()
+        assert joined["inviter"] == "laptop"
+        shown = covey(alone, 0, phone, "group", "show", "family")
+        assert shown["epoch"]["key_held"]
+    finally:
+        alone.close()
