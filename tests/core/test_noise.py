@@ -164,3 +164,27 @@ def test_transport_messages_cannot_be_replayed_or_reordered() -> None:
     with pytest.raises(HandshakeFailed):
         bob.transport.decrypt(first)
     assert crypto.NOISE_TAG_BYTES == 16
+
+
+def test_channel_fragments_are_bounded() -> None:
+    from covey.core import channel
+    from covey.errors import MalformedMessage, OversizeMessage
+
+    alice, bob = pair(seed="frag")
+    run(alice, bob)
+    reassembler = channel.Reassembler(bob.transport)
+    with pytest.raises(MalformedMessage):  # an empty fragment that is not the last
+        reassembler.push(alice.transport.encrypt(channel.MORE))
+    reassembler = channel.Reassembler(bob.transport)
+    piece = channel.MORE + b"x"
+    for _ in range(channel.MAX_FRAGMENTS):
+        assert reassembler.push(alice.transport.encrypt(piece)) is None
+    with pytest.raises(OversizeMessage):
+        reassembler.push(alice.transport.encrypt(piece))
+    # A real message of the largest size still goes through.
+    big = b"y" * channel.MAX_MESSAGE
+    receiver = channel.Reassembler(bob.transport)
+    frames = channel.fragments(alice.transport, big)
+    assert len(frames) == channel.MAX_FRAGMENTS
+    results = [receiver.push(frame[2:]) for frame in frames]
+    assert results[-1] == big

@@ -160,3 +160,28 @@ def test_missing_for_sends_only_what_is_lacking(world: World) -> None:
     assert missing_for(group, vector) == []
     op = world.act(0, "rotate")
     assert missing_for(group, vector) == [op]
+
+
+def test_abuse_within_a_session_is_refused(world: World) -> None:
+    group = world.replicas[0]
+    session = SyncSession({group.id: group}, world.id(1))
+    peer_hello = SyncSession({world.replicas[1].id: world.replicas[1]}, world.id(0)).hello()
+    # A hello naming the same group twice would make us send the log twice.
+    twice = encoding.encode({"t": "hello", "g": [[group.id, {}], [group.id, {}]]})
+    with pytest.raises(InvalidInput):
+        SyncSession({group.id: group}, world.id(1)).receive(twice)
+    session.receive(peer_hello)
+    with pytest.raises(InvalidInput):  # one hello per session
+        session.receive(peer_hello)
+    need = encoding.encode({"t": "need", "g": group.id, "i": [world.written[0].id]})
+    for _ in range(64):
+        session.receive(need)
+    with pytest.raises(InvalidInput):  # and a bounded number of requests
+        session.receive(need)
+
+
+@pytest.mark.parametrize("kind", [[1], {"x": 1}, 5, None])
+def test_a_message_kind_of_the_wrong_type_is_malformed(world: World, kind) -> None:
+    session = SyncSession({world.replicas[0].id: world.replicas[0]}, world.id(1))
+    with pytest.raises(InvalidInput):
+        session.receive(encoding.encode({"t": kind}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -61,7 +62,9 @@ def open_note(data: bytes) -> wire.Envelope[Note]:
 
 
 notes = st.builds(
-    Note, st.text(max_size=100).filter(lambda t: t.isprintable()), st.integers(0, 1000)
+    Note,
+    st.text(max_size=100).filter(lambda t: t.isprintable() and unicodedata.is_normalized("NFC", t)),
+    st.integers(0, 1000),
 )
 
 

@@ -48,6 +48,7 @@ async def connect_pair(world: World, a: int, b: int, knows_a=None, knows_b=None)
             )
         except Exception as exc:
             result["a_error"] = exc
+            await stream.aclose()
         with anyio.fail_after(5):
             while "b" not in result and "b_error" not in result:
                 await anyio.sleep(0.01)

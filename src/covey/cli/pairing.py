@@ -178,7 +178,7 @@ def join(
     """Join a group with the code (or link) another device shows."""
     import anyio
 
-    from covey.core.pairing import parse_code, parse_link
+    from covey.core.pairing import MAX_ATTEMPTS, parse_code, parse_link
     from covey.entropy import system_rng
     from covey.errors import HandshakeFailed, InvalidArgument
     from covey.net.discovery import Browser, open_zeroconf
@@ -204,8 +204,9 @@ def join(
         the next advert is tried.
         """
         zc = open_zeroconf()
-        browser = Browser(zc)
+        browser = Browser(zc, keep=lambda s: secret.tag in s.tags)
         tried: set[str] = set()
+        attempts = 0
         last: Exception | None = None
         try:
             await browser.start()
@@ -221,8 +222,16 @@ def join(
                 for host in seen.addresses:
                     try:
                         return await attempt(me, host, seen.port)
-                    except (OSError, TimeoutError, HandshakeFailed) as exc:
+                    except (OSError, TimeoutError) as exc:
+                        last = exc  # not reached: no guess was made
+                    except HandshakeFailed as exc:
+                        # Each handshake lets whoever answered test one guess
+                        # at the code: stop after as many as an inviter allows.
                         last = exc
+                        attempts += 1
+                        if attempts >= MAX_ATTEMPTS:
+                            raise HandshakeFailed(f"pairing failed: {exc}") from exc
+                        break
                 # After a failure, wait only briefly for another device to try.
                 deadline = min(deadline, anyio.current_time() + RETRY_GRACE)
         finally:

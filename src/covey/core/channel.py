@@ -29,6 +29,8 @@ MAX_MESSAGE: Final = 4 << 20
 #: Plaintext per Noise transport message: 65,535 less the tag and the flag byte.
 FRAGMENT: Final = noise.MAX_MESSAGE - 16 - 1
 LENGTH_BYTES: Final = 2
+#: Fragments of one message, at most: what MAX_MESSAGE needs, and no more.
+MAX_FRAGMENTS: Final = -(-MAX_MESSAGE // FRAGMENT)
 MORE: Final = b"\x01"
 LAST: Final = b"\x00"
 
@@ -81,6 +83,10 @@ class Reassembler:
         plain = self._transport.decrypt(noise_message)
         if not plain or plain[:1] not in (MORE, LAST):
             raise MalformedMessage("a channel fragment has no valid flag")
+        if plain[:1] == MORE and len(plain) == 1:
+            raise MalformedMessage("a channel fragment that is not the last may not be empty")
+        if len(self._parts) >= MAX_FRAGMENTS:
+            raise OversizeMessage("a channel message has too many fragments")
         self._size += len(plain) - 1
         if self._size > MAX_MESSAGE:
             raise OversizeMessage(f"a channel message is at most {MAX_MESSAGE} bytes")

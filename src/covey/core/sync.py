@@ -48,6 +48,9 @@ MAX_MESSAGE_BYTES: Final = 2 << 20
 MAX_NEEDS: Final = 1024
 #: Groups named in one `hello`.
 MAX_GROUPS: Final = 1024
+#: `need` requests a peer may make in one session (each answers a round of
+#: missing parents; a log needs few).
+MAX_NEED_ROUNDS: Final = 64
 #: Authors in one version vector.
 MAX_AUTHORS: Final = 20_000
 
@@ -124,6 +127,8 @@ class SyncSession:
     def __init__(self, groups: Mapping[bytes, Group], peer: bytes) -> None:
         self.groups = groups
         self.peer = peer
+        self._hellos = 0
+        self._needs = 0
 
     def _groups_with_peer(self, *, members_only: bool) -> list[Group]:
         """Groups the peer is a member of, or (members_only=False) was ever added to."""
@@ -156,14 +161,20 @@ class SyncSession:
         """Handle one message from the peer. Raises InvalidInput if it is malformed."""
         value = encoding.decode(data, LIMITS)
         kind = value.get("t") if isinstance(value, dict) else None
-        if kind not in _KEYS:
+        if not isinstance(kind, str) or kind not in _KEYS:
             raise MalformedMessage("unknown sync message")
         message = fields.as_map(value, _KEYS[kind], what="sync message")
         if kind == "hello":
+            if self._hellos >= 1:
+                raise MalformedMessage("a peer says hello once per session")
+            self._hellos += 1
             outcome = self._on_hello(message)
         elif kind == "ops":
             return self._on_ops(message)
         elif kind == "need":
+            if self._needs >= MAX_NEED_ROUNDS:
+                raise MalformedMessage("too many requests for missing ops in one session")
+            self._needs += 1
             outcome = self._on_need(message)
         elif kind == "bye":
             return Outcome(peer_finished=True)
@@ -194,9 +205,13 @@ class SyncSession:
         entries = message["g"]
         if not isinstance(entries, list) or len(entries) > MAX_GROUPS:
             raise MalformedMessage("a hello names at most 1,024 groups")
+        named: set[bytes] = set()
         for entry in entries:
             if not isinstance(entry, list) or len(entry) != 2 or not isinstance(entry[1], dict):
                 raise MalformedMessage("a hello entry is [group ID, version vector]")
+            if not isinstance(entry[0], bytes) or entry[0] in named:
+                raise MalformedMessage("a hello names each group once, by its 32-byte ID")
+            named.add(entry[0])
             vector = _vector(entry[1])
             group = self._group(entry[0], members_only=True)
             if group is None:

@@ -25,9 +25,10 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 
 SERVICE: Final = "_covey._tcp.local."
 TAGS_PROPERTY: Final = b"t"
-#: Adverts remembered by a browser: a LAN with more covey devices than this
-#: sees only the first ones (and a flood of fake adverts cannot fill memory).
+#: Adverts a browser remembers (the most recent ones it kept).
 MAX_SEEN: Final = 256
+#: Adverts being resolved at once.
+MAX_RESOLVING: Final = 32
 #: Seconds to wait for an advert's details after it is announced.
 RESOLVE_TIMEOUT_MS: Final = 2000
 
@@ -102,6 +103,11 @@ class Browser:
     """Watches the LAN for covey adverts and remembers what they said."""
 
     zc: AsyncZeroconf
+    #: Which adverts are worth remembering (the daemon: those one of its
+    #: groups recognizes; `covey join`: those with the invitation's tag).
+    #: Others are dropped as soon as they are read, so a flood of strangers'
+    #: adverts cannot crowd out the ones that matter.
+    keep: Callable[[Seen], bool] = lambda seen: True
     seen: dict[str, Seen] = field(default_factory=dict)
     _browser: AsyncServiceBrowser | None = None
     _changed: anyio.Event = field(default_factory=anyio.Event)
@@ -116,20 +122,28 @@ class Browser:
         if state_change is ServiceStateChange.Removed:
             self.seen.pop(name, None)
             return
-        if len(self.seen) >= MAX_SEEN and name not in self.seen:
-            return
-        self._tasks.add(asyncio.ensure_future(self._resolve(zeroconf, service_type, name)))
+        if len(self._tasks) >= MAX_RESOLVING:
+            return  # a flood: it will be asked about again when it re-announces
+        task = asyncio.ensure_future(self._resolve(zeroconf, service_type, name))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _resolve(self, zeroconf: Zeroconf, service_type: str, name: str) -> None:
         info = AsyncServiceInfo(service_type, name)
         if not await info.async_request(zeroconf, RESOLVE_TIMEOUT_MS):
             return
-        self.seen[name] = Seen(
+        seen = Seen(
             name,
             info.parsed_addresses(IPVersion.All),
             info.port or 0,
             decode_tags(info.properties.get(TAGS_PROPERTY)),
         )
+        if not self.keep(seen):
+            return
+        self.seen.pop(name, None)
+        while len(self.seen) >= MAX_SEEN:  # forget the oldest
+            del self.seen[next(iter(self.seen))]
+        self.seen[name] = seen
         self._changed.set()
         self._changed = anyio.Event()
 

@@ -23,6 +23,8 @@ from covey.errors import HandshakeFailed, PeerRefused
 #: Seconds to finish a handshake, and to wait for any single read after it.
 HANDSHAKE_TIMEOUT: Final = 10.0
 READ_TIMEOUT: Final = 60.0
+#: Seconds one whole sync session may take, however lively the peer.
+SESSION_TIMEOUT: Final = 300.0
 #: Bytes read from the socket at once.
 READ_SIZE: Final = 64 * 1024
 
@@ -79,6 +81,10 @@ async def handshake(
     """Run Noise_XX over `stream` and exchange device records; return the channel.
 
     `knows(record)` decides whether the authenticated peer may talk to us.
+    Neither side shows its record (its name) to a device it does not know:
+    the initiator first checks that the responder's proven static key is the
+    channel key of a device it knows, then sends its record; the responder
+    sends its own only after accepting the initiator's.
     """
     state = noise.Handshake(
         "XX",
@@ -98,17 +104,34 @@ async def handshake(
                     while not pending:
                         pending = deframer.feed(await stream.receive(READ_SIZE))
                     state.read_message(pending.pop(0))
-            assert state.transport is not None
-            result = Channel(stream, state.transport, me.record, deframer, pending)
-            await result.send(me.record_bytes)
+            transport = state.transport
+            assert transport is not None
+            result = Channel(stream, transport, me.record, deframer, pending)
+            if initiator:
+                if not knows_key(knows, transport.remote_static):
+                    raise PeerRefused("the device that answered is not one this one knows")
+                await result.send(me.record_bytes)
             peer = check_peer_record(
-                await result.receive(HANDSHAKE_TIMEOUT), state.transport.remote_static
+                await result.receive(HANDSHAKE_TIMEOUT), transport.remote_static
             )
+            if not knows(peer):
+                raise PeerRefused("the peer is not a device this one knows")
+            if not initiator:
+                await result.send(me.record_bytes)
     except TimeoutError as exc:
         raise HandshakeFailed("the peer took too long to set up a channel") from exc
     except (anyio.EndOfStream, anyio.BrokenResourceError) as exc:
         raise HandshakeFailed("the peer closed the connection during the handshake") from exc
-    if not knows(peer):
-        raise PeerRefused("the peer is not a device this one knows")
     result.peer = peer
     return result
+
+
+def knows_key(knows: Callable[[DeviceRecord], bool], static: bytes | None) -> bool:
+    """Whether `knows` accepts a device whose channel key is `static`.
+
+    `knows` may carry `.channel_keys` (a set of the channel keys it accepts);
+    without it the key cannot be checked before the record arrives, and the
+    check happens on the record alone.
+    """
+    keys = getattr(knows, "channel_keys", None)
+    return True if keys is None else static in keys

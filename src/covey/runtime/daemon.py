@@ -34,9 +34,8 @@ from covey.core import Rng, discovery
 from covey.core.group import Group
 from covey.core.identity import DeviceRecord, Identity
 from covey.core.sync import SyncSession
-from covey.errors import CoveyError
 from covey.net.discovery import Advertiser, Browser, Seen, local_addresses, open_zeroconf
-from covey.net.tcp import Channel, handshake
+from covey.net.tcp import SESSION_TIMEOUT, Channel, handshake
 from covey.runtime.syncer import sync_once
 from covey.store.sqlite import Store
 
@@ -46,8 +45,10 @@ log = logging.getLogger("covey.daemon")
 SYNC_INTERVAL: Final = 30.0
 #: Seconds between two looks at the store (local changes) and the LAN.
 TICK: Final = 1.0
-#: Connections served at once (a flood of connections waits, it does not pile up).
+#: Connections served at once; more are closed at once, not queued.
 MAX_CONNECTIONS: Final = 16
+#: Connections served at once from one address (so one host cannot take them all).
+MAX_PER_ADDRESS: Final = 2
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Daemon:
     port: int = 0
     _lock: anyio.Lock = field(default_factory=anyio.Lock)
     _slots: anyio.Semaphore = field(default_factory=lambda: anyio.Semaphore(MAX_CONNECTIONS))
+    _per_address: dict[str, int] = field(default_factory=dict)
     _last_sync: dict[str, float] = field(default_factory=dict)
     _advert: Advertiser | None = None
     _stamp: tuple[object, ...] = ()
@@ -85,22 +87,31 @@ class Daemon:
             return self._groups
 
     def _knows(self, groups: dict[bytes, Group]) -> Callable[[DeviceRecord], bool]:
-        def knows(record: DeviceRecord) -> bool:
-            device = record.device_id.raw
-            return device != self.me.device_id.raw and any(
-                device in g.state.devices for g in groups.values()
-            )
+        """Devices ever added to one of our groups (not this one), by record and key."""
+        known = {
+            device: record
+            for g in groups.values()
+            if g.log.state is not None
+            for device, record in g.state.devices.items()
+            if device != self.me.device_id.raw
+        }
 
+        def knows(record: DeviceRecord) -> bool:
+            return known.get(record.device_id.raw) == record
+
+        knows.channel_keys = {r.channel_key for r in known.values()}  # type: ignore[attr-defined]
         return knows
 
     async def run(self, ready: Callable[[int], None] | None = None) -> None:
         listener = await anyio.create_tcp_listener(local_port=self.port)
         self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
         zc = open_zeroconf()
-        browser = Browser(zc)
+        browser = Browser(zc, keep=self._recognized)
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(listener.serve, self._accept)
+                # One accept loop per socket (IPv4 and IPv6 when both exist).
+                for socket_listener in getattr(listener, "listeners", [listener]):
+                    tg.start_soon(self._serve, socket_listener, tg)
                 await browser.start()
                 await self._refresh_advert(zc)
                 self.events("listening", {"port": self.port})
@@ -143,6 +154,10 @@ class Daemon:
         await self._advert.start()
         self._stamp = stamp
 
+    def _recognized(self, seen: Seen) -> bool:
+        now = self.clock()
+        return any(discovery.recognizes(g, seen.tags, now) for g in self._groups.values())
+
     async def _dial(self, browser: Browser) -> None:
         own = self._advert.info.name if self._advert else None
         groups = await self.groups()
@@ -169,50 +184,79 @@ class Daemon:
                 await self._session(stream, groups, initiator=True, address=address)
             return
 
-    async def _accept(self, stream: anyio.abc.SocketStream) -> None:
-        async with self._slots, stream:
+    async def _serve(self, listener: Any, tg: anyio.abc.TaskGroup) -> None:
+        """Accept connections; one that finds no free slot is closed at once.
+
+        Running out of file descriptors (a flood of connections) pauses
+        accepting for a moment instead of stopping the node.
+        """
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                self.events("accept_failed", {"reason": str(exc)[:200]})
+                await anyio.sleep(0.5)
+                continue
             try:
                 address = str(stream.extra(anyio.abc.SocketAttribute.remote_address)[0])
-            except (IndexError, TypeError):
+            except (IndexError, TypeError, OSError):
                 address = "?"
-            await self._session(stream, await self.groups(), initiator=False, address=address)
+            if self._per_address.get(address, 0) >= MAX_PER_ADDRESS:
+                await stream.aclose()
+                continue
+            try:
+                self._slots.acquire_nowait()
+            except anyio.WouldBlock:
+                await stream.aclose()
+                continue
+            self._per_address[address] = self._per_address.get(address, 0) + 1
+            tg.start_soon(self._accept, stream, address)
+
+    async def _accept(self, stream: anyio.abc.SocketStream, address: str) -> None:
+        try:
+            async with stream:
+                await self._session(stream, await self.groups(), initiator=False, address=address)
+        finally:
+            self._slots.release()
+            self._per_address[address] -= 1
+            if not self._per_address[address]:
+                del self._per_address[address]
 
     async def _session(
         self, stream: Any, groups: dict[bytes, Group], *, initiator: bool, address: str
     ) -> None:
-        """One authenticated sync; any failure closes this connection only."""
+        """One authenticated sync, bounded in time; any failure closes this connection only."""
         try:
-            channel: Channel = await handshake(
-                stream, self.me, initiator=initiator, rng=self.rng, knows=self._knows(groups)
-            )
-            peer = channel.peer
-            session = SyncSession(groups, peer.device_id.raw)
-
-            async def persist(changed: set[bytes]) -> None:
-                async with self._lock:
-                    for group_id in changed:
-                        await self.store.save_group(groups[group_id], self.data_key, self.rng)
-
-            report = await sync_once(channel, session, persist)
-            async with self._lock:
-                await self.store.record_peer(
-                    peer.device_id.raw, peer.name, address, self.clock(), self.clock()
-                )
-            self.events(
-                "synced",
-                {
-                    "peer": peer.name,
-                    "address": address,
-                    "changed": len(report.changed),
-                    "refused": len(report.refused),
-                },
-            )
-        except (
-            CoveyError,
-            TimeoutError,
-            OSError,
-            anyio.EndOfStream,
-            anyio.BrokenResourceError,
-        ) as exc:
-            # One log line, and this connection only.
+            with anyio.fail_after(SESSION_TIMEOUT):
+                await self._sync(stream, groups, initiator=initiator, address=address)
+        except Exception as exc:  # nothing a peer sends may stop the node
             self.events("connection_failed", {"address": address, "reason": str(exc)[:200]})
+
+    async def _sync(
+        self, stream: Any, groups: dict[bytes, Group], *, initiator: bool, address: str
+    ) -> None:
+        channel: Channel = await handshake(
+            stream, self.me, initiator=initiator, rng=self.rng, knows=self._knows(groups)
+        )
+        peer = channel.peer
+        session = SyncSession(groups, peer.device_id.raw)
+
+        async def persist(changed: set[bytes]) -> None:
+            async with self._lock:
+                for group_id in changed:
+                    await self.store.save_group(groups[group_id], self.data_key, self.rng)
+
+        report = await sync_once(channel, session, persist)
+        async with self._lock:
+            await self.store.record_peer(
+                peer.device_id.raw, peer.name, address, self.clock(), self.clock()
+            )
+        self.events(
+            "synced",
+            {
+                "peer": peer.name,
+                "address": address,
+                "changed": len(report.changed),
+                "refused": len(report.refused),
+            },
+        )
