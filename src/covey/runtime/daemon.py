@@ -10,7 +10,9 @@ The daemon
   seconds, and at once when the local log changed;
 * answers connections from devices it knows (members of a shared group);
 * persists every change before anything leaves (`runtime.syncer`), and
-  records the devices it met for `covey status`.
+  records the devices it met for `covey status`;
+* heals: rotates a group whose current key a merge left with a removed
+  device (or without a member), the most senior member first.
 
 The store is the source of truth: groups are loaded from it for every
 session, so a change made by another covey command while the daemon runs is
@@ -45,6 +47,8 @@ log = logging.getLogger("covey.daemon")
 SYNC_INTERVAL: Final = 30.0
 #: Seconds between two looks at the store (local changes) and the LAN.
 TICK: Final = 1.0
+#: Seconds each rank in the seniority order waits before healing a group.
+HEAL_DELAY: Final = 30.0
 #: Connections served at once; more are closed at once, not queued.
 MAX_CONNECTIONS: Final = 16
 #: Connections served at once from one address (so one host cannot take them all).
@@ -65,6 +69,7 @@ class Daemon:
     _lock: anyio.Lock = field(default_factory=anyio.Lock)
     _slots: anyio.Semaphore = field(default_factory=lambda: anyio.Semaphore(MAX_CONNECTIONS))
     _per_address: dict[str, int] = field(default_factory=dict)
+    _needs_healing_since: dict[bytes, float] = field(default_factory=dict)
     _last_sync: dict[str, float] = field(default_factory=dict)
     _advert: Advertiser | None = None
     _stamp: tuple[object, ...] = ()
@@ -118,6 +123,7 @@ class Daemon:
                 if ready is not None:
                     ready(self.port)
                 while True:
+                    await self._heal()
                     await self._refresh_advert(zc)
                     await self._dial(browser)
                     await anyio.sleep(TICK)
@@ -153,6 +159,29 @@ class Daemon:
         self._advert = Advertiser(zc, self.port, tags[: discovery.MAX_TAGS])
         await self._advert.start()
         self._stamp = stamp
+
+    async def _heal(self) -> None:
+        """Rotate a group whose current key is not held by exactly its members.
+
+        The most senior member heals at once; the one ranked k waits
+        k x HEAL_DELAY seconds from when it first saw the need, unless a
+        healing rotation arrives first (PROTOCOL.md, "Who heals").
+        """
+        for group in (await self.groups()).values():
+            if group.log.state is None or not group.state.needs_healing:
+                self._needs_healing_since.pop(group.id, None)
+                continue
+            rank = group.healer_rank()
+            if rank is None:
+                continue
+            since = self._needs_healing_since.setdefault(group.id, anyio.current_time())
+            if anyio.current_time() - since < rank * HEAL_DELAY:
+                continue
+            async with self._lock:
+                if group.heal(self.clock(), self.rng) is not None:
+                    await self.store.save_group(group, self.data_key, self.rng)
+                    self.events("healed", {"group": group.state.name})
+            self._needs_healing_since.pop(group.id, None)
 
     def _recognized(self, seen: Seen) -> bool:
         now = self.clock()
