@@ -93,3 +93,16 @@ async def test_wrong_code_fails_first_try_on_both_sides_and_three_end_it() -> No
     assert isinstance(results["inviter"], NotAllowed)
     assert isinstance(results["joiner"], HandshakeFailed)
     assert len(group.state.members) == 1
+
+
+async def test_a_member_whose_welcome_was_lost_can_pair_again() -> None:
+    """If the welcome never arrived, a new code brings the log, not a second add."""
+    group, invitation = new_group()
+    first = await attempt(group, invitation, invitation.secret.code)
+    assert not isinstance(first["joiner"], Exception)
+    ops_after_first = len(group.log)
+    again = Invitation(group.id, "member", new_secret(SeededRng("again")), NOW + 600)
+    second = await attempt(group, again, again.secret.code)
+    assert not isinstance(second["joiner"], Exception), second["joiner"]
+    assert len(group.log) == ops_after_first  # nothing new was written
+    assert PHONE.device_id.raw in second["joiner"].group.state.members

@@ -27,10 +27,12 @@ SERVICE: Final = "_covey._tcp.local."
 TAGS_PROPERTY: Final = b"t"
 #: Adverts a browser remembers (the most recent ones it kept).
 MAX_SEEN: Final = 256
-#: Adverts being resolved at once.
+#: Adverts being resolved at once, and names waiting for their turn.
 MAX_RESOLVING: Final = 32
-#: Seconds to wait for an advert's details after it is announced.
-RESOLVE_TIMEOUT_MS: Final = 2000
+MAX_WAITING: Final = 1024
+#: Milliseconds to wait for an advert's details after it is announced (a LAN
+#: answers in a few; a name that never does should not hold a slot long).
+RESOLVE_TIMEOUT_MS: Final = 1000
 
 
 def local_addresses() -> list[str]:
@@ -112,6 +114,7 @@ class Browser:
     _browser: AsyncServiceBrowser | None = None
     _changed: anyio.Event = field(default_factory=anyio.Event)
     _tasks: set[asyncio.Future[None]] = field(default_factory=set)
+    _waiting: dict[str, str] = field(default_factory=dict)
 
     async def start(self) -> None:
         self._browser = AsyncServiceBrowser(self.zc.zeroconf, [SERVICE], handlers=[self._on_change])
@@ -123,10 +126,26 @@ class Browser:
             self.seen.pop(name, None)
             return
         if len(self._tasks) >= MAX_RESOLVING:
-            return  # a flood: it will be asked about again when it re-announces
+            # A flood: queue the name (newest kept) rather than drop it, so an
+            # advert that arrives meanwhile is still read once there is room.
+            self._waiting.pop(name, None)
+            self._waiting[name] = service_type
+            while len(self._waiting) > MAX_WAITING:
+                del self._waiting[next(iter(self._waiting))]
+            return
+        self._start(zeroconf, service_type, name)
+
+    def _start(self, zeroconf: Zeroconf, service_type: str, name: str) -> None:
         task = asyncio.ensure_future(self._resolve(zeroconf, service_type, name))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+        def done(finished: asyncio.Future[None]) -> None:
+            self._tasks.discard(finished)
+            if self._waiting:  # the newest waiting name first
+                next_name = next(reversed(self._waiting))
+                self._start(zeroconf, self._waiting.pop(next_name), next_name)
+
+        task.add_done_callback(done)
 
     async def _resolve(self, zeroconf: Zeroconf, service_type: str, name: str) -> None:
         info = AsyncServiceInfo(service_type, name)

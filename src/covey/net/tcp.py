@@ -20,8 +20,9 @@ from covey.core.channel import Deframer, Reassembler, check_peer_record
 from covey.core.identity import DeviceRecord, Identity
 from covey.errors import HandshakeFailed, PeerRefused
 
-#: Seconds to finish a handshake, and to wait for any single read after it.
-HANDSHAKE_TIMEOUT: Final = 10.0
+#: Seconds to finish a handshake (three messages: milliseconds on a LAN), and
+#: to wait for any single read after it.
+HANDSHAKE_TIMEOUT: Final = 5.0
 READ_TIMEOUT: Final = 60.0
 #: Seconds one whole sync session may take, however lively the peer.
 SESSION_TIMEOUT: Final = 300.0
@@ -99,6 +100,10 @@ async def handshake(
         with anyio.fail_after(HANDSHAKE_TIMEOUT):
             while not state.complete:
                 if state.my_turn():
+                    if initiator and state.rs is not None and not knows_key(knows, state.rs):
+                        # Message 2 proved the responder's key: stop before
+                        # message 3 would show ours to a device we do not know.
+                        raise PeerRefused("the device that answered is not one this one knows")
                     await stream.send(channel.frame(state.write_message()))
                 else:
                     while not pending:
@@ -108,8 +113,6 @@ async def handshake(
             assert transport is not None
             result = Channel(stream, transport, me.record, deframer, pending)
             if initiator:
-                if not knows_key(knows, transport.remote_static):
-                    raise PeerRefused("the device that answered is not one this one knows")
                 await result.send(me.record_bytes)
             peer = check_peer_record(
                 await result.receive(HANDSHAKE_TIMEOUT), transport.remote_static

@@ -53,6 +53,11 @@ HEAL_DELAY: Final = 30.0
 MAX_CONNECTIONS: Final = 16
 #: Connections served at once from one address (so one host cannot take them all).
 MAX_PER_ADDRESS: Final = 2
+#: Devices dialed at once, and the seconds one dial (connect, handshake,
+#: sync) may take before the next advert's turn.
+MAX_DIALS: Final = 4
+DIAL_TIMEOUT: Final = 60.0
+CONNECT_TIMEOUT: Final = 3.0
 
 
 @dataclass
@@ -69,6 +74,7 @@ class Daemon:
     _lock: anyio.Lock = field(default_factory=anyio.Lock)
     _slots: anyio.Semaphore = field(default_factory=lambda: anyio.Semaphore(MAX_CONNECTIONS))
     _per_address: dict[str, int] = field(default_factory=dict)
+    _unproven: list[anyio.CancelScope] = field(default_factory=list)
     _needs_healing_since: dict[bytes, float] = field(default_factory=dict)
     _last_sync: dict[str, float] = field(default_factory=dict)
     _advert: Advertiser | None = None
@@ -188,9 +194,15 @@ class Daemon:
         return any(discovery.recognizes(g, seen.tags, now) for g in self._groups.values())
 
     async def _dial(self, browser: Browser) -> None:
+        """Sync with every recognized advert that is due, a few at a time.
+
+        Each dial has its own deadline, so adverts with copied tags that point
+        at silent hosts cost seconds, in parallel, not minutes in a row.
+        """
         own = self._advert.info.name if self._advert else None
         groups = await self.groups()
         now = self.clock()
+        due = []
         for seen in list(browser.seen.values()):
             if seen.name == own:
                 continue
@@ -200,12 +212,22 @@ class Daemon:
             if last is not None and anyio.current_time() - last < SYNC_INTERVAL:
                 continue
             self._last_sync[seen.name] = anyio.current_time()
-            await self._dial_one(seen, groups)
+            due.append(seen)
+        limiter = anyio.CapacityLimiter(MAX_DIALS)
+
+        async def dial(seen: Seen) -> None:
+            async with limiter:
+                with anyio.move_on_after(DIAL_TIMEOUT):
+                    await self._dial_one(seen, groups)
+
+        async with anyio.create_task_group() as tg:
+            for seen in due:
+                tg.start_soon(dial, seen)
 
     async def _dial_one(self, seen: Seen, groups: dict[bytes, Group]) -> None:
         for address in seen.addresses:
             try:
-                with anyio.fail_after(5):
+                with anyio.fail_after(CONNECT_TIMEOUT):
                     stream = await anyio.connect_tcp(address, seen.port)
             except (OSError, TimeoutError):
                 continue
@@ -236,37 +258,64 @@ class Daemon:
             try:
                 self._slots.acquire_nowait()
             except anyio.WouldBlock:
-                await stream.aclose()
-                continue
+                # Full: make room by dropping the oldest connection that has
+                # not yet proven who it is (a known device always gets in
+                # while strangers merely hold connections open).
+                if not self._unproven:
+                    await stream.aclose()
+                    continue
+                self._unproven.pop(0).cancel()
+                await self._slots.acquire()
             self._per_address[address] = self._per_address.get(address, 0) + 1
             tg.start_soon(self._accept, stream, address)
 
     async def _accept(self, stream: anyio.abc.SocketStream, address: str) -> None:
+        scope = anyio.CancelScope()
+        self._unproven.append(scope)
         try:
-            async with stream:
-                await self._session(stream, await self.groups(), initiator=False, address=address)
+            with scope:
+                async with stream:
+                    await self._session(
+                        stream, await self.groups(), initiator=False, address=address, scope=scope
+                    )
         finally:
+            if scope in self._unproven:
+                self._unproven.remove(scope)
             self._slots.release()
             self._per_address[address] -= 1
             if not self._per_address[address]:
                 del self._per_address[address]
 
     async def _session(
-        self, stream: Any, groups: dict[bytes, Group], *, initiator: bool, address: str
+        self,
+        stream: Any,
+        groups: dict[bytes, Group],
+        *,
+        initiator: bool,
+        address: str,
+        scope: anyio.CancelScope | None = None,
     ) -> None:
         """One authenticated sync, bounded in time; any failure closes this connection only."""
         try:
             with anyio.fail_after(SESSION_TIMEOUT):
-                await self._sync(stream, groups, initiator=initiator, address=address)
+                await self._sync(stream, groups, initiator=initiator, address=address, scope=scope)
         except Exception as exc:  # nothing a peer sends may stop the node
             self.events("connection_failed", {"address": address, "reason": str(exc)[:200]})
 
     async def _sync(
-        self, stream: Any, groups: dict[bytes, Group], *, initiator: bool, address: str
+        self,
+        stream: Any,
+        groups: dict[bytes, Group],
+        *,
+        initiator: bool,
+        address: str,
+        scope: anyio.CancelScope | None,
     ) -> None:
         channel: Channel = await handshake(
             stream, self.me, initiator=initiator, rng=self.rng, knows=self._knows(groups)
         )
+        if scope is not None and scope in self._unproven:
+            self._unproven.remove(scope)  # a known device: no longer first to be dropped
         peer = channel.peer
         session = SyncSession(groups, peer.device_id.raw)
 

@@ -79,9 +79,12 @@ async def welcome(
         raise HandshakeFailed("the joining device took too long") from exc
     except (anyio.EndOfStream, anyio.BrokenResourceError) as exc:
         raise HandshakeFailed("the joining device went away") from exc
-    group.add(record_bytes, invitation.role, now, rng)  # type: ignore[arg-type]
+    if record.device_id.raw not in group.state.members:
+        group.add(record_bytes, invitation.role, now, rng)  # type: ignore[arg-type]
+        await persist(group)
+    # (Already a member: an earlier pairing wrote the add but its welcome
+    # never arrived. The code proved it again; just send the log.)
     invitation.succeeded()
-    await persist(group)
     message = encoding.encode(
         {"g": group.id, "o": [op.raw for op in group.log.order]}, WELCOME_LIMITS
     )
