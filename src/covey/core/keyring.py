@@ -33,8 +33,6 @@ from covey.errors import (
 )
 
 DATA_KEY_BYTES: Final = crypto.KEY_BYTES
-#: A secret's name, such as "device": short ASCII.
-MAX_SECRET_NAME: Final = 128
 
 
 @dataclass(frozen=True, repr=False)

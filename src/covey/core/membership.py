@@ -177,9 +177,6 @@ class GroupState:
     def admins(self) -> list[bytes]:
         return sorted(d for d, m in self.members.items() if m.role == "admin")
 
-    def is_member(self, device: bytes) -> bool:
-        return device in self.members
-
     def role(self, device: bytes) -> Role | None:
         member = self.members.get(device)
         return None if member is None else member.role

@@ -339,7 +339,8 @@ class Op:
 
 
 def parse_op(data: bytes) -> Op:
-    """Parse an op envelope's structure (not its signature: see `verify_op`)."""
+    """Parse an op envelope's structure (not its signature: the log checks that,
+    once the author's key is known from the op's causal past)."""
     unverified = wire.parse_envelope(data)
     if unverified.type != OpContent.TYPE:
         raise MalformedMessage(f"expected an op, got a {unverified.type!r} message")
@@ -355,11 +356,6 @@ def parse_op(data: bytes) -> Op:
         content.parents,
         content.seq,
     )
-
-
-def verify_op(op: Op, signing_key: bytes) -> None:
-    """Check the op's signature with its author's key (BadSignature if not)."""
-    wire.verify_envelope(op.envelope, {OpContent.TYPE: OpContent}, signing_key)
 
 
 def sign_op(content: OpContent, author: bytes, seed: bytes) -> Op:

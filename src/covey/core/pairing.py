@@ -46,8 +46,6 @@ PATTERN: Final = "XXpsk3"
 MAX_ATTEMPTS: Final = 3
 #: Invitation numbers: short to type, enough to tell invitations on a LAN apart.
 MAX_NAMEPLATE: Final = 999
-#: Seconds an invitation lives unless the inviter says otherwise.
-DEFAULT_LIFETIME: Final = 600
 CODE_WORDS: Final = 2
 LINK_PREFIX: Final = "covey:join:"
 SAS_WORDS: Final = 4

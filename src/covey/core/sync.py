@@ -150,13 +150,6 @@ class SyncSession:
         ]
         return _encode({"t": "hello", "g": entries[:MAX_GROUPS]})
 
-    def announce(self, group_id: bytes, ops: Iterable[Op]) -> list[bytes]:
-        """Messages pushing new local ops of a group to the peer, if it is in it."""
-        group = self.groups.get(group_id)
-        if group is None or group not in self._groups_with_peer(members_only=True):
-            return []
-        return _ops_messages(group_id, ops)
-
     def receive(self, data: bytes) -> Outcome:
         """Handle one message from the peer. Raises InvalidInput if it is malformed."""
         value = encoding.decode(data, LIMITS)
