@@ -50,6 +50,12 @@ def interleaved(repeats: int, **funcs: Callable[[], object]) -> dict[str, float]
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def spread_ms(times: list[float]) -> list[str]:
+    """Median, 10th and 90th percentile of times in seconds, as milliseconds."""
+    deciles = statistics.quantiles(times, n=10)
+    return [f"{t * 1000:.0f}" for t in (statistics.median(times), deciles[0], deciles[-1])]
+
+
 def machine() -> str:
     system = f"{platform.system()} {platform.machine()}"
     return f"Python {platform.python_version()}, {system}, {os.cpu_count()} cores"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from tests.net.netns import Lan, can_make_namespaces
 
-from _common import machine, table
+from _common import machine, spread_ms, table
 
 ADVERTISE = """
 import anyio, sys, time
@@ -96,11 +95,7 @@ def main() -> None:
         lan.close()
 
     def row(label: str, times: list[float]) -> list[str]:
-        deciles = statistics.quantiles(times, n=10)
-        return [
-            label,
-            *(f"{t * 1000:.0f}" for t in (statistics.median(times), deciles[0], deciles[-1])),
-        ]
+        return [label, *spread_ms(times)]
 
     print(f"mDNS discovery across two network namespaces, {args.runs} runs each; {machine()}")
     print()

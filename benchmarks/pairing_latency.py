@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from tests.net.netns import Lan, can_make_namespaces
 
-from _common import machine, table
+from _common import machine, spread_ms, table
 
 BIN = Path(sys.executable).parent
 
@@ -66,15 +66,6 @@ def wormhole_round(lan: Lan, relay: str) -> float:
         return timed(lan, 1, [wormhole, "--relay-url", relay, "receive", code])
     finally:
         sender.communicate(timeout=60)
-
-
-def summary(times: list[float]) -> list[str]:
-    deciles = statistics.quantiles(times, n=10)
-    return [
-        f"{statistics.median(times) * 1000:.0f}",
-        f"{deciles[0] * 1000:.0f}",
-        f"{deciles[-1] * 1000:.0f}",
-    ]
 
 
 def main() -> None:
@@ -128,11 +119,11 @@ def main() -> None:
             [
                 [
                     "covey join CODE (mDNS, SPAKE2 in Noise_XXpsk3, add, log, store)",
-                    *summary(covey_times),
+                    *spread_ms(covey_times),
                 ],
                 [
                     "wormhole receive CODE (local mailbox server, a short text)",
-                    *summary(wormhole_times),
+                    *spread_ms(wormhole_times),
                 ],
             ],
         )
