@@ -31,6 +31,15 @@ FRAGMENT: Final = noise.MAX_MESSAGE - 16 - 1
 LENGTH_BYTES: Final = 2
 #: Fragments of one message, at most: what MAX_MESSAGE needs, and no more.
 MAX_FRAGMENTS: Final = -(-MAX_MESSAGE // FRAGMENT)
+#: The first bytes a dialing device sends, before any Noise message: which
+#: protocol follows. A channel (Noise_XX, then sync), or pairing
+#: (Noise_XXpsk3) followed by the 8-byte tag of the invitation it answers
+#: (the tag is in the inviter's advert already, so it tells nobody anything
+#: new), so one listening port serves both and several open invitations.
+CHANNEL_PREAMBLE: Final = b"cv1c"
+PAIR_PREAMBLE: Final = b"cv1p"
+PREAMBLE_BYTES: Final = 4
+PAIR_TAG_BYTES: Final = 8
 MORE: Final = b"\x01"
 LAST: Final = b"\x00"
 

@@ -55,6 +55,7 @@ class HashDomain(bytes, Enum):
     PAIRING_SAS = b"covey/v1/sas"
     INVITATION_TAG = b"covey/v1/invtag"
     DISCOVERY_TAG = b"covey/v1/disct"
+    DISCOVERY_PAIR = b"covey/v1/discpk"
 
 
 class SignDomain(bytes, Enum):

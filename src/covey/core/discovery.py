@@ -1,58 +1,117 @@
-"""Discovery tags: what an advert says, so that only members recognize it.
+"""Discovery tags: what an advert says, so that only the devices it is for recognize it.
 
-An advert on the LAN carries no device ID and no name: only short tags. For
-each group, a tag is BLAKE2b keyed by an epoch key of the group (domain
-`covey/v1/disct`) over the current hour's number, cut to 8 bytes. A device
-advertises the tags of the current epoch and of the `EPOCHS_BACK` before it
-that it holds, so members that have not yet seen the latest rotation still
-recognize it; a looker checks the hours either side too, for clock skew.
-Tags change every hour and with every rotation, so a stranger cannot link
-adverts from one hour to the next, and a removed device stops recognizing a
-group at its first rotation after the removal.
+An advert on the LAN carries no device ID and no name: only `ADVERT_TAGS`
+short tags, always that many. A device advertises one tag for each device
+it shares a group with (the current members of its groups, as it sees
+them), and random tags for the rest:
 
-For an open invitation the tag is `Secret.tag` (`core.pairing`).
+    pair key  = BLAKE2b(key = X25519(my channel secret, its channel key),
+                        person `covey/v1/discpk`, data = the two device IDs, sorted)
+    tag(A->B) = BLAKE2b(key = pair key of A and B, person `covey/v1/disct`,
+                        data = hour number (8 bytes) || A's device ID), cut to 8 bytes
+
+The tags are sorted, so real and random ones mix. A looker computes, for
+every device ever added to one of its groups, the tag that device would
+advertise for it (this hour and the hours either side, for clock skew), and
+so learns *which* device an advert belongs to. Tags change every hour, so a
+stranger cannot link adverts from one hour to the next, nor tell how many
+devices an advert is for. They name the advertiser (the ID is in the tag's
+data), so two devices of one group advertise different tags for each other.
+
+Keyed by device keys rather than by epoch keys, recognition survives any
+number of rotations: devices that were apart for a week, or one that was
+off while the others rotated, still find each other. A removed device stops
+being recognized by a member as soon as that member learns of the removal
+(its tag is no longer advertised).
+
+In a group of more than `ADVERT_TAGS` other devices, each hour's advert
+carries tags for a different subset (chosen by a hash of the hour), so every
+pair meets within a few hours.
+
+For an open invitation the tags are `Secret.advert_tags` (`core.pairing`),
+padded the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final
 
-from covey.core import crypto
-from covey.core.group import Group
+from covey.core import Rng, crypto
+from covey.core.identity import DeviceRecord, Identity
 
 TAG_BYTES: Final = 8
 HOUR: Final = 3600
-#: Earlier epochs (besides the current) whose tags a device advertises.
-EPOCHS_BACK: Final = 2
 #: Hours either side of the looker's clock that still match.
 SKEW_HOURS: Final = 1
-#: Tags in one advert, at most (TXT records are small).
-MAX_TAGS: Final = 24
+#: Tags in every advert (real ones, then random ones): 192 bytes, one TXT string.
+ADVERT_TAGS: Final = 24
 
 
-def _tag(epoch_key: bytes, hour: int) -> bytes:
-    return crypto.blake2b(
-        hour.to_bytes(8, "big"), crypto.HashDomain.DISCOVERY_TAG, size=TAG_BYTES, key=epoch_key
-    )
+def tag(pair_key: bytes, advertiser: bytes, hour: int) -> bytes:
+    """The tag `advertiser` puts in its advert for the other device of `pair_key`."""
+    data = hour.to_bytes(8, "big") + advertiser
+    return crypto.blake2b(data, crypto.HashDomain.DISCOVERY_TAG, size=TAG_BYTES, key=pair_key)
 
 
-def _recent_keys(group: Group) -> list[bytes]:
-    epochs = group.state.epochs[-(EPOCHS_BACK + 1) :]
-    return [group.keys[e.id] for e in epochs if e.id in group.keys]
+def padded(real: Iterable[bytes], rng: Rng) -> tuple[bytes, ...]:
+    """`real` tags and random ones, `ADVERT_TAGS` in all, sorted (so they mix)."""
+    tags = list(real)[:ADVERT_TAGS]
+    tags += [rng(TAG_BYTES) for _ in range(ADVERT_TAGS - len(tags))]
+    return tuple(sorted(tags))
 
 
-def advert_tags(group: Group, now: int) -> list[bytes]:
-    """The tags this device puts in its advert for `group` at time `now`."""
-    hour = now // HOUR
-    return [_tag(key, hour) for key in _recent_keys(group)]
+class Discovery:
+    """One device's side of discovery: the tags it advertises, whose adverts it knows.
 
+    Pair keys cost one X25519 each, so they are kept (by device ID and key);
+    the tags a looker matches are kept for the current hour.
+    """
 
-def recognizes(group: Group, tags: list[bytes], now: int) -> bool:
-    """Whether an advert with `tags` comes from a device that holds a recent key of `group`."""
-    hour = now // HOUR
-    mine = {
-        _tag(key, h)
-        for key in _recent_keys(group)
-        for h in range(hour - SKEW_HOURS, hour + SKEW_HOURS + 1)
-    }
-    return any(crypto.equal(tag, candidate) for tag in tags for candidate in mine)
+    def __init__(self, me: Identity) -> None:
+        self.me = me
+        self._pair_keys: dict[tuple[bytes, bytes], bytes] = {}
+        self._lookup: (
+            tuple[int, frozenset[tuple[bytes, bytes]], dict[bytes, DeviceRecord]] | None
+        ) = None
+
+    def pair_key(self, other: DeviceRecord) -> bytes:
+        cache_key = (other.device_id.raw, other.channel_key)
+        key = self._pair_keys.get(cache_key)
+        if key is None:
+            shared = crypto.noise_dh(self.me.secrets.channel_secret, other.channel_key)
+            ids = b"".join(sorted([self.me.device_id.raw, other.device_id.raw]))
+            key = crypto.derive_key(shared, crypto.HashDomain.DISCOVERY_PAIR, ids)
+            self._pair_keys[cache_key] = key
+        return key
+
+    def advert_tags(self, targets: Iterable[DeviceRecord], now: int, rng: Rng) -> tuple[bytes, ...]:
+        """The tags of this device's advert for the hour of `now`, for `targets`."""
+        hour = now // HOUR
+        me = self.me.device_id.raw
+        records = {t.device_id.raw: t for t in targets if t.device_id.raw != me}
+        # Tags look random and change hourly: taking the smallest gives a
+        # different subset every hour when there are more than fit.
+        real = sorted(tag(self.pair_key(r), me, hour) for r in records.values())
+        return padded(real[:ADVERT_TAGS], rng)
+
+    def recognize(
+        self, tags: Iterable[bytes], known: Iterable[DeviceRecord], now: int
+    ) -> DeviceRecord | None:
+        """The device among `known` whose advert carries `tags`, if any."""
+        hour = now // HOUR
+        known_ids = {r.device_id.raw: r for r in known if r.device_id.raw != self.me.device_id.raw}
+        stamp = frozenset((d, r.channel_key) for d, r in known_ids.items())
+        if self._lookup is None or self._lookup[0] != hour or self._lookup[1] != stamp:
+            table: dict[bytes, DeviceRecord] = {}
+            for device, record in sorted(known_ids.items()):
+                key = self.pair_key(record)
+                for h in range(hour - SKEW_HOURS, hour + SKEW_HOURS + 1):
+                    table[tag(key, device, h)] = record
+            self._lookup = (hour, stamp, table)
+        table = self._lookup[2]
+        for candidate in tags:
+            found = table.get(bytes(candidate))
+            if found is not None:
+                return found
+        return None

@@ -208,6 +208,14 @@ def author_needs(op: Op) -> Level:
     return "admin"
 
 
+def may_author(state: GroupState, device: bytes, kind: str) -> bool:
+    """Whether `device` may author an op of `kind` about another device, by the rule table."""
+    member = state.members.get(device)
+    if member is None:
+        return False
+    return RULES[kind].needs == "member" or member.role == "admin"
+
+
 def revokes(op: Op) -> tuple[bytes, Level | Literal["all"]] | None:
     """(target, what is taken) if the op takes rights away from a device."""
     body = op.body

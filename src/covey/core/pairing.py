@@ -35,10 +35,17 @@ from typing import Final
 from shamir_mnemonic.wordlist import WORD_INDEX_MAP, WORDLIST
 from spake2 import SPAKE2_A, SPAKE2_B
 
-from covey.core import Rng, crypto, noise, words
+from covey.core import Rng, channel, crypto, encoding, fields, noise, words
 from covey.core.channel import check_peer_record
+from covey.core.group import Group
 from covey.core.identity import DeviceRecord, Identity
-from covey.errors import HandshakeFailed, InvalidArgument, NotAllowed
+from covey.errors import (
+    HandshakeFailed,
+    InvalidArgument,
+    InvalidInput,
+    MalformedMessage,
+    NotAllowed,
+)
 
 PROLOGUE: Final = b"covey/v1/pair"
 PATTERN: Final = "XXpsk3"
@@ -50,6 +57,16 @@ CODE_WORDS: Final = 2
 LINK_PREFIX: Final = "covey:join:"
 SAS_WORDS: Final = 4
 _SPAKE_IDS: Final = {"idA": b"covey/v1/inviter", "idB": b"covey/v1/joiner"}
+#: The welcome message can carry a long log: allow the channel's maximum.
+WELCOME_LIMITS: Final = encoding.Limits(
+    total=channel.MAX_MESSAGE,
+    bin_len=channel.MAX_MESSAGE,
+    str_len=64,
+    array_len=100_000,
+    map_len=8,
+    depth=4,
+    objects=200_000,
+)
 
 
 def _psk_from_spake(key: bytes) -> bytes:
@@ -268,3 +285,31 @@ class Inviter(_Side):
             self.invitation.failed("wrong code")
             raise HandshakeFailed("wrong code: the joining device does not know it") from None
         return check_peer_record(record_bytes, self.transport.remote_static), record_bytes
+
+
+def welcome_message(group: Group) -> bytes:
+    """What the inviter sends once the code is proven: `{g: group ID, o: [every op]}`."""
+    return encoding.encode({"g": group.id, "o": [op.raw for op in group.log.order]}, WELCOME_LIMITS)
+
+
+def read_welcome(me: Identity, message: bytes, inviter_key: bytes) -> tuple[Group, str]:
+    """The group a welcome brings, and the inviter's name, once every check passes.
+
+    This device must now be a member holding the current key, and the device
+    that proved the code (`inviter_key`, its channel key) a member of that group.
+    """
+    body = fields.as_map(encoding.decode(message, WELCOME_LIMITS), ("g", "o"), what="welcome")
+    group_id = fields.get_bytes(body, "g", size=32)
+    ops = body["o"]
+    if not isinstance(ops, list) or not all(isinstance(op, bytes) for op in ops):
+        raise MalformedMessage("the welcome must list ops")
+    group = Group.replica(me, group_id, ops)
+    state = group.state
+    if me.device_id.raw not in state.members:
+        raise InvalidInput("the inviter did not add this device")
+    inviter = [m for m in state.members.values() if m.record.channel_key == inviter_key]
+    if not inviter:
+        raise InvalidInput("the device that proved the code is not a member of that group")
+    if state.current_epoch.id not in group.keys:
+        raise InvalidInput("the group's current key was not wrapped for this device")
+    return group, inviter[0].record.name

@@ -1,0 +1,244 @@
+"""What goes into a node and what comes out of it: events, commands, effects.
+
+DESIGN. A `Node` (`covey.core.node.node`) is one device's whole behaviour
+as a pure object: `node.handle(event, now, rng)` returns the effects the
+event calls for, in the order they must be carried out. Whoever drives the
+node (the `covey up` daemon, the simulator, a test) turns the world into
+events and carries out the effects; it decides nothing about the protocol.
+
+Connections are numbered: the driver numbers the connections it accepts
+1, 2, 3, ... (`Incoming`); the node numbers its own dials -1, -2, ...
+(`Dial`). A connection ID is never reused within one node's life.
+
+The one rule a driver must keep: carry out effects in order, and finish a
+`Persist` (one store transaction) before any effect after it. A driver that
+crashes between a `Persist` and the sends after it loses nothing a peer was
+told, because nothing was told before the state was durable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ConnId = int
+
+# --- events --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed (the driver woke the node at a time it asked for, or later)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdvertSeen:
+    """An advert was seen on the LAN (or changed)."""
+
+    name: str
+    addresses: tuple[str, ...]
+    port: int
+    tags: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AdvertLost:
+    """An advert was withdrawn or expired."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """The listener accepted a connection (the driver chose `conn` > 0)."""
+
+    conn: ConnId
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """A `Dial` reached the peer; `address` is the one that answered."""
+
+    conn: ConnId
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """Bytes arrived on a connection (any split of the stream)."""
+
+    conn: ConnId
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """A connection ended (the peer closed it, it broke, or a dial failed)."""
+
+    conn: ConnId
+    reason: str = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A local user's request (CLI, control socket, simulated user)."""
+
+    request: int
+    action: Action
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """The user who made `request` went away (Ctrl-C): stop what it started."""
+
+    request: int
+
+
+# --- commands (the `action` of a Command) ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CreateGroup:
+    name: str
+    history: Literal["shared", "forward"] = "shared"
+
+
+@dataclass(frozen=True, slots=True)
+class Rotate:
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class Heal:
+    """Rotate only if the current key is not held by exactly the members (before sealing)."""
+
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveDevice:
+    group: str
+    #: The device ID (32 bytes).
+    device: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Shred:
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    group: str
+    role: Literal["admin", "member"] = "member"
+    #: Seconds the invitation stays open.
+    lifetime: int = 600
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """Pair with an inviter: `code` (typed) or `link` (scanned), found on the LAN
+    by its advert, or at `address` (host, port) when given."""
+
+    code: str | None = None
+    link: str | None = None
+    address: tuple[str, int] | None = None
+    #: Seconds to look for the inviter.
+    timeout: float = 30.0
+
+
+Action = CreateGroup | Rotate | Heal | RemoveDevice | Shred | Invite | Join
+Event = Tick | AdvertSeen | AdvertLost | Incoming | Connected | Received | Closed | Command | Cancel
+
+# --- effects -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PeerMet:
+    """A device this node finished a sync with."""
+
+    device: bytes
+    name: str
+    address: str
+    time: int
+
+
+@dataclass(frozen=True, slots=True)
+class Persist:
+    """Make these changes durable, in one store transaction, before anything after it.
+
+    `groups` changed (new ops or keys); `created` are new to the store (their
+    name row too); `shredded` are to be deleted with their keys; `peers` were
+    met. The driver reads the groups' contents from the node.
+    """
+
+    groups: tuple[bytes, ...] = ()
+    created: tuple[bytes, ...] = ()
+    shredded: tuple[bytes, ...] = ()
+    peers: tuple[PeerMet, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    conn: ConnId
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Dial:
+    """Open a connection to the first of `addresses` that answers on `port`."""
+
+    conn: ConnId
+    addresses: tuple[str, ...]
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    conn: ConnId
+
+
+@dataclass(frozen=True, slots=True)
+class Advertise:
+    """Publish an advert named `name` with `tags` on this node's port (replacing none)."""
+
+    name: str
+    tags: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class WakeAt:
+    """Send a `Tick` at `time` (or sooner: a tick is always safe)."""
+
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """Tell the user something happened (a log line, a JSON event)."""
+
+    event: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An answer to a `Command`; the last one for a request has `final`.
+
+    `error` is a `covey.errors` class name when the command failed (the
+    `data` then holds its one-line `message`).
+    """
+
+    request: int
+    data: dict[str, Any]
+    final: bool = True
+    error: str | None = None
+
+
+Effect = Persist | Send | Dial | Close | Advertise | Withdraw | WakeAt | Notify | Reply

@@ -1,0 +1,347 @@
+"""One connection's protocol, as a small state machine per kind of connection.
+
+DESIGN. Every connection a node has is a `Link`: bytes in (`feed`), effects
+out (appended to the `out` list the node passes). A link knows its own
+protocol and nothing of the node's other connections; what it needs of the
+node (the groups, which devices are known, how to persist a change, what to
+do with a finished pairing) it asks through the `LinkHost` protocol, which
+the node implements.
+
+    Accepted  --preamble "cv1c"-->  ChannelLink (responder)
+              --preamble "cv1p"+tag-->  InviteLink (the inviter's side)
+    dialed:   ChannelLink (initiator) or JoinLink (the joiner's side)
+
+A ChannelLink runs Noise_XX, exchanges signed device records (neither side
+shows its own to a device it does not know), then one anti-entropy sync
+(`covey.core.sync`): hellos cross, ops and needs flow, and once each side
+has sent and received `bye` the link is finished and closes. Pairing links
+run Noise_XXpsk3 with SPAKE2 (`covey.core.pairing`), then the inviter sends
+the welcome.
+
+Any `InvalidInput` a link raises closes that connection only; the node
+reports it and goes on. Deadlines: a handshake must finish within
+`HANDSHAKE_TIMEOUT` of the connection's start, each later message must come
+within `READ_TIMEOUT` of the one before, and a whole connection lasts at
+most `SESSION_TIMEOUT`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from covey.core import Rng, channel, noise, pairing
+from covey.core.channel import Deframer, Reassembler, check_peer_record
+from covey.core.group import Group
+from covey.core.identity import DeviceRecord, Identity
+from covey.core.node.io import ConnId, Effect, Send
+from covey.core.sync import BYE, SyncSession
+from covey.errors import HandshakeFailed, MalformedMessage, PeerRefused
+
+#: Seconds to finish a handshake (three messages: milliseconds on a LAN).
+HANDSHAKE_TIMEOUT: Final = 5.0
+#: Seconds to wait for any one message after the handshake.
+READ_TIMEOUT: Final = 60.0
+#: Seconds one connection may last, however lively the peer.
+SESSION_TIMEOUT: Final = 300.0
+#: Bytes of a preamble, at most (pairing: 4 + an 8-byte tag).
+MAX_PREAMBLE: Final = channel.PREAMBLE_BYTES + channel.PAIR_TAG_BYTES
+
+
+class LinkHost(Protocol):
+    """What a link needs of its node."""
+
+    @property
+    def me(self) -> Identity: ...
+
+    @property
+    def groups(self) -> Mapping[bytes, Group]: ...
+
+    def knows_key(self, channel_key: bytes) -> bool:
+        """Whether a device with this channel key was ever added to one of our groups."""
+        ...
+
+    def knows(self, record: DeviceRecord) -> bool:
+        """Whether this exact device record was ever added to one of our groups."""
+        ...
+
+    def persist(self, groups: set[bytes], out: list[Effect]) -> None:
+        """Make these groups' changes durable (before anything sent after)."""
+        ...
+
+
+@dataclass
+class SyncResult:
+    """What a finished sync did, for the node's log line and its peer table."""
+
+    peer: DeviceRecord
+    changed: int
+    refused: int
+
+
+class Link:
+    """What every kind of connection shares: its ID, framing and deadlines."""
+
+    def __init__(self, conn: ConnId, address: str, now: float) -> None:
+        self.conn = conn
+        self.address = address
+        self.started = now
+        self.last_read = now
+        #: A known device proved itself (or a pairing is under way): not
+        #: the first to be dropped when connections run short.
+        self.proven = False
+        #: The protocol finished: the node closes the link.
+        self.finished = False
+        self.deframer = Deframer()
+        #: The advert this dial answers, and the node's log generation when
+        #: it started (set by the node for its own channel dials).
+        self.advert: str | None = None
+        self.generation = -1
+        #: The command this pairing link serves (invitations).
+        self.request: int | None = None
+
+    def deadline(self) -> float:
+        end = self.started + SESSION_TIMEOUT
+        if not self.proven:
+            return min(end, self.started + HANDSHAKE_TIMEOUT)
+        return min(end, self.last_read + READ_TIMEOUT)
+
+    def connected(self, out: list[Effect]) -> None:
+        """The dial reached the peer: say the first message (initiators)."""
+
+    def feed(self, data: bytes, now: float, out: list[Effect]) -> None:
+        self.last_read = now
+        for message in self.deframer.feed(data):
+            if self.finished:
+                raise MalformedMessage("the peer sent more after the end")
+            self.on_frame(message, now, out)
+
+    def on_frame(self, frame: bytes, now: float, out: list[Effect]) -> None:
+        raise NotImplementedError
+
+    def send(self, out: list[Effect], data: bytes) -> None:
+        out.append(Send(self.conn, data))
+
+
+class Accepted(Link):
+    """An accepted connection whose preamble has not arrived yet."""
+
+    def __init__(self, conn: ConnId, address: str, now: float) -> None:
+        super().__init__(conn, address, now)
+        self.head = b""
+
+    def take_preamble(self, data: bytes) -> tuple[bytes, bytes, bytes] | None:
+        """(kind, tag, rest of the data) once the preamble is whole, else None."""
+        self.head += data
+        if len(self.head) < channel.PREAMBLE_BYTES:
+            return None
+        kind = self.head[: channel.PREAMBLE_BYTES]
+        if kind == channel.CHANNEL_PREAMBLE:
+            return kind, b"", self.head[channel.PREAMBLE_BYTES :]
+        if kind == channel.PAIR_PREAMBLE:
+            if len(self.head) < MAX_PREAMBLE:
+                return None
+            return kind, self.head[channel.PREAMBLE_BYTES : MAX_PREAMBLE], self.head[MAX_PREAMBLE:]
+        raise MalformedMessage("not a covey connection")
+
+
+class ChannelLink(Link):
+    """A Noise_XX channel to a known device, then one sync."""
+
+    def __init__(
+        self,
+        host: LinkHost,
+        conn: ConnId,
+        address: str,
+        now: float,
+        rng: Rng,
+        *,
+        initiator: bool,
+        expect: DeviceRecord | None = None,
+    ) -> None:
+        super().__init__(conn, address, now)
+        self.host = host
+        self.initiator = initiator
+        #: The device the dialed advert belongs to: the responder must prove its key.
+        self.expect = expect
+        self.noise = noise.Handshake(
+            "XX",
+            initiator=initiator,
+            rng=rng,
+            prologue=channel.PROLOGUE,
+            static_secret=host.me.secrets.channel_secret,
+        )
+        self.transport: noise.Transport | None = None
+        self.reassembler: Reassembler | None = None
+        self.peer: DeviceRecord | None = None
+        self.session: SyncSession | None = None
+        self.waiting = 0
+        self.sent_bye = False
+        self.peer_bye = False
+        self.changed = 0
+        self.refused = 0
+
+    def connected(self, out: list[Effect]) -> None:
+        self.send(out, channel.CHANNEL_PREAMBLE + channel.frame(self.noise.write_message()))
+
+    def send_message(self, out: list[Effect], message: bytes) -> None:
+        assert self.transport is not None
+        for piece in channel.fragments(self.transport, message):
+            self.send(out, piece)
+
+    def on_frame(self, frame: bytes, now: float, out: list[Effect]) -> None:
+        if self.transport is None:
+            self._handshake(frame, out)
+            return
+        assert self.reassembler is not None
+        message = self.reassembler.push(frame)
+        if message is None:
+            return
+        if self.peer is None:
+            self._peer_record(message, out)
+        else:
+            self._sync(message, out)
+
+    def _handshake(self, frame: bytes, out: list[Effect]) -> None:
+        self.noise.read_message(frame)
+        if not self.noise.complete and self.noise.my_turn():
+            rs = self.noise.rs
+            wanted = self.expect.channel_key if self.expect is not None else None
+            if self.initiator and (rs is None or rs != wanted or not self.host.knows_key(rs)):
+                # Message 2 proved the responder's key: stop before message 3
+                # would show ours to a device we do not know.
+                raise PeerRefused("the device that answered is not one this one knows")
+            self.send(out, channel.frame(self.noise.write_message()))
+        if self.noise.complete:
+            self.transport = self.noise.transport
+            assert self.transport is not None
+            self.reassembler = Reassembler(self.transport)
+            if self.initiator:
+                self.send_message(out, self.host.me.record_bytes)
+
+    def _peer_record(self, message: bytes, out: list[Effect]) -> None:
+        assert self.transport is not None
+        peer = check_peer_record(message, self.transport.remote_static)
+        if not self.host.knows(peer) or (self.expect is not None and peer != self.expect):
+            raise PeerRefused("the peer is not a device this one knows")
+        self.peer = peer
+        self.proven = True
+        if not self.initiator:
+            self.send_message(out, self.host.me.record_bytes)
+        self.session = SyncSession(self.host.groups, peer.device_id.raw)
+        self.send_message(out, self.session.hello())
+        self.waiting = 1  # our hello awaits its "done"
+
+    def _sync(self, message: bytes, out: list[Effect]) -> None:
+        assert self.session is not None
+        outcome = self.session.receive(message)
+        self.refused += len(outcome.refused)
+        if outcome.changed:
+            self.changed += len(outcome.changed)
+            self.host.persist(outcome.changed, out)  # persist, then send
+        for reply in outcome.send:
+            self.send_message(out, reply)
+        self.waiting += outcome.asked - outcome.answered
+        self.peer_bye |= outcome.peer_finished
+        if self.waiting <= 0 and not self.sent_bye:
+            self.send_message(out, BYE)
+            self.sent_bye = True
+        if self.sent_bye and self.peer_bye:
+            self.finished = True
+
+    def result(self) -> SyncResult | None:
+        if not self.finished or self.peer is None:
+            return None
+        return SyncResult(self.peer, self.changed, self.refused)
+
+
+class InviteLink(Link):
+    """The inviter's side of a pairing; `welcome` is called once the code is proven.
+
+    `welcome(record, record_bytes, out)` adds the device (persisting the add)
+    and returns the group whose log the joiner is sent.
+    """
+
+    def __init__(
+        self,
+        me: Identity,
+        invitation: pairing.Invitation,
+        welcome: Callable[[DeviceRecord, bytes, list[Effect]], Group],
+        conn: ConnId,
+        address: str,
+        now: float,
+        rng: Rng,
+    ) -> None:
+        super().__init__(conn, address, now)
+        self.proven = False
+        self.invitation = invitation
+        self.inviter = pairing.Inviter(me, invitation, rng)
+        self.welcome = welcome
+        self.step = 0
+        self.joined: tuple[DeviceRecord, list[str]] | None = None
+
+    def on_frame(self, frame: bytes, now: float, out: list[Effect]) -> None:
+        if self.step == 0:
+            self.invitation.check_open(int(now))
+            self.send(out, channel.frame(self.inviter.second(frame)))
+            self.step = 1
+            return
+        if self.step != 1:
+            raise MalformedMessage("the joining device sent more than the handshake")
+        self.step = 2
+        record, record_bytes = self.inviter.finish(frame)
+        self.invitation.check_open(int(now))
+        group = self.welcome(record, record_bytes, out)
+        self.invitation.succeeded()
+        for piece in channel.fragments(self.inviter.transport, pairing.welcome_message(group)):
+            self.send(out, piece)
+        self.joined = (record, self.inviter.sas)
+        self.finished = True
+
+
+class JoinLink(Link):
+    """The joiner's side of a pairing: on success `joined` holds the group."""
+
+    def __init__(
+        self,
+        me: Identity,
+        secret: pairing.Secret,
+        conn: ConnId,
+        address: str,
+        now: float,
+        rng: Rng,
+    ) -> None:
+        super().__init__(conn, address, now)
+        self.me = me
+        self.secret = secret
+        self.joiner = pairing.Joiner(me, secret, rng)
+        self.reached = False
+        self.reassembler: Reassembler | None = None
+        self.joined: tuple[Group, str, list[str]] | None = None
+
+    def connected(self, out: list[Effect]) -> None:
+        self.reached = True
+        preamble = channel.PAIR_PREAMBLE + self.secret.tag
+        self.send(out, preamble + channel.frame(self.joiner.first()))
+
+    def on_frame(self, frame: bytes, now: float, out: list[Effect]) -> None:
+        if self.reassembler is None:
+            self.send(out, channel.frame(self.joiner.third(frame)))
+            self.reassembler = Reassembler(self.joiner.transport)
+            return
+        message = self.reassembler.push(frame)
+        if message is None:
+            return
+        group, inviter = pairing.read_welcome(self.me, message, self.joiner.inviter_key)
+        self.joined = (group, inviter, self.joiner.sas)
+        self.finished = True
+
+
+def closed_early(link: Link) -> HandshakeFailed:
+    """The error a pairing link reports when the peer went away before the end."""
+    if isinstance(link, JoinLink):
+        return HandshakeFailed(
+            "the inviting device closed the connection: wrong code, or the invitation is over"
+        )
+    return HandshakeFailed("the joining device went away")

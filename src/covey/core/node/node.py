@@ -1,0 +1,862 @@
+"""One device's whole behaviour as a pure state machine: events in, effects out.
+
+DESIGN. `Node.handle(event, now, rng)` is the only way in. The node holds
+this device's identity, its groups (in memory: the driver persists what
+`Persist` names, it never reloads), its connections (`links`), the adverts
+it has seen, its open invitations and joins, and its schedule. It decides
+everything the protocol decides:
+
+* **Adverts.** While it serves (`covey up`), it advertises the discovery
+  tags of its groups under a fresh random name, and replaces the advert
+  when the tags change (every hour, and when a rotation changes the recent
+  epochs). Each open invitation has an advert of its own.
+* **Dialing.** It keeps the adverts one of its groups recognizes (at most
+  `MAX_ADVERTS`, the most recent) and syncs with each once per *change*:
+  when it first sees the advert, and whenever its own logs changed since
+  its last sync with it (a local command, ops received from anyone, a
+  heal). A failed dial or sync is retried after `RETRY_BASE` seconds,
+  doubling up to `RETRY_MAX`. Because adverts change hourly, every pair of
+  devices on a LAN syncs at least once an hour even when nothing changed.
+  At most `MAX_DIALS` dials at once, each done within `DIAL_TIMEOUT`.
+* **Accepting.** At most `MAX_CONNECTIONS` accepted connections at once and
+  `MAX_PER_ADDRESS` from one address; when all are taken, a new one drops
+  the oldest that has not yet proven a known device, else it is refused.
+* **Healing.** A group whose current key is not held by exactly its members
+  is rotated by its most senior member at once, and by the member ranked k
+  after k x `HEAL_DELAY` seconds, unless a healing rotation arrives first.
+* **Commands** from the local user (create, rotate, heal, remove, shred,
+  invite, join) are answered with `Reply` effects, after the `Persist` of
+  what they changed.
+
+Persist, then send: every change is followed by a `Persist` effect before
+any `Send` that could tell a peer about it (`io` says what a driver must do).
+The node draws randomness only from the `rng` of the event it is handling,
+and reads time only from its `now`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+from covey.core import Rng, channel, discovery, membership, pairing
+from covey.core.group import Group
+from covey.core.identity import DeviceRecord, Identity, validate_name
+from covey.core.node import io
+from covey.core.node.io import ConnId, Effect
+from covey.core.node.links import (
+    Accepted,
+    ChannelLink,
+    InviteLink,
+    JoinLink,
+    Link,
+    closed_early,
+)
+from covey.errors import (
+    CoveyError,
+    GroupExists,
+    HandshakeFailed,
+    InvalidArgument,
+    InvalidInput,
+    NoSuchGroup,
+    NotAllowed,
+    UsageError,
+)
+
+#: Accepted connections served at once; more are refused, not queued.
+MAX_CONNECTIONS: Final = 16
+#: Accepted connections from one address at once (one host cannot take them all).
+MAX_PER_ADDRESS: Final = 2
+#: Devices dialed at once, and the seconds one dial (connect, handshake, sync) may take.
+MAX_DIALS: Final = 4
+DIAL_TIMEOUT: Final = 60.0
+#: Adverts remembered (those that matter: recognized, or an invitation's).
+MAX_ADVERTS: Final = 256
+#: Seconds before retrying an advert whose dial or sync failed, doubling to RETRY_MAX.
+RETRY_BASE: Final = 5.0
+RETRY_MAX: Final = 600.0
+#: Seconds each rank in the seniority order waits before healing a group.
+HEAL_DELAY: Final = 30.0
+#: Handshakes a joiner lets fail before giving up (each is one guess at the code).
+JOIN_ATTEMPTS: Final = pairing.MAX_ATTEMPTS
+#: Seconds a joiner whose attempt failed still waits for another matching advert.
+RETRY_GRACE: Final = 3.0
+#: Open invitations and joins at once.
+MAX_INVITATIONS: Final = 16
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """How a node behaves; `serve=False` for a node that only pairs (`covey
+    invite` or `covey join` with no `covey up` running)."""
+
+    serve: bool = True
+
+
+@dataclass
+class Advert:
+    """An advert of a device we know (or one that may be an inviter we look for)."""
+
+    addresses: tuple[str, ...]
+    port: int
+    tags: tuple[bytes, ...]
+    #: The device whose advert it is (None: only an invitation's).
+    device: DeviceRecord | None = None
+    #: The node's log generation at the start of the last sync that worked.
+    synced: int = -1
+    failures: int = 0
+    retry_at: float = 0.0
+    dialing: ConnId | None = None
+
+
+@dataclass
+class OpenInvitation:
+    invitation: pairing.Invitation
+    advert: str
+
+
+@dataclass
+class Joining:
+    secret: pairing.Secret
+    deadline: float
+    address: tuple[str, int] | None
+    #: Names of adverts with the invitation's tag, not yet tried, oldest first.
+    candidates: list[str] = field(default_factory=list)
+    tried: set[str] = field(default_factory=set)
+    attempts: int = 0
+    link: ConnId | None = None
+    last_error: str | None = None
+
+
+class Node:
+    """One device: its groups, connections, adverts, schedule and commands."""
+
+    def __init__(
+        self,
+        me: Identity,
+        groups: Iterable[Group] = (),
+        config: NodeConfig = NodeConfig(),
+    ) -> None:
+        self.me = me
+        self.groups: dict[bytes, Group] = {g.id: g for g in groups}
+        self.config = config
+        self.discovery = discovery.Discovery(me)
+        self.links: dict[ConnId, Link] = {}
+        self.adverts: dict[str, Advert] = {}
+        #: Adverts seen that matter to nothing yet (the most recent MAX_ADVERTS).
+        self.others: dict[str, io.AdvertSeen] = {}
+        self.invitations: dict[int, OpenInvitation] = {}
+        self.joins: dict[int, Joining] = {}
+        #: How many times any log changed: an advert synced at an older
+        #: generation is due again.
+        self.generation = 0
+        self.now = 0.0
+        self._rng: Rng | None = None
+        self._next_dial = -1
+        self._own_adverts: set[str] = set()
+        self._advert: tuple[str, tuple[bytes, ...], int] | None = None
+        self._heal_since: dict[bytes, float] = {}
+        self._wake: float | None = None
+        self._known: tuple[int, dict[bytes, DeviceRecord], set[bytes]] | None = None
+        self._advert_at: tuple[int, frozenset[bytes]] | None = None
+        self._advert_gen = -1
+
+    # --- the one way in -------------------------------------------------------
+
+    def handle(self, event: io.Event, now: float, rng: Rng) -> list[Effect]:
+        """Take one event; return the effects it calls for, in order."""
+        self.now = now
+        self._rng = rng
+        out: list[Effect] = []
+        match event:
+            case io.Tick():
+                pass
+            case io.AdvertSeen():
+                self._advert_seen(event)
+            case io.AdvertLost():
+                self.adverts.pop(event.name, None)
+                self.others.pop(event.name, None)
+            case io.Incoming():
+                self._incoming(event, out)
+            case io.Connected():
+                self._connected(event, out)
+            case io.Received():
+                self._received(event, out)
+            case io.Closed():
+                self._closed(event.conn, event.reason, out)
+            case io.Command():
+                self._command(event, out)
+            case io.Cancel():
+                self._cancel(event.request, out)
+        self._housekeeping(out)
+        wake = self._next_wake()
+        if wake is not None and wake != self._wake:
+            out.append(io.WakeAt(wake))
+        self._wake = wake
+        return out
+
+    @property
+    def rng(self) -> Rng:
+        assert self._rng is not None, "only while handling an event"
+        return self._rng
+
+    # --- what links ask of the node (links.LinkHost) ---------------------------
+
+    def _known_devices(self) -> tuple[dict[bytes, DeviceRecord], set[bytes]]:
+        if self._known is None or self._known[0] != self.generation:
+            me = self.me.device_id.raw
+            records = {
+                device: record
+                for g in self.groups.values()
+                if g.log.state is not None
+                for device, record in g.state.devices.items()
+                if device != me
+            }
+            self._known = (self.generation, records, {r.channel_key for r in records.values()})
+        return self._known[1], self._known[2]
+
+    def knows_key(self, channel_key: bytes) -> bool:
+        return channel_key in self._known_devices()[1]
+
+    def knows(self, record: DeviceRecord) -> bool:
+        return self._known_devices()[0].get(record.device_id.raw) == record
+
+    def persist(self, groups: set[bytes], out: list[Effect]) -> None:
+        out.append(io.Persist(groups=tuple(sorted(groups))))
+        self.generation += 1
+
+    # --- adverts and dialing --------------------------------------------------
+
+    def _advert_seen(self, event: io.AdvertSeen) -> None:
+        if event.name in self._own_adverts:
+            return
+        tags = list(event.tags)
+        for joining in self.joins.values():
+            fresh = event.name not in joining.tried and event.name not in joining.candidates
+            if joining.secret.tag in tags and fresh:
+                joining.candidates.append(event.name)
+        device = None
+        if self.config.serve:
+            known = self._known_devices()[0]
+            device = self.discovery.recognize(tags, known.values(), int(self.now))
+        wanted = device is not None or any(j.secret.tag in tags for j in self.joins.values())
+        old = self.adverts.pop(event.name, None)
+        self.others.pop(event.name, None)
+        if not wanted:
+            # Kept apart (and bounded apart), so a flood of strangers' adverts
+            # cannot crowd out the ones that matter; a join started later
+            # looks here for its inviter.
+            self.others[event.name] = event
+            while len(self.others) > MAX_ADVERTS:
+                del self.others[next(iter(self.others))]
+            return
+        advert = Advert(event.addresses, event.port, event.tags, device)
+        if old is not None and old.tags == event.tags:
+            advert.synced, advert.failures, advert.retry_at = old.synced, old.failures, old.retry_at
+            advert.dialing = old.dialing
+        self.adverts[event.name] = advert
+        while len(self.adverts) > MAX_ADVERTS:  # forget the oldest
+            del self.adverts[next(iter(self.adverts))]
+
+    def _dial(self, addresses: tuple[str, ...], port: int, out: list[Effect]) -> ConnId:
+        conn = self._next_dial
+        self._next_dial -= 1
+        out.append(io.Dial(conn, addresses, port))
+        return conn
+
+    def _dial_due(self, out: list[Effect]) -> None:
+        if not self.config.serve:
+            return
+        dialing = sum(1 for a in self.adverts.values() if a.dialing is not None)
+        for name, advert in self.adverts.items():
+            if dialing >= MAX_DIALS:
+                return
+            if (
+                advert.device is None
+                or advert.dialing is not None
+                or advert.synced >= self.generation
+                or advert.retry_at > self.now
+                or not self.knows(advert.device)
+            ):
+                continue
+            conn = self._dial(advert.addresses, advert.port, out)
+            link = ChannelLink(
+                self, conn, "", self.now, self.rng, initiator=True, expect=advert.device
+            )
+            link.advert, link.generation = name, self.generation
+            self.links[conn] = link
+            advert.dialing = conn
+            dialing += 1
+
+    def _targets(self) -> dict[bytes, DeviceRecord]:
+        """The devices this one advertises for: the other current members of its groups."""
+        me = self.me.device_id.raw
+        return {
+            device: member.record
+            for g in self.groups.values()
+            if g.log.state is not None and me in g.state.members
+            for device, member in g.state.members.items()
+            if device != me
+        }
+
+    def _refresh_advert(self, out: list[Effect]) -> None:
+        """Advertise for this device's fellow members; a new advert (and name) every
+        hour and whenever they change (a member added or removed)."""
+        if not self.config.serve:
+            return
+        now = int(self.now)
+        hour = now // discovery.HOUR
+        if (
+            self._advert_at is not None
+            and self._advert_at[0] == hour
+            and self._advert_gen == (self.generation)
+        ):
+            return
+        self._advert_gen = self.generation
+        targets = self._targets()
+        stamp = (hour, frozenset(targets))
+        if self._advert_at == stamp:
+            return
+        self._advert_at = stamp
+        if self._advert is not None:
+            out.append(io.Withdraw(self._advert[0]))
+            self._own_adverts.discard(self._advert[0])
+            self._advert = None
+        if targets:
+            tags = self.discovery.advert_tags(targets.values(), now, self.rng)
+            name = self.rng(16).hex()
+            out.append(io.Advertise(name, tags))
+            self._own_adverts.add(name)
+            self._advert = (name, tags, hour)
+
+    # --- connections ----------------------------------------------------------
+
+    def _incoming(self, event: io.Incoming, out: list[Effect]) -> None:
+        accepted = [link for link in self.links.values() if link.conn > 0]
+        if sum(1 for link in accepted if link.address == event.address) >= MAX_PER_ADDRESS:
+            out.append(io.Close(event.conn))
+            return
+        if len(accepted) >= MAX_CONNECTIONS:
+            # Full: make room by dropping the oldest connection that has not
+            # yet proven a known device (a known device always gets in while
+            # strangers merely hold connections open).
+            unproven = [link for link in accepted if not link.proven]
+            if not unproven:
+                out.append(io.Close(event.conn))
+                return
+            self._drop(unproven[0], "dropped to make room for another", out)
+        self.links[event.conn] = Accepted(event.conn, event.address, self.now)
+
+    def _connected(self, event: io.Connected, out: list[Effect]) -> None:
+        link = self.links.get(event.conn)
+        if link is None:
+            out.append(io.Close(event.conn))
+            return
+        link.address = event.address
+        self._guard(link, lambda: link.connected(out), out)
+
+    def _received(self, event: io.Received, out: list[Effect]) -> None:
+        link = self.links.get(event.conn)
+        if link is None:
+            return
+        if isinstance(link, Accepted):
+            self._guard(link, lambda: self._promote(link, event.data, out), out)
+            return
+        self._guard(link, lambda: link.feed(event.data, self.now, out), out)
+
+    def _promote(self, link: Accepted, data: bytes, out: list[Effect]) -> None:
+        """Turn an accepted connection into the link its preamble names."""
+        head = link.take_preamble(data)
+        if head is None:
+            return
+        kind, tag, rest = head
+        successor: Link
+        if kind == channel.CHANNEL_PREAMBLE:
+            if not self.config.serve:
+                raise HandshakeFailed("this device is not syncing now")
+            successor = ChannelLink(
+                self, link.conn, link.address, link.started, self.rng, initiator=False
+            )
+        else:
+            found = [
+                (request, open_)
+                for request, open_ in self.invitations.items()
+                if tag in open_.invitation.secret.advert_tags
+            ]
+            if not found:
+                raise HandshakeFailed("no open invitation has that tag")
+            request, open_ = found[0]
+            successor = InviteLink(
+                self.me,
+                open_.invitation,
+                lambda record, raw, o: self._welcome(request, record, raw, o),
+                link.conn,
+                link.address,
+                link.started,
+                self.rng,
+            )
+            successor.request = request
+        self.links[link.conn] = successor
+        if rest:
+            successor.feed(rest, self.now, out)
+
+    def _guard(self, link: Link, step: Callable[[], None], out: list[Effect]) -> None:
+        """Run one step of a link; any failure closes that connection only.
+
+        Only `covey.errors` types are expected from a peer's bytes; anything
+        else is a bug, reported as `internal_error` (the simulator treats it
+        as a violation), and still closes just that connection.
+        """
+        try:
+            step()
+        except CoveyError as exc:
+            self._failed(self.links.get(link.conn, link), exc, out)
+            return
+        except Exception as exc:  # nothing a peer sends may stop the node
+            out.append(io.Notify("internal_error", {"where": "link", "error": type(exc).__name__}))
+            self._failed(self.links.get(link.conn, link), exc, out)
+            return
+        current = self.links.get(link.conn)
+        if current is not None and current.finished:
+            self._finish(current, out)
+
+    def _failed(self, link: Link, exc: Exception, out: list[Effect]) -> None:
+        reason = str(exc) if isinstance(exc, CoveyError) else "malformed input"
+        if isinstance(link, InviteLink):
+            self._invite_attempt_failed(link, exc, out)
+        if isinstance(link, JoinLink):
+            self._join_attempt_failed(link, exc, out)
+        self._drop(link, reason, out)
+
+    def _drop(self, link: Link, reason: str, out: list[Effect]) -> None:
+        self._forget(link, failed=True)
+        out.append(io.Close(link.conn))
+        out.append(io.Notify("connection_failed", {"address": link.address, "reason": reason}))
+
+    def _forget(self, link: Link, *, failed: bool) -> None:
+        self.links.pop(link.conn, None)
+        advert = self.adverts.get(link.advert) if link.advert is not None else None
+        if advert is not None and advert.dialing == link.conn:
+            advert.dialing = None
+            if failed:
+                advert.failures += 1
+                advert.retry_at = self.now + min(RETRY_MAX, RETRY_BASE * 2 ** (advert.failures - 1))
+            else:
+                advert.failures = 0
+                advert.synced = link.generation
+
+    def _closed(self, conn: ConnId, reason: str, out: list[Effect]) -> None:
+        link = self.links.get(conn)
+        if link is None:
+            return
+        if isinstance(link, JoinLink) and not link.reached:
+            # The dial failed: no handshake, no guess spent.
+            self._forget(link, failed=True)
+            joining = self._joining_of(link)
+            if joining is not None:
+                joining.link = None
+                joining.last_error = reason
+            return
+        if isinstance(link, (InviteLink, JoinLink)):
+            self._failed(link, closed_early(link), out)
+            return
+        self._forget(link, failed=True)
+        if isinstance(link, ChannelLink) and link.proven:
+            out.append(io.Notify("connection_failed", {"address": link.address, "reason": reason}))
+
+    def _finish(self, link: Link, out: list[Effect]) -> None:
+        """A link's protocol ended well: record it and close the connection."""
+        self._forget(link, failed=False)
+        if isinstance(link, ChannelLink):
+            result = link.result()
+            assert result is not None
+            met = io.PeerMet(
+                result.peer.device_id.raw, result.peer.name, link.address, int(self.now)
+            )
+            out.append(io.Persist(peers=(met,)))
+            out.append(
+                io.Notify(
+                    "synced",
+                    {
+                        "peer": result.peer.name,
+                        "address": link.address,
+                        "changed": result.changed,
+                        "refused": result.refused,
+                    },
+                )
+            )
+        elif isinstance(link, JoinLink):
+            self._joined(link, out)
+        elif isinstance(link, InviteLink):
+            self._invited(link, out)
+        out.append(io.Close(link.conn))
+
+    # --- invitations (the inviter's side) --------------------------------------
+
+    def _welcome(
+        self, request: int, record: DeviceRecord, record_bytes: bytes, out: list[Effect]
+    ) -> Group:
+        """The code is proven: add the device (persisted first), return the group to send."""
+        open_ = self.invitations[request]
+        group = self._group_by_id(open_.invitation.group_id)
+        if record.device_id.raw not in group.state.members:
+            role = open_.invitation.role
+            group.add(
+                record_bytes, "admin" if role == "admin" else "member", int(self.now), self.rng
+            )
+            self.persist({group.id}, out)
+        # (Already a member: an earlier pairing wrote the add but its welcome
+        # never arrived. The code proved it again; just send the log.)
+        return group
+
+    def _invited(self, link: InviteLink, out: list[Effect]) -> None:
+        request = link.request
+        open_ = self.invitations.pop(request, None) if request is not None else None
+        if request is None or open_ is None or link.joined is None:
+            return
+        out.append(io.Withdraw(open_.advert))
+        self._own_adverts.discard(open_.advert)
+        record, sas = link.joined
+        group = self._group_by_id(open_.invitation.group_id)
+        out.append(
+            io.Reply(
+                request,
+                {
+                    "event": "joined",
+                    "device": record.name,
+                    "device_id": str(record.device_id),
+                    "sas": sas,
+                    "group": group.state.name,
+                    "group_id": group.id.hex(),
+                },
+            )
+        )
+
+    def _invite_attempt_failed(self, link: InviteLink, exc: Exception, out: list[Effect]) -> None:
+        request = link.request
+        open_ = self.invitations.get(request) if request is not None else None
+        if request is None or open_ is None or link.step < 2:
+            return  # the handshake never reached the code check: no attempt spent
+        invitation = open_.invitation
+        out.append(
+            io.Reply(
+                request,
+                {
+                    "event": "attempt_failed",
+                    "reason": str(exc),
+                    "attempts_left": invitation.attempts_left,
+                },
+                final=False,
+            )
+        )
+        if invitation.attempts_left <= 0:
+            self._end_invitation(
+                request, NotAllowed("the invitation was destroyed after 3 wrong codes"), out
+            )
+
+    def _end_invitation(self, request: int, error: CoveyError, out: list[Effect]) -> None:
+        open_ = self.invitations.pop(request, None)
+        if open_ is None:
+            return
+        out.append(io.Withdraw(open_.advert))
+        self._own_adverts.discard(open_.advert)
+        for link in [x for x in self.links.values() if x.request == request]:
+            self._forget(link, failed=True)
+            out.append(io.Close(link.conn))
+        out.append(_error_reply(request, error))
+
+    # --- joining (the joiner's side) -------------------------------------------
+
+    def _joining_of(self, link: Link) -> Joining | None:
+        for joining in self.joins.values():
+            if joining.link == link.conn:
+                return joining
+        return None
+
+    def _advance_joins(self, out: list[Effect]) -> None:
+        for request, joining in list(self.joins.items()):
+            if joining.link is not None:
+                continue
+            if self.now >= joining.deadline:
+                del self.joins[request]
+                if joining.last_error is not None:
+                    error = HandshakeFailed(f"pairing failed: {joining.last_error}")
+                else:
+                    error = HandshakeFailed("no inviting device with that code on this network")
+                out.append(_error_reply(request, error))
+                continue
+            target: tuple[tuple[str, ...], int] | None = None
+            if joining.address is not None:
+                target = ((joining.address[0],), joining.address[1])
+                joining.address = None
+            else:
+                while joining.candidates:
+                    name = joining.candidates.pop(0)
+                    advert = self.adverts.get(name)
+                    if advert is not None and name not in joining.tried:
+                        joining.tried.add(name)
+                        target = (advert.addresses, advert.port)
+                        break
+            if target is None:
+                continue
+            conn = self._dial(target[0], target[1], out)
+            self.links[conn] = JoinLink(self.me, joining.secret, conn, "", self.now, self.rng)
+            joining.link = conn
+
+    def _join_attempt_failed(self, link: JoinLink, exc: Exception, out: list[Effect]) -> None:
+        request = next((r for r, j in self.joins.items() if j.link == link.conn), None)
+        if request is None:
+            return
+        joining = self.joins[request]
+        joining.link = None
+        joining.last_error = str(exc)
+        if not isinstance(exc, InvalidInput):
+            return
+        # Each handshake lets whoever answered test one guess at the code:
+        # stop after as many as an inviter allows.
+        joining.attempts += 1
+        if joining.attempts >= JOIN_ATTEMPTS:
+            del self.joins[request]
+            out.append(_error_reply(request, HandshakeFailed(f"pairing failed: {exc}")))
+            return
+        # After a failure, wait only briefly for another device to try.
+        joining.deadline = min(joining.deadline, self.now + RETRY_GRACE)
+
+    def _joined(self, link: JoinLink, out: list[Effect]) -> None:
+        request = next((r for r, j in self.joins.items() if j.link == link.conn), None)
+        if request is None or link.joined is None:
+            return
+        del self.joins[request]
+        group, inviter, sas = link.joined
+        existing = self.groups.get(group.id)
+        if existing is None and any(
+            g.log.state is not None and g.state.name == group.state.name
+            for g in self.groups.values()
+        ):
+            out.append(
+                _error_reply(
+                    request,
+                    GroupExists(
+                        f"a group named {group.state.name!r} already exists on this device"
+                    ),
+                )
+            )
+            return
+        if existing is not None:
+            for op in group.log.order:
+                if op.id not in existing.log:
+                    existing.receive(op.raw)
+            existing.keys.update(group.keys)
+            self.persist({group.id}, out)
+            group = existing
+        else:
+            self.groups[group.id] = group
+            out.append(io.Persist(created=(group.id,)))
+            self.generation += 1
+        out.append(
+            io.Reply(
+                request,
+                {
+                    "event": "joined",
+                    "group": group.state.name,
+                    "group_id": group.id.hex(),
+                    "inviter": inviter,
+                    "sas": sas,
+                },
+            )
+        )
+
+    # --- commands ---------------------------------------------------------------
+
+    def find_group(self, name: str) -> Group:
+        """A group by name, or by a hex prefix of its ID (8 digits or more)."""
+        for group in self.groups.values():
+            if group.log.state is not None and group.state.name == name:
+                return group
+        if len(name) >= 8:
+            matches = [g for g in self.groups.values() if g.id.hex().startswith(name.lower())]
+            if len(matches) == 1:
+                return matches[0]
+        raise NoSuchGroup(f"there is no group {name!r} on this device")
+
+    def _group_by_id(self, group_id: bytes) -> Group:
+        group = self.groups.get(group_id)
+        if group is None:
+            raise NoSuchGroup()
+        return group
+
+    def _command(self, event: io.Command, out: list[Effect]) -> None:
+        try:
+            self._run(event.request, event.action, out)
+        except CoveyError as exc:
+            out.append(_error_reply(event.request, exc))
+
+    def _run(self, request: int, action: io.Action, out: list[Effect]) -> None:
+        now = int(self.now)
+        match action:
+            case io.CreateGroup(name, history):
+                name = validate_name(name)
+                if any(
+                    g.log.state is not None and g.state.name == name for g in self.groups.values()
+                ):
+                    raise GroupExists(f"a group named {name!r} already exists on this device")
+                group = Group.create(self.me, name, history, now, self.rng)
+                self.groups[group.id] = group
+                out.append(io.Persist(created=(group.id,)))
+                self.generation += 1
+                out.append(io.Reply(request, {"group_id": group.id.hex()}))
+            case io.Rotate(name):
+                group = self.find_group(name)
+                group.rotate(now, self.rng)
+                self.persist({group.id}, out)
+                out.append(io.Reply(request, {"group_id": group.id.hex()}))
+            case io.Heal(name):
+                group = self.find_group(name)
+                healed = group.heal(now, self.rng) is not None
+                if healed:
+                    self.persist({group.id}, out)
+                out.append(io.Reply(request, {"group_id": group.id.hex(), "rotated": healed}))
+            case io.RemoveDevice(name, device):
+                group = self.find_group(name)
+                group.remove(device, now, self.rng)
+                self.persist({group.id}, out)
+                out.append(io.Reply(request, {"group_id": group.id.hex()}))
+            case io.Shred(name):
+                group = self.find_group(name)
+                del self.groups[group.id]
+                self._heal_since.pop(group.id, None)
+                out.append(io.Persist(shredded=(group.id,)))
+                self.generation += 1
+                out.append(io.Reply(request, {"group_id": group.id.hex()}))
+            case io.Invite(name, role, lifetime):
+                self._invite(request, name, role, lifetime, out)
+            case io.Join(code, link, address, timeout):
+                self._join(request, code, link, address, timeout)
+
+    def _invite(self, request: int, name: str, role: str, lifetime: int, out: list[Effect]) -> None:
+        group = self.find_group(name)
+        if not membership.may_author(group.state, self.me.device_id.raw, "add"):
+            raise NotAllowed("only an admin of the group can invite")
+        if len(self.invitations) + len(self.joins) >= MAX_INVITATIONS:
+            raise NotAllowed("too many invitations are open on this device")
+        secret = pairing.new_secret(self.rng)
+        invitation = pairing.Invitation(group.id, role, secret, int(self.now) + lifetime)
+        advert = self.rng(16).hex()
+        self.invitations[request] = OpenInvitation(invitation, advert)
+        self._own_adverts.add(advert)
+        out.append(io.Advertise(advert, discovery.padded(secret.advert_tags, self.rng)))
+        out.append(
+            io.Reply(
+                request,
+                {
+                    "event": "invitation",
+                    "code": secret.code,
+                    "link": secret.as_link(),
+                    "expires": invitation.expires,
+                    "group": group.state.name,
+                },
+                final=False,
+            )
+        )
+
+    def _join(
+        self,
+        request: int,
+        code: str | None,
+        link: str | None,
+        address: tuple[str, int] | None,
+        timeout: float,
+    ) -> None:
+        if (code is None) == (link is None):
+            raise InvalidArgument("give either a code or a link")
+        if len(self.invitations) + len(self.joins) >= MAX_INVITATIONS:
+            raise NotAllowed("too many pairings are under way on this device")
+        secret = pairing.parse_code(code) if code is not None else pairing.parse_link(link or "")
+        joining = Joining(secret, self.now + timeout, address)
+        self.joins[request] = joining
+        # Adverts already seen with the invitation's tag are candidates at once.
+        for seen in [s for s in self.others.values() if secret.tag in s.tags]:
+            self._advert_seen(seen)
+
+    def _cancel(self, request: int, out: list[Effect]) -> None:
+        if request in self.invitations:
+            self._end_invitation(request, UsageError("cancelled"), out)
+        joining = self.joins.pop(request, None)
+        if joining is not None and joining.link is not None:
+            link = self.links.get(joining.link)
+            if link is not None:
+                self._forget(link, failed=True)
+                out.append(io.Close(link.conn))
+
+    # --- the schedule -------------------------------------------------------------
+
+    def _housekeeping(self, out: list[Effect]) -> None:
+        for link in [x for x in self.links.values() if x.deadline() <= self.now]:
+            if isinstance(link, (InviteLink, JoinLink)):
+                self._failed(link, HandshakeFailed("the other device took too long"), out)
+            else:
+                self._drop(link, "timed out", out)
+        for request, open_ in list(self.invitations.items()):
+            if self.now >= open_.invitation.expires:
+                self._end_invitation(request, NotAllowed("the invitation expired"), out)
+        self._heal(out)
+        self._refresh_advert(out)
+        self._advance_joins(out)
+        self._dial_due(out)
+
+    def _heal(self, out: list[Effect]) -> None:
+        """Rotate a group whose current key is not held by exactly its members.
+
+        The most senior member heals at once; the one ranked k waits
+        k x HEAL_DELAY seconds from when it first saw the need, unless a
+        healing rotation arrives first (PROTOCOL.md, "Who heals").
+        """
+        if not self.config.serve:
+            return
+        for group in self.groups.values():
+            if group.log.state is None or not group.state.needs_healing:
+                self._heal_since.pop(group.id, None)
+                continue
+            rank = group.healer_rank()
+            if rank is None:
+                continue
+            since = self._heal_since.setdefault(group.id, self.now)
+            if self.now - since < rank * HEAL_DELAY:
+                continue
+            try:
+                group.heal(int(self.now), self.rng)
+            except CoveyError as exc:  # this device cannot (it lacks a member's record?)
+                out.append(
+                    io.Notify("heal_failed", {"group": group.state.name, "reason": str(exc)})
+                )
+                self._heal_since[group.id] = self.now + HEAL_DELAY
+                continue
+            self._heal_since.pop(group.id, None)
+            self.persist({group.id}, out)
+            out.append(io.Notify("healed", {"group": group.state.name}))
+
+    def _next_wake(self) -> float | None:
+        times = [link.deadline() for link in self.links.values()]
+        times += [o.invitation.expires for o in self.invitations.values()]
+        times += [j.deadline for j in self.joins.values()]
+        for group_id, since in self._heal_since.items():
+            group = self.groups.get(group_id)
+            rank = group.healer_rank() if group is not None else None
+            if rank is not None:
+                times.append(since + rank * HEAL_DELAY)
+        if self.config.serve:
+            times += [
+                a.retry_at
+                for a in self.adverts.values()
+                if a.dialing is None and a.retry_at > self.now
+            ]
+            if self._advert is not None or self.groups:
+                times.append((int(self.now) // discovery.HOUR + 1) * discovery.HOUR)
+        return min(times) if times else None
+
+
+def _error_reply(request: int, error: CoveyError) -> io.Reply:
+    return io.Reply(
+        request, {"message": str(error), "code": error.code}, error=type(error).__name__
+    )

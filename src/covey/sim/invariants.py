@@ -1,0 +1,340 @@
+"""What must hold in every simulated world, checked as the world runs.
+
+Checked after every step (one event handled by one node), for what changed:
+
+* `convergence`: replicas holding the same set of a group's ops agree on its
+  members, roles, current epoch, history policy, health and equivocators.
+* `durability`: an op another device stored is in its author's store too
+  (the author persisted before it sent: a crash cannot lose what a peer was
+  told, which would make the author reuse a sequence number).
+* `no-honest-equivocation`: no simulated device (all honest) ever signs two
+  ops with one sequence number.
+* `keys-agree`: every device that holds an epoch's key holds the same key.
+* `secrecy`: a device never holds the key of an epoch that causally follows
+  its removal (unless it was added again in between), compared by value, so
+  a "new" epoch that reuses an old key is caught too.
+* `integrity`: every op the merged log applies was authored by a device
+  holding the right in the op's causal past, judged by `REFERENCE_RULES`
+  below, an independent copy of PROTOCOL.md's rule table (so a bug in the
+  core's table cannot hide itself).
+* `no-internal-error`: no node reports an internal error (checked by the world).
+
+Checked once the network has healed and every device has been online a
+while (`final`):
+
+* `liveness`: the current members of each group hold the same ops, the same
+  state, and the current key, and the group needs no healing.
+* `no-lost-keys`: every current member opens every sealed note of an epoch of
+  the merged state that its history policy lets it read.
+
+"The truth" is a replica per group fed with every op any device stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Final
+
+from covey.core.group import Group
+from covey.core.log import GroupLog
+from covey.core.membership import GroupState
+from covey.core.ops import Add, Genesis, Op, Remove, SetPolicy, SetRole
+from covey.core.seal import open_bytes
+from covey.errors import CoveyError
+from covey.sim.world import Device, Violation, World
+
+#: Who may author each kind of op (PROTOCOL.md 6.1), written again here.
+REFERENCE_RULES: Final = {
+    "add": "admin",
+    "remove": "self_or_admin",
+    "set_role": "admin",
+    "rotate": "member",
+    "set_policy": "admin",
+}
+
+
+@dataclass
+class Sealed:
+    """A note a simulated user sealed."""
+
+    group: bytes
+    epoch: bytes
+    author: str
+    data: bytes
+    plaintext: bytes
+
+
+def _kind(op: Op) -> str:
+    body = op.body
+    if isinstance(body, Genesis):
+        return "genesis"
+    if isinstance(body, Add):
+        return "add"
+    if isinstance(body, Remove):
+        return "remove"
+    if isinstance(body, SetRole):
+        return "set_role"
+    if isinstance(body, SetPolicy):
+        return "set_policy"
+    return "rotate"
+
+
+def summary(state: GroupState) -> tuple[Any, ...]:
+    return (
+        tuple(sorted((d.hex(), m.role) for d, m in state.members.items())),
+        state.current_epoch.id.hex(),
+        state.history,
+        state.needs_healing,
+        tuple(sorted(d.hex() for d in state.equivocators)),
+    )
+
+
+class Invariants:
+    """Watches a `World` and raises `Violation` at the first broken invariant."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.truth: dict[bytes, GroupLog] = {}
+        self._by_id: dict[bytes, Device] = {}
+        #: (group, epoch) -> the key every holder must have.
+        self.keys: dict[tuple[bytes, bytes], bytes] = {}
+        #: Per group and device: (digest of the op set, summary).
+        self.views: dict[bytes, dict[int, tuple[bytes, tuple[Any, ...]]]] = {}
+        self._checked_applied: dict[bytes, set[bytes]] = {}
+        self._dirty_devices: set[int] = set()
+        self._dirty_groups: set[bytes] = set()
+        self.sealed: list[Sealed] = []
+        world.on_persist.append(self.persisted)
+        world.after_step.append(self.step)
+
+    @property
+    def by_id(self) -> dict[bytes, Device]:
+        if len(self._by_id) != len(self.world.devices):
+            self._by_id = {d.id: d for d in self.world.devices}
+        return self._by_id
+
+    # --- as the world runs ----------------------------------------------------------
+
+    def persisted(self, device: Device, new: list[tuple[bytes, Op]]) -> None:
+        for group_id, op in new:
+            author = self.by_id.get(op.author)
+            if author is not None and author is not device:
+                held = author.store.groups.get(group_id)
+                if held is not None and op.id not in held.op_ids:
+                    raise Violation(
+                        "durability",
+                        f"{device.name} stored op {op.id.hex()[:12]} by {author.name}, "
+                        f"which {author.name}'s own store does not hold",
+                    )
+            truth = self.truth.setdefault(group_id, GroupLog(group_id))
+            if op.id not in truth:
+                truth.receive_op(op)
+            self._dirty_groups.add(group_id)
+        self._dirty_devices.add(device.index)
+
+    def step(self) -> None:
+        for index in sorted(self._dirty_devices):
+            self._check_device(self.world.devices[index])
+        self._dirty_devices.clear()
+        for group_id in sorted(self._dirty_groups):
+            self._check_truth(group_id)
+        if self._dirty_groups:
+            for device in self.world.devices:
+                self._check_secrecy(device)
+        self._dirty_groups.clear()
+
+    def _check_device(self, device: Device) -> None:
+        node = device.node
+        if node is None:
+            return
+        for group_id, group in node.groups.items():
+            for epoch, key in group.keys.items():
+                known = self.keys.setdefault((group_id, epoch), key)
+                if known != key:
+                    raise Violation(
+                        "keys-agree",
+                        f"{device.name} holds another key for epoch {epoch.hex()[:12]}",
+                    )
+            if group.log.state is None:
+                continue
+            digest = hashlib.blake2b(b"".join(sorted(group.log.ops)), digest_size=16).digest()
+            mine = summary(group.log.state)
+            views = self.views.setdefault(group_id, {})
+            views[device.index] = (digest, mine)
+            for other, (their_digest, theirs) in views.items():
+                if other != device.index and their_digest == digest and theirs != mine:
+                    raise Violation(
+                        "convergence",
+                        f"{device.name} and {self.world.devices[other].name} hold the same "
+                        f"{len(group.log)} ops of a group but disagree: {mine} vs {theirs}",
+                    )
+
+    def _check_truth(self, group_id: bytes) -> None:
+        truth = self.truth[group_id]
+        if truth.equivocations:
+            device = next(iter(sorted(truth.equivocations)))
+            name = self.by_id[device].name if device in self.by_id else device.hex()[:12]
+            raise Violation("no-honest-equivocation", f"{name} signed two ops with one number")
+        state = truth.state
+        if state is None:
+            return
+        checked = self._checked_applied.setdefault(group_id, set())
+        for op_id in state.applied:
+            if op_id in checked:
+                continue
+            checked.add(op_id)
+            op = truth.ops[op_id]
+            kind = _kind(op)
+            if kind == "genesis":
+                continue
+            past = truth.state_of(op.parents)
+            role = past.role(op.author) if past is not None else None
+            needed = REFERENCE_RULES[kind]
+            if needed == "self_or_admin":
+                target = getattr(op.body, "target", None)
+                needed = "member" if target == op.author else "admin"
+            if role is None or (needed == "admin" and role != "admin"):
+                author = self.by_id.get(op.author)
+                raise Violation(
+                    "integrity",
+                    f"a {kind} op by {author.name if author else '?'} (a {role or 'non-member'}"
+                    " in its causal past) was applied",
+                )
+
+    def _check_secrecy(self, device: Device) -> None:
+        for group_id, truth in self.truth.items():
+            state = truth.state
+            if state is None or device.id not in state.devices:
+                continue
+            group = self.world.group_of(device, group_id)
+            if group is None or not group.keys:
+                continue
+            held = set(group.keys.values())
+            for epoch in self._epochs_after_removal(truth, state, device.id):
+                key = self.keys.get((group_id, epoch))
+                if key is not None and key in held:
+                    raise Violation(
+                        "secrecy",
+                        f"{device.name} holds the key of epoch {epoch.hex()[:12]}, "
+                        "which follows its removal",
+                    )
+
+    def _epochs_after_removal(
+        self, truth: GroupLog, state: GroupState, device: bytes
+    ) -> list[bytes]:
+        removals = [
+            truth.ops[i]
+            for i in state.applied
+            if isinstance(body := truth.ops[i].body, Remove) and body.target == device
+        ]
+        if not removals:
+            return []
+        adds = [
+            truth.ops[i]
+            for i in state.applied
+            if isinstance(body := truth.ops[i].body, Add) and body.target == device
+        ]
+
+        def before(a: Op, b: Op) -> bool:
+            """a is b or in b's causal past."""
+            return a.id == b.id or truth.clocks[b.id].get(a.author, 0) >= a.seq
+
+        found = []
+        for epoch in state.epochs:
+            op = truth.ops[epoch.id]
+            for removal in removals:
+                if before(removal, op) and not any(
+                    before(removal, add) and before(add, op) for add in adds
+                ):
+                    found.append(epoch.id)
+                    break
+        return found
+
+    # --- once the world has healed ------------------------------------------------------
+
+    def final(self) -> dict[str, Any]:
+        """Liveness and no lost keys; returns facts for the report."""
+        members_checked = 0
+        for group_id, truth in sorted(self.truth.items()):
+            state = truth.state
+            if state is None:
+                continue
+            replicas = []
+            for device_id in sorted(state.members):
+                device = self.by_id.get(device_id)
+                if device is None:
+                    continue
+                group = self.world.group_of(device, group_id)
+                if group is None or group.log.state is None:
+                    raise Violation("liveness", f"{device.name}, a member, holds no state")
+                replicas.append((device, group))
+            if not replicas:
+                continue
+            first_device, first = replicas[0]
+            required = {i for i, op in truth.ops.items() if op.author in state.members}
+            for device, group in replicas:
+                members_checked += 1
+                if not required <= set(group.log.ops):
+                    raise Violation(
+                        "liveness",
+                        f"{device.name} lacks ops that members wrote, after the network healed",
+                    )
+                if set(group.log.ops) != set(first.log.ops):
+                    raise Violation(
+                        "liveness",
+                        f"{device.name} and {first_device.name} still hold different ops"
+                        f" ({len(group.log)} vs {len(first.log)}) after the network healed",
+                    )
+                if summary(group.log.state) != summary(first.log.state):  # type: ignore[arg-type]
+                    raise Violation("liveness", f"{device.name} disagrees after the network healed")
+                current = group.state.current_epoch.id
+                if group.state.needs_healing:
+                    raise Violation(
+                        "liveness", "a group still needs healing after the network healed"
+                    )
+                if current not in group.keys:
+                    raise Violation(
+                        "liveness", f"{device.name} lacks the current key after the network healed"
+                    )
+        opened = self._check_sealed()
+        return {"members_checked": members_checked, "notes_opened": opened}
+
+    def _check_sealed(self) -> int:
+        opened = 0
+        for note in self.sealed:
+            truth = self.truth.get(note.group)
+            if truth is None or truth.state is None:
+                continue
+            state = truth.state
+            epochs = {e.id: e for e in state.epochs}
+            epoch = epochs.get(note.epoch)
+            if epoch is None:
+                continue  # sealed under an epoch the merge did not keep (a vetoed rotation)
+            for device_id in sorted(state.members):
+                device = self.by_id.get(device_id)
+                if device is None:
+                    continue
+                if state.history != "shared" and device_id not in epoch.recipients:
+                    continue
+                group = self.world.group_of(device, note.group)
+                if group is None:
+                    raise Violation("no-lost-keys", f"{device.name} lost the group")
+                try:
+                    plain, _ = open_bytes(partial(_only, group), note.data)
+                except CoveyError as exc:
+                    raise Violation(
+                        "no-lost-keys",
+                        f"{device.name} cannot open a note {note.author} sealed in epoch "
+                        f"{note.epoch.hex()[:12]}: {exc}",
+                    ) from exc
+                if plain != note.plaintext:
+                    raise Violation("no-lost-keys", "a note opened to other bytes")
+                opened += 1
+        return opened
+
+
+def _only(group: Group, _group_id: bytes) -> Group:
+    """The resolver `open_bytes` takes, for one group."""
+    return group

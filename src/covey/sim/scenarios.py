@@ -1,0 +1,208 @@
+"""The simulator's scenarios: who has which device where, what they do, what breaks.
+
+Each scenario builds its world (homes, devices, uptime, links between homes,
+users' actions, faults) for `days` of virtual time. Every run then ends with
+the same heal phase (`runner`): all devices on, all homes linked, no faults,
+for `HEAL_PHASE` seconds, after which liveness and "no lost keys" must hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
+from typing import Final
+
+from covey.sim.network import Faults
+from covey.sim.users import HOUR, Users, schedule_uptime
+from covey.sim.world import DAY, EPOCH, Device, World
+
+#: A flaky but usable network, and devices that sometimes crash mid-write.
+FLAKY: Final = Faults(
+    p_break=0.002, p_drop=0.0005, p_duplicate=0.0005, p_garble=0.0005, p_crash=0.02
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    days: float
+    homes: int
+    faults: Faults
+    build: Callable[[World, Users, float], None]
+
+
+def _start(day: float, hour: float) -> float:
+    return EPOCH + day * DAY + hour * HOUR
+
+
+def lan_pair(world: World, users: Users, days: float) -> None:
+    """Two devices on one LAN, always on: pair, then rotate and seal now and then."""
+    end = EPOCH + days * DAY
+    laptop = world.add_device("laptop", "ana", 0)
+    phone = world.add_device("phone", "ana", 0)
+    for device in (laptop, phone):
+        schedule_uptime(world, device, "always", EPOCH, end)
+    world.at(EPOCH + 60, lambda: users.create(laptop))
+    world.at(EPOCH + 120, lambda: users.pair(laptop, phone))
+    both = [laptop, phone]
+    users.every(2 * HOUR, EPOCH + 600, end, lambda: users.rotate(world.rand.choice(both)))
+    users.every(HOUR, EPOCH + 600, end, lambda: users.seal(world.rand.choice(both)))
+
+
+def family(world: World, users: Users, days: float) -> None:
+    """Six devices of four people in three homes, a week of diurnal uptime.
+
+    Day 0 evening everyone is at Ana's (home 0) and pairs. Then each goes
+    home; homes 0 and 1 are linked (a VPN) for an hour or two on some
+    evenings; Ana's phone visits grandma (home 2) on some afternoons. While
+    apart, Ben adds a new tablet at home 1 and Ana removes Dad's lost phone at
+    home 0; grandma gets a new phone when Ana's phone visits.
+    """
+    end = EPOCH + days * DAY
+    ana_laptop = world.add_device("ana-laptop", "ana", 0)
+    ana_phone = world.add_device("ana-phone", "ana", 0)
+    dad_phone = world.add_device("dad-phone", "dad", 0)
+    ben_laptop = world.add_device("ben-laptop", "ben", 0)
+    ben_phone = world.add_device("ben-phone", "ben", 0)
+    grandma = world.add_device("grandma-tablet", "grandma", 0)
+    ben_tablet = world.add_device("ben-tablet", "ben", 1)
+    grandma_phone = world.add_device("grandma-phone", "grandma", 2)
+    gathering = _start(0, 18)
+    for device in (ana_laptop, ana_phone, dad_phone, ben_laptop, ben_phone, grandma):
+        world.at(gathering, partial(world.set_online, device, True))
+    world.at(gathering + 60, lambda: users.create(ana_laptop))
+    order: list[tuple[Device, str]] = [
+        (ana_phone, "admin"),
+        (ben_laptop, "admin"),
+        (dad_phone, "member"),
+        (ben_phone, "member"),
+        (grandma, "member"),
+    ]
+    for i, (device, role) in enumerate(order):
+        world.at(gathering + 120 + 90 * i, partial(users.pair, ana_laptop, device, role))
+    home_time = _start(0, 22)
+    world.at(home_time, partial(_move, world, (ben_laptop, ben_phone), 1))
+    world.at(home_time, lambda: world.network.move(grandma.index, 2))
+    profiles = {
+        ana_laptop: "evening",
+        ana_phone: "phone",
+        dad_phone: "phone",
+        ben_laptop: "always",
+        ben_phone: "phone",
+        grandma: "day",
+        ben_tablet: "day",
+        grandma_phone: "phone",
+    }
+    for device, profile in profiles.items():
+        first = home_time if device not in (ben_tablet, grandma_phone) else _start(2, 0)
+        schedule_uptime(world, device, profile, first, end)
+    # Homes 0 and 1 linked on some evenings.
+    for day in range(1, int(days) + 1):
+        if world.rand.chance(0.5):
+            up = _start(day, world.rand.uniform(19, 22))
+            world.at(up, lambda: world.network.link(0, 1, True))
+            world.at(up + world.rand.uniform(1, 2) * HOUR, lambda: world.network.link(0, 1, False))
+        if world.rand.chance(0.4):  # Ana's phone visits grandma
+            there = _start(day, world.rand.uniform(13, 16))
+            world.at(there, lambda: world.network.move(ana_phone.index, 2))
+            world.at(there + 2 * HOUR, lambda: world.network.move(ana_phone.index, 0))
+    # Changes while apart: Ben adds his tablet, Ana removes Dad's lost phone.
+    world.at(_start(2, 10), lambda: users.pair(ben_laptop, ben_tablet))
+    world.at(_start(2, 19), lambda: users.remove(ana_laptop, dad_phone))
+    world.at(_start(2, 19.5), lambda: world.set_online(dad_phone, False))
+    for day in range(3, int(days) + 1):
+        world.at(_start(day, 14.5), lambda: users.pair(ana_phone, grandma_phone))
+    everyone = list(profiles)
+    users.every(8 * HOUR, home_time, end, lambda: users.rotate(world.rand.choice(everyone)))
+    users.every(3 * HOUR, home_time, end, lambda: users.seal(world.rand.choice(everyone)))
+
+
+def _move(world: World, devices: Iterable[Device], home: int) -> None:
+    for device in devices:
+        world.network.move(device.index, home)
+
+
+def partition(world: World, users: Users, days: float) -> None:
+    """Four devices, two homes, split for `days`: changes on both sides, then the heal.
+
+    All four pair at home 0 first; then two move to home 1 and the homes are
+    not linked again until the end. Each side rotates, seals, adds a device
+    of its own and removes one of the other side's (a lost device) while apart.
+    """
+    end = EPOCH + days * DAY
+    a = world.add_device("a-laptop", "a", 0)
+    b = world.add_device("b-laptop", "b", 0)
+    c = world.add_device("c-phone", "c", 0)
+    d = world.add_device("d-phone", "d", 0)
+    new_a = world.add_device("a-tablet", "a", 0)
+    new_b = world.add_device("b-tablet", "b", 1)
+    for device in (a, b, c, d):
+        world.at(EPOCH, partial(world.set_online, device, True))
+    world.at(EPOCH + 60, lambda: users.create(a))
+    world.at(EPOCH + 120, lambda: users.pair(a, b, "admin"))
+    world.at(EPOCH + 240, lambda: users.pair(a, c))
+    world.at(EPOCH + 360, lambda: users.pair(b, d))
+    split = EPOCH + 900
+    world.at(split, partial(_move, world, (b, d), 1))
+    span = end - split
+    world.at(split + 0.1 * span, lambda: world.set_online(new_a, True))
+    world.at(split + 0.1 * span, lambda: world.set_online(new_b, True))
+    world.at(split + 0.2 * span, lambda: users.pair(a, new_a))
+    world.at(split + 0.25 * span, lambda: users.pair(b, new_b))
+    world.at(split + 0.5 * span, lambda: users.remove(a, d))
+    world.at(split + 0.55 * span, lambda: users.remove(b, c))
+    left, right = [a, c, new_a], [b, d, new_b]
+    gap = max(60.0, span / 20)
+    users.every(gap, split, end, lambda: users.rotate(world.rand.choice(left)))
+    users.every(gap, split, end, lambda: users.rotate(world.rand.choice(right)))
+    users.every(gap, split, end, lambda: users.seal(world.rand.choice(left + right)))
+
+
+def churn(world: World, users: Users, days: float) -> None:
+    """Twenty devices joining and leaving one group over `days`, around an always-on hub."""
+    end = EPOCH + days * DAY
+    hub = world.add_device("hub", "family", 0)
+    schedule_uptime(world, hub, "always", EPOCH, end)
+    world.at(EPOCH + 60, lambda: users.create(hub))
+    devices = [world.add_device(f"d{i:02}", f"p{i % 7}", 0) for i in range(19)]
+    for i, device in enumerate(devices):
+        schedule_uptime(world, device, world.rand.choice(["day", "phone", "always"]), EPOCH, end)
+        join_at = _start(world.rand.uniform(0, days * 0.6), 0) + world.rand.uniform(9, 20) * HOUR
+        role = "admin" if i % 6 == 0 else "member"
+        world.at(join_at, partial(users.pair, hub, device, role))
+        if world.rand.chance(0.5):
+            leave_at = join_at + world.rand.uniform(0.2, 2) * DAY
+            if world.rand.chance(0.5):
+                world.at(leave_at, partial(users.remove, hub, device))
+            else:
+                world.at(leave_at, partial(users.remove, device, device))
+    members = [hub, *devices]
+    users.every(4 * HOUR, EPOCH + HOUR, end, lambda: users.rotate(world.rand.choice(members)))
+    users.every(2 * HOUR, EPOCH + HOUR, end, lambda: users.seal(world.rand.choice(members)))
+
+
+SCENARIOS: Final = {
+    s.name: s
+    for s in (
+        Scenario("lan-pair", "two devices pair and sync on one LAN", 1.0, 1, FLAKY, lan_pair),
+        Scenario(
+            "family",
+            "6 devices of 4 people in 3 homes, linked some of the time, a week",
+            7.0,
+            3,
+            FLAKY,
+            family,
+        ),
+        Scenario(
+            "partition",
+            "a split with changes on both sides, then the heal",
+            7.0,
+            2,
+            FLAKY,
+            partition,
+        ),
+        Scenario("churn", "20 devices joining and leaving, a week", 7.0, 1, FLAKY, churn),
+    )
+}

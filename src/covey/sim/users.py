@@ -1,0 +1,190 @@
+"""Simulated people: what they do with their devices, and when they are on.
+
+Users act only through a node's commands, as the CLI does (create, invite
+and join, rotate, remove, heal then seal), and only while the device is on.
+Uptime follows a profile per device, drawn per day from the seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from covey.core.node import io
+from covey.core.seal import seal_bytes
+from covey.errors import CoveyError
+from covey.sim.invariants import Invariants, Sealed
+from covey.sim.world import DAY, EPOCH, Device, World
+
+HOUR: Final = 3600.0
+#: On-hours per profile: (start hour, end hour) of an ordinary day.
+PROFILES: Final = {
+    "always": (0.0, 24.0),
+    "day": (8.0, 22.0),
+    "evening": (18.0, 23.5),
+    "phone": (7.0, 23.0),
+}
+
+
+def schedule_uptime(world: World, device: Device, profile: str, start: float, end: float) -> None:
+    """Turn the device on and off by its profile from `start` to `end` (virtual times)."""
+    rand = world.rand
+    if profile == "always":
+        world.at(start, lambda: world.set_online(device, True))
+        return
+    on_hour, off_hour = PROFILES[profile]
+    day = (start - EPOCH) // DAY
+    while EPOCH + day * DAY < end:
+        base = EPOCH + day * DAY
+        on = max(start, base + (on_hour + rand.uniform(-1, 1)) * HOUR)
+        off = min(end, base + min(24.0, off_hour + rand.uniform(-1, 0.5)) * HOUR)
+        if on < off:
+            world.at(on, lambda: world.set_online(device, True))
+            if profile == "phone" and rand.chance(0.3):  # a flat battery, a flight
+                gap = on + rand.uniform(1, 8) * HOUR
+                world.at(gap, lambda: world.set_online(device, False))
+                world.at(gap + rand.uniform(0.5, 3) * HOUR, lambda: world.set_online(device, True))
+            world.at(off, lambda: world.set_online(device, False))
+        day += 1
+
+
+@dataclass
+class Users:
+    """The people of a simulated world, and what their actions led to."""
+
+    world: World
+    invariants: Invariants
+    group: str = "family"
+    #: device name -> (joined at, group ID): devices waiting to hold the current key.
+    waiting: dict[str, tuple[float, bytes]] = field(default_factory=dict)
+    #: Seconds from joining to holding the group's current key, per join.
+    key_delays: list[float] = field(default_factory=list)
+    joins: int = 0
+    removals: int = 0
+    notes: int = 0
+    refused: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.world.after_step.append(self._check_waiting)
+
+    def _refuse(self, why: str) -> None:
+        self.refused[why] = self.refused.get(why, 0) + 1
+        self.world.trace(f"user: {why}")
+
+    def _on(self, device: Device) -> bool:
+        return device.node is not None
+
+    def create(self, device: Device, history: str = "shared") -> None:
+        action = io.CreateGroup(self.group, "forward" if history == "forward" else "shared")
+        if not self.world.command(device, action, lambda r: None):
+            self._refuse("create: device off")
+
+    def pair(
+        self,
+        inviter: Device,
+        joiner: Device,
+        role: str = "member",
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """The inviter shows a code; a little later the joiner types it."""
+        world = self.world
+        if not (self._on(inviter) and self._on(joiner)):
+            self._refuse("pair: a device is off")
+            return
+        if not world.network.reachable(inviter.index, joiner.index):
+            self._refuse("pair: not on one network")
+            return
+
+        def on_join(reply: io.Reply) -> None:
+            if reply.error is not None:
+                self._refuse(f"join: {reply.error}")
+            elif reply.data.get("event") == "joined":
+                self.joins += 1
+                self.waiting[joiner.name] = (world.now, bytes.fromhex(reply.data["group_id"]))
+
+        def on_invite(reply: io.Reply) -> None:
+            if reply.error is not None:
+                self._refuse(f"invite: {reply.error}")
+                return
+            if reply.data.get("event") == "invitation":
+                code = reply.data["code"]
+                typing = world.rand.uniform(5, 30)
+
+                def join() -> None:
+                    if not world.command(joiner, io.Join(code=code, timeout=30), on_join):
+                        self._refuse("join: device off")
+
+                world.at(world.now + typing, join)
+            elif reply.final and then is not None:
+                then()
+
+        role_: Literal["admin", "member"] = "admin" if role == "admin" else "member"
+        if not world.command(inviter, io.Invite(self.group, role_, 600), on_invite):
+            self._refuse("invite: device off")
+
+    def rotate(self, device: Device) -> None:
+        self._simple(device, io.Rotate(self.group), "rotate")
+
+    def remove(self, admin: Device, target: Device) -> None:
+        def done(reply: io.Reply) -> None:
+            if reply.error is None:
+                self.removals += 1
+
+        self._simple(admin, io.RemoveDevice(self.group, target.id), "remove", done)
+
+    def _simple(
+        self,
+        device: Device,
+        action: io.Action,
+        what: str,
+        done: Callable[[io.Reply], None] | None = None,
+    ) -> None:
+        def on_reply(reply: io.Reply) -> None:
+            if reply.error is not None:
+                self._refuse(f"{what}: {reply.error}")
+            elif done is not None:
+                done(reply)
+
+        if not self.world.command(device, action, on_reply):
+            self._refuse(f"{what}: device off")
+
+    def seal(self, device: Device) -> None:
+        """Heal if needed (as `covey seal` does), then seal a note for the group."""
+
+        def on_heal(reply: io.Reply) -> None:
+            if reply.error is not None or device.node is None:
+                self._refuse(f"seal: {reply.error}")
+                return
+            group = device.node.groups[bytes.fromhex(reply.data["group_id"])]
+            try:
+                epoch, _ = group.current_key()
+            except CoveyError as exc:
+                self._refuse(f"seal: {type(exc).__name__}")
+                return
+            self.notes += 1
+            plaintext = f"note {self.notes} from {device.name}".encode()
+            data = seal_bytes(group, plaintext, b"", device.rng)
+            self.invariants.sealed.append(Sealed(group.id, epoch, device.name, data, plaintext))
+            self.world.trace(f"user: {device.name} sealed note {self.notes}")
+
+        if not self.world.command(device, io.Heal(self.group), on_heal):
+            self._refuse("seal: device off")
+
+    def _check_waiting(self) -> None:
+        for name, (since, group_id) in list(self.waiting.items()):
+            truth = self.invariants.truth.get(group_id)
+            device = next(d for d in self.world.devices if d.name == name)
+            if truth is None or truth.state is None or device.node is None:
+                continue
+            group = device.node.groups.get(group_id)
+            if group is not None and truth.state.current_epoch.id in group.keys:
+                self.key_delays.append(self.world.now - since)
+                del self.waiting[name]
+
+    def every(self, mean: float, start: float, end: float, action: Callable[[], None]) -> None:
+        """Call `action` at random times (mean gap `mean` seconds) between start and end."""
+        t = start + self.world.rand.exponential(mean)
+        while t < end:
+            self.world.at(t, action)
+            t += self.world.rand.exponential(mean)
