@@ -140,6 +140,14 @@ class NeedsRotation(UsageError):
     """The group's current key is not held by exactly its members: rotate first."""
 
 
+class NodeRunning(UsageError):
+    """`covey up` is already running for this device."""
+
+
+class NodeBusy(UsageError):
+    """Another covey command is changing this device's store: try again in a moment."""
+
+
 class KeyUnavailable(UsageError):
     """This device does not hold the key needed (it was not a member then)."""
 

@@ -91,13 +91,15 @@ def test_wrong_code_fails_first_try(lan: Lan, tmp_path: Path) -> None:
 
 
 IMPOSTOR = """
-import anyio, json, sys
-from covey.core.identity import create_identity
-from covey.core.pairing import Invitation, Inviter, Secret
-from covey.entropy import system_rng
-from covey.net.discovery import Advertiser, Browser, open_zeroconf
-from covey.runtime.pairing import welcome
+import anyio, json, sys, time
 from covey.core.group import Group
+from covey.core.identity import create_identity
+from covey.core.node import Node, NodeConfig
+from covey.core.node.node import OpenInvitation
+from covey.core.pairing import Invitation, Secret
+from covey.entropy import system_rng
+from covey.net.discovery import Browser, MdnsLan, open_zeroconf
+from covey.runtime.driver import Driver
 
 async def main():
     me = create_identity("laptop", 1793491200, system_rng)  # same name, its own key
@@ -106,27 +108,25 @@ async def main():
     browser = Browser(zc)
     await browser.start()
     real = await browser.wait_for(lambda s: bool(s.tags), 10)
-    listener = await anyio.create_tcp_listener(local_port=0)
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    advert = Advertiser(zc, port, real.tags)  # copies the real inviter's tags
-    await advert.start()
-    print(json.dumps({"event": "ready"}), flush=True)
-    guess = Secret(int(sys.argv[1]), sys.argv[1] + "-academic-acid")
-    invitation = Invitation(group.id, "member", guess, 2**40)
-
-    async def serve(stream):
-        async with stream:
-            try:
-                await welcome(stream, me, group, invitation, rng=system_rng,
-                              now=1793491200, persist=lambda g: anyio.sleep(0))
-                print(json.dumps({"event": "impostor_won"}), flush=True)
-            except Exception as exc:
-                print(json.dumps({"event": "impostor_failed", "reason": str(exc)}), flush=True)
-
-    with anyio.move_on_after(float(sys.argv[2])):
-        await listener.serve(serve)
-    await advert.stop()
+    await browser.stop()
     await zc.async_close()
+    # A real node whose open invitation has the right number and guessed words.
+    node = Node(me, [group], NodeConfig(serve=False))
+    guess = Secret(int(sys.argv[1]), sys.argv[1] + "-academic-acid")
+    node.invitations[1] = OpenInvitation(Invitation(group.id, "member", guess, 2**40), "x")
+    lan = MdnsLan()
+    driver = Driver(node, None, b"", system_rng, time.time, lan,
+                    lambda event, data: print(json.dumps({"event": event}), flush=True))
+    async with anyio.create_task_group() as tg:
+        ready = anyio.Event()
+        tg.start_soon(driver.run, lambda port: ready.set())
+        await ready.wait()
+        await lan.advertise("impostor", driver.port, real.tags)  # the real inviter's tags
+        print(json.dumps({"event": "ready"}), flush=True)
+        await anyio.sleep(float(sys.argv[2]))
+        tg.cancel_scope.cancel()
+    won = len(group.state.members) > 1
+    print(json.dumps({"event": "impostor_won" if won else "impostor_failed"}), flush=True)
 anyio.run(main)
 """
 
@@ -146,7 +146,8 @@ def test_an_impostor_copying_the_advert_gets_nothing(lan: Lan, tmp_path: Path) -
     nameplate = invitation["code"].split("-")[0]
     impostor = lan.python(2, IMPOSTOR, nameplate, "20")
     try:
-        assert json.loads(impostor.stdout.readline())["event"] == "ready"
+        while json.loads(impostor.stdout.readline())["event"] != "ready":
+            pass
         joined = covey(lan, 1, phone, "join", invitation["code"])
         inviter.communicate(timeout=30)
     finally:

@@ -18,7 +18,7 @@ from typing import Any, Final, TypeVar
 
 import click
 
-from covey.errors import InvalidArgument
+from covey.errors import InvalidArgument, NodeBusy
 
 ENV_PASSPHRASE: Final = "COVEY_PASSPHRASE"  # noqa: S105 (a variable name)
 ENV_NEW_PASSPHRASE: Final = "COVEY_NEW_PASSPHRASE"  # noqa: S105 (a variable name)
@@ -108,11 +108,113 @@ def passphrase_to_set(env: str, *, required: bool = False) -> str | None:
     return None
 
 
-async def unlock(store: Any) -> tuple[Any, bytes]:
-    """This device's identity and the store's data key, asking for a passphrase if set."""
-    ring = await store.keyring()
-    passphrase = passphrase_to_unlock() if ring.kind == "passphrase" else None
+_PASSPHRASES: dict[Path, str | None] = {}
+
+
+def ask_passphrase(ctx: Context) -> str | None:
+    """The store's passphrase, asked once per command and before any event loop runs.
+
+    (At a prompt inside `anyio.run`, Ctrl-C was held back until a second
+    one; out here it stops the command at once.) None if the store has none.
+    """
+    if ctx.home in _PASSPHRASES:
+        return _PASSPHRASES[ctx.home]
+    if ENV_PASSPHRASE in os.environ or not interactive():
+        value = passphrase_to_unlock()
+    else:
+        from covey.store.sqlite import Store
+
+        async def kind() -> str:
+            async with Store.open(ctx.home) as store:
+                return (await store.keyring()).kind
+
+        value = passphrase_to_unlock() if run(kind) == "passphrase" else None
+    _PASSPHRASES[ctx.home] = value
+    return value
+
+
+async def unlock(store: Any, passphrase: str | None) -> tuple[Any, bytes]:
+    """This device's identity and the store's data key (`passphrase` from `ask_passphrase`)."""
     return await store.open_identity(passphrase)
+
+
+def node_command(
+    ctx: Context,
+    action: Any,
+    *,
+    needs: str,
+    group: str | None = None,
+    network: bool = False,
+    listen: bool = False,
+    port: int = 0,
+    on_reply: Callable[[dict[str, Any]], None] = lambda reply: None,
+) -> dict[str, Any]:
+    """Run a state-changing command on this device's node; its final reply's data.
+
+    Through the running `covey up` when there is one (no passphrase needed),
+    else on a node of the command's own, holding the home lock meanwhile
+    (`covey.runtime.control`). `on_reply` sees every reply as a dict with
+    `data`, `final` and `error`; a failed final reply raises its error.
+    """
+    from covey.runtime import control, local
+
+    lock = control.HomeLock(ctx.home)
+    deadline = time.monotonic() + control.LOCK_WAIT
+    while True:
+        if lock.try_acquire():
+            break
+        try:
+            return _through_node(ctx, action, on_reply)
+        except NodeBusy:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)  # the holder was a short command, or a node starting: again
+    try:
+        control.remove_socket(ctx.home)  # any socket file now is a dead node's
+        passphrase = ask_passphrase(ctx)
+
+        def seen(reply: Any, bound: int) -> None:
+            on_reply(control.with_port(control.reply_document(reply), bound))
+
+        async def go() -> Any:
+            return await local.run_command(
+                ctx.home,
+                passphrase,
+                action,
+                needs=needs,  # type: ignore[arg-type]
+                group=group,
+                network=network,
+                listen=listen,
+                port=port,
+                on_reply=seen,
+            )
+
+        final = control.reply_document(run(go))
+    finally:
+        lock.release()
+    if final["error"] is not None:
+        raise control.reply_error(final)
+    data: dict[str, Any] = final["data"]
+    return data
+
+
+def _through_node(
+    ctx: Context, action: Any, on_reply: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    from covey.runtime import control
+
+    async def go() -> dict[str, Any]:
+        last: dict[str, Any] = {}
+        async for reply in control.call(ctx.home, action):
+            on_reply(reply)
+            last = reply
+        return last
+
+    final = run(go)
+    if final.get("error") is not None:
+        raise control.reply_error(final)
+    data: dict[str, Any] = final.get("data") or {}
+    return data
 
 
 def run(async_fn: Callable[[], Any]) -> Any:

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import threading
 import time
-from typing import Any
+from typing import Any, Final
 
 import click
 
-from covey.cli.common import Context, common_options, now, run, unlock
+from covey.cli.common import Context, ask_passphrase, common_options, run, unlock
+from covey.errors import NodeRunning
+
+#: The exit status after a second signal or a stuck shutdown (as for Ctrl-C).
+EXIT_INTERRUPTED: Final = 130
+
+
+#: Seconds `covey up` may take to stop after SIGINT or SIGTERM, whatever its
+#: peers do; past it, the process exits without finishing its cleanup (the
+#: store is safe: each change is one SQLite transaction).
+SHUTDOWN_LIMIT: Final = 4.5
 
 
 @click.command()
@@ -18,14 +30,21 @@ from covey.cli.common import Context, common_options, now, run, unlock
 def up(ctx: Context, port: int) -> None:
     """Run this device's node: find group members on the LAN and keep in sync.
 
-    Runs until interrupted (Ctrl-C, SIGTERM), then shuts down cleanly. With
-    --json, prints one JSON object per line as things happen.
+    Runs until interrupted (Ctrl-C, SIGTERM), then shuts down within five
+    seconds; a second Ctrl-C exits at once. While it runs, other covey
+    commands that change this device's groups go through it. With --json,
+    prints one JSON object per line as things happen.
     """
     import anyio
 
-    from covey.entropy import system_rng
-    from covey.runtime.daemon import Daemon
+    from covey.runtime import control
+    from covey.runtime.daemon import serve
     from covey.store.sqlite import Store
+
+    lock = control.HomeLock(ctx.home)
+    if not lock.try_acquire():
+        raise NodeRunning("covey up is already running for this device (or a command is busy)")
+    passphrase = ask_passphrase(ctx)
 
     def emit(event: str, data: dict[str, Any]) -> None:
         if ctx.json:
@@ -34,26 +53,39 @@ def up(ctx: Context, port: int) -> None:
             click.echo(f"covey is up on port {data['port']}; Ctrl-C stops it.")
         elif event == "synced":
             click.echo(f"synced with {data['peer']!r} at {data['address']}")
+        elif event == "healed":
+            click.echo(f"rotated {data['group']!r} to a fresh key (a merge left it unhealthy)")
         elif event == "connection_failed":
             click.echo(f"a connection from {data['address']} failed: {data['reason']}", err=True)
 
     async def go() -> None:
         async with Store.open(ctx.home) as store:
-            me, data_key = await unlock(store)
-            daemon = Daemon(store, me, data_key, system_rng, now, emit, port)
+            me, data_key = await unlock(store, passphrase)
             async with anyio.create_task_group() as tg:
+                node = anyio.CancelScope()
 
                 async def watch_signals() -> None:
                     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                         async for _ in signals:
-                            tg.cancel_scope.cancel()
-                            return
+                            if node.cancel_called:
+                                os._exit(EXIT_INTERRUPTED)  # a second signal: at once
+                            node.cancel()
+                            backstop = threading.Timer(
+                                SHUTDOWN_LIMIT, os._exit, args=(EXIT_INTERRUPTED,)
+                            )
+                            backstop.daemon = True
+                            backstop.start()
 
                 tg.start_soon(watch_signals)
-                tg.start_soon(daemon.run)
+                with node:
+                    await serve(ctx.home, store, me, data_key, port=port, emit=emit)
+                tg.cancel_scope.cancel()
         emit("stopped", {})
 
-    run(go)
+    try:
+        run(go)
+    finally:
+        lock.release()
 
 
 @click.command()
@@ -107,9 +139,11 @@ def devices(ctx: Context, group_name: str) -> None:
     from covey.core.identity import DeviceId
     from covey.store.sqlite import Store
 
+    passphrase = ask_passphrase(ctx)
+
     async def go() -> dict[str, Any]:
         async with Store.open(ctx.home) as store:
-            group, _ = await load(store, group_name)
+            group, _ = await load(store, group_name, passphrase)
             met = {device: (seen, synced) for device, _, _, seen, synced in await store.peers()}
         state = group.state
         me = group.me.device_id.raw

@@ -6,7 +6,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from covey.cli.common import Context, common_options, interactive, now, run, unlock
+from covey.cli.common import (
+    Context,
+    ask_passphrase,
+    common_options,
+    interactive,
+    node_command,
+    run,
+    unlock,
+)
 
 if TYPE_CHECKING:
     from covey.core.group import Group
@@ -18,36 +26,10 @@ def group_cli() -> None:
 
 
 def group_document(group: Group) -> dict[str, Any]:
-    """A group's state as JSON-friendly values."""
-    from covey.core.identity import DeviceId
+    """A group's state as JSON-friendly values (what the node's replies carry)."""
+    from covey.core.node.views import describe
 
-    state = group.state
-    me = group.me.device_id.raw
-    return {
-        "group_id": group.id.hex(),
-        "name": state.name,
-        "history": state.history,
-        "members": [
-            {
-                "device_id": str(DeviceId(device)),
-                "name": member.record.name,
-                "role": member.role,
-                "safety_words": member.record.safety_words,
-                "this_device": device == me,
-            }
-            for device, member in sorted(state.members.items(), key=lambda item: item[1].seniority)
-        ],
-        "epoch": {
-            "id": state.current_epoch.id.hex(),
-            "number": len(state.epochs),
-            "key_held": state.current_epoch.id in group.keys,
-            "needs_healing": state.needs_healing,
-        },
-        "heads": sorted(head.hex() for head in group.log.heads),
-        "ops": len(group.log),
-        "equivocators": [str(DeviceId(device)) for device in state.equivocators],
-        "notices": list(state.notices),
-    }
+    return describe(group)
 
 
 @group_cli.command(name="create")
@@ -63,25 +45,19 @@ def group_document(group: Group) -> dict[str, Any]:
 @common_options
 def create(ctx: Context, name: str, history: str) -> None:
     """Create a group with this device as its founder and first admin."""
-    from covey.core.group import Group
     from covey.core.identity import validate_name
-    from covey.entropy import system_rng
-    from covey.store.sqlite import Store
+    from covey.core.node import io
 
     name = validate_name(name)
-
-    async def go() -> Group:
-        async with Store.open(ctx.home) as store:
-            me, data_key = await unlock(store)
-            group = Group.create(me, name, history, now(), system_rng)  # type: ignore[arg-type]
-            await store.create_group(group, data_key, system_rng)
-            return group
-
-    group = run(go)
+    document = node_command(
+        ctx,
+        io.CreateGroup(name, history),  # type: ignore[arg-type]
+        needs="none",
+    )
     ctx.emit(
-        group_document(group),
+        document,
         lambda: click.echo(
-            f"Created group {name!r} ({history} history), id {group.id.hex()[:16]}."
+            f"Created group {name!r} ({history} history), id {document['group_id'][:16]}."
         ),
     )
 
@@ -107,10 +83,10 @@ def list_groups(ctx: Context) -> None:
     ctx.emit({"groups": [{"name": n, "group_id": g.hex()} for g, n in groups]}, human)
 
 
-async def load(store: Any, name: str) -> tuple[Group, bytes]:
+async def load(store: Any, name: str, passphrase: str | None) -> tuple[Group, bytes]:
     """A stored group by name (or ID prefix), unlocked: (group, data key)."""
     group_id, _ = await store.find_group(name)
-    me, data_key = await unlock(store)
+    me, data_key = await unlock(store, passphrase)
     return await store.load_group(group_id, me, data_key), data_key
 
 
@@ -121,9 +97,11 @@ def show(ctx: Context, name: str) -> None:
     """Show a group: members, roles, the current epoch, heads."""
     from covey.store.sqlite import Store
 
+    passphrase = ask_passphrase(ctx)
+
     async def go() -> Group:
         async with Store.open(ctx.home) as store:
-            group, _ = await load(store, name)
+            group, _ = await load(store, name, passphrase)
             return group
 
     group = run(go)
@@ -155,20 +133,10 @@ def show(ctx: Context, name: str) -> None:
 @common_options
 def rotate(ctx: Context, name: str) -> None:
     """Start a new epoch: a fresh key, wrapped for each current member."""
-    from covey.entropy import system_rng
-    from covey.store.sqlite import Store
+    from covey.core.node import io
 
-    async def go() -> Group:
-        async with Store.open(ctx.home) as store:
-            group, data_key = await load(store, name)
-            group.rotate(now(), system_rng)
-            await store.save_group(group, data_key, system_rng)
-            return group
-
-    group = run(go)
-    ctx.emit(
-        group_document(group), lambda: click.echo(f"Rotated: epoch {len(group.state.epochs)}.")
-    )
+    document = node_command(ctx, io.Rotate(name), needs="named", group=name)
+    ctx.emit(document, lambda: click.echo(f"Rotated: epoch {document['epoch']['number']}."))
 
 
 @group_cli.command(name="shred")
@@ -177,6 +145,7 @@ def rotate(ctx: Context, name: str) -> None:
 @common_options
 def shred(ctx: Context, name: str, yes: bool) -> None:
     """Delete a group and its keys from this device: its data no longer opens here."""
+    from covey.core.node import io
     from covey.errors import InvalidArgument
     from covey.store.sqlite import Store
 
@@ -188,13 +157,13 @@ def shred(ctx: Context, name: str, yes: bool) -> None:
         ):
             raise InvalidArgument("not confirmed: nothing was changed")
 
-    async def go() -> bytes:
+    async def find() -> bytes:
         async with Store.open(ctx.home) as store:
             group_id, _ = await store.find_group(name)
-            await store.shred_group(group_id)
             return group_id
 
-    group_id = run(go)
+    group_id = run(find)  # (a missing group fails here, before any passphrase is asked)
+    node_command(ctx, io.Shred(group_id.hex()), needs="named", group=group_id.hex())
     ctx.emit(
         {"ok": True, "shredded": group_id.hex()},
         lambda: click.echo(f"Shredded group {name!r}: its keys are gone from this device."),

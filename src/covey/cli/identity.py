@@ -11,11 +11,11 @@ from covey.cli.common import (
     ENV_NEW_PASSPHRASE,
     ENV_PASSPHRASE,
     Context,
+    ask_passphrase,
     common_options,
     interactive,
     now,
     passphrase_to_set,
-    passphrase_to_unlock,
     run,
 )
 
@@ -139,12 +139,18 @@ def passphrase(ctx: Context) -> None:
     from covey.entropy import system_rng
     from covey.store.sqlite import Store
 
+    # Prompts run outside the event loop, so Ctrl-C at one stops at once.
+    old = ask_passphrase(ctx)
+
+    async def check() -> None:
+        async with Store.open(ctx.home) as store:
+            await store.unlock(old)  # a wrong passphrase stops here, before any prompt
+
+    run(check)
+    new = passphrase_to_set(ENV_NEW_PASSPHRASE, required=True)
+
     async def change() -> bool:
         async with Store.open(ctx.home) as store:
-            ring = await store.keyring()
-            old = passphrase_to_unlock() if ring.kind == "passphrase" else None
-            await store.unlock(old)  # a wrong passphrase stops here, before any prompt
-            new = passphrase_to_set(ENV_NEW_PASSPHRASE, required=True)
             await store.change_passphrase(old, new, system_rng)
             return bool(new)
 

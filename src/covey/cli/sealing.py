@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from covey.cli.common import Context, common_options, now, run, unlock
+from covey.cli.common import Context, ask_passphrase, common_options, node_command, run, unlock
 
 if TYPE_CHECKING:
     from covey.core.group import Group
@@ -42,22 +42,25 @@ def seal(
     without a member), covey first rotates to a fresh key.
     """
     from covey.cli.groups import load
+    from covey.core.node import io
     from covey.entropy import system_rng
     from covey.sealfiles import seal_file
     from covey.store.sqlite import Store
 
     destination = output or file.with_name(file.name + SUFFIX)
+    # The heal (a rotation, if one is needed) is a change: the node makes it.
+    healed = bool(
+        node_command(ctx, io.Heal(group_name), needs="named", group=group_name)["rotated"]
+    )
+    passphrase = ask_passphrase(ctx)
 
-    async def go() -> tuple[Group, bool]:
+    async def go() -> Group:
         async with Store.open(ctx.home) as store:
-            group, data_key = await load(store, group_name)
-            healed = group.heal(now(), system_rng) is not None
-            if healed:
-                await store.save_group(group, data_key, system_rng)
+            group, _ = await load(store, group_name, passphrase)
             seal_file(group, file, destination, associated.encode(), system_rng, force)
-            return group, healed
+            return group
 
-    group, healed = run(go)
+    group = run(go)
     if healed:
         ctx.note(
             "Rotated to a fresh key first: the previous one was not held by exactly the members."
@@ -90,6 +93,7 @@ def open_(ctx: Context, file: Path, output: Path | None, force: bool) -> None:
         output = (
             file.with_suffix("") if file.suffix == SUFFIX else file.with_name(file.name + ".opened")
         )
+    passphrase = ask_passphrase(ctx)
 
     async def go() -> tuple[Opened, Group]:
         async with Store.open(ctx.home) as store:
@@ -99,7 +103,7 @@ def open_(ctx: Context, file: Path, output: Path | None, force: bool) -> None:
             except OSError as exc:
                 raise InvalidArgument(f"cannot read {file}: {exc.strerror}") from exc
             group_id, _ = await store.find_group(sealed_group_id(head))
-            me, data_key = await unlock(store)
+            me, data_key = await unlock(store, passphrase)
             group = await store.load_group(group_id, me, data_key)
 
             def find(wanted: bytes) -> Group:

@@ -1,9 +1,13 @@
 """LAN discovery over mDNS/DNS-SD with python-zeroconf's asyncio API.
 
 Service type `_covey._tcp.local.`. Each advert has a random instance name
-and a random host name (so neither names the device), the port, every usable
-address (IPv4 and IPv6), and one TXT property, `t`: the tags members can
-recognize (`covey.core.discovery`) or an invitation's tag, in hex.
+(chosen by the node) and a random host name (so neither names the device),
+the port, every usable address (IPv4 and IPv6), and one TXT property, `t`:
+the advert's tags (`covey.core.discovery`), 8 raw bytes each, concatenated
+(24 tags: 192 bytes, within one 255-byte TXT string).
+
+The browser reports every advert it reads (`on_seen`) and every one that
+goes (`on_lost`); deciding which matter is the node's job.
 
 Adverts skip zeroconf's name probing (about 1.2 s measured here): the names
 are 16 random bytes, so a conflict is as likely as guessing a key.
@@ -14,17 +18,24 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import anyio
+import anyio.abc
 import ifaddr
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from covey.core import discovery
+from covey.core.node import io
+
 SERVICE: Final = "_covey._tcp.local."
 TAGS_PROPERTY: Final = b"t"
+TAG_BYTES: Final = discovery.TAG_BYTES
+#: Tags one advert may carry (what a TXT string holds).
+MAX_TAGS: Final = discovery.ADVERT_TAGS
 #: Adverts a browser remembers (the most recent ones it kept).
 MAX_SEEN: Final = 256
 #: Adverts being resolved at once, and names waiting for their turn.
@@ -58,32 +69,33 @@ class Seen:
     tags: list[bytes]
 
 
-def encode_tags(tags: list[bytes]) -> bytes:
-    return b",".join(tag.hex().encode() for tag in tags)
+def encode_tags(tags: Sequence[bytes]) -> bytes:
+    """Tags as one TXT value: each `TAG_BYTES` long, concatenated."""
+    if any(len(tag) != TAG_BYTES for tag in tags) or len(tags) > MAX_TAGS:
+        raise ValueError("an advert carries at most 24 tags of 8 bytes")
+    return b"".join(tags)
 
 
 def decode_tags(value: bytes | None) -> list[bytes]:
-    if not value:
+    """The tags of a TXT value; a value of the wrong length carries none."""
+    if not value or len(value) % TAG_BYTES or len(value) > MAX_TAGS * TAG_BYTES:
         return []
-    tags = []
-    for part in value.split(b",")[:64]:
-        try:
-            tags.append(bytes.fromhex(part.decode("ascii")))
-        except (ValueError, UnicodeDecodeError):
-            continue
-    return tags
+    return [value[i : i + TAG_BYTES] for i in range(0, len(value), TAG_BYTES)]
 
 
 class Advertiser:
-    """One advert: this device's port and tags, on every interface.
+    """One advert: a port and tags, on every interface, under `name`.
 
-    Tags change every hour: stop this advert and start a new one (with a new
-    random name, so the two cannot be linked by name either).
+    Tags change every hour: the node withdraws the advert and starts a new
+    one with a new random name, so the two cannot be linked by name either.
     """
 
-    def __init__(self, zc: AsyncZeroconf, port: int, tags: list[bytes]) -> None:
-        self._zc = zc
-        name = secrets.token_hex(16)
+    def __init__(
+        self, zc: AsyncZeroconf, port: int, tags: Sequence[bytes], name: str | None = None
+    ) -> None:
+        self.zc = zc
+        self.tags = tuple(tags)
+        self.name = name = name or secrets.token_hex(16)
         self.info = AsyncServiceInfo(
             SERVICE,
             f"{name}.{SERVICE}",
@@ -94,10 +106,10 @@ class Advertiser:
         )
 
     async def start(self) -> None:
-        await self._zc.async_register_service(self.info, cooperating_responders=True)
+        await self.zc.async_register_service(self.info, cooperating_responders=True)
 
     async def stop(self) -> None:
-        await self._zc.async_unregister_service(self.info)
+        await self.zc.async_unregister_service(self.info)
 
 
 @dataclass
@@ -105,11 +117,9 @@ class Browser:
     """Watches the LAN for covey adverts and remembers what they said."""
 
     zc: AsyncZeroconf
-    #: Which adverts are worth remembering (the daemon: those one of its
-    #: groups recognizes; `covey join`: those with the invitation's tag).
-    #: Others are dropped as soon as they are read, so a flood of strangers'
-    #: adverts cannot crowd out the ones that matter.
-    keep: Callable[[Seen], bool] = lambda seen: True
+    #: Called with every advert read, and with the name of every one withdrawn.
+    on_seen: Callable[[Seen], Awaitable[None]] | None = None
+    on_lost: Callable[[str], None] | None = None
     seen: dict[str, Seen] = field(default_factory=dict)
     _browser: AsyncServiceBrowser | None = None
     _changed: anyio.Event = field(default_factory=anyio.Event)
@@ -124,6 +134,8 @@ class Browser:
     ) -> None:
         if state_change is ServiceStateChange.Removed:
             self.seen.pop(name, None)
+            if self.on_lost is not None:
+                self.on_lost(name)
             return
         if len(self._tasks) >= MAX_RESOLVING:
             # A flood: queue the name (newest kept) rather than drop it, so an
@@ -157,8 +169,8 @@ class Browser:
             info.port or 0,
             decode_tags(info.properties.get(TAGS_PROPERTY)),
         )
-        if not self.keep(seen):
-            return
+        if self.on_seen is not None:
+            await self.on_seen(seen)
         self.seen.pop(name, None)
         while len(self.seen) >= MAX_SEEN:  # forget the oldest
             del self.seen[next(iter(self.seen))]
@@ -183,3 +195,71 @@ class Browser:
 def open_zeroconf() -> AsyncZeroconf:
     """A zeroconf instance on every interface, IPv4 and IPv6."""
     return AsyncZeroconf(ip_version=IPVersion.All)
+
+
+#: Seconds between two looks at this host's addresses (adverts follow them).
+ADDRESS_CHECK: Final = 10.0
+
+
+class MdnsLan:
+    """The driver's `Lan` on mDNS: adverts published and browsed with zeroconf.
+
+    Adverts are re-published when this host's addresses change (a laptop
+    that moves to another network keeps being found).
+    """
+
+    def __init__(self) -> None:
+        self._zc: AsyncZeroconf | None = None
+        self._browser: Browser | None = None
+        self._adverts: dict[str, Advertiser] = {}
+
+    async def start(
+        self, post: Callable[[io.Event], Coroutine[Any, Any, None]], tg: anyio.abc.TaskGroup
+    ) -> None:
+        self._zc = open_zeroconf()
+
+        async def seen(advert: Seen) -> None:
+            await post(
+                io.AdvertSeen(advert.name, tuple(advert.addresses), advert.port, tuple(advert.tags))
+            )
+
+        def lost(name: str) -> None:
+            tg.start_soon(post, io.AdvertLost(name))
+
+        self._browser = Browser(self._zc, on_seen=seen, on_lost=lost)
+        await self._browser.start()
+        tg.start_soon(self._follow_addresses)
+
+    async def _follow_addresses(self) -> None:
+        addresses = local_addresses()
+        while True:
+            await anyio.sleep(ADDRESS_CHECK)
+            now = local_addresses()
+            if now == addresses:
+                continue
+            addresses = now
+            for name, advert in list(self._adverts.items()):
+                await advert.stop()
+                replacement = Advertiser(advert.zc, advert.info.port or 0, advert.tags, advert.name)
+                await replacement.start()
+                self._adverts[name] = replacement
+
+    async def advertise(self, name: str, port: int, tags: Sequence[bytes]) -> None:
+        assert self._zc is not None
+        advert = Advertiser(self._zc, port, tags, name)
+        await advert.start()
+        self._adverts[name] = advert
+
+    async def withdraw(self, name: str) -> None:
+        advert = self._adverts.pop(name, None)
+        if advert is not None:
+            await advert.stop()
+
+    async def close(self) -> None:
+        for advert in list(self._adverts.values()):
+            await advert.stop()
+        self._adverts.clear()
+        if self._browser is not None:
+            await self._browser.stop()
+        if self._zc is not None:
+            await self._zc.async_close()

@@ -20,18 +20,20 @@ Argon2id runs in a worker thread so a daemon's event loop keeps serving.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Final
 
 import aiosqlite
+import anyio
 import anyio.to_thread
 
 from covey.core import Rng, crypto, identity, keyring
 from covey.core.group import Group
 from covey.core.identity import Identity
 from covey.core.keyring import Keyring
+from covey.core.node.io import Persist
 from covey.errors import (
     CoveyError,
     GroupExists,
@@ -139,7 +141,8 @@ class Store:
         try:
             yield self._db
         except BaseException:
-            await self._db.execute("ROLLBACK")
+            with anyio.CancelScope(shield=True):  # a cancelled caller still rolls back
+                await self._db.execute("ROLLBACK")
             raise
         else:
             await self._db.execute("COMMIT")
@@ -297,37 +300,48 @@ class Store:
                 return matches[0]
         raise NoSuchGroup(f"there is no group {name_or_id!r} on this device")
 
-    async def change_stamp(self) -> tuple[int, int, int]:
-        """Changes whenever a group, an op or a secret is added or removed.
+    async def commit(
+        self, persist: Persist, groups: Mapping[bytes, Group], data_key: bytes, rng: Rng
+    ) -> None:
+        """Carry out a node's `Persist` effect in one transaction.
 
-        (Groups, ops and secrets only grow, or vanish when a group is
-        shredded, so counts and the last op's arrival number tell.)
+        New groups (`created`) get their name row; they and the changed
+        groups get the ops and keys this store lacks; shredded groups lose
+        their ops and keys; the peers met are recorded. A crash leaves the
+        store as it was before, or with all of it.
         """
-        async with self._db.execute(
-            "SELECT (SELECT count(*) FROM grp), (SELECT coalesce(max(arrival), 0) FROM op),"
-            " (SELECT count(*) FROM secret)"
-        ) as cursor:
-            row = await cursor.fetchone()
-        assert row is not None
-        return int(row[0]), int(row[1]), int(row[2])
+        async with self.transaction() as db:
+            for group_id in persist.created:
+                group = groups[group_id]
+                name = group.state.name
+                async with db.execute("SELECT 1 FROM grp WHERE name = ?", (name,)) as cursor:
+                    if await cursor.fetchone() is not None:
+                        raise GroupExists(f"a group named {name!r} already exists on this device")
+                await db.execute(
+                    "INSERT INTO grp (id, name, created_at) VALUES (?, ?, ?)",
+                    (group.id, name, group.log.order[0].content.time),
+                )
+            for group_id in (*persist.created, *persist.groups):
+                if group_id in groups:
+                    await self._save_changes(groups[group_id], data_key, rng)
+            for group_id in persist.shredded:
+                prefix = _epoch_prefix(group_id)
+                await db.execute(
+                    "DELETE FROM secret WHERE substr(name, 1, ?) = ?", (len(prefix), prefix)
+                )
+                await db.execute("DELETE FROM grp WHERE id = ?", (group_id,))
+            for peer in persist.peers:
+                await self._record_peer(db, peer.device, peer.name, peer.address, peer.time)
+        if persist.shredded:
+            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def create_group(self, group: Group, data_key: bytes, rng: Rng) -> None:
         """Store a new group, its first ops and keys, in one transaction."""
-        name = group.state.name
-        async with self.transaction() as db:
-            async with db.execute("SELECT 1 FROM grp WHERE name = ?", (name,)) as cursor:
-                if await cursor.fetchone() is not None:
-                    raise GroupExists(f"a group named {name!r} already exists on this device")
-            await db.execute(
-                "INSERT INTO grp (id, name, created_at) VALUES (?, ?, ?)",
-                (group.id, name, group.log.order[0].content.time),
-            )
-            await self._save_changes(group, data_key, rng)
+        await self.commit(Persist(created=(group.id,)), {group.id: group}, data_key, rng)
 
     async def save_group(self, group: Group, data_key: bytes, rng: Rng) -> None:
         """Store the group's ops and keys this store lacks, in one transaction."""
-        async with self.transaction():
-            await self._save_changes(group, data_key, rng)
+        await self.commit(Persist(groups=(group.id,)), {group.id: group}, data_key, rng)
 
     async def _save_changes(self, group: Group, data_key: bytes, rng: Rng) -> None:
         db = self._db
@@ -378,29 +392,18 @@ class Store:
 
     async def shred_group(self, group_id: bytes) -> None:
         """Delete a group, its ops and its keys (crypto-erase), in one transaction."""
-        prefix = _epoch_prefix(group_id)
-        async with self.transaction() as db:
-            await db.execute(
-                "DELETE FROM secret WHERE substr(name, 1, ?) = ?", (len(prefix), prefix)
-            )
-            await db.execute("DELETE FROM grp WHERE id = ?", (group_id,))
-        await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        await self.commit(Persist(shredded=(group_id,)), {}, b"", lambda n: b"")
 
-    # --- peers -----------------------------------------------------------------
-
-    async def record_peer(
-        self, device_id: bytes, name: str, address: str, seen: int, synced: int | None
+    async def _record_peer(
+        self, db: aiosqlite.Connection, device_id: bytes, name: str, address: str, time: int
     ) -> None:
-        """Remember meeting a device (one transaction)."""
-        async with self.transaction() as db:
-            await db.execute(
-                "INSERT INTO peer (device_id, name, address, last_seen, last_sync)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET"
-                " name = excluded.name, address = excluded.address,"
-                " last_seen = excluded.last_seen,"
-                " last_sync = coalesce(excluded.last_sync, peer.last_sync)",
-                (device_id, name, address, seen, synced),
-            )
+        await db.execute(
+            "INSERT INTO peer (device_id, name, address, last_seen, last_sync)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET"
+            " name = excluded.name, address = excluded.address,"
+            " last_seen = excluded.last_seen, last_sync = excluded.last_sync",
+            (device_id, name, address, time, time),
+        )
 
     async def peers(self) -> list[tuple[bytes, str, str, int, int | None]]:
         """(device ID, name, address, last seen, last sync) of every device met."""

@@ -53,6 +53,7 @@ from covey.core.node.links import (
     Link,
     closed_early,
 )
+from covey.core.node.views import describe
 from covey.errors import (
     CoveyError,
     GroupExists,
@@ -705,23 +706,23 @@ class Node:
                 self.groups[group.id] = group
                 out.append(io.Persist(created=(group.id,)))
                 self.generation += 1
-                out.append(io.Reply(request, {"group_id": group.id.hex()}))
+                out.append(io.Reply(request, describe(group)))
             case io.Rotate(name):
                 group = self.find_group(name)
                 group.rotate(now, self.rng)
                 self.persist({group.id}, out)
-                out.append(io.Reply(request, {"group_id": group.id.hex()}))
+                out.append(io.Reply(request, describe(group)))
             case io.Heal(name):
                 group = self.find_group(name)
                 healed = group.heal(now, self.rng) is not None
                 if healed:
                     self.persist({group.id}, out)
-                out.append(io.Reply(request, {"group_id": group.id.hex(), "rotated": healed}))
+                out.append(io.Reply(request, {**describe(group), "rotated": healed}))
             case io.RemoveDevice(name, device):
                 group = self.find_group(name)
                 group.remove(device, now, self.rng)
                 self.persist({group.id}, out)
-                out.append(io.Reply(request, {"group_id": group.id.hex()}))
+                out.append(io.Reply(request, describe(group)))
             case io.Shred(name):
                 group = self.find_group(name)
                 del self.groups[group.id]

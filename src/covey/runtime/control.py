@@ -1,0 +1,309 @@
+"""The control socket: how CLI commands reach the running node, and the home lock.
+
+DESIGN. While `covey up` runs it is the one writer of the store: it holds an
+exclusive `flock` on `<home>/node.lock` for its whole life, and serves a
+Unix socket, `<home>/node.sock` (mode 0600, in the owner-only home). A
+command that changes state first tries the lock:
+
+* got it: no node runs; the command runs a node of its own on the store
+  (`covey.runtime.local`) and holds the lock until it is done, so `covey up`
+  cannot start half way through;
+* held: it sends its command over the socket and reads the replies. A
+  socket that refuses (or is missing) means the holder is another short
+  command, or a `covey up` still starting: it retries for `LOCK_WAIT`
+  seconds, then gives up with `NodeBusy`. It never waits on a dead socket:
+  a socket file left by a node that died is refused at once by the kernel,
+  and removed by the next command or node that takes the lock.
+
+Who may use the socket: whoever can open it, that is the home's owner (the
+same trust as ssh-agent's socket). A command through the socket does not ask
+for the store's passphrase: the node is already unlocked.
+
+The protocol: one JSON line from the client (`{"action": name, ...fields}`,
+at most `MAX_LINE` bytes), then one JSON line per `Reply` from the node
+(`{"data": ..., "final": bool, "error": name or null}`). The client closing
+its end cancels the request (an invitation stops being offered).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import json
+import os
+import types
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol, get_args, get_origin, get_type_hints
+
+import anyio
+import anyio.abc
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from covey import errors
+from covey.core.node import io
+from covey.errors import CoveyError, MalformedMessage, NodeBusy
+
+SOCKET_NAME: Final = "node.sock"
+LOCK_NAME: Final = "node.lock"
+#: Bytes of one request or reply line.
+MAX_LINE: Final = 64 * 1024
+#: Clients served at once; more wait in the socket's backlog.
+MAX_CLIENTS: Final = 8
+#: Seconds a client has to send its request.
+REQUEST_TIMEOUT: Final = 5.0
+#: Seconds a command waits for the lock's holder to be reachable.
+LOCK_WAIT: Final = 10.0
+
+ACTIONS: Final[dict[str, type[io.Action]]] = {
+    "create": io.CreateGroup,
+    "rotate": io.Rotate,
+    "heal": io.Heal,
+    "remove": io.RemoveDevice,
+    "shred": io.Shred,
+    "invite": io.Invite,
+    "join": io.Join,
+}
+NAMES: Final = {kind: name for name, kind in ACTIONS.items()}
+
+
+# --- the lock ------------------------------------------------------------------------
+
+
+class HomeLock:
+    """An exclusive `flock` on `<home>/node.lock` (released when the process ends)."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / LOCK_NAME
+        self._fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return False
+            raise
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the lock
+            self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+
+# --- actions and replies as JSON ------------------------------------------------------
+
+
+def encode_action(action: io.Action) -> bytes:
+    fields = {f.name: _plain(getattr(action, f.name)) for f in dataclasses.fields(action)}
+    return json.dumps({"action": NAMES[type(action)], **fields}).encode() + b"\n"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def decode_action(line: bytes) -> io.Action:
+    """An action from a request line; anything else is `MalformedMessage`."""
+    try:
+        document = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedMessage("the request is not JSON") from exc
+    if not isinstance(document, dict):
+        raise MalformedMessage("the request is not a JSON object")
+    kind = ACTIONS.get(document.pop("action", None))
+    if kind is None:
+        raise MalformedMessage("the request names no known action")
+    hints = get_type_hints(kind)
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(kind):
+        if field.name not in document:
+            continue
+        values[field.name] = _typed(hints[field.name], document.pop(field.name))
+    if document:
+        raise MalformedMessage("the request has unknown fields")
+    try:
+        return kind(**values)
+    except TypeError as exc:
+        raise MalformedMessage("the request lacks a field") from exc
+
+
+def _typed(hint: Any, value: Any) -> Any:
+    """`value` checked against a field's type (str, int, float, bytes, literals, tuples)."""
+    options = get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for option in options:
+        if option is type(None) and value is None:
+            return None
+        if option is str and isinstance(value, str):
+            return value
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is bytes and isinstance(value, str):
+            try:
+                return bytes.fromhex(value)
+            except ValueError:
+                break
+        if get_origin(option) is tuple and isinstance(value, list) and len(value) == 2:
+            host, port = value  # the only tuple field: an address (host, port)
+            if isinstance(host, str) and isinstance(port, int) and not isinstance(port, bool):
+                return (host, port)
+        if get_origin(option) is Literal and value in get_args(option):
+            return value
+    raise MalformedMessage("a field of the request has the wrong type")
+
+
+def reply_document(reply: io.Reply) -> dict[str, Any]:
+    return {"data": reply.data, "final": reply.final, "error": reply.error}
+
+
+def encode_reply(reply: io.Reply, port: int = 0) -> bytes:
+    return json.dumps(with_port(reply_document(reply), port)).encode() + b"\n"
+
+
+def with_port(document: dict[str, Any], port: int) -> dict[str, Any]:
+    """An invitation's reply with the port the inviter listens on (for `join --address`)."""
+    if (document.get("data") or {}).get("event") == "invitation":
+        document["data"] = {**document["data"], "port": port}
+    return document
+
+
+def reply_error(reply: dict[str, Any]) -> CoveyError:
+    """The `covey.errors` exception a failed reply names (CoveyError if none fits)."""
+    kind = getattr(errors, str(reply.get("error")), None)
+    message = str((reply.get("data") or {}).get("message", "the node refused the command"))
+    if isinstance(kind, type) and issubclass(kind, CoveyError):
+        return kind(message)
+    return CoveyError(message)
+
+
+# --- the node's side --------------------------------------------------------------------
+
+
+class Served(Protocol):
+    """What the socket serves: the driver's `request`, and its port."""
+
+    port: int | None
+
+    def request(self, action: io.Action) -> contextlib.AbstractAsyncContextManager[Any]: ...
+
+
+async def serve(home: Path, node: Served, tg: anyio.abc.TaskGroup) -> anyio.abc.Listener[Any]:
+    """Serve the control socket in `tg` (the caller holds the home lock); the listener."""
+    path = home / SOCKET_NAME
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # we hold the lock: any socket file here is stale
+    old = os.umask(0o177)
+    try:
+        listener = await anyio.create_unix_listener(path)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    slots = anyio.Semaphore(MAX_CLIENTS)
+
+    async def handle(stream: anyio.abc.ByteStream) -> None:
+        async with slots, stream:
+            # One bad client (junk, too long, too slow, gone) closes its own
+            # connection only.
+            with contextlib.suppress(
+                CoveyError,
+                anyio.BrokenResourceError,
+                anyio.EndOfStream,
+                anyio.IncompleteRead,
+                anyio.DelimiterNotFound,
+                TimeoutError,
+                OSError,
+            ):
+                await _handle(stream, node)
+
+    tg.start_soon(listener.serve, handle)
+    return listener
+
+
+async def _handle(stream: anyio.abc.ByteStream, node: Served) -> None:
+    reader = BufferedByteReceiveStream(stream)
+    with anyio.fail_after(REQUEST_TIMEOUT):
+        line = await reader.receive_until(b"\n", MAX_LINE)
+    try:
+        action = decode_action(line)
+    except MalformedMessage as exc:
+        refusal = io.Reply(0, {"message": str(exc), "code": exc.code}, error=type(exc).__name__)
+        await stream.send(encode_reply(refusal))
+        return
+    async with anyio.create_task_group() as tg:
+
+        async def watch_client() -> None:
+            """The client closing its end cancels the request."""
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                while True:
+                    await reader.receive()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(watch_client)
+        async with node.request(action) as replies:
+            async for reply in replies:
+                await stream.send(encode_reply(reply, node.port or 0))
+                if reply.final:
+                    break
+        tg.cancel_scope.cancel()
+
+
+def remove_socket(home: Path) -> None:
+    """Remove the socket file (the caller holds the lock, so it is stale or ours)."""
+    with contextlib.suppress(FileNotFoundError):
+        (home / SOCKET_NAME).unlink()
+
+
+# --- the command's side ------------------------------------------------------------------
+
+
+async def call(home: Path, action: io.Action) -> AsyncIterator[dict[str, Any]]:
+    """Send `action` to the running node; yield its replies (dicts) to the final one.
+
+    Raises `NodeBusy` if the socket does not answer within `LOCK_WAIT`.
+    """
+    path = home / SOCKET_NAME
+    deadline = anyio.current_time() + LOCK_WAIT
+    while True:
+        try:
+            stream = await anyio.connect_unix(path)
+            break
+        except OSError as exc:
+            if (
+                exc.errno not in (errno.ENOENT, errno.ECONNREFUSED)
+                or anyio.current_time() > deadline
+            ):
+                raise NodeBusy() from exc
+            await anyio.sleep(0.1)
+    async with stream:
+        await stream.send(encode_action(action))
+        reader = BufferedByteReceiveStream(stream)
+        while True:
+            try:
+                line = await reader.receive_until(b"\n", MAX_LINE)
+            except (anyio.IncompleteRead, anyio.EndOfStream) as exc:
+                raise NodeBusy("the running node stopped before it answered") from exc
+            try:
+                reply = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise MalformedMessage("the node's reply is not JSON") from exc
+            if not isinstance(reply, dict):
+                raise MalformedMessage("the node's reply is not a JSON object")
+            yield reply
+            if reply.get("final"):
+                return
