@@ -70,9 +70,12 @@ class Lan:
             _ip(*h, "link", "set", "eth0", "up")
             _ip(*h, "route", "add", "224.0.0.0/4", "dev", "eth0")
 
-    def run(self, host: int, args: list[str], **kwargs) -> subprocess.Popen:
-        """Start a process on one host."""
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent.parent)}
+    def run(
+        self, host: int, args: list[str], env: dict[str, str] | None = None, **kwargs
+    ) -> subprocess.Popen:
+        """Start a process on one host (with `env`, else this process's environment)."""
+        env = {**(os.environ if env is None else env)}
+        env["PYTHONPATH"] = str(Path(__file__).parent.parent.parent)
         return subprocess.Popen(
             ["ip", "netns", "exec", self.hosts[host], *args],
             env=env,

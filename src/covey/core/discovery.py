@@ -24,9 +24,9 @@ off while the others rotated, still find each other. A removed device stops
 being recognized by a member as soon as that member learns of the removal
 (its tag is no longer advertised).
 
-In a group of more than `ADVERT_TAGS` other devices, each hour's advert
-carries tags for a different subset (chosen by a hash of the hour), so every
-pair meets within a few hours.
+With more than `ADVERT_TAGS` fellow devices, an advert carries the
+smallest of their tags; tags look random and change hourly, so each hour's
+advert is for a different subset, and every pair meets within a few hours.
 
 For an open invitation the tags are `Secret.advert_tags` (`core.pairing`),
 padded the same way.

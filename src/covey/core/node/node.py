@@ -6,10 +6,10 @@ this device's identity, its groups (in memory: the driver persists what
 it has seen, its open invitations and joins, and its schedule. It decides
 everything the protocol decides:
 
-* **Adverts.** While it serves (`covey up`), it advertises the discovery
-  tags of its groups under a fresh random name, and replaces the advert
-  when the tags change (every hour, and when a rotation changes the recent
-  epochs). Each open invitation has an advert of its own.
+* **Adverts.** While it serves (`covey up`), it advertises pairwise
+  discovery tags (`covey.core.discovery`) for its fellow members under a
+  fresh random name, replaced every hour and whenever the set of devices
+  it advertises for changes. Each open invitation has an advert of its own.
 * **Dialing.** It keeps the adverts one of its groups recognizes (at most
   `MAX_ADVERTS`, the most recent) and syncs with each once per *change*:
   when it first sees the advert, and whenever its own logs changed since

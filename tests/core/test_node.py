@@ -1,0 +1,234 @@
+"""The pure node, one device at a time: events in, effects out, no I/O.
+
+Two nodes are joined by `Wire`, which carries each one's `Send` effects to
+the other as `Received` events, so the handshake, the sync and pairing run
+for real, in memory. Other tests feed a node what an attacker would: junk
+after every preamble, floods of connections, strangers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from covey.core import channel
+from covey.core.identity import create_identity
+from covey.core.node import Node, io
+from covey.core.node.links import HANDSHAKE_TIMEOUT, ChannelLink
+from covey.core.node.node import HEAL_DELAY, MAX_CONNECTIONS, MAX_PER_ADDRESS
+from tests.conftest import NOW, SeededRng
+from tests.harness import World
+
+ME = create_identity("laptop", NOW, SeededRng("node-me"))
+
+
+def run(node: Node, event: io.Event, now: float = NOW, seed: str = "r") -> list[io.Effect]:
+    return node.handle(event, now, SeededRng(seed))
+
+
+def kinds(effects: list[io.Effect]) -> list[str]:
+    return [type(e).__name__ for e in effects]
+
+
+def test_a_command_replies_only_after_its_change_is_persisted() -> None:
+    node = Node(ME)
+    created = run(node, io.Command(1, io.CreateGroup("family")))
+    assert kinds(created).index("Persist") < kinds(created).index("Reply")
+    rotated = run(node, io.Command(2, io.Rotate("family")), NOW + 1)
+    persist = next(e for e in rotated if isinstance(e, io.Persist))
+    reply = next(e for e in rotated if isinstance(e, io.Reply))
+    assert rotated.index(persist) < rotated.index(reply)
+    assert persist.groups == (bytes.fromhex(reply.data["group_id"]),)
+    assert reply.data["epoch"]["number"] == 2
+
+
+def test_a_failed_command_is_a_typed_reply_and_changes_nothing() -> None:
+    node = Node(ME)
+    effects = run(node, io.Command(1, io.Rotate("nope")))
+    assert effects == [
+        io.Reply(
+            1,
+            {"message": "there is no group 'nope' on this device", "code": "no_such_group"},
+            error="NoSuchGroup",
+        )
+    ]
+    assert node.generation == 0
+
+
+@dataclass
+class Wire:
+    """Two nodes whose connections are joined in memory."""
+
+    a: Node
+    b: Node
+    now: float = NOW
+    #: (node, conn) -> (other node, its conn)
+    ends: dict[tuple[int, int], tuple[Node, int]] = field(default_factory=dict)
+    log: list[tuple[str, io.Effect]] = field(default_factory=list)
+    next_incoming: int = 1
+
+    def feed(self, node: Node, event: io.Event) -> None:
+        queue = [(node, event)]
+        while queue:
+            target, ev = queue.pop(0)
+            for effect in target.handle(ev, self.now, SeededRng(f"{id(target)}-{len(self.log)}")):
+                self.log.append((target.me.record.name, effect))
+                queue += self._carry(target, effect)
+
+    def _carry(self, node: Node, effect: io.Effect) -> list[tuple[Node, io.Event]]:
+        other = self.b if node is self.a else self.a
+        match effect:
+            case io.Dial(conn, _, _):
+                theirs = self.next_incoming
+                self.next_incoming += 1
+                self.ends[(id(node), conn)] = (other, theirs)
+                self.ends[(id(other), theirs)] = (node, conn)
+                return [(other, io.Incoming(theirs, "10.0.0.1")), (node, io.Connected(conn, "x"))]
+            case io.Send(conn, data):
+                peer = self.ends.get((id(node), conn))
+                return [] if peer is None else [(peer[0], io.Received(peer[1], data))]
+            case io.Close(conn):
+                peer = self.ends.pop((id(node), conn), None)
+                if peer is None:
+                    return []
+                self.ends.pop((id(peer[0]), peer[1]), None)
+                return [(peer[0], io.Closed(peer[1]))]
+        return []
+
+
+def advert_of(effects: list[io.Effect]) -> io.AdvertSeen:
+    advert = next(e for e in effects if isinstance(e, io.Advertise))
+    return io.AdvertSeen(advert.name, ("10.0.0.1",), 4242, advert.tags)
+
+
+def paired() -> tuple[Wire, bytes]:
+    """A laptop and a phone in one group, paired through the nodes."""
+    phone = create_identity("phone", NOW, SeededRng("node-phone"))
+    wire = Wire(Node(ME), Node(phone))
+    wire.feed(wire.a, io.Command(1, io.CreateGroup("family")))
+    effects = wire.a.handle(io.Command(2, io.Invite("family")), NOW, SeededRng("i"))
+    reply = next(e for e in effects if isinstance(e, io.Reply))
+    wire.feed(wire.b, io.Command(1, io.Join(code=reply.data["code"])))
+    wire.feed(wire.b, advert_of(effects))
+    group_id = next(iter(wire.a.groups))
+    assert group_id in wire.b.groups, [e for _, e in wire.log if isinstance(e, io.Reply)]
+    return wire, group_id
+
+
+def test_pairing_then_sync_over_the_wire() -> None:
+    wire, group_id = paired()
+    joined = [e for name, e in wire.log if name == "phone" and isinstance(e, io.Reply)]
+    assert joined[-1].data["event"] == "joined"
+    served = [e for name, e in wire.log if name == "laptop" and isinstance(e, io.Reply)]
+    assert served[-1].data["sas"] == joined[-1].data["sas"]
+    # The inviter persisted the add before anything of the welcome was sent.
+    laptop = [e for name, e in wire.log if name == "laptop"]
+    first_persist = next(i for i, e in enumerate(laptop) if isinstance(e, io.Persist) and e.groups)
+    sends = [i for i, e in enumerate(laptop) if isinstance(e, io.Send)]
+    welcome = max(sends)
+    assert first_persist < welcome
+    # A rotation on the laptop reaches the phone through the phone's dial.
+    wire.now += 10
+    wire.feed(wire.a, io.Command(3, io.Rotate("family")))
+    wire.feed(wire.a, io.Tick())
+    laptop_advert = next(
+        e for name, e in reversed(wire.log) if name == "laptop" and isinstance(e, io.Advertise)
+    )
+    wire.feed(wire.b, io.AdvertSeen(laptop_advert.name, ("10.0.0.1",), 4242, laptop_advert.tags))
+    assert (
+        wire.b.groups[group_id].state.current_epoch == wire.a.groups[group_id].state.current_epoch
+    )
+
+
+def unhealthy_world() -> World:
+    """A merge after which the current key is still held by a removed device."""
+    for seed in range(20):
+        world = World(3, seed=f"node-heal-{seed}")
+        world.act(0, "add_admin", 1)
+        world.act(0, "add", 2)
+        world.sync(0, 1)
+        world.act(0, "remove", 2)
+        world.act(1, "rotate")  # apart: still wraps for device 2
+        world.sync(1, 0)
+        world.sync(0, 1)
+        if world.replicas[0].state.needs_healing:
+            return world
+    raise AssertionError("no seed gave an unhealthy merge")
+
+
+def test_the_most_senior_member_heals_at_once_a_junior_after_its_delay() -> None:
+    world = unhealthy_world()
+    founder = Node(world.identities[0], [world.replicas[0]])
+    effects = run(founder, io.Tick())
+    assert "Persist" in kinds(effects)
+    assert not world.replicas[0].state.needs_healing
+    junior = Node(world.identities[1], [world.replicas[1]])
+    assert world.replicas[1].healer_rank() == 1
+    assert "Persist" not in kinds(run(junior, io.Tick()))
+    assert world.replicas[1].state.needs_healing
+    assert "Persist" not in kinds(run(junior, io.Tick(), NOW + HEAL_DELAY - 1))
+    assert "Persist" in kinds(run(junior, io.Tick(), NOW + HEAL_DELAY))
+    assert not world.replicas[1].state.needs_healing
+
+
+def test_connection_limits_per_address_and_in_all() -> None:
+    node = Node(ME)
+    for conn in range(1, MAX_PER_ADDRESS + 1):
+        assert not any(isinstance(e, io.Close) for e in run(node, io.Incoming(conn, "10.0.0.9")))
+    refused = run(node, io.Incoming(99, "10.0.0.9"))
+    assert io.Close(99) in refused
+    for conn in range(100, 100 + MAX_CONNECTIONS - MAX_PER_ADDRESS):
+        run(node, io.Incoming(conn, f"10.0.1.{conn}"))
+    # Full: a new connection drops the oldest unproven one (conn 1).
+    effects = run(node, io.Incoming(500, "10.0.2.1"))
+    assert io.Close(1) in effects
+    assert 500 in node.links
+
+
+PREAMBLES = [b"", channel.CHANNEL_PREAMBLE, channel.PAIR_PREAMBLE + b"\x00" * 8]
+
+
+@given(preamble=st.sampled_from(PREAMBLES), chunks=st.lists(st.binary(max_size=300), max_size=6))
+def test_junk_closes_that_connection_only_and_never_breaks_the_node(
+    preamble: bytes, chunks: list[bytes]
+) -> None:
+    node = Node(ME)
+    run(node, io.Command(1, io.CreateGroup("family")))
+    run(node, io.Incoming(7, "10.0.0.66"))
+    run(node, io.Incoming(8, "10.0.0.67"))
+    effects: list[io.Effect] = []
+    for chunk in [preamble, *chunks]:
+        effects += run(node, io.Received(7, chunk))
+    effects += run(node, io.Tick(), NOW + HANDSHAKE_TIMEOUT + 1)
+    assert not [e for e in effects if isinstance(e, io.Notify) and e.event == "internal_error"]
+    assert 7 not in node.links  # closed by now, one way or another
+    assert io.Close(7) in effects
+    assert all(not isinstance(e, (io.Persist, io.Reply)) for e in effects)
+    # The other connection was untouched until its own deadline.
+    assert not any(isinstance(e, io.Close) and e.conn == 8 for e in effects[:-3])
+
+
+def test_a_stranger_is_refused_before_the_node_shows_its_record() -> None:
+    """A device in none of our groups completes Noise and sends its record anyway:
+    the node refuses it, having sent only handshake message 2 (no record)."""
+    stranger_id = create_identity("stranger", NOW, SeededRng("node-stranger"))
+    stranger = Node(stranger_id)
+    stranger.knows_key = lambda key: True  # type: ignore[method-assign]
+    stranger.knows = lambda record: True  # type: ignore[method-assign]
+    wire = Wire(Node(ME), stranger)
+    wire.feed(wire.a, io.Command(1, io.CreateGroup("family")))
+    link = ChannelLink(stranger, -1, "", NOW, SeededRng("s"), initiator=True, expect=ME.record)
+    stranger.links[-1] = link
+    wire.ends[(id(stranger), -1)] = (wire.a, 1)
+    wire.ends[(id(wire.a), 1)] = (stranger, -1)
+    wire.feed(wire.a, io.Incoming(1, "10.0.0.66"))
+    wire.feed(stranger, io.Connected(-1, "10.0.0.1"))
+    laptop = [e for name, e in wire.log if name == "laptop"]
+    assert len([e for e in laptop if isinstance(e, io.Send)]) == 1  # message 2 only
+    assert io.Close(1) in laptop
+    refused = [e for e in laptop if isinstance(e, io.Notify) and e.event == "connection_failed"]
+    assert refused
+    assert "know" in refused[0].data["reason"]
+    assert 1 not in wire.a.links
