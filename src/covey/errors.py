@@ -148,6 +148,10 @@ class NodeBusy(UsageError):
     """Another covey command is changing this device's store: try again in a moment."""
 
 
+class NodeGone(UsageError):
+    """The running node stopped before it answered: check whether the command was done."""
+
+
 class KeyUnavailable(UsageError):
     """This device does not hold the key needed (it was not a member then)."""
 

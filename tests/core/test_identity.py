@@ -115,3 +115,30 @@ def test_bad_names_are_refused(name: str) -> None:
 
 def test_names_are_trimmed() -> None:
     assert create_identity("  phone ", NOW, SeededRng()).record.name == "phone"
+
+
+# Points of small order on Curve25519 (in the u-coordinate form X25519 uses):
+# 0, 1, and the order-8 points. DH with any of them gives a known value.
+LOW_ORDER = [
+    bytes(32),
+    (1).to_bytes(32, "little"),
+    bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+    bytes.fromhex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+]
+
+
+@pytest.mark.parametrize("key", LOW_ORDER)
+@pytest.mark.parametrize("which", ["box_key", "channel_key"])
+def test_a_record_with_a_low_order_key_is_refused(key: bytes, which: str) -> None:
+    """Found by review: a record whose channel key is all zeros stopped every
+    member's node (discovery's X25519 with it failed). It never decodes now."""
+    import dataclasses
+
+    from covey.core import wire
+    from covey.errors import MalformedMessage
+
+    honest = create_identity("mallory", NOW, SeededRng("m"))
+    bad = dataclasses.replace(honest.record, **{which: key})
+    data = wire.seal_envelope(bad, bad.device_id.raw, honest.secrets.signing_seed)
+    with pytest.raises(MalformedMessage):
+        identity.open_device_record(data)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -232,3 +233,98 @@ def test_a_stranger_is_refused_before_the_node_shows_its_record() -> None:
     assert refused
     assert "know" in refused[0].data["reason"]
     assert 1 not in wire.a.links
+
+
+def dials(effects: list[io.Effect]) -> list[io.Dial]:
+    return [e for e in effects if isinstance(e, io.Dial)]
+
+
+def test_copied_adverts_cannot_multiply_dials() -> None:
+    """Found by review: adverts with a member's copied tags, under new names or
+    one name re-announced with changed tags, made a node dial the copier
+    hundreds of times at once. Dials are per device now: one at a time."""
+    wire, _ = paired()
+    phone = wire.b
+    laptop_advert = next(
+        e for name, e in reversed(wire.log) if name == "laptop" and isinstance(e, io.Advertise)
+    )
+    phone.generation += 1  # something changed: the laptop is due
+    made: list[io.Dial] = []
+    for i in range(300):
+        copy = io.AdvertSeen(f"copy{i}", ("192.0.2.66",), 9, laptop_advert.tags)
+        made += dials(run(phone, copy, NOW + 20))
+        same_name = io.AdvertSeen("same", ("192.0.2.67",), 9, (*laptop_advert.tags[:-1], bytes(8)))
+        made += dials(run(phone, same_name, NOW + 20))
+    assert len(made) <= 1
+    assert sum(1 for link in phone.links.values() if link.dials_for is not None) <= 1
+
+
+def test_a_failed_dial_backs_off_and_tries_the_devices_other_adverts() -> None:
+    wire, _ = paired()
+    phone = wire.b
+    laptop_advert = next(
+        e for name, e in reversed(wire.log) if name == "laptop" and isinstance(e, io.Advertise)
+    )
+    phone.generation += 1
+    run(phone, io.AdvertSeen("real", ("10.0.0.1",), 4242, laptop_advert.tags), NOW + 20)
+    first = dials(
+        run(phone, io.AdvertSeen("copy", ("192.0.2.66",), 9, laptop_advert.tags), NOW + 20)
+    )
+    # (the real advert was dialed when seen; the copy, newest, waits its turn)
+    dialing = [link for link in phone.links.values() if link.dials_for is not None]
+    assert len(dialing) == 1
+    assert first == []
+    run(phone, io.Closed(dialing[0].conn, "refused"), NOW + 21)
+    assert dials(run(phone, io.Tick(), NOW + 22)) == []  # backing off
+    retried = dials(run(phone, io.Tick(), NOW + 21 + 5))
+    assert len(retried) == 1
+
+
+def test_a_removed_device_is_not_dialed() -> None:
+    """Found by review: a removed device advertising for a member was dialed,
+    and shown the member's version vectors, forever."""
+    wire, group_id = paired()
+    laptop, phone = wire.a, wire.b
+    phone_advert = next(
+        e for name, e in reversed(wire.log) if name == "phone" and isinstance(e, io.Advertise)
+    )
+    run(laptop, io.Command(9, io.RemoveDevice("family", phone.me.device_id.raw)), NOW + 30)
+    assert phone.me.device_id.raw not in laptop.groups[group_id].state.members
+    seen = io.AdvertSeen(phone_advert.name, ("10.0.0.2",), 4242, phone_advert.tags)
+    assert dials(run(laptop, seen, NOW + 31)) == []
+    assert dials(run(laptop, io.Tick(), NOW + 4000)) == []
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        io.Join(code="7-academic-acid", timeout=float("nan")),
+        io.Join(code="7-academic-acid", timeout=1e300),
+        io.Join(code="7-academic-acid", address=("10.0.0.1", 70000)),
+        io.Invite("family", "member", 10**9),
+        io.Invite("family", "root", 600),  # type: ignore[arg-type]
+    ],
+)
+def test_out_of_range_commands_are_refused(action: io.Action) -> None:
+    node = Node(ME)
+    run(node, io.Command(1, io.CreateGroup("family")))
+    effects = run(node, io.Command(2, action))
+    assert [e.error for e in effects if isinstance(e, io.Reply)] == ["InvalidArgument"]
+    assert node.joins == {}
+    assert node.invitations == {}
+
+
+def test_with_many_fellow_devices_the_advert_does_not_show_how_many() -> None:
+    """Found by review: with more than 24 fellows the advert held the 24
+    smallest tags, whose spread told a stranger how many there were."""
+    from covey.core import discovery
+
+    others = [create_identity(f"d{i}", NOW, SeededRng(f"d{i}")).record for i in range(60)]
+    mine = discovery.Discovery(ME)
+    first = mine.advert_tags(others, NOW, SeededRng("one"))
+    second = mine.advert_tags(others, NOW, SeededRng("two"))
+    assert len(first) == len(second) == discovery.ADVERT_TAGS
+    every = sorted(discovery.tag(mine.pair_key(r), ME.device_id.raw, NOW // 3600) for r in others)
+    assert set(first) != set(every[: discovery.ADVERT_TAGS])
+    assert set(first) != set(second)  # a different subset each time
+    assert set(first) <= set(every)

@@ -189,6 +189,20 @@ def noise_dh(secret: bytes, public: bytes) -> bytes:
         raise DecryptionFailed("the peer's key is not usable") from exc
 
 
+#: Any clamped scalar: X25519 of it with a low-order point is all zero,
+#: which libsodium refuses (it is not a secret).
+_CHECK_SCALAR: Final = bytes([8]) + bytes(30) + bytes([64])
+
+
+def x25519_usable(public: bytes) -> bool:
+    """Whether `public` is an X25519 key that DH can use (not of low order)."""
+    try:
+        sodium.crypto_scalarmult(_CHECK_SCALAR, public)
+    except (nacl.exceptions.CryptoError, nacl.exceptions.RuntimeError, ValueError):
+        return False
+    return True
+
+
 def noise_hash(data: bytes) -> bytes:
     """HASH(): BLAKE2b-512, no key, no personalisation (as the Noise spec says)."""
     return hashlib.blake2b(data, digest_size=NOISE_HASH_BYTES).digest()

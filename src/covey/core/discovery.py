@@ -24,9 +24,10 @@ off while the others rotated, still find each other. A removed device stops
 being recognized by a member as soon as that member learns of the removal
 (its tag is no longer advertised).
 
-With more than `ADVERT_TAGS` fellow devices, an advert carries the
-smallest of their tags; tags look random and change hourly, so each hour's
-advert is for a different subset, and every pair meets within a few hours.
+With more than `ADVERT_TAGS` fellow devices, an advert carries the tags of
+a random subset of them, drawn afresh every hour, so every pair meets
+within a few hours. (Not the smallest tags: a stranger could tell from
+their spread how many there were.)
 
 For an open invitation the tags are `Secret.advert_tags` (`core.pairing`),
 padded the same way.
@@ -39,6 +40,7 @@ from typing import Final
 
 from covey.core import Rng, crypto
 from covey.core.identity import DeviceRecord, Identity
+from covey.errors import CoveyError
 
 TAG_BYTES: Final = 8
 HOUR: Final = 3600
@@ -75,11 +77,19 @@ class Discovery:
             tuple[int, frozenset[tuple[bytes, bytes]], dict[bytes, DeviceRecord]] | None
         ) = None
 
-    def pair_key(self, other: DeviceRecord) -> bytes:
+    def pair_key(self, other: DeviceRecord) -> bytes | None:
+        """The pair key with `other`; None if its channel key is unusable.
+
+        (Records with such keys are refused when decoded; this is the
+        second line, so that no record can stop discovery.)
+        """
         cache_key = (other.device_id.raw, other.channel_key)
         key = self._pair_keys.get(cache_key)
         if key is None:
-            shared = crypto.noise_dh(self.me.secrets.channel_secret, other.channel_key)
+            try:
+                shared = crypto.noise_dh(self.me.secrets.channel_secret, other.channel_key)
+            except CoveyError:
+                return None
             ids = b"".join(sorted([self.me.device_id.raw, other.device_id.raw]))
             key = crypto.derive_key(shared, crypto.HashDomain.DISCOVERY_PAIR, ids)
             self._pair_keys[cache_key] = key
@@ -90,10 +100,13 @@ class Discovery:
         hour = now // HOUR
         me = self.me.device_id.raw
         records = {t.device_id.raw: t for t in targets if t.device_id.raw != me}
-        # Tags look random and change hourly: taking the smallest gives a
-        # different subset every hour when there are more than fit.
-        real = sorted(tag(self.pair_key(r), me, hour) for r in records.values())
-        return padded(real[:ADVERT_TAGS], rng)
+        keys = [self.pair_key(r) for _, r in sorted(records.items())]
+        real = [tag(key, me, hour) for key in keys if key is not None]
+        if len(real) > ADVERT_TAGS:
+            # A random subset each time (adverts are made afresh every hour),
+            # not the smallest tags: those would betray how many there were.
+            real = [t for _, t in sorted((rng(8), t) for t in real)][:ADVERT_TAGS]
+        return padded(real, rng)
 
     def recognize(
         self, tags: Iterable[bytes], known: Iterable[DeviceRecord], now: int
@@ -106,6 +119,8 @@ class Discovery:
             table: dict[bytes, DeviceRecord] = {}
             for device, record in sorted(known_ids.items()):
                 key = self.pair_key(record)
+                if key is None:
+                    continue
                 for h in range(hour - SKEW_HOURS, hour + SKEW_HOURS + 1):
                     table[tag(key, device, h)] = record
             self._lookup = (hour, stamp, table)

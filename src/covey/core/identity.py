@@ -118,13 +118,18 @@ class DeviceRecord:
     @classmethod
     def from_wire(cls, value: Any) -> Self:
         body = fields.as_map(value, ("name", "sign", "box", "chan", "created"))
-        return cls(
+        record = cls(
             name=fields.get_str(body, "name", min_len=1, max_len=MAX_NAME_LEN),
             signing_key=fields.get_bytes(body, "sign", size=crypto.KEY_BYTES),
             box_key=fields.get_bytes(body, "box", size=crypto.KEY_BYTES),
             channel_key=fields.get_bytes(body, "chan", size=crypto.KEY_BYTES),
             created=fields.get_int(body, "created", min_value=MIN_TIME, max_value=MAX_TIME),
         )
+        # A low-order key would make every DH with it fail (or, worse, agree
+        # on a known value): such a record is refused wherever it appears.
+        if not (crypto.x25519_usable(record.box_key) and crypto.x25519_usable(record.channel_key)):
+            raise MalformedMessage("a device record holds a key of low order")
+        return record
 
 
 @dataclass(frozen=True, repr=False)

@@ -32,6 +32,7 @@ import dataclasses
 import errno
 import fcntl
 import json
+import math
 import os
 import types
 from collections.abc import AsyncIterator
@@ -44,14 +45,14 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from covey import errors
 from covey.core.node import io
-from covey.errors import CoveyError, MalformedMessage, NodeBusy
+from covey.errors import CoveyError, MalformedMessage, NodeBusy, NodeGone
 
 SOCKET_NAME: Final = "node.sock"
 LOCK_NAME: Final = "node.lock"
 #: Bytes of one request or reply line.
 MAX_LINE: Final = 64 * 1024
-#: Clients served at once; more wait in the socket's backlog.
-MAX_CLIENTS: Final = 8
+#: Clients served at once; more are refused at once (NodeBusy).
+MAX_CLIENTS: Final = 16
 #: Seconds a client has to send its request.
 REQUEST_TIMEOUT: Final = 5.0
 #: Seconds a command waits for the lock's holder to be reachable.
@@ -121,11 +122,12 @@ def decode_action(line: bytes) -> io.Action:
     """An action from a request line; anything else is `MalformedMessage`."""
     try:
         document = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # (UnicodeDecodeError is a ValueError)
         raise MalformedMessage("the request is not JSON") from exc
     if not isinstance(document, dict):
         raise MalformedMessage("the request is not a JSON object")
-    kind = ACTIONS.get(document.pop("action", None))
+    name = document.pop("action", None)
+    kind = ACTIONS.get(name) if isinstance(name, str) else None
     if kind is None:
         raise MalformedMessage("the request names no known action")
     hints = get_type_hints(kind)
@@ -151,9 +153,17 @@ def _typed(hint: Any, value: Any) -> Any:
         if option is str and isinstance(value, str):
             return value
         if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:
+                break
+            if math.isfinite(number):
+                return number
+            break
         if option is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
+            if abs(value) < 2**53:
+                return value
+            break
         if option is bytes and isinstance(value, str):
             try:
                 return bytes.fromhex(value)
@@ -161,7 +171,7 @@ def _typed(hint: Any, value: Any) -> Any:
                 break
         if get_origin(option) is tuple and isinstance(value, list) and len(value) == 2:
             host, port = value  # the only tuple field: an address (host, port)
-            if isinstance(host, str) and isinstance(port, int) and not isinstance(port, bool):
+            if isinstance(host, str) and isinstance(port, int) and 0 < port < 65536:
                 return (host, port)
         if get_origin(option) is Literal and value in get_args(option):
             return value
@@ -217,19 +227,20 @@ async def serve(home: Path, node: Served, tg: anyio.abc.TaskGroup) -> anyio.abc.
     slots = anyio.Semaphore(MAX_CLIENTS)
 
     async def handle(stream: anyio.abc.ByteStream) -> None:
-        async with slots, stream:
-            # One bad client (junk, too long, too slow, gone) closes its own
-            # connection only.
-            with contextlib.suppress(
-                CoveyError,
-                anyio.BrokenResourceError,
-                anyio.EndOfStream,
-                anyio.IncompleteRead,
-                anyio.DelimiterNotFound,
-                TimeoutError,
-                OSError,
-            ):
+        async with stream:
+            try:
+                slots.acquire_nowait()
+            except anyio.WouldBlock:
+                busy = NodeBusy("too many commands are waiting on this node: try again later")
+                with contextlib.suppress(Exception):
+                    await stream.send(encode_reply(_refusal(busy)))
+                return
+            try:
                 await _handle(stream, node)
+            except Exception:  # noqa: S110 (one bad client closes its own connection only)
+                pass
+            finally:
+                slots.release()
 
     tg.start_soon(listener.serve, handle)
     return listener
@@ -242,8 +253,7 @@ async def _handle(stream: anyio.abc.ByteStream, node: Served) -> None:
     try:
         action = decode_action(line)
     except MalformedMessage as exc:
-        refusal = io.Reply(0, {"message": str(exc), "code": exc.code}, error=type(exc).__name__)
-        await stream.send(encode_reply(refusal))
+        await stream.send(encode_reply(_refusal(exc)))
         return
     async with anyio.create_task_group() as tg:
 
@@ -261,6 +271,10 @@ async def _handle(stream: anyio.abc.ByteStream, node: Served) -> None:
                 if reply.final:
                     break
         tg.cancel_scope.cancel()
+
+
+def _refusal(error: CoveyError) -> io.Reply:
+    return io.Reply(0, {"message": str(error), "code": error.code}, error=type(error).__name__)
 
 
 def remove_socket(home: Path) -> None:
@@ -296,8 +310,9 @@ async def call(home: Path, action: io.Action) -> AsyncIterator[dict[str, Any]]:
         while True:
             try:
                 line = await reader.receive_until(b"\n", MAX_LINE)
-            except (anyio.IncompleteRead, anyio.EndOfStream) as exc:
-                raise NodeBusy("the running node stopped before it answered") from exc
+            except (anyio.IncompleteRead, anyio.EndOfStream, anyio.DelimiterNotFound) as exc:
+                # Not NodeBusy: the command may have been done; it is not retried.
+                raise NodeGone() from exc
             try:
                 reply = json.loads(line)
             except json.JSONDecodeError as exc:

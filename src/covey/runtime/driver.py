@@ -159,6 +159,8 @@ class Driver:
     _tg: anyio.abc.TaskGroup | None = None
     _inbox_in: MemoryObjectSendStream[io.Event] | None = None
     _started: anyio.Event = field(default_factory=anyio.Event)
+    #: Requests whose requester left (at most one per request).
+    _cancels: list[int] = field(default_factory=list)
 
     async def run(self, ready: Callable[[int], None] | None = None) -> None:
         """Serve until cancelled; `ready(port)` once listening (port 0: no listener)."""
@@ -221,8 +223,14 @@ class Driver:
             self._replies.pop(request, None)
             replies_in.close()
             replies_out.close()
-            with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-                await self.post(io.Cancel(request))
+            # Never lost, never waited on: the node loop takes pending
+            # cancellations before its next event.
+            self._cancels.append(request)
+            if self._inbox_in is not None:
+                with suppress(
+                    anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError
+                ):
+                    self._inbox_in.send_nowait(io.Tick())
 
     async def _accept_loop(self, listener: Any) -> None:
         """Accept connections and hand them to the node, which decides who stays.
@@ -255,6 +263,9 @@ class Driver:
         effects = self.node.handle(io.Tick(), self.clock(), self.rng)
         await self._carry_out(effects)
         while True:
+            while self._cancels:
+                request = self._cancels.pop(0)
+                await self._carry_out(self.node.handle(io.Cancel(request), self.clock(), self.rng))
             event: io.Event = io.Tick()
             timeout = math.inf if self._wake is None else max(0.0, self._wake - self.clock())
             with anyio.move_on_after(timeout):
@@ -283,9 +294,15 @@ class Driver:
                     self.connections[effect.conn] = connection
                     self._tg.start_soon(self._dial, connection, effect.addresses, effect.port)
                 case io.Advertise(name, tags):
-                    await self.lan.advertise(name, self.port or 0, tags)
+                    try:
+                        await self.lan.advertise(name, self.port or 0, tags)
+                    except Exception as exc:  # (no network now: the next advert may work)
+                        self.emit("advert_failed", {"reason": type(exc).__name__})
                 case io.Withdraw(name):
-                    await self.lan.withdraw(name)
+                    try:
+                        await self.lan.withdraw(name)
+                    except Exception as exc:
+                        self.emit("advert_failed", {"reason": type(exc).__name__})
                 case io.WakeAt(time):
                     self._wake = time
                 case io.Notify(event, data):
@@ -339,7 +356,7 @@ class Driver:
                 try:
                     with anyio.fail_after(CONNECT_TIMEOUT):
                         stream = await anyio.connect_tcp(address, port)
-                except (OSError, TimeoutError) as exc:
+                except Exception as exc:  # (a bad address fails this dial only)
                     reason = f"could not connect ({type(exc).__name__})"
                     continue
                 connection.stream = stream

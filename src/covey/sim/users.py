@@ -18,6 +18,8 @@ from covey.sim.invariants import Invariants, Sealed
 from covey.sim.world import DAY, EPOCH, Device, World
 
 HOUR: Final = 3600.0
+#: Times a user tries to pair one device before giving up.
+PAIR_TRIES: Final = 5
 #: On-hours per profile: (start hour, end hour) of an ordinary day.
 PROFILES: Final = {
     "always": (0.0, 24.0),
@@ -75,6 +77,12 @@ class Users:
     def _on(self, device: Device) -> bool:
         return device.node is not None
 
+    def _holds_group(self, device: Device) -> bool:
+        node = device.node
+        return node is not None and any(
+            g.log.state is not None and g.state.name == self.group for g in node.groups.values()
+        )
+
     def create(self, device: Device, history: str = "shared") -> None:
         action = io.CreateGroup(self.group, "forward" if history == "forward" else "shared")
         if not self.world.command(device, action, lambda r: None):
@@ -86,19 +94,39 @@ class Users:
         joiner: Device,
         role: str = "member",
         then: Callable[[], None] | None = None,
+        attempt: int = 1,
     ) -> None:
-        """The inviter shows a code; a little later the joiner types it."""
+        """The inviter shows a code; a little later the joiner types it.
+
+        A user whose join failed tries again a few minutes later (with a new
+        code), up to `PAIR_TRIES` times in all: after a welcome lost on the
+        way, the inviter already counts the joiner a member, and only a new
+        pairing brings it the group.
+        """
         world = self.world
+        if attempt > 1 and self._holds_group(joiner):
+            return  # it got there meanwhile (a sync, or the user's earlier try)
+
+        def again(delay: float) -> None:
+            if attempt < PAIR_TRIES:
+                world.at(
+                    world.now + delay,
+                    lambda: self.pair(inviter, joiner, role, then, attempt + 1),
+                )
+
         if not (self._on(inviter) and self._on(joiner)):
             self._refuse("pair: a device is off")
+            again(HOUR)
             return
         if not world.network.reachable(inviter.index, joiner.index):
             self._refuse("pair: not on one network")
+            again(HOUR)
             return
 
         def on_join(reply: io.Reply) -> None:
             if reply.error is not None:
                 self._refuse(f"join: {reply.error}")
+                again(world.rand.uniform(120, 600))
             elif reply.data.get("event") == "joined":
                 self.joins += 1
                 self.waiting[joiner.name] = (world.now, bytes.fromhex(reply.data["group_id"]))
@@ -114,6 +142,7 @@ class Users:
                 def join() -> None:
                     if not world.command(joiner, io.Join(code=code, timeout=30), on_join):
                         self._refuse("join: device off")
+                        again(HOUR)
 
                 world.at(world.now + typing, join)
             elif reply.final and then is not None:
@@ -122,6 +151,7 @@ class Users:
         role_: Literal["admin", "member"] = "admin" if role == "admin" else "member"
         if not world.command(inviter, io.Invite(self.group, role_, 600), on_invite):
             self._refuse("invite: device off")
+            again(HOUR)
 
     def rotate(self, device: Device) -> None:
         self._simple(device, io.Rotate(self.group), "rotate")

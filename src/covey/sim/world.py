@@ -158,9 +158,14 @@ class World:
     def _stop(self, device: Device, why: str) -> None:
         device.node = None
         device.wake_version += 1
+        pending = sorted((k, v) for k, v in self._replies.items() if k[0] == device.index)
         self._replies = {k: v for k, v in self._replies.items() if k[0] != device.index}
         self.network.down(device.index)
         self.trace(f"{device.name} down ({why})")
+        # Whoever waited on a command sees it fail (as the CLI sees the
+        # node's socket close), and may try again.
+        for (_, request), handler in pending:
+            handler(io.Reply(request, {"message": f"the device {why}"}, error="Stopped"))
 
     def crash(self, device: Device) -> None:
         """The device stops at once; it comes back (from its store) a little later."""

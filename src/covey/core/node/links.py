@@ -88,15 +88,15 @@ class Link:
         self.address = address
         self.started = now
         self.last_read = now
-        #: A known device proved itself (or a pairing is under way): not
-        #: the first to be dropped when connections run short.
+        #: A known device proved itself: not the first to be dropped when
+        #: connections run short.
         self.proven = False
         #: The protocol finished: the node closes the link.
         self.finished = False
         self.deframer = Deframer()
-        #: The advert this dial answers, and the node's log generation when
+        #: The device this dial is for, and the node's log generation when
         #: it started (set by the node for its own channel dials).
-        self.advert: str | None = None
+        self.dials_for: bytes | None = None
         self.generation = -1
         #: The command this pairing link serves (invitations).
         self.request: int | None = None
@@ -111,10 +111,12 @@ class Link:
         """The dial reached the peer: say the first message (initiators)."""
 
     def feed(self, data: bytes, now: float, out: list[Effect]) -> None:
-        self.last_read = now
         for message in self.deframer.feed(data):
             if self.finished:
                 raise MalformedMessage("the peer sent more after the end")
+            # Only a whole frame counts as the peer being alive: a byte now
+            # and then does not keep a connection open.
+            self.last_read = now
             self.on_frame(message, now, out)
 
     def on_frame(self, frame: bytes, now: float, out: list[Effect]) -> None:

@@ -11,13 +11,15 @@ everything the protocol decides:
   fresh random name, replaced every hour and whenever the set of devices
   it advertises for changes. Each open invitation has an advert of its own.
 * **Dialing.** It keeps the adverts one of its groups recognizes (at most
-  `MAX_ADVERTS`, the most recent) and syncs with each once per *change*:
-  when it first sees the advert, and whenever its own logs changed since
-  its last sync with it (a local command, ops received from anyone, a
-  heal). A failed dial or sync is retried after `RETRY_BASE` seconds,
-  doubling up to `RETRY_MAX`. Because adverts change hourly, every pair of
-  devices on a LAN syncs at least once an hour even when nothing changed.
-  At most `MAX_DIALS` dials at once, each done within `DIAL_TIMEOUT`.
+  `MAX_ADVERTS`, and `ADVERTS_PER_DEVICE` per device), and syncs with each
+  fellow member once per *change* (`Peer`): when it first sees an advert
+  of it, and whenever its own logs changed since its last sync with it (a
+  local command, ops received from anyone, a heal). A failed dial or sync
+  is retried after `RETRY_BASE` seconds, doubling up to `RETRY_MAX`, on the
+  device's next most recent advert. Because adverts change hourly, every
+  pair of devices on a LAN syncs at least once an hour even when nothing
+  changed. At most `MAX_DIALS` dials at once, one per device, each done
+  within `DIAL_TIMEOUT`.
 * **Accepting.** At most `MAX_CONNECTIONS` accepted connections at once and
   `MAX_PER_ADDRESS` from one address; when all are taken, a new one drops
   the oldest that has not yet proven a known device, else it is refused.
@@ -36,6 +38,7 @@ and reads time only from its `now`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
@@ -72,8 +75,10 @@ MAX_PER_ADDRESS: Final = 2
 #: Devices dialed at once, and the seconds one dial (connect, handshake, sync) may take.
 MAX_DIALS: Final = 4
 DIAL_TIMEOUT: Final = 60.0
-#: Adverts remembered (those that matter: recognized, or an invitation's).
+#: Adverts remembered (those that matter: recognized, or an invitation's),
+#: and the most recent adverts kept per known device.
 MAX_ADVERTS: Final = 256
+ADVERTS_PER_DEVICE: Final = 4
 #: Seconds before retrying an advert whose dial or sync failed, doubling to RETRY_MAX.
 RETRY_BASE: Final = 5.0
 RETRY_MAX: Final = 600.0
@@ -85,6 +90,10 @@ JOIN_ATTEMPTS: Final = pairing.MAX_ATTEMPTS
 RETRY_GRACE: Final = 3.0
 #: Open invitations and joins at once.
 MAX_INVITATIONS: Final = 16
+#: Seconds an invitation may stay open, and a join may look for its inviter.
+MIN_INVITATION: Final = 10
+MAX_INVITATION: Final = 24 * 3600
+MAX_JOIN_WAIT: Final = 3600.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,19 @@ class Advert:
     tags: tuple[bytes, ...]
     #: The device whose advert it is (None: only an invitation's).
     device: DeviceRecord | None = None
+
+
+@dataclass
+class Peer:
+    """When to sync with one known device: per device, not per advert.
+
+    Anyone can copy a device's tags into adverts of their own; keeping the
+    schedule per device means copies cannot multiply dials or reset the
+    backoff, only take turns with the real advert.
+    """
+
+    #: Names of this device's recent adverts, oldest first (at most ADVERTS_PER_DEVICE).
+    adverts: list[str] = field(default_factory=list)
     #: The node's log generation at the start of the last sync that worked.
     synced: int = -1
     failures: int = 0
@@ -145,6 +167,7 @@ class Node:
         self.discovery = discovery.Discovery(me)
         self.links: dict[ConnId, Link] = {}
         self.adverts: dict[str, Advert] = {}
+        self.peers: dict[bytes, Peer] = {}
         #: Adverts seen that matter to nothing yet (the most recent MAX_ADVERTS).
         self.others: dict[str, io.AdvertSeen] = {}
         self.invitations: dict[int, OpenInvitation] = {}
@@ -170,6 +193,22 @@ class Node:
         self.now = now
         self._rng = rng
         out: list[Effect] = []
+        try:
+            self._dispatch(event, out)
+            self._housekeeping(out)
+        except Exception as exc:  # a bug: reported, and the node goes on
+            out.append(
+                io.Notify(
+                    "internal_error", {"where": type(event).__name__, "error": type(exc).__name__}
+                )
+            )
+        wake = self._next_wake()
+        if wake is not None and wake != self._wake:
+            out.append(io.WakeAt(wake))
+        self._wake = wake
+        return out
+
+    def _dispatch(self, event: io.Event, out: list[Effect]) -> None:
         match event:
             case io.Tick():
                 pass
@@ -190,12 +229,6 @@ class Node:
                 self._command(event, out)
             case io.Cancel():
                 self._cancel(event.request, out)
-        self._housekeeping(out)
-        wake = self._next_wake()
-        if wake is not None and wake != self._wake:
-            out.append(io.WakeAt(wake))
-        self._wake = wake
-        return out
 
     @property
     def rng(self) -> Rng:
@@ -235,14 +268,15 @@ class Node:
         tags = list(event.tags)
         for joining in self.joins.values():
             fresh = event.name not in joining.tried and event.name not in joining.candidates
-            if joining.secret.tag in tags and fresh:
+            if joining.secret.tag in tags and fresh and len(joining.tried) < MAX_ADVERTS:
                 joining.candidates.append(event.name)
+                del joining.candidates[:-MAX_ADVERTS]  # the most recent ones
         device = None
         if self.config.serve:
             known = self._known_devices()[0]
             device = self.discovery.recognize(tags, known.values(), int(self.now))
         wanted = device is not None or any(j.secret.tag in tags for j in self.joins.values())
-        old = self.adverts.pop(event.name, None)
+        self.adverts.pop(event.name, None)
         self.others.pop(event.name, None)
         if not wanted:
             # Kept apart (and bounded apart), so a flood of strangers' adverts
@@ -252,11 +286,14 @@ class Node:
             while len(self.others) > MAX_ADVERTS:
                 del self.others[next(iter(self.others))]
             return
-        advert = Advert(event.addresses, event.port, event.tags, device)
-        if old is not None and old.tags == event.tags:
-            advert.synced, advert.failures, advert.retry_at = old.synced, old.failures, old.retry_at
-            advert.dialing = old.dialing
-        self.adverts[event.name] = advert
+        self.adverts[event.name] = Advert(event.addresses, event.port, event.tags, device)
+        if device is not None:
+            peer = self.peers.setdefault(device.device_id.raw, Peer())
+            if event.name in peer.adverts:
+                peer.adverts.remove(event.name)
+            peer.adverts.append(event.name)
+            while len(peer.adverts) > ADVERTS_PER_DEVICE:
+                self.adverts.pop(peer.adverts.pop(0), None)
         while len(self.adverts) > MAX_ADVERTS:  # forget the oldest
             del self.adverts[next(iter(self.adverts))]
 
@@ -267,27 +304,38 @@ class Node:
         return conn
 
     def _dial_due(self, out: list[Effect]) -> None:
+        """Dial each fellow member that is due, one connection per device, MAX_DIALS in all.
+
+        Only current members are dialed (a removed device that still
+        advertises for us gets nothing from us); the advert tried is the
+        most recent, then, after each failure, the one before (a copied
+        advert takes turns with the real one, it cannot shut it out).
+        """
         if not self.config.serve:
             return
-        dialing = sum(1 for a in self.adverts.values() if a.dialing is not None)
-        for name, advert in self.adverts.items():
+        dialing = sum(1 for link in self.links.values() if link.dials_for is not None)
+        targets = self._targets()
+        for device_id, peer in self.peers.items():
             if dialing >= MAX_DIALS:
                 return
+            peer.adverts = [name for name in peer.adverts if name in self.adverts]
             if (
-                advert.device is None
-                or advert.dialing is not None
-                or advert.synced >= self.generation
-                or advert.retry_at > self.now
-                or not self.knows(advert.device)
+                not peer.adverts
+                or peer.dialing is not None
+                or peer.synced >= self.generation
+                or peer.retry_at > self.now
+                or device_id not in targets
             ):
                 continue
+            name = peer.adverts[-1 - peer.failures % len(peer.adverts)]
+            advert = self.adverts[name]
             conn = self._dial(advert.addresses, advert.port, out)
             link = ChannelLink(
-                self, conn, "", self.now, self.rng, initiator=True, expect=advert.device
+                self, conn, "", self.now, self.rng, initiator=True, expect=targets[device_id]
             )
-            link.advert, link.generation = name, self.generation
+            link.dials_for, link.generation = device_id, self.generation
             self.links[conn] = link
-            advert.dialing = conn
+            peer.dialing = conn
             dialing += 1
 
     def _targets(self) -> dict[bytes, DeviceRecord]:
@@ -339,15 +387,35 @@ class Node:
             out.append(io.Close(event.conn))
             return
         if len(accepted) >= MAX_CONNECTIONS:
-            # Full: make room by dropping the oldest connection that has not
-            # yet proven a known device (a known device always gets in while
-            # strangers merely hold connections open).
-            unproven = [link for link in accepted if not link.proven]
-            if not unproven:
+            victim = self._evictable(accepted)
+            if victim is None:
                 out.append(io.Close(event.conn))
                 return
-            self._drop(unproven[0], "dropped to make room for another", out)
+            self._drop(victim, "dropped to make room for another", out)
         self.links[event.conn] = Accepted(event.conn, event.address, self.now)
+
+    def _evictable(self, accepted: list[Link]) -> Link | None:
+        """The connection to drop when all are taken, oldest first, if any may go.
+
+        First one that has not proven a known device (strangers merely
+        holding connections open); then one from a device that is no longer
+        a fellow member, or that holds more than one connection (so neither
+        a removed device nor one member can keep the others out).
+        """
+        unproven = [link for link in accepted if not link.proven]
+        if unproven:
+            return unproven[0]
+        targets = self._targets()
+        devices: dict[bytes, int] = {}
+        for link in accepted:
+            device = _proven_device(link)
+            if device is not None:
+                devices[device] = devices.get(device, 0) + 1
+        for link in accepted:
+            device = _proven_device(link)
+            if device is not None and (device not in targets or devices[device] > 1):
+                return link
+        return None
 
     def _connected(self, event: io.Connected, out: list[Effect]) -> None:
         link = self.links.get(event.conn)
@@ -437,15 +505,15 @@ class Node:
 
     def _forget(self, link: Link, *, failed: bool) -> None:
         self.links.pop(link.conn, None)
-        advert = self.adverts.get(link.advert) if link.advert is not None else None
-        if advert is not None and advert.dialing == link.conn:
-            advert.dialing = None
+        peer = self.peers.get(link.dials_for) if link.dials_for is not None else None
+        if peer is not None and peer.dialing == link.conn:
+            peer.dialing = None
             if failed:
-                advert.failures += 1
-                advert.retry_at = self.now + min(RETRY_MAX, RETRY_BASE * 2 ** (advert.failures - 1))
+                peer.failures += 1
+                peer.retry_at = self.now + min(RETRY_MAX, RETRY_BASE * 2 ** (peer.failures - 1))
             else:
-                advert.failures = 0
-                advert.synced = link.generation
+                peer.failures = 0
+                peer.synced = link.generation
 
     def _closed(self, conn: ConnId, reason: str, out: list[Effect]) -> None:
         link = self.links.get(conn)
@@ -725,6 +793,11 @@ class Node:
                 out.append(io.Reply(request, describe(group)))
             case io.Shred(name):
                 group = self.find_group(name)
+                for open_request, open_ in list(self.invitations.items()):
+                    if open_.invitation.group_id == group.id:
+                        self._end_invitation(
+                            open_request, NotAllowed("the group was shredded"), out
+                        )
                 del self.groups[group.id]
                 self._heal_since.pop(group.id, None)
                 out.append(io.Persist(shredded=(group.id,)))
@@ -736,6 +809,10 @@ class Node:
                 self._join(request, code, link, address, timeout)
 
     def _invite(self, request: int, name: str, role: str, lifetime: int, out: list[Effect]) -> None:
+        if not MIN_INVITATION <= lifetime <= MAX_INVITATION:
+            raise InvalidArgument("an invitation lasts from 10 seconds to 24 hours")
+        if role not in ("admin", "member"):
+            raise InvalidArgument("a role is admin or member")
         group = self.find_group(name)
         if not membership.may_author(group.state, self.me.device_id.raw, "add"):
             raise NotAllowed("only an admin of the group can invite")
@@ -771,6 +848,10 @@ class Node:
     ) -> None:
         if (code is None) == (link is None):
             raise InvalidArgument("give either a code or a link")
+        if not (math.isfinite(timeout) and 1 <= timeout <= MAX_JOIN_WAIT):
+            raise InvalidArgument("a join looks for its inviter from 1 second to an hour")
+        if address is not None and not 0 < address[1] < 65536:
+            raise InvalidArgument("a port is from 1 to 65535")
         if len(self.invitations) + len(self.joins) >= MAX_INVITATIONS:
             raise NotAllowed("too many pairings are under way on this device")
         secret = pairing.parse_code(code) if code is not None else pairing.parse_link(link or "")
@@ -848,13 +929,20 @@ class Node:
                 times.append(since + rank * HEAL_DELAY)
         if self.config.serve:
             times += [
-                a.retry_at
-                for a in self.adverts.values()
-                if a.dialing is None and a.retry_at > self.now
+                peer.retry_at
+                for peer in self.peers.values()
+                if peer.dialing is None and peer.retry_at > self.now
             ]
             if self._advert is not None or self.groups:
                 times.append((int(self.now) // discovery.HOUR + 1) * discovery.HOUR)
         return min(times) if times else None
+
+
+def _proven_device(link: Link) -> bytes | None:
+    """The device a channel link proved, if it did."""
+    if isinstance(link, ChannelLink) and link.peer is not None:
+        return link.peer.device_id.raw
+    return None
 
 
 def _error_reply(request: int, error: CoveyError) -> io.Reply:
