@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Final
 
-from covey.sim.network import Faults
+from covey.sim.network import QUIET, Faults
 from covey.sim.users import HOUR, Users, schedule_uptime
 from covey.sim.world import DAY, EPOCH, Device, World
 
@@ -183,6 +183,67 @@ def churn(world: World, users: Users, days: float) -> None:
     users.every(2 * HOUR, EPOCH + HOUR, end, lambda: users.seal(world.rand.choice(members)))
 
 
+def household(world: World, users: Users, days: float) -> None:
+    """One home, five devices always on: removals of devices that stay on the LAN.
+
+    Two admins (a laptop, a phone) and three members. Every few hours
+    someone seals a note or rotates; a member tries to invite a new device
+    (which only an admin may do); an admin removes a member's device while
+    that device is still up and listening (a stolen phone), and another
+    member leaves by itself. What a removed device can open afterwards is
+    what `secrecy` checks.
+    """
+    end = EPOCH + days * DAY
+    laptop = world.add_device("laptop", "ana", 0)
+    phone = world.add_device("phone", "ana", 0)
+    tablet = world.add_device("tablet", "kid", 0)
+    tv = world.add_device("tv", "house", 0)
+    watch = world.add_device("watch", "dad", 0)
+    newcomer = world.add_device("newcomer", "guest", 0)
+    everyone = [laptop, phone, tablet, tv, watch, newcomer]
+    for device in everyone:
+        schedule_uptime(world, device, "always", EPOCH, end)
+    world.at(EPOCH + 60, lambda: users.create(laptop))
+    world.at(EPOCH + 120, partial(users.pair, laptop, phone, "admin"))
+    world.at(EPOCH + 240, partial(users.pair, laptop, tablet))
+    world.at(EPOCH + 360, partial(users.pair, phone, tv))
+    world.at(EPOCH + 480, partial(users.pair, laptop, watch))
+    span = end - EPOCH - 600
+    # A member tries to bring the newcomer in: refused (only admins invite).
+    world.at(
+        EPOCH + 600 + world.rand.uniform(0.1, 0.3) * span, partial(users.pair, tablet, newcomer)
+    )
+    removal = EPOCH + 600 + world.rand.uniform(0.3, 0.5) * span
+    world.at(removal, partial(users.remove, world.rand.choice([laptop, phone]), tv))
+    world.at(removal + world.rand.uniform(0.1, 0.3) * span, partial(users.remove, watch, watch))
+    members = [laptop, phone, tablet, tv, watch]
+    users.every(HOUR, EPOCH + 600, end, lambda: users.seal(world.rand.choice(members)))
+    users.every(4 * HOUR, EPOCH + 600, end, lambda: users.rotate(world.rand.choice(members)))
+
+
+def away(world: World, users: Users, days: float) -> None:
+    """Three devices; the tablet is off for most of the run while the others rotate.
+
+    A regression scenario: with discovery tags keyed by the group's last
+    three epochs (the first design), a device that missed three rotations
+    never recognized its group's adverts again, and this run ended with the
+    tablet stuck on an old epoch. Pairwise tags do not depend on epochs.
+    """
+    end = EPOCH + days * DAY
+    laptop = world.add_device("laptop", "ana", 0)
+    phone = world.add_device("phone", "ana", 0)
+    tablet = world.add_device("tablet", "ana", 0)
+    for device in (laptop, phone, tablet):
+        world.at(EPOCH, partial(world.set_online, device, True))
+    world.at(EPOCH + 60, lambda: users.create(laptop))
+    world.at(EPOCH + 120, partial(users.pair, laptop, phone, "admin"))
+    world.at(EPOCH + 240, partial(users.pair, laptop, tablet))
+    world.at(EPOCH + HOUR, partial(world.set_online, tablet, False))
+    for k in range(6):  # six rotations while the tablet is away
+        world.at(EPOCH + (2 + k) * HOUR, partial(users.rotate, (laptop, phone)[k % 2]))
+    world.at(end - 2 * HOUR, partial(world.set_online, tablet, True))
+
+
 SCENARIOS: Final = {
     s.name: s
     for s in (
@@ -204,5 +265,14 @@ SCENARIOS: Final = {
             partition,
         ),
         Scenario("churn", "20 devices joining and leaving, a week", 7.0, 1, FLAKY, churn),
+        Scenario("away", "a device off while the others rotate six times", 0.5, 1, QUIET, away),
+        Scenario(
+            "household",
+            "one home, removals of devices that stay up, a member who tries to invite",
+            1.0,
+            1,
+            FLAKY,
+            household,
+        ),
     )
 }
