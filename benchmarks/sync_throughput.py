@@ -4,8 +4,9 @@ Run by hand: `python benchmarks/sync_throughput.py [--ops 10000]`.
 
 Device A holds a group with N ops (one causal chain by two admins, one in
 ten a rotation); device B holds only its first two. A runs in a child
-process (another node, as it would be), and the two sync once over a real
-TCP connection on loopback: Noise channel, sync messages, B verifying and
+process (another node, as it would be), and B's node, shown A's advert,
+dials it and the two sync once over a real TCP connection on loopback: the
+pure nodes and their drivers, Noise channel, sync messages, B verifying and
 applying every op and unwrapping its key from every rotation. Persisting is
 left out (the store is the other edge; its tests cover it). Beside it, in
 the same run: B's replica applying the same ops straight from memory, the
@@ -27,12 +28,12 @@ import anyio
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import SeededRng, machine, table
 from covey.core import encoding
+from covey.core.discovery import Discovery
 from covey.core.group import Group
 from covey.core.identity import Identity, create_identity
-from covey.core.sync import SyncSession
+from covey.core.node import Node, io
 from covey.gcpause import collector_paused
-from covey.net import tcp
-from covey.runtime.syncer import sync_once
+from covey.runtime.driver import Driver
 
 NOW = 1_793_491_200
 TARGET = 0.5
@@ -67,29 +68,22 @@ def build(count: int) -> list[bytes]:
 
 
 def serve_a(path: str) -> None:
-    """The child: node A, serving one sync."""
+    """The child: node A (a real node and driver), serving until B has synced."""
     raws = encoding.decode(Path(path).read_bytes(), LIMITS)
-    a_id, b_id = identities()
+    a_id, _ = identities()
     a = Group.replica(a_id, _genesis_id(raws), raws)
+    done = anyio.Event()
 
-    async def run() -> None:
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-        print(listener.extra(anyio.abc.SocketAttribute.local_port), flush=True)
-        done = anyio.Event()
-
-        async def nothing(_: set[bytes]) -> None:
-            return None
-
-        async def serve(stream) -> None:  # type: ignore[no-untyped-def]
-            async with stream:
-                channel = await tcp.handshake(
-                    stream, a_id, initiator=False, rng=os.urandom, knows=lambda r: True
-                )
-                await sync_once(channel, SyncSession({a.id: a}, b_id.device_id.raw), nothing)
+    def emit(event: str, data: dict[str, object]) -> None:
+        if event == "synced":
             done.set()
 
+    async def run() -> None:
+        driver = Driver(
+            Node(a_id, [a]), None, b"", os.urandom, time.time, emit=emit, host="127.0.0.1"
+        )
         async with anyio.create_task_group() as tg:
-            tg.start_soon(listener.serve, serve)
+            tg.start_soon(driver.run, lambda port: print(port, flush=True))
             await done.wait()
             tg.cancel_scope.cancel()
 
@@ -103,18 +97,25 @@ def _genesis_id(raws: list[bytes]) -> bytes:
     return parse_op(raws[0]).id
 
 
-async def sync_b(b: Group, a_device: bytes, port: int) -> float:
-    async def nothing(_: set[bytes]) -> None:
-        return None
+async def sync_b(b: Group, port: int) -> float:
+    """Node B sees A's advert (the tags A's node would publish) and syncs once."""
+    a_id, _ = identities()
+    tags = Discovery(a_id).advert_tags([b.me.record], NOW, os.urandom)
+    synced = anyio.Event()
 
-    start = time.perf_counter()
-    stream = await anyio.connect_tcp("127.0.0.1", port)
-    async with stream:
-        channel = await tcp.handshake(
-            stream, b.me, initiator=True, rng=os.urandom, knows=lambda r: True
-        )
-        await sync_once(channel, SyncSession({b.id: b}, a_device), nothing)
-    return time.perf_counter() - start
+    def emit(event: str, data: dict[str, object]) -> None:
+        if event == "synced":
+            synced.set()
+
+    driver = Driver(Node(b.me, [b]), None, b"", os.urandom, lambda: NOW, emit=emit, port=None)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(driver.run)
+        start = time.perf_counter()
+        await driver.post(io.AdvertSeen("a", ("127.0.0.1",), port, tags))
+        await synced.wait()
+        elapsed = time.perf_counter() - start
+        tg.cancel_scope.cancel()
+    return elapsed
 
 
 def main() -> None:
@@ -128,7 +129,7 @@ def main() -> None:
     print(f"building {args.ops:,} ops ...", file=sys.stderr)
     raws = build(args.ops)
     group_id = _genesis_id(raws)
-    a_id, b_id = identities()
+    _, b_id = identities()
     moved = len(raws) - 2
     sync_times, core_times = [], []
     with tempfile.NamedTemporaryFile(suffix=".ops") as file:
@@ -141,7 +142,7 @@ def main() -> None:
             port = int(child.stdout.readline())  # type: ignore[union-attr]
             b = Group.replica(b_id, group_id, raws[:2])
             with collector_paused():
-                sync_times.append(anyio.run(sync_b, b, a_id.device_id.raw, port))
+                sync_times.append(anyio.run(sync_b, b, port))
             child.wait(timeout=60)
             assert len(b.log) == len(raws), "B must hold every op after one sync"
             core = Group.replica(b_id, group_id, raws[:2])

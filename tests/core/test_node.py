@@ -328,3 +328,31 @@ def test_with_many_fellow_devices_the_advert_does_not_show_how_many() -> None:
     assert set(first) != set(every[: discovery.ADVERT_TAGS])
     assert set(first) != set(second)  # a different subset each time
     assert set(first) <= set(every)
+
+
+def test_a_key_missed_across_a_partition_is_handed_over_by_a_healing_rotation() -> None:
+    """Found by the simulator (family, seed 0, inviters leaving): a device added
+    on one side of a partition never got the key of an epoch made on the other
+    side, so it could not open what was sealed there, in a `shared` group.
+    A member holding that key now rotates, and its bundle carries it."""
+    world = World(3, seed="history-gap")
+    world.act(0, "add_admin", 1)
+    world.sync(0, 1)
+    rotation = world.act(0, "rotate")  # apart: device 0 starts epoch E ...
+    world.act(1, "add", 2)  # ... while device 1 adds device 2
+    world.converge()
+    newcomer = world.replicas[2]
+    assert rotation is not None
+    assert rotation.id not in newcomer.keys
+    assert newcomer.history_gaps() == [(rotation.id, world.id(2))]
+    founder = Node(world.identities[0], [world.replicas[0]])
+    assert world.replicas[0].needs_history_heal
+    effects = run(founder, io.Tick(), NOW + 100)
+    assert "Persist" in kinds(effects)
+    healing = world.replicas[0].log.order[-1]
+    world.deliver([healing], 2)
+    assert newcomer.keys[rotation.id] == world.replicas[0].keys[rotation.id]
+    assert newcomer.history_gaps() == []
+    assert world.replicas[0].history_gaps() == []
+    # Nothing more to do: no second healing rotation.
+    assert "Persist" not in kinds(run(founder, io.Tick(), NOW + 200))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from covey.core import Rng, keys, membership
 from covey.core.identity import Identity, open_device_record
 from covey.core.log import GroupLog, Received
-from covey.core.membership import GroupState
+from covey.core.membership import Epoch, GroupState
 from covey.core.ops import (
     Add,
     Body,
@@ -56,6 +56,10 @@ class Group:
     keys: dict[bytes, bytes] = field(default_factory=dict)
     #: Epochs whose wrapped key for this device did not open (reported, not fatal).
     bad_wraps: set[bytes] = field(default_factory=set)
+    #: `history_gaps()` for a log of the length it was computed at.
+    _gaps: tuple[tuple[int, int], list[tuple[bytes, bytes]]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     # --- creating and loading ------------------------------------------------
 
@@ -194,6 +198,64 @@ class Group:
                     break
         return missed
 
+    def history_gaps(self) -> list[tuple[bytes, bytes]]:
+        """(epoch, member) pairs still missed: the member lacks a key its policy allows.
+
+        A missed epoch (see `_missed_epochs`) is handed over by a later
+        rotation that includes the member, written by a recipient of that
+        epoch (who holds its key, so its bundle carries it). Until one
+        exists, the gap stands, and a recipient of the epoch should rotate
+        (`needs_history_heal`). Only in `shared` groups; none in `forward`.
+        """
+        state = self.state
+        if state.history != "shared":
+            return []
+        stamp = (len(self.log), len(state.epochs))
+        if self._gaps is not None and self._gaps[0] == stamp:
+            return self._gaps[1]
+        log = self.log
+        missed = set(self._missed_epochs())
+        gaps = []
+        for epoch in state.epochs:
+            if epoch.id not in missed:
+                continue
+            made = log.ops[epoch.id]
+            for device in sorted(state.members):
+                if device in epoch.recipients or any(
+                    log.clocks[intro.id].get(made.author, 0) >= made.seq
+                    for intro in log.introductions.get(device, ())
+                ):
+                    continue
+                if not self._handed_over(epoch, made, device):
+                    gaps.append((epoch.id, device))
+        self._gaps = (stamp, gaps)
+        return gaps
+
+    def _handed_over(self, epoch: Epoch, made: Op, device: bytes) -> bool:
+        """Whether a rotation after `epoch` and after `device` joined, for it, by a
+        recipient of `epoch`, carried the epoch's key to it."""
+        log = self.log
+        intros = log.introductions.get(device, ())
+        for later in self.state.epochs:
+            op = log.ops[later.id]
+            if (
+                isinstance(op.body, Rotate)
+                and device in later.recipients
+                and op.author in epoch.recipients
+                and log.clocks[op.id].get(made.author, 0) >= made.seq
+                and any(log.clocks[op.id].get(i.author, 0) >= i.seq for i in intros)
+            ):
+                return True
+        return False
+
+    @property
+    def needs_history_heal(self) -> bool:
+        """A history gap that this device can close (it holds a missed epoch's key)."""
+        me = self.me.device_id.raw
+        if me not in self.state.members:
+            return False
+        return any(epoch in self.keys for epoch, _ in self.history_gaps())
+
     def _finish(self, op: Op, key: bytes) -> Op:
         self.keys[op.id] = key
         return op
@@ -244,6 +306,17 @@ class Group:
     def heal(self, now: int, rng: Rng) -> Op | None:
         """Rotate if the current epoch's key is not held by exactly the members."""
         return self.rotate(now, rng) if self.state.needs_healing else None
+
+    def history_healer_rank(self) -> int | None:
+        """This device's place among the members who can close a history gap, or None."""
+        gaps = self.history_gaps()
+        if not gaps:
+            return None
+        epochs = {e.id: e for e in self.state.epochs}
+        able = {d for epoch, _ in gaps for d in epochs[epoch].recipients}
+        order = [d for d in self.state.by_seniority() if d in able]
+        me = self.me.device_id.raw
+        return order.index(me) if me in order else None
 
     def healer_rank(self) -> int | None:
         """This device's place in the healing order (0 heals first), or None."""

@@ -54,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     run_cmd.add_argument("--mutant", choices=sorted(MUTANTS))
     run_cmd.add_argument("--json", action="store_true")
     run_cmd.add_argument(
+        "--inviter-leaves",
+        action="store_true",
+        help="inviters go offline for a few hours right after each pairing",
+    )
+    run_cmd.add_argument(
         "--trace", action="store_true", help="print the trace's tail on a violation"
     )
     commands.add_parser("scenarios", help="list the scenarios")
@@ -72,7 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [args.seed] if args.seed is not None else list(args.seeds)
     failed = 0
     for seed in seeds:
-        result = run(args.scenario, seed, days=args.days, mutant=args.mutant)
+        result = run(
+            args.scenario,
+            seed,
+            days=args.days,
+            mutant=args.mutant,
+            inviter_leaves=args.inviter_leaves,
+        )
         failed += bool(result["violations"])
         if args.json:
             if args.seed is None:  # one line per seed

@@ -76,8 +76,14 @@ class Convergence:
 
 
 def run(
-    scenario: str, seed: int, *, days: float | None = None, mutant: str | None = None
+    scenario: str,
+    seed: int,
+    *,
+    days: float | None = None,
+    mutant: str | None = None,
+    inviter_leaves: bool = False,
 ) -> dict[str, Any]:
+    """Run one scenario on one seed; the result document (see `__main__`)."""
     spec = SCENARIOS[scenario]
     length = spec.days if days is None else days
     wall = time.perf_counter()
@@ -90,7 +96,7 @@ def run(
     with mutants.planted(mutant):
         users: Users | None = None
         try:
-            users = Users(world, invariants)
+            users = Users(world, invariants, inviter_leaves=inviter_leaves)
             spec.build(world, users, length)
             end = EPOCH + length * DAY
             world.run_until(end)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Final, Literal
 
 from covey.core.node import io
@@ -58,6 +59,9 @@ class Users:
     world: World
     invariants: Invariants
     group: str = "family"
+    #: Inviters go offline right after each pairing (the new device must get
+    #: later keys from someone else).
+    inviter_leaves: bool = False
     #: device name -> (joined at, group ID): devices waiting to hold the current key.
     waiting: dict[str, tuple[float, bytes]] = field(default_factory=dict)
     #: Seconds from joining to holding the group's current key, per join.
@@ -69,6 +73,14 @@ class Users:
 
     def __post_init__(self) -> None:
         self.world.after_step.append(self._check_waiting)
+
+    def _leave_for_a_while(self, device: Device) -> None:
+        """The inviter goes offline right after the pairing, for 1 to 6 hours."""
+        world = self.world
+        world.set_online(device, False)
+        world.at(
+            world.now + world.rand.uniform(1, 6) * HOUR, partial(world.set_online, device, True)
+        )
 
     def _refuse(self, why: str) -> None:
         self.refused[why] = self.refused.get(why, 0) + 1
@@ -145,8 +157,11 @@ class Users:
                         again(HOUR)
 
                 world.at(world.now + typing, join)
-            elif reply.final and then is not None:
-                then()
+            elif reply.final:
+                if self.inviter_leaves and reply.data.get("event") == "joined":
+                    self._leave_for_a_while(inviter)
+                if then is not None:
+                    then()
 
         role_: Literal["admin", "member"] = "admin" if role == "admin" else "member"
         if not world.command(inviter, io.Invite(self.group, role_, 600), on_invite):

@@ -22,6 +22,7 @@ import heapq
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from covey.core.group import Group
@@ -215,6 +216,8 @@ class World:
         ):
             crash_at = self.rand.below(len(effects) + 1)
         for i, effect in enumerate(effects):
+            if device.node is None:
+                return  # (stopped by something this batch set off)
             if i == crash_at:
                 self.crash(device)
                 return
@@ -269,7 +272,8 @@ class World:
                 if final:
                     self._replies.pop((index, request), None)
                 if handler is not None:
-                    handler(effect)
+                    # The user reacts after this batch of effects, not inside it.
+                    self.at(self.now, partial(handler, effect))
 
     # --- reading state ------------------------------------------------------------------
 

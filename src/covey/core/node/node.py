@@ -897,17 +897,17 @@ class Node:
         if not self.config.serve:
             return
         for group in self.groups.values():
-            if group.log.state is None or not group.state.needs_healing:
-                self._heal_since.pop(group.id, None)
+            if group.log.state is None:
                 continue
-            rank = group.healer_rank()
+            rank = self._heal_rank(group)
             if rank is None:
+                self._heal_since.pop(group.id, None)
                 continue
             since = self._heal_since.setdefault(group.id, self.now)
             if self.now - since < rank * HEAL_DELAY:
                 continue
             try:
-                group.heal(int(self.now), self.rng)
+                group.rotate(int(self.now), self.rng)
             except CoveyError as exc:  # this device cannot (it lacks a member's record?)
                 out.append(
                     io.Notify("heal_failed", {"group": group.state.name, "reason": str(exc)})
@@ -918,13 +918,28 @@ class Node:
             self.persist({group.id}, out)
             out.append(io.Notify("healed", {"group": group.state.name}))
 
+    @staticmethod
+    def _heal_rank(group: Group) -> int | None:
+        """This device's healing rank if the group needs a healing rotation, else None.
+
+        Two needs: the current key not held by exactly the members (every
+        member ranks by seniority), or a member lacking a key its history
+        policy allows (`Group.history_gaps`: the members who hold such a key
+        rank among themselves).
+        """
+        if group.state.needs_healing:
+            return group.healer_rank()
+        if group.needs_history_heal:
+            return group.history_healer_rank()
+        return None
+
     def _next_wake(self) -> float | None:
         times = [link.deadline() for link in self.links.values()]
         times += [o.invitation.expires for o in self.invitations.values()]
         times += [j.deadline for j in self.joins.values()]
         for group_id, since in self._heal_since.items():
             group = self.groups.get(group_id)
-            rank = group.healer_rank() if group is not None else None
+            rank = self._heal_rank(group) if group is not None else None
             if rank is not None:
                 times.append(since + rank * HEAL_DELAY)
         if self.config.serve:

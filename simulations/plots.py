@@ -1,0 +1,67 @@
+"""Figures from `results/*.json` (run `baselines.py` first). Needs matplotlib:
+
+    pip install -e '.[sim]'
+    python simulations/plots.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+
+
+def key_delay_cdf() -> None:
+    data = json.loads((RESULTS / "key_delay.json").read_text())
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for scenario, result in data.items():
+        delays = [max(d, 1.0) for d in result["delays"]]  # (at once: drawn at 1 s)
+        waiting = result["never_got_key"]
+        total = len(delays) + waiting
+        if not total:
+            continue
+        ys = [(i + 1) / total for i in range(len(delays))]
+        ax.step(delays, ys, where="post", label=f"{scenario} ({total} joins)")
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds from joining until holding the current key (log)")
+    ax.set_ylabel("fraction of joins")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Time to the current key, inviter offline right after pairing")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(HERE / "key_delay_cdf.png", dpi=120)
+
+
+def partition_bars() -> None:
+    data = json.loads((RESULTS / "partition.json").read_text())
+    labels = list(data)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.6))
+    for ax, metric, title in (
+        (left, "syncs", "sync sessions to converge"),
+        (right, "kilobytes", "kilobytes sent to converge"),
+    ):
+        p50 = [data[k][metric].get("p50", 0) for k in labels]
+        p90 = [data[k][metric].get("p90", 0) for k in labels]
+        xs = range(len(labels))
+        ax.bar([x - 0.2 for x in xs], p50, width=0.4, label="median")
+        ax.bar([x + 0.2 for x in xs], p90, width=0.4, label="90th percentile")
+        ax.set_xticks(list(xs), [f"split {k}" for k in labels])
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    left.legend()
+    fig.tight_layout()
+    fig.savefig(HERE / "partition_heal.png", dpi=120)
+
+
+if __name__ == "__main__":
+    key_delay_cdf()
+    partition_bars()
+    print("wrote key_delay_cdf.png and partition_heal.png")
