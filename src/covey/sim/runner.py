@@ -26,12 +26,16 @@ from covey.sim.world import DAY, EPOCH, Violation, World
 HEAL_PHASE: Final = 1800.0
 
 
-def replay_command(scenario: str, seed: int, days: float | None, mutant: str | None) -> str:
+def replay_command(
+    scenario: str, seed: int, days: float | None, mutant: str | None, inviter_leaves: bool = False
+) -> str:
     command = f"python -m covey.sim run --scenario {scenario} --seed {seed}"
     if days is not None:
         command += f" --days {days:g}"
     if mutant is not None:
         command += f" --mutant {mutant}"
+    if inviter_leaves:
+        command += " --inviter-leaves"
     return command
 
 
@@ -100,6 +104,7 @@ def run(
             spec.build(world, users, length)
             end = EPOCH + length * DAY
             world.run_until(end)
+            users.done = True
             heal = _heal_phase(world, invariants, spec.homes)
             world.run_until(end + HEAL_PHASE)
             metrics.update(invariants.final())
@@ -111,7 +116,7 @@ def run(
                     "detail": violation.detail,
                     "step": world.steps,
                     "virtual_time": round(world.now - EPOCH, 6),
-                    "replay": replay_command(scenario, seed, days, mutant),
+                    "replay": replay_command(scenario, seed, days, mutant, inviter_leaves),
                     "trace": list(world.tail),
                 }
             )

@@ -20,7 +20,7 @@ from covey.sim.world import DAY, EPOCH, Device, World
 
 HOUR: Final = 3600.0
 #: Times a user tries to pair one device before giving up.
-PAIR_TRIES: Final = 5
+PAIR_TRIES: Final = 8
 #: On-hours per profile: (start hour, end hour) of an ordinary day.
 PROFILES: Final = {
     "always": (0.0, 24.0),
@@ -59,6 +59,8 @@ class Users:
     world: World
     invariants: Invariants
     group: str = "family"
+    #: Set when the scenario's time is over (the heal phase): users do nothing more.
+    done: bool = False
     #: Inviters go offline right after each pairing (the new device must get
     #: later keys from someone else).
     inviter_leaves: bool = False
@@ -74,8 +76,25 @@ class Users:
     def __post_init__(self) -> None:
         self.world.after_step.append(self._check_waiting)
 
+    def _at_hand(self, device: Device, other: Device) -> bool:
+        return (
+            self._on(device)
+            and self._on(other)
+            and self.world.network.reachable(device.index, other.index)
+        )
+
+    def _admins(self) -> list[Device]:
+        """The devices that are admins of the group, as the union of all logs says."""
+        for truth in self.invariants.truth.values():
+            state = truth.state
+            if state is not None and state.name == self.group:
+                return [d for d in self.world.devices if state.role(d.id) == "admin"]
+        return []
+
     def _leave_for_a_while(self, device: Device) -> None:
         """The inviter goes offline right after the pairing, for 1 to 6 hours."""
+        if self.done:
+            return
         world = self.world
         world.set_online(device, False)
         world.at(
@@ -97,6 +116,8 @@ class Users:
 
     def create(self, device: Device, history: str = "shared") -> None:
         action = io.CreateGroup(self.group, "forward" if history == "forward" else "shared")
+        if self.done:
+            return
         if not self.world.command(device, action, lambda r: None):
             self._refuse("create: device off")
 
@@ -113,11 +134,19 @@ class Users:
         A user whose join failed tries again a few minutes later (with a new
         code), up to `PAIR_TRIES` times in all: after a welcome lost on the
         way, the inviter already counts the joiner a member, and only a new
-        pairing brings it the group.
+        pairing brings it the group. A retry asks another admin that is at
+        hand when the first inviter is not (as a family would).
         """
         world = self.world
+        if self.done:
+            return
         if attempt > 1 and self._holds_group(joiner):
             return  # it got there meanwhile (a sync, or the user's earlier try)
+        if attempt > 1 and not self._at_hand(inviter, joiner):
+            inviter = next(
+                (a for a in self._admins() if a is not joiner and self._at_hand(a, joiner)),
+                inviter,
+            )
 
         def again(delay: float) -> None:
             if attempt < PAIR_TRIES:
@@ -191,6 +220,8 @@ class Users:
             elif done is not None:
                 done(reply)
 
+        if self.done:
+            return
         if not self.world.command(device, action, on_reply):
             self._refuse(f"{what}: device off")
 
@@ -213,6 +244,8 @@ class Users:
             self.invariants.sealed.append(Sealed(group.id, epoch, device.name, data, plaintext))
             self.world.trace(f"user: {device.name} sealed note {self.notes}")
 
+        if self.done:
+            return
         if not self.world.command(device, io.Heal(self.group), on_heal):
             self._refuse("seal: device off")
 
