@@ -21,7 +21,7 @@ Messages are canonical msgpack maps, `{"t": kind, ...}`:
   sent.
 * `bye`    `{}`: every request of the sender has been answered; it will ask
   nothing more. A one-shot sync ends once each side has sent and received
-  `bye` (see `covey.runtime.syncer`).
+  `bye` (see `ChannelLink` in `covey.core.node.links`).
 
 Two devices that both changed a group while apart converge in one exchange:
 each says what it has, each sends the other what it lacks.
