@@ -62,69 +62,86 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=60)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--only", choices=["key_delay", "healing", "partition"], help="run one part only"
+    )
     args = parser.parse_args()
+    parts = [args.only] if args.only else ["key_delay", "healing", "partition"]
     RESULTS.mkdir(exist_ok=True)
     with ProcessPoolExecutor(args.workers) as pool:
-        # 1. Time to the current key with the inviter gone.
-        jobs = [(s, seed, d, True) for s, d in SCENARIOS for seed in range(args.seeds)]
-        runs = list(pool.map(_run, jobs))
-        key_delay: dict[str, Any] = {}
-        for scenario, days in SCENARIOS:
-            mine = [r for r in runs if r["scenario"] == scenario]
-            delays = [d for r in mine for d in r["metrics"].get("key_delays", [])]
-            key_delay[scenario] = {
-                "days": days,
-                "runs": len(mine),
-                "violations": [v for r in mine for v in r["violations"]],
-                "joins": len(delays),
-                "never_got_key": sum(r["metrics"].get("never_got_key", 0) for r in mine),
-                "at_once": sum(1 for d in delays if d < 1),
-                "seconds": _quantiles(delays),
-                "delays": sorted(delays),
-            }
-        (RESULTS / "key_delay.json").write_text(json.dumps(key_delay, indent=1) + "\n")
-
-        # 2. Healing rotations per removal (honest users, inviters stay).
-        jobs = [(s, seed, d, False) for s, d in SCENARIOS for seed in range(args.seeds)]
-        runs = list(pool.map(_run, jobs))
-        healing: dict[str, Any] = {}
-        for scenario, days in SCENARIOS:
-            mine = [r for r in runs if r["scenario"] == scenario and not r["violations"]]
-            removals = sum(r["metrics"]["removals"] for r in mine)
-            heals = sum(r["metrics"]["heals"] for r in mine)
-            healing[scenario] = {
-                "days": days,
-                "runs": len(mine),
-                "removals": removals,
-                "healing_rotations": heals,
-                "per_removal": round(heals / removals, 3) if removals else None,
-                "speed_virtual_per_wall": round(
-                    statistics.median(r["virtual_per_wall"] for r in mine), 1
-                ),
-            }
-        (RESULTS / "healing.json").write_text(json.dumps(healing, indent=1) + "\n")
-
-        # 3. Converging after a partition.
-        partition: dict[str, Any] = {}
-        for days, label in PARTITIONS:
-            seeds = args.seeds if days < 7 else max(10, args.seeds // 3)
-            mine = list(pool.map(_run, [("partition", s, days, False) for s in range(seeds)]))
-            done = [r["metrics"]["convergence"] for r in mine if r["metrics"].get("convergence")]
-            partition[label] = {
-                "days": days,
-                "runs": len(mine),
-                "violations": [v for r in mine for v in r["violations"]],
-                "converged": len(done),
-                "syncs": _quantiles([c["syncs"] for c in done]),
-                "kilobytes": _quantiles([c["bytes"] / 1000 for c in done]),
-                "seconds": _quantiles([c["seconds"] for c in done]),
-            }
-        (RESULTS / "partition.json").write_text(json.dumps(partition, indent=1) + "\n")
-    for name in ("key_delay", "healing", "partition"):
+        if "key_delay" in parts:
+            _key_delay(pool, args.seeds)
+        if "healing" in parts:
+            _healing(pool, args.seeds)
+        if "partition" in parts:
+            _partition(pool, args.seeds)
+    for name in parts:
         document = json.loads((RESULTS / f"{name}.json").read_text())
         for key, value in document.items():
             brief = {k: v for k, v in value.items() if k not in ("delays",)}
             print(name, key, json.dumps(brief))
+
+
+def _key_delay(pool: ProcessPoolExecutor, seeds: int) -> None:
+    """Time to the current key with the inviter gone."""
+    jobs = [(s, seed, d, True) for s, d in SCENARIOS for seed in range(seeds)]
+    runs = list(pool.map(_run, jobs))
+    key_delay: dict[str, Any] = {}
+    for scenario, days in SCENARIOS:
+        mine = [r for r in runs if r["scenario"] == scenario]
+        delays = [d for r in mine for d in r["metrics"].get("key_delays", [])]
+        key_delay[scenario] = {
+            "days": days,
+            "runs": len(mine),
+            "violations": [v for r in mine for v in r["violations"]],
+            "joins": len(delays),
+            "never_got_key": sum(r["metrics"].get("never_got_key", 0) for r in mine),
+            "at_once": sum(1 for d in delays if d < 1),
+            "seconds": _quantiles(delays),
+            "delays": sorted(delays),
+        }
+    (RESULTS / "key_delay.json").write_text(json.dumps(key_delay, indent=1) + "\n")
+
+
+def _healing(pool: ProcessPoolExecutor, seeds: int) -> None:
+    """Healing rotations per removal (honest users, inviters stay)."""
+    jobs = [(s, seed, d, False) for s, d in SCENARIOS for seed in range(seeds)]
+    runs = list(pool.map(_run, jobs))
+    healing: dict[str, Any] = {}
+    for scenario, days in SCENARIOS:
+        mine = [r for r in runs if r["scenario"] == scenario and not r["violations"]]
+        removals = sum(r["metrics"]["removals"] for r in mine)
+        heals = sum(r["metrics"]["heals"] for r in mine)
+        healing[scenario] = {
+            "days": days,
+            "runs": len(mine),
+            "removals": removals,
+            "healing_rotations": heals,
+            "per_removal": round(heals / removals, 3) if removals else None,
+            "speed_virtual_per_wall": round(
+                statistics.median(r["virtual_per_wall"] for r in mine), 1
+            ),
+        }
+    (RESULTS / "healing.json").write_text(json.dumps(healing, indent=1) + "\n")
+
+
+def _partition(pool: ProcessPoolExecutor, seeds_wanted: int) -> None:
+    """Converging after a partition of an hour, a day, a week."""
+    partition: dict[str, Any] = {}
+    for days, label in PARTITIONS:
+        seeds = seeds_wanted if days < 7 else max(10, seeds_wanted // 3)
+        mine = list(pool.map(_run, [("partition", s, days, False) for s in range(seeds)]))
+        done = [r["metrics"]["convergence"] for r in mine if r["metrics"].get("convergence")]
+        partition[label] = {
+            "days": days,
+            "runs": len(mine),
+            "violations": [v for r in mine for v in r["violations"]],
+            "converged": len(done),
+            "syncs": _quantiles([c["syncs"] for c in done]),
+            "kilobytes": _quantiles([c["bytes"] / 1000 for c in done]),
+            "seconds": _quantiles([c["seconds"] for c in done]),
+        }
+    (RESULTS / "partition.json").write_text(json.dumps(partition, indent=1) + "\n")
 
 
 if __name__ == "__main__":

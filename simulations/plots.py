@@ -1,7 +1,7 @@
 """Figures from `results/*.json` (run `baselines.py` first). Needs matplotlib:
 
-    pip install -e '.[sim]'
-    python simulations/plots.py
+pip install -e '.[sim]'
+python simulations/plots.py
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
+import matplotlib.pyplot as plt
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"

@@ -154,10 +154,10 @@ def partition(world: World, users: Users, days: float) -> None:
     world.at(split + 0.5 * span, lambda: users.remove(a, d))
     world.at(split + 0.55 * span, lambda: users.remove(b, c))
     left, right = [a, c, new_a], [b, d, new_b]
-    gap = max(60.0, span / 20)
-    users.every(gap, split, end, lambda: users.rotate(world.rand.choice(left)))
-    users.every(gap, split, end, lambda: users.rotate(world.rand.choice(right)))
-    users.every(gap, split, end, lambda: users.seal(world.rand.choice(left + right)))
+    # Changes at a steady rate, so a longer split leaves more to merge.
+    users.every(4 * HOUR, split, end, lambda: users.rotate(world.rand.choice(left)))
+    users.every(4 * HOUR, split, end, lambda: users.rotate(world.rand.choice(right)))
+    users.every(2 * HOUR, split, end, lambda: users.seal(world.rand.choice(left + right)))
 
 
 def churn(world: World, users: Users, days: float) -> None:
