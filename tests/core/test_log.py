@@ -198,3 +198,44 @@ def test_mutated_ops_give_a_typed_error_or_change_nothing(data: st.DataObject) -
 def test_parse_rejects_non_op_envelopes(world: World) -> None:
     with pytest.raises(InvalidInput):
         parse_op(world.identities[0].record_bytes)
+
+
+def test_an_op_that_skips_ahead_does_not_poison_the_clocks() -> None:
+    """Review finding: admin M published an op with sequence number 10**9 (kept,
+    invalid); its number entered every later clock, so an add M wrote after
+    its removal (with old parents, its ID ground to sort first) looked
+    causally before the removal and escaped the veto. Now it is vetoed."""
+    import copy
+
+    from tests.conftest import NOW
+
+    world = World(4, seed="seq-inflation")
+    world.act(0, "add_admin", 1)
+    world.act(0, "add", 2)
+    for j in (1, 2):
+        world.sync(0, j)
+    mallory, mallory_id = world.replicas[1], world.identities[1]
+    heads = tuple(sorted(mallory.log.heads))
+    content = OpContent(mallory.id, heads, 10**9, NOW, SetRole(world.id(2), "admin"))
+    jump = sign_op(content, mallory_id.device_id.raw, mallory_id.secrets.signing_seed)
+    world.deliver([jump], 0)
+    world.deliver([jump], 2)
+    assert world.replicas[0].log.validity[jump.id] is not None  # kept, invalid
+    removal = world.act(0, "remove", 1)
+    assert removal is not None
+    world.sync(0, 2)
+    for t in range(400):  # grind the add's ID to sort before the removal's
+        attempt = copy.deepcopy(mallory)
+        world.clock = NOW + 1000 + t
+        add = attempt.add(world.identities[3].record_bytes, "admin", world.tick(), world.rng)
+        if add.id < removal.id:
+            break
+    assert add.id < removal.id
+    world.replicas[1] = attempt
+    world.written += [add, jump]
+    world.converge()
+    for replica in (world.replicas[0], world.replicas[2]):
+        state = replica.state
+        assert world.id(1) not in state.members
+        assert world.id(3) not in state.members
+        assert add.id in state.skipped

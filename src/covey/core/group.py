@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from covey.core import Rng, keys, membership
 from covey.core.identity import Identity, open_device_record
 from covey.core.log import GroupLog, Received
-from covey.core.membership import Epoch, GroupState
+from covey.core.membership import GroupState
 from covey.core.ops import (
     Add,
     Body,
@@ -56,10 +56,12 @@ class Group:
     keys: dict[bytes, bytes] = field(default_factory=dict)
     #: Epochs whose wrapped key for this device did not open (reported, not fatal).
     bad_wraps: set[bytes] = field(default_factory=set)
-    #: `history_gaps()` for a log of the length it was computed at.
+    #: `history_gaps()` for a log of the length (and keys held) it was computed at.
     _gaps: tuple[tuple[int, int], list[tuple[bytes, bytes]]] | None = field(
         default=None, repr=False, compare=False
     )
+    #: Epoch op ID -> the epochs its history bundle carries (opened once).
+    _bundles: dict[bytes, frozenset[bytes]] = field(default_factory=dict, repr=False, compare=False)
 
     # --- creating and loading ------------------------------------------------
 
@@ -171,82 +173,70 @@ class Group:
         held = {epoch: self.keys[epoch] for epoch in epochs if epoch in self.keys}
         return keys.seal_history(new_key, self.id, held, rng)
 
-    def _missed_epochs(self) -> list[bytes]:
-        """Epochs some current member was not given although it was a member by then.
-
-        That happens only across a partition (an epoch made on one side while
-        the member was added on the other); a healing rotation hands them
-        over. Ordinary rotations carry no history, so their cost stays one
-        box per member.
-        """
-        state = self.state
-        log = self.log
-        missed = []
-        for epoch in state.epochs:
-            made = log.ops[epoch.id]
-            for device in state.members:
-                if device in epoch.recipients:
-                    continue
-                # Added after the epoch (in causal order)? Then its add brought
-                # the history, or policy says it should not have it.
-                added_after = any(
-                    log.clocks[intro.id].get(made.author, 0) >= made.seq
-                    for intro in log.introductions.get(device, ())
-                )
-                if not added_after:
-                    missed.append(epoch.id)
-                    break
-        return missed
-
     def history_gaps(self) -> list[tuple[bytes, bytes]]:
-        """(epoch, member) pairs still missed: the member lacks a key its policy allows.
+        """(epoch, member) pairs: a current member lacks a key its history policy allows.
 
-        A missed epoch (see `_missed_epochs`) is handed over by a later
-        rotation that includes the member, written by a recipient of that
-        epoch (who holds its key, so its bundle carries it). Until one
-        exists, the gap stands, and a recipient of the epoch should rotate
-        (`needs_history_heal`). Only in `shared` groups; none in `forward`.
+        In a `shared` group, a member is owed every epoch that is not after
+        its (latest) add: its adder's bundle carries the ones the adder
+        held. An epoch made on the other side of a partition, or one the
+        adder itself lacked, is a gap until a bundle carries it to the
+        member: its add's bundle, or a later rotation's it is a recipient
+        of. What a bundle carried is read from the bundle itself (this
+        device can open those of epochs it holds; one it cannot open counts
+        as carrying nothing, so a gap is never closed by a guess). A member
+        added with no bundle (under `forward`) is owed nothing before it.
+        Kept until the log grows (`_gaps`).
         """
         state = self.state
         if state.history != "shared":
             return []
-        stamp = (len(self.log), len(state.epochs))
+        stamp = (len(self.log), len(self.keys))
         if self._gaps is not None and self._gaps[0] == stamp:
             return self._gaps[1]
         log = self.log
-        missed = set(self._missed_epochs())
+        epochs = state.epochs
+        bundled = [
+            (log.ops[e.id], e.recipients, self._bundle_epochs(log.ops[e.id]))
+            for e in epochs
+            if getattr(log.ops[e.id].body, "history", b"")
+        ]
         gaps = []
-        for epoch in state.epochs:
-            if epoch.id not in missed:
-                continue
-            made = log.ops[epoch.id]
-            for device in sorted(state.members):
-                if device in epoch.recipients or any(
-                    log.clocks[intro.id].get(made.author, 0) >= made.seq
-                    for intro in log.introductions.get(device, ())
-                ):
+        for device in sorted(state.members):
+            intros = log.introductions.get(device, ())
+            if not intros:
+                continue  # the founder: every epoch it was given
+            intro = intros[-1]
+            if isinstance(intro.body, Add) and not intro.body.history:
+                continue  # added under `forward` (or by a device that held no key)
+            carried: set[bytes] = set()
+            for _op, recipients, inside in bundled:
+                if device in recipients:
+                    carried |= inside
+            for epoch in epochs:
+                if device in epoch.recipients or epoch.id in carried:
                     continue
-                if not self._handed_over(epoch, made, device):
-                    gaps.append((epoch.id, device))
+                made = log.ops[epoch.id]
+                if log.clocks[made.id].get(intro.author, 0) >= intro.seq:
+                    continue  # made after its add, without it: removed by then
+                gaps.append((epoch.id, device))
         self._gaps = (stamp, gaps)
         return gaps
 
-    def _handed_over(self, epoch: Epoch, made: Op, device: bytes) -> bool:
-        """Whether a rotation after `epoch` and after `device` joined, for it, by a
-        recipient of `epoch`, carried the epoch's key to it."""
-        log = self.log
-        intros = log.introductions.get(device, ())
-        for later in self.state.epochs:
-            op = log.ops[later.id]
-            if (
-                isinstance(op.body, Rotate)
-                and device in later.recipients
-                and op.author in epoch.recipients
-                and log.clocks[op.id].get(made.author, 0) >= made.seq
-                and any(log.clocks[op.id].get(i.author, 0) >= i.seq for i in intros)
-            ):
-                return True
-        return False
+    def _bundle_epochs(self, op: Op) -> frozenset[bytes]:
+        """The epochs whose keys `op`'s history bundle carries (empty if not openable here)."""
+        found = self._bundles.get(op.id)
+        if found is None:
+            key = self.keys.get(op.id)
+            bundle = getattr(op.body, "history", b"")
+            found = frozenset()
+            if key is not None and bundle:
+                try:
+                    found = frozenset(keys.open_history(key, self.id, bundle, self._commitment_of))
+                except BadKeyWrap:
+                    found = frozenset()
+            if key is not None:
+                self._bundles[op.id] = found  # (not cached while the key is unknown)
+        return found
 
     @property
     def needs_history_heal(self) -> bool:
@@ -296,11 +286,13 @@ class Group:
         """Start a new epoch for exactly the current members.
 
         In a `shared` group the rotation also carries the keys of epochs a
-        current member missed (added on one side of a partition while the
-        other side rotated), so it can still read them; usually there are none.
+        current member is owed but lacks (`history_gaps`: added on one side of
+        a partition while the other side rotated), so it can still read them;
+        usually there are none.
         """
         rotation, key = self._rotation(self.state.members, rng)
-        body = Rotate(rotation, self._history(key, rng, self._missed_epochs()))
+        missed = {epoch for epoch, _ in self.history_gaps()}
+        body = Rotate(rotation, self._history(key, rng, sorted(missed)))
         return self._finish(self._author(body, now), key)
 
     def heal(self, now: int, rng: Rng) -> Op | None:

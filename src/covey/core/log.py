@@ -190,7 +190,13 @@ class GroupLog:
             op.envelope.signature,
         )
         previous = clock.get(op.author, 0)
-        clock[op.author] = max(previous, op.seq)
+        if op.seq == previous + 1:
+            # Only an op that follows its author's last counts in the clock:
+            # one that skips ahead is kept (descendants name it) but invalid,
+            # and its number must not make the author's later ops look
+            # "before" everything that descends from it (review finding: a
+            # removed admin escaped the veto of its removal that way).
+            clock[op.author] = op.seq
 
         new_equivocation = False
         key = (op.author, op.seq)
