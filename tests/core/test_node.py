@@ -356,3 +356,43 @@ def test_a_key_missed_across_a_partition_is_handed_over_by_a_healing_rotation() 
     assert world.replicas[0].history_gaps() == []
     # Nothing more to do: no second healing rotation.
     assert "Persist" not in kinds(run(founder, io.Tick(), NOW + 200))
+
+
+def test_copies_that_answer_with_another_key_are_forgotten() -> None:
+    """Review finding: four fresh copies of a member's tags pushed its real
+    advert out of the node's table. A copy is proven fake by its first dial
+    (the key that answers is not the device's) and forgotten, and the
+    address of the last good sync is kept apart, where copies cannot reach."""
+    wire, _ = paired()
+    phone, laptop_id = wire.b, wire.a.me.device_id.raw
+    laptop_advert = next(
+        e for name, e in reversed(wire.log) if name == "laptop" and isinstance(e, io.Advertise)
+    )
+    made = []
+    for i in range(4):
+        copy = io.AdvertSeen(f"copy{i}", ("192.0.2.66",), 9, laptop_advert.tags)
+        made += dials(run(phone, copy, NOW + 20))
+    assert len(phone.peers[laptop_id].adverts) == 4
+    (dial,) = made  # one dial for the device, whatever the number of adverts
+    # The copier answers with its own key: message 2 proves it is not the laptop.
+    stranger = create_identity("mallory", NOW, SeededRng("mallory"))
+    from covey.core import noise
+
+    responder = noise.Handshake(
+        "XX",
+        initiator=False,
+        rng=SeededRng("m"),
+        prologue=channel.PROLOGUE,
+        static_secret=stranger.secrets.channel_secret,
+    )
+    first = next(
+        e
+        for e in phone.handle(io.Connected(dial.conn, "192.0.2.66"), NOW + 21, SeededRng("c"))
+        if isinstance(e, io.Send)
+    )
+    responder.read_message(first.data[len(channel.CHANNEL_PREAMBLE) + 2 :])
+    answer = channel.frame(responder.write_message())
+    effects = run(phone, io.Received(dial.conn, answer), NOW + 21)
+    assert io.Close(dial.conn) in effects
+    assert phone.peers[laptop_id].adverts == []  # every copy pointed there
+    assert not any(name.startswith("copy") for name in phone.adverts)

@@ -98,6 +98,8 @@ class Link:
         #: it started (set by the node for its own channel dials).
         self.dials_for: bytes | None = None
         self.generation = -1
+        #: The addresses and port dialed (for the node's `Peer.good`).
+        self.dialed: tuple[tuple[str, ...], int] | None = None
         #: The command this pairing link serves (invitations).
         self.request: int | None = None
 

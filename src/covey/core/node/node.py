@@ -65,6 +65,7 @@ from covey.errors import (
     InvalidInput,
     NoSuchGroup,
     NotAllowed,
+    PeerRefused,
     UsageError,
 )
 
@@ -131,6 +132,8 @@ class Peer:
     failures: int = 0
     retry_at: float = 0.0
     dialing: ConnId | None = None
+    #: The addresses and port the last sync that worked reached.
+    good: tuple[tuple[str, ...], int] | None = None
 
 
 @dataclass
@@ -307,9 +310,10 @@ class Node:
         """Dial each fellow member that is due, one connection per device, MAX_DIALS in all.
 
         Only current members are dialed (a removed device that still
-        advertises for us gets nothing from us); the advert tried is the
-        most recent, then, after each failure, the one before (a copied
-        advert takes turns with the real one, it cannot shut it out).
+        advertises for us gets nothing from us), and only while some advert
+        of theirs is up. The address tried first is the one the last good
+        sync reached (`Peer.good`: copied adverts cannot push it out), then
+        the most recent adverts, one more after each failure.
         """
         if not self.config.serve:
             return
@@ -327,13 +331,18 @@ class Node:
                 or device_id not in targets
             ):
                 continue
-            name = peer.adverts[-1 - peer.failures % len(peer.adverts)]
-            advert = self.adverts[name]
-            conn = self._dial(advert.addresses, advert.port, out)
+            choices = [] if peer.good is None else [peer.good]
+            for name in reversed(peer.adverts):
+                advert = self.adverts[name]
+                if (advert.addresses, advert.port) not in choices:
+                    choices.append((advert.addresses, advert.port))
+            addresses, port = choices[peer.failures % len(choices)]
+            conn = self._dial(addresses, port, out)
             link = ChannelLink(
                 self, conn, "", self.now, self.rng, initiator=True, expect=targets[device_id]
             )
             link.dials_for, link.generation = device_id, self.generation
+            link.dialed = (addresses, port)
             self.links[conn] = link
             peer.dialing = conn
             dialing += 1
@@ -496,7 +505,26 @@ class Node:
             self._invite_attempt_failed(link, exc, out)
         if isinstance(link, JoinLink):
             self._join_attempt_failed(link, exc, out)
+        if isinstance(exc, PeerRefused) and link.dials_for is not None:
+            self._forget_fakes(link.dials_for, link.dialed)
         self._drop(link, reason, out)
+
+    def _forget_fakes(self, device: bytes, dialed: tuple[tuple[str, ...], int] | None) -> None:
+        """Whoever answered at `dialed` was not `device`: forget its adverts for it.
+
+        (Copies of a device's tags pointing elsewhere are proven fake by the
+        first dial; forgetting them at once makes room for the real one.)
+        """
+        peer = self.peers.get(device)
+        if peer is None:
+            return
+        for name in list(peer.adverts):
+            advert = self.adverts.get(name)
+            if advert is not None and (advert.addresses, advert.port) == dialed:
+                peer.adverts.remove(name)
+                del self.adverts[name]
+        if peer.good == dialed:
+            peer.good = None
 
     def _drop(self, link: Link, reason: str, out: list[Effect]) -> None:
         self._forget(link, failed=True)
@@ -514,6 +542,7 @@ class Node:
             else:
                 peer.failures = 0
                 peer.synced = link.generation
+                peer.good = link.dialed
 
     def _closed(self, conn: ConnId, reason: str, out: list[Effect]) -> None:
         link = self.links.get(conn)
