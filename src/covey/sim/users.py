@@ -19,8 +19,9 @@ from covey.sim.invariants import Invariants, Sealed
 from covey.sim.world import DAY, EPOCH, Device, World
 
 HOUR: Final = 3600.0
-#: Times a user tries to pair one device before giving up.
-PAIR_TRIES: Final = 8
+#: Times a user tries to pair one device before giving up (hourly while the
+#: devices are apart or off: two days).
+PAIR_TRIES: Final = 48
 #: On-hours per profile: (start hour, end hour) of an ordinary day.
 PROFILES: Final = {
     "always": (0.0, 24.0),
@@ -138,8 +139,8 @@ class Users:
         hand when the first inviter is not (as a family would).
         """
         world = self.world
-        if self.done:
-            return
+        if self.done and attempt == 1:
+            return  # (in the heal phase users only finish what they started)
         if attempt > 1 and self._holds_group(joiner):
             return  # it got there meanwhile (a sync, or the user's earlier try)
         if attempt > 1 and not self._at_hand(inviter, joiner):
@@ -151,7 +152,7 @@ class Users:
         def again(delay: float) -> None:
             if attempt < PAIR_TRIES:
                 world.at(
-                    world.now + delay,
+                    world.now + (min(delay, 300.0) if self.done else delay),
                     lambda: self.pair(inviter, joiner, role, then, attempt + 1),
                 )
 
