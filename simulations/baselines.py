@@ -8,8 +8,9 @@ Writes three JSON files in `results/`:
 * `key_delay.json`: per scenario, the seconds from a device's join until it
   holds the group's current key, with every inviter going offline (1 to 6
   hours) right after its pairing, so later keys must come from others.
-* `partition.json`: sync sessions, bytes and seconds until every member
-  agrees once a partition of an hour, a day or a week heals.
+* `partition.json`: syncs (completed on each side, so two per session),
+  bytes and seconds until every member agrees once a partition of an hour,
+  a day or a week heals.
 * `healing.json`: healing rotations per removal, per scenario.
 
 Every number comes from `covey.sim.runner.run` on seeds 0..N-1, so any one

@@ -44,12 +44,12 @@ def partition_bars() -> None:
     data = json.loads((RESULTS / "partition.json").read_text())
     labels = list(data)
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.6))
-    for ax, metric, title in (
-        (left, "syncs", "sync sessions to converge"),
-        (right, "kilobytes", "kilobytes sent to converge"),
+    for ax, metric, title, scale in (
+        (left, "syncs", "sync sessions to converge", 0.5),  # (each ends on both sides)
+        (right, "kilobytes", "kilobytes sent to converge", 1.0),
     ):
-        p50 = [data[k][metric].get("p50", 0) for k in labels]
-        p90 = [data[k][metric].get("p90", 0) for k in labels]
+        p50 = [data[k][metric].get("p50", 0) * scale for k in labels]
+        p90 = [data[k][metric].get("p90", 0) * scale for k in labels]
         xs = range(len(labels))
         ax.bar([x - 0.2 for x in xs], p50, width=0.4, label="median")
         ax.bar([x + 0.2 for x in xs], p90, width=0.4, label="90th percentile")
