@@ -194,11 +194,13 @@ class Group:
         if self._gaps is not None and self._gaps[0] == stamp:
             return self._gaps[1]
         log = self.log
-        epochs = state.epochs
+        # (Recipients are built once per epoch here: `Epoch.recipients`
+        # makes a new set on every call.)
+        epochs = [(e.id, e.recipients, log.clocks[e.id]) for e in state.epochs]
         bundled = [
-            (log.ops[e.id], e.recipients, self._bundle_epochs(log.ops[e.id]))
-            for e in epochs
-            if getattr(log.ops[e.id].body, "history", b"")
+            (recipients, self._bundle_epochs(log.ops[epoch]))
+            for epoch, recipients, _ in epochs
+            if getattr(log.ops[epoch].body, "history", b"")
         ]
         gaps = []
         for device in sorted(state.members):
@@ -209,16 +211,15 @@ class Group:
             if isinstance(intro.body, Add) and not intro.body.history:
                 continue  # added under `forward` (or by a device that held no key)
             carried: set[bytes] = set()
-            for _op, recipients, inside in bundled:
+            for recipients, inside in bundled:
                 if device in recipients:
                     carried |= inside
-            for epoch in epochs:
-                if device in epoch.recipients or epoch.id in carried:
+            for epoch, recipients, clock in epochs:
+                if device in recipients or epoch in carried:
                     continue
-                made = log.ops[epoch.id]
-                if log.clocks[made.id].get(intro.author, 0) >= intro.seq:
+                if clock.get(intro.author, 0) >= intro.seq:
                     continue  # made after its add, without it: removed by then
-                gaps.append((epoch.id, device))
+                gaps.append((epoch, device))
         self._gaps = (stamp, gaps)
         return gaps
 
