@@ -194,14 +194,17 @@ class Group:
         if self._gaps is not None and self._gaps[0] == stamp:
             return self._gaps[1]
         log = self.log
-        # (Recipients are built once per epoch here: `Epoch.recipients`
-        # makes a new set on every call.)
-        epochs = [(e.id, e.recipients, log.clocks[e.id]) for e in state.epochs]
-        bundled = [
-            (recipients, self._bundle_epochs(log.ops[epoch]))
-            for epoch, recipients, _ in epochs
-            if getattr(log.ops[epoch].body, "history", b"")
-        ]
+        # Set arithmetic per member, not a loop over every (member, epoch):
+        # the check runs after every change of the log.
+        every = {e.id for e in state.epochs}
+        given: dict[bytes, set[bytes]] = {}  # member -> epochs it was wrapped a key of
+        bundles: dict[bytes, list[frozenset[bytes]]] = {}  # member -> bundles it got
+        for epoch in state.epochs:
+            inside = self._bundle_epochs(log.ops[epoch.id])
+            for device in epoch.recipients:
+                given.setdefault(device, set()).add(epoch.id)
+                if inside:
+                    bundles.setdefault(device, []).append(inside)
         gaps = []
         for device in sorted(state.members):
             intros = log.introductions.get(device, ())
@@ -210,16 +213,13 @@ class Group:
             intro = intros[-1]
             if isinstance(intro.body, Add) and not intro.body.history:
                 continue  # added under `forward` (or by a device that held no key)
-            carried: set[bytes] = set()
-            for recipients, inside in bundled:
-                if device in recipients:
-                    carried |= inside
-            for epoch, recipients, clock in epochs:
-                if device in recipients or epoch in carried:
+            got = bundles.get(device, [])
+            for epoch_id in sorted(every - given.get(device, set())):
+                if any(epoch_id in inside for inside in got):
                     continue
-                if clock.get(intro.author, 0) >= intro.seq:
+                if log.clocks[epoch_id].get(intro.author, 0) >= intro.seq:
                     continue  # made after its add, without it: removed by then
-                gaps.append((epoch, device))
+                gaps.append((epoch_id, device))
         self._gaps = (stamp, gaps)
         return gaps
 

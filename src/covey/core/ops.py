@@ -22,7 +22,7 @@ ops merge, is `covey.core.membership`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Literal, Self, TypeAlias
 
 from covey.core import crypto, fields, wire
@@ -75,10 +75,11 @@ class Rotation:
     commitment: bytes
     #: (device ID, box-wrapped key), sorted by device ID, one per member.
     wraps: tuple[tuple[bytes, bytes], ...]
+    #: The devices of `wraps`, built once (the merge and the heal ask often).
+    recipients: frozenset[bytes] = field(init=False, repr=False, compare=False)
 
-    @property
-    def recipients(self) -> frozenset[bytes]:
-        return frozenset(device for device, _ in self.wraps)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "recipients", frozenset(device for device, _ in self.wraps))
 
     def wrap_for(self, device: bytes) -> bytes | None:
         for recipient, wrapped in self.wraps:
