@@ -63,3 +63,34 @@ async def test_pair_then_a_rotation_reaches_the_other_device(tmp_path: Path) -> 
         reloaded = again.node.groups[group_id]
         assert reloaded.log.heads == phone_group.log.heads
         assert reloaded.state.current_epoch.id in reloaded.keys
+
+
+async def test_junk_on_the_port_closes_those_connections_only(tmp_path: Path) -> None:
+    async with running(tmp_path, ["laptop", "phone"]) as (laptop, phone):
+        await laptop.command(io.CreateGroup("family"))
+        await pair(laptop, phone, "family")
+        port = laptop.driver.port
+        for junk in (b"\x00" * 10, b"cv1c" + b"\xff" * 4000, b"cv1p" + b"\x01" * 8 + b"x" * 50):
+            stream = await anyio.connect_tcp("127.0.0.1", port)
+            await stream.send(junk)
+            closed = False
+            with anyio.move_on_after(10):  # (a partial frame waits for the 5 s handshake limit)
+                try:
+                    while True:
+                        await stream.receive()
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    closed = True  # the node closed it
+            assert closed
+            await stream.aclose()
+        # The node still serves its member: a rotation reaches the phone.
+        reply = await laptop.command(io.Rotate("family"))
+        group_id = bytes.fromhex(reply[-1].data["group_id"])
+        await wait_until(
+            lambda: (
+                phone.node.groups[group_id].state.current_epoch
+                == laptop.node.groups[group_id].state.current_epoch
+            )
+        )
+        failed = laptop.seen("connection_failed")
+        assert len(failed) >= 3
+        assert not laptop.seen("internal_error")

@@ -350,6 +350,11 @@ class Driver:
         self._tg.start_soon(self.post, io.Closed(connection.conn, reason))
 
     async def _dial(self, connection: Connection, addresses: tuple[str, ...], port: int) -> None:
+        """Connect to the first address that answers, then serve the connection.
+
+        One cancel scope covers both, so a `Close` while connecting stops
+        the connecting too.
+        """
         reason = "no address answered"
         with connection.scope:
             for address in addresses:
@@ -361,25 +366,33 @@ class Driver:
                     continue
                 connection.stream = stream
                 await self.post(io.Connected(connection.conn, address))
+                await self._pump(connection)
                 break
         if connection.stream is None:
             self.connections.pop(connection.conn, None)
             if not connection.closing:
                 await self.post(io.Closed(connection.conn, reason))
             return
-        await self._serve(connection)
+        await self._ended(connection)
 
     async def _serve(self, connection: Connection) -> None:
-        """Read and write one connection until either side ends it."""
-        stream = connection.stream
-        assert stream is not None
+        """Serve an accepted connection until either side ends it."""
         with connection.scope:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._write, connection, tg.cancel_scope)
-                await self._read(connection)
-                tg.cancel_scope.cancel()
+            await self._pump(connection)
+        await self._ended(connection)
+
+    async def _pump(self, connection: Connection) -> None:
+        """Read and write until the peer ends, the writer closes, or it breaks."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._write, connection, tg.cancel_scope)
+            await self._read(connection)
+            tg.cancel_scope.cancel()
+
+    async def _ended(self, connection: Connection) -> None:
+        """Close the stream; tell the node, unless it closed the connection itself."""
+        assert connection.stream is not None
         with anyio.CancelScope(shield=True), anyio.move_on_after(1):
-            await stream.aclose()
+            await connection.stream.aclose()
         if self.connections.get(connection.conn) is connection:
             del self.connections[connection.conn]
             if not connection.closing:

@@ -278,7 +278,6 @@ class InviteLink(Link):
         rng: Rng,
     ) -> None:
         super().__init__(conn, address, now)
-        self.proven = False
         self.invitation = invitation
         self.inviter = pairing.Inviter(me, invitation, rng)
         self.welcome = welcome
