@@ -396,3 +396,55 @@ def test_copies_that_answer_with_another_key_are_forgotten() -> None:
     assert io.Close(dial.conn) in effects
     assert phone.peers[laptop_id].adverts == []  # every copy pointed there
     assert not any(name.startswith("copy") for name in phone.adverts)
+
+
+def test_a_history_gap_is_closed_only_by_a_bundle_that_holds_the_key() -> None:
+    """Review findings: a rotation with an empty bundle, or a skipped
+    (backdated) add with no bundle, once made every replica believe the
+    newcomer had been handed the key it lacked."""
+    import copy
+
+    world = World(5, seed="gap-hiding")
+    world.act(0, "add_admin", 1)
+    world.act(0, "add_admin", 3)
+    for j in (1, 3):
+        world.sync(0, j)
+    stale = copy.deepcopy(world.replicas[3])  # device 3's view before 2 joins
+    missed = world.act(0, "rotate")
+    world.act(1, "add", 2)
+    world.converge()
+    assert missed is not None
+    world.replicas[3]._history = lambda *args: b""  # type: ignore[method-assign]
+    world.act(3, "rotate")  # a rotation for 2 that carries nothing
+    world.converge()
+    stale._history = lambda *args: b""  # type: ignore[method-assign]
+    backdated = stale.add(world.identities[2].record_bytes, "member", world.tick(), world.rng)
+    world.written.append(backdated)
+    world.converge()
+    founder = world.replicas[0]
+    assert backdated.id in founder.state.skipped
+    assert missed.id not in world.replicas[2].keys
+    assert (missed.id, world.id(2)) in founder.history_gaps()
+    assert founder.needs_history_heal
+
+
+def test_a_heal_that_cannot_close_a_gap_is_not_repeated_at_once() -> None:
+    """Review finding: a bundle nobody could open (over the size a bundle may
+    hold) left its gaps open, and the healer rotated again on every tick."""
+    world = World(3, seed="no-storm")
+    world.act(0, "add_admin", 1)
+    world.sync(0, 1)
+    world.act(0, "rotate")
+    world.act(1, "add", 2)
+    world.converge()
+    founder = world.replicas[0]
+    assert founder.needs_history_heal
+    founder._history = lambda *args: b""  # type: ignore[method-assign]  (a heal that fails)
+    node = Node(world.identities[0], [founder])
+    before = len(founder.log)
+    for t in range(20):
+        run(node, io.Tick(), NOW + 100 + t)
+    assert len(founder.log) == before + 1  # one try, then a wait
+    assert founder.needs_history_heal
+    run(node, io.Tick(), NOW + 100 + 601)
+    assert len(founder.log) == before + 2  # and another after RETRY_MAX

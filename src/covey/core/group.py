@@ -57,7 +57,7 @@ class Group:
     #: Epochs whose wrapped key for this device did not open (reported, not fatal).
     bad_wraps: set[bytes] = field(default_factory=set)
     #: `history_gaps()` for a log of the length (and keys held) it was computed at.
-    _gaps: tuple[tuple[int, int], list[tuple[bytes, bytes]]] | None = field(
+    _gaps: tuple[tuple[int, int], list[tuple[bytes, bytes]], frozenset[bytes]] | None = field(
         default=None, repr=False, compare=False
     )
     #: Epoch op ID -> the epochs its history bundle carries (opened once).
@@ -171,6 +171,9 @@ class Group:
         if self.state.history != "shared":
             return b""
         held = {epoch: self.keys[epoch] for epoch in epochs if epoch in self.keys}
+        # At most what a bundle may hold (`open_history` refuses more): a
+        # longer history goes over in more than one rotation.
+        held = dict(sorted(held.items())[: keys.MAX_HISTORY_EPOCHS])
         return keys.seal_history(new_key, self.id, held, rng)
 
     def history_gaps(self) -> list[tuple[bytes, bytes]]:
@@ -193,6 +196,12 @@ class Group:
         stamp = (len(self.log), len(self.keys))
         if self._gaps is not None and self._gaps[0] == stamp:
             return self._gaps[1]
+        self._gaps = (stamp, *self._find_gaps())
+        return self._gaps[1]
+
+    def _find_gaps(self) -> tuple[list[tuple[bytes, bytes]], frozenset[bytes]]:
+        """(the gaps, the members that can close one: they hold a gap epoch's key)."""
+        state = self.state
         log = self.log
         # Set arithmetic per member, not a loop over every (member, epoch):
         # the check runs after every change of the log.
@@ -205,12 +214,16 @@ class Group:
                 given.setdefault(device, set()).add(epoch.id)
                 if inside:
                     bundles.setdefault(device, []).append(inside)
+        # The add that counts is the member's latest *applied* one, in the
+        # replay order every replica shares (not the last one received: a
+        # vetoed or skipped add must not decide what a member is owed).
+        position = {op_id: i for i, op_id in enumerate(state.applied)}
         gaps = []
         for device in sorted(state.members):
-            intros = log.introductions.get(device, ())
-            if not intros:
+            applied = [i for i in log.introductions.get(device, ()) if i.id in position]
+            if not applied:
                 continue  # the founder: every epoch it was given
-            intro = intros[-1]
+            intro = max(applied, key=lambda op: position[op.id])
             if isinstance(intro.body, Add) and not intro.body.history:
                 continue  # added under `forward` (or by a device that held no key)
             got = bundles.get(device, [])
@@ -220,8 +233,16 @@ class Group:
                 if log.clocks[epoch_id].get(intro.author, 0) >= intro.seq:
                     continue  # made after its add, without it: removed by then
                 gaps.append((epoch_id, device))
-        self._gaps = (stamp, gaps)
-        return gaps
+        # Who can close a gap: a member holding a gap epoch's key, wrapped
+        # for it or carried to it by a bundle (as far as this device sees).
+        wanted = {epoch for epoch, _ in gaps}
+        able = frozenset(
+            device
+            for device in state.members
+            if wanted & given.get(device, set())
+            or any(wanted & inside for inside in bundles.get(device, []))
+        )
+        return gaps, able
 
     def _bundle_epochs(self, op: Op) -> frozenset[bytes]:
         """The epochs whose keys `op`'s history bundle carries (empty if not openable here)."""
@@ -302,11 +323,10 @@ class Group:
 
     def history_healer_rank(self) -> int | None:
         """This device's place among the members who can close a history gap, or None."""
-        gaps = self.history_gaps()
-        if not gaps:
+        if not self.history_gaps():
             return None
-        epochs = {e.id: e for e in self.state.epochs}
-        able = {d for epoch, _ in gaps for d in epochs[epoch].recipients}
+        assert self._gaps is not None
+        able = self._gaps[2]
         order = [d for d in self.state.by_seniority() if d in able]
         me = self.me.device_id.raw
         return order.index(me) if me in order else None

@@ -184,6 +184,10 @@ class Node:
         self._own_adverts: set[str] = set()
         self._advert: tuple[str, tuple[bytes, ...], int] | None = None
         self._heal_since: dict[bytes, float] = {}
+        #: Per group: the history gaps our last healing rotation was for, and
+        #: until when not to rotate again for the same ones (no storm when a
+        #: bundle cannot close them).
+        self._history_tried: dict[bytes, tuple[frozenset[tuple[bytes, bytes]], float]] = {}
         self._wake: float | None = None
         self._known: tuple[int, dict[bytes, DeviceRecord], set[bytes]] | None = None
         self._advert_at: tuple[int, frozenset[bytes]] | None = None
@@ -935,6 +939,11 @@ class Node:
             since = self._heal_since.setdefault(group.id, self.now)
             if self.now - since < rank * HEAL_DELAY:
                 continue
+            history_only = not group.state.needs_healing
+            gaps = frozenset(group.history_gaps()) if history_only else frozenset()
+            tried = self._history_tried.get(group.id)
+            if history_only and tried is not None and tried[0] <= gaps and self.now < tried[1]:
+                continue  # our last healing rotation left these open: wait, do not storm
             try:
                 group.rotate(int(self.now), self.rng)
             except CoveyError as exc:  # this device cannot (it lacks a member's record?)
@@ -944,6 +953,15 @@ class Node:
                 self._heal_since[group.id] = self.now + HEAL_DELAY
                 continue
             self._heal_since.pop(group.id, None)
+            if history_only:
+                if tried is not None and tried[0] <= gaps:
+                    out.append(
+                        io.Notify(
+                            "heal_failed",
+                            {"group": group.state.name, "reason": "a history gap did not close"},
+                        )
+                    )
+                self._history_tried[group.id] = (gaps, self.now + RETRY_MAX)
             self.persist({group.id}, out)
             out.append(io.Notify("healed", {"group": group.state.name}))
 
@@ -971,6 +989,7 @@ class Node:
             rank = self._heal_rank(group) if group is not None else None
             if rank is not None:
                 times.append(since + rank * HEAL_DELAY)
+        times += [until for _, until in self._history_tried.values() if until > self.now]
         if self.config.serve:
             times += [
                 peer.retry_at
