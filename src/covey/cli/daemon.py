@@ -43,7 +43,9 @@ def up(ctx: Context, port: int) -> None:
 
     lock = control.HomeLock(ctx.home)
     if not lock.try_acquire():
-        raise NodeRunning("covey up is already running for this device (or a command is busy)")
+        raise NodeRunning(
+            "covey up is already running for this device: stop it first (Ctrl-C or SIGTERM)"
+        )
     passphrase = ask_passphrase(ctx)
 
     def emit(event: str, data: dict[str, Any]) -> None:
