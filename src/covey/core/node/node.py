@@ -111,7 +111,6 @@ class Advert:
 
     addresses: tuple[str, ...]
     port: int
-    tags: tuple[bytes, ...]
     #: The device whose advert it is (None: only an invitation's).
     device: DeviceRecord | None = None
 
@@ -182,7 +181,8 @@ class Node:
         self._rng: Rng | None = None
         self._next_dial = -1
         self._own_adverts: set[str] = set()
-        self._advert: tuple[str, tuple[bytes, ...], int] | None = None
+        #: The name of this node's own advert for its fellow members, if any.
+        self._advert: str | None = None
         self._heal_since: dict[bytes, float] = {}
         #: Per group: the history gaps our last healing rotation was for, and
         #: until when not to rotate again for the same ones (no storm when a
@@ -293,7 +293,7 @@ class Node:
             while len(self.others) > MAX_ADVERTS:
                 del self.others[next(iter(self.others))]
             return
-        self.adverts[event.name] = Advert(event.addresses, event.port, event.tags, device)
+        self.adverts[event.name] = Advert(event.addresses, event.port, device)
         if device is not None:
             peer = self.peers.setdefault(device.device_id.raw, Peer())
             if event.name in peer.adverts:
@@ -382,15 +382,15 @@ class Node:
             return
         self._advert_at = stamp
         if self._advert is not None:
-            out.append(io.Withdraw(self._advert[0]))
-            self._own_adverts.discard(self._advert[0])
+            out.append(io.Withdraw(self._advert))
+            self._own_adverts.discard(self._advert)
             self._advert = None
         if targets:
             tags = self.discovery.advert_tags(targets.values(), now, self.rng)
             name = self.rng(16).hex()
             out.append(io.Advertise(name, tags))
             self._own_adverts.add(name)
-            self._advert = (name, tags, hour)
+            self._advert = name
 
     # --- connections ----------------------------------------------------------
 
