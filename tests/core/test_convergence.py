@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from covey.core import membership
 from tests.harness import WEIGHTED_ACTIONS, World, summary
 
 steps = st.lists(
@@ -35,11 +34,7 @@ def run(world: World, script: list[tuple[str, int, str | int, int]]) -> None:
 
 
 def full_replay(group) -> dict:
-    log = group.log
-    order = log._topological_order()
-    ids = {op.id for op in order}
-    equivocations = {d: f for d, f in log.equivocations.items() if f[1] in ids and f[2] in ids}
-    return summary(membership.replay(order, log.validity, log.clocks, equivocations))
+    return summary(group.log.full_replay())
 
 
 @given(steps, st.integers(0, 2**32))

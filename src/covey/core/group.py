@@ -230,7 +230,7 @@ class Group:
             for epoch_id in sorted(every - given.get(device, set())):
                 if any(epoch_id in inside for inside in got):
                     continue
-                if log.clocks[epoch_id].get(intro.author, 0) >= intro.seq:
+                if log.clock_value(epoch_id, intro.author) >= intro.seq:
                     continue  # made after its add, without it: removed by then
                 gaps.append((epoch_id, device))
         # Who can close a gap: a member holding a gap epoch's key, wrapped

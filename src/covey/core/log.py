@@ -1,6 +1,6 @@
 """One replica of a group's log: a DAG of signed ops, and the state it means.
 
-`GroupLog.receive(bytes)` is the only way in. An op is
+`GroupLog.receive(bytes)` and `receive_all([bytes])` are the ways in. An op is
 
 * parsed strictly (a malformed op raises and is not kept);
 * buffered if any parent is missing (bounded: `MAX_PENDING_OPS` ops and
@@ -9,34 +9,53 @@
   causal past (an op nobody could have authorized is dropped);
 * judged once against the state of its own causal past (`membership.check`),
   and kept either way, so the DAG stays whole;
-* merged into the state. When the op follows every current head (the
-  usual case) the state is extended by that one op. Otherwise the whole
-  state is replayed from the set of ops (`membership.replay`), which is what
-  makes every replica agree whatever order ops arrive in.
+* merged into the state.
 
-Equivocation (one author, one sequence number, two ops) is detected when the
-second op arrives; both are kept as evidence (`equivocations`).
+The state is a function of the set of ops (`membership.replay` over the
+topological order), and this module computes it without replaying from
+genesis (PROTOCOL.md section 6.3):
+
+* An op that follows every head (the usual case) extends the state by one
+  step.
+* Any other op is judged against the state of its own branch: the state of
+  its one parent, cached and extended in place, so a concurrent branch that
+  arrives op by op costs one step per op (only the first op of a branch
+  replays its causal past). The merged state is marked stale.
+* The merged state is settled once, when next read: the new ops are merged
+  into the topological order from the first place they can go, the
+  revocations are settled again, and the replay resumes from the nearest
+  checkpoint before the first position whose outcome can change.
+
+Equivocation (one author, one sequence number, two or more ops) is evidence
+computed from the set of ops: the author's lowest such number and its two
+smallest op IDs (`membership.fork_of`), whatever order they came in.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from covey.core import crypto, membership
+from covey.core import clocks, crypto, membership
 from covey.core.identity import DeviceRecord
-from covey.core.membership import GroupState
-from covey.core.ops import Add, Genesis, Op, parse_op
-from covey.errors import BadSignature, BufferFull, UnknownDevice, WrongGroup
+from covey.core.membership import Fork, GroupState, Plan
+from covey.core.ops import Add, Genesis, History, Op, parse_op
+from covey.errors import BadSignature, BufferFull, InvalidInput, UnknownDevice, WrongGroup
 
 #: Ops waiting for a missing parent: enough for a long partition's worth of
 #: changes arriving out of order, small enough to bound memory.
 MAX_PENDING_OPS: Final = 10_000
 MAX_PENDING_BYTES: Final = 64 << 20
+#: States of branch tips kept to judge a concurrent branch's next op.
+MAX_BRANCH_STATES: Final = 8
+#: A checkpoint of the merged state every this many positions of the order.
+CHECKPOINT_EVERY: Final = 512
 
 Outcome = Literal["applied", "rejected", "pending", "duplicate"]
+SEQ_REASON: Final = "its sequence number does not follow its author's last"
 
 
 @dataclass(slots=True)
@@ -49,27 +68,64 @@ class Received:
     integrated: list[Op] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class _Checkpoint:
+    """The merged state before the op at `position`: what cannot be truncated, copied."""
+
+    position: int
+    members: dict[bytes, membership.Member]
+    policy_frontier: dict[bytes, History]
+    devices: int
+    epochs: int
+    applied: int
+    skipped: int
+    notices: int
+
+
+@dataclass(slots=True)
+class _Branch:
+    """The state of one op's causal past (the op included), and how many ops that is."""
+
+    state: GroupState
+    size: int
+
+
 class GroupLog:
     """A replica of one group's op DAG (pure: no I/O, no clock)."""
 
     def __init__(self, group_id: bytes) -> None:
         self.group_id = group_id
         self.ops: dict[bytes, Op] = {}
-        self.order: list[Op] = []
-        self.clocks: dict[bytes, dict[bytes, int]] = {}
         self.validity: dict[bytes, str | None] = {}
         self.heads: set[bytes] = set()
         #: Every device introduced by a valid genesis or add, and those ops.
         self.devices: dict[bytes, DeviceRecord] = {}
         self.introductions: dict[bytes, list[Op]] = {}
-        self.by_author_seq: dict[tuple[bytes, int], bytes] = {}
+        #: (author, sequence number) -> the op IDs held with them.
+        self.by_author_seq: dict[tuple[bytes, int], list[bytes]] = {}
         #: Per author, the highest sequence number held (the version vector).
         self.latest: dict[bytes, int] = {}
-        #: device -> (sequence number, op ID, op ID): its first equivocation.
-        self.equivocations: dict[bytes, tuple[int, bytes, bytes]] = {}
+        #: device -> (sequence number, op ID, op ID): its equivocation evidence.
+        self.equivocations: dict[bytes, Fork] = {}
         self.pending: dict[bytes, Op] = {}
         self.pending_bytes = 0
-        self.state: GroupState | None = None
+        self.authors = clocks.Authors()
+        self._clocks: dict[bytes, clocks.Clock] = {}
+        #: Per author, its ops' sequence numbers -> IDs (for the evidence).
+        self._seqs: dict[bytes, dict[int, list[bytes]]] = {}
+        #: Genesis, adds, removes and role changes: what settles revocations.
+        self._rights_ops: list[Op] = []
+        self._grants_to: dict[bytes, list[Op]] = {}
+        # The merged state of `_order`, and what settling it needs.
+        self._order: list[Op] = []
+        self._position: dict[bytes, int] = {}
+        self._state: GroupState | None = None
+        self._plan: Plan | None = None
+        self._checkpoints: list[_Checkpoint] = []
+        #: Integrated ops not yet in `_order`; forks found since the last settle.
+        self._fresh: list[Op] = []
+        self._forked: set[bytes] = set()
+        self._branches: OrderedDict[bytes, _Branch] = OrderedDict()
 
     # --- reading -------------------------------------------------------------
 
@@ -79,13 +135,26 @@ class GroupLog:
     def __contains__(self, op_id: bytes) -> bool:
         return op_id in self.ops
 
+    @property
+    def state(self) -> GroupState | None:
+        """The merged state of every integrated op (settled when read)."""
+        self._settle()
+        return self._state
+
+    @property
+    def order(self) -> list[Op]:
+        """Every integrated op, in replay order (settled when read)."""
+        self._settle()
+        return self._order
+
+    @property
+    def stale(self) -> bool:
+        """Whether ops arrived that the merged state does not reflect yet."""
+        return bool(self._fresh or self._forked)
+
     def version_vector(self) -> dict[bytes, int]:
         """Per author, the highest sequence number held (for anti-entropy)."""
-        vector: dict[bytes, int] = {}
-        for author, seq in self.by_author_seq:
-            if seq > vector.get(author, 0):
-                vector[author] = seq
-        return vector
+        return dict(self.latest)
 
     def missing_parents(self) -> set[bytes]:
         """Parents that pending ops wait for and nobody has sent yet."""
@@ -105,18 +174,47 @@ class GroupLog:
             stack.extend(self.ops[current].parents)
         return seen
 
+    def before(self, a: Op, b: Op) -> bool:
+        """Whether `a` is in `b`'s causal past (exact for authors that never equivocated)."""
+        index = self.authors.get(a.author)
+        return index is not None and a.id != b.id and clocks.get(self._clocks[b.id], index) >= a.seq
+
+    def clock_value(self, op_id: bytes, author: bytes) -> int:
+        """`author`'s highest sequence number in `op_id`'s causal past (0 if none)."""
+        index = self.authors.get(author)
+        return 0 if index is None else clocks.get(self._clocks[op_id], index)
+
     def state_of(self, op_ids: Iterable[bytes]) -> GroupState | None:
         """The state of the causal past of `op_ids` (as their author saw it)."""
-        past = self.ancestors(op_ids)
-        if len(past) == len(self.ops):
-            return self.state
-        return self._replay(op for op in self.order if op.id in past)
+        parents = sorted(set(op_ids))
+        if not self.stale and set(parents) == self.heads:
+            return self._state
+        return self._replay_past(parents)[0]
+
+    def full_replay(self) -> GroupState | None:
+        """The merged state replayed from genesis (what the incremental path must equal)."""
+        order = self._kahn(list(self.ops.values()))
+        return membership.replay(order, self.validity, self, self.equivocations, self.ops)
 
     # --- writing -------------------------------------------------------------
 
     def receive(self, data: bytes) -> Received:
         """Take one op's bytes. Raises an InvalidInput subclass if it is refused."""
         return self.receive_op(parse_op(data))
+
+    def receive_all(self, raws: Iterable[bytes]) -> list[Received | InvalidInput]:
+        """Take many ops (one sync message): an outcome, or the refusal, per op, in order.
+
+        The merged state is settled once, when next read, however many
+        ops came.
+        """
+        outcomes: list[Received | InvalidInput] = []
+        for raw in raws:
+            try:
+                outcomes.append(self.receive(raw))
+            except InvalidInput as exc:
+                outcomes.append(exc)
+        return outcomes
 
     def receive_op(self, op: Op) -> Received:
         if op.id in self.ops or op.id in self.pending:
@@ -127,61 +225,68 @@ class GroupLog:
         elif op.content.group != self.group_id:
             raise WrongGroup()
         ops = self.ops
-        missing = False
         for parent in op.parents:
             if parent not in ops:
-                missing = True
-                break
-        if missing:
-            # Check what can be checked now: a known author's signature.
-            # (An unknown author may be added by an op still on its way.)
-            known = self.devices.get(op.author)
-            if known is not None:
-                crypto.verify(
-                    known.signing_key,
-                    crypto.SignDomain.ENVELOPE,
-                    op.envelope.signed,
-                    op.envelope.signature,
-                )
-            size = len(op.raw)
-            if (
-                len(self.pending) >= MAX_PENDING_OPS
-                or self.pending_bytes + size > MAX_PENDING_BYTES
-            ):
-                raise BufferFull()
-            self.pending[op.id] = op
-            self.pending_bytes += size
-            return Received("pending", op)
+                return self._buffer(op)
         integrated = [op]
         outcome = self._integrate(op)
         integrated.extend(self._release_pending())
         return Received(outcome, op, integrated)
 
+    def _buffer(self, op: Op) -> Received:
+        # Check what can be checked now: a known author's signature.
+        # (An unknown author may be added by an op still on its way.)
+        known = self.devices.get(op.author)
+        if known is not None:
+            crypto.verify(
+                known.signing_key,
+                crypto.SignDomain.ENVELOPE,
+                op.envelope.signed,
+                op.envelope.signature,
+            )
+        size = len(op.raw)
+        if len(self.pending) >= MAX_PENDING_OPS or self.pending_bytes + size > MAX_PENDING_BYTES:
+            raise BufferFull()
+        self.pending[op.id] = op
+        self.pending_bytes += size
+        return Received("pending", op)
+
     def _release_pending(self) -> list[Op]:
         released: list[Op] = []
-        progress = True
-        while progress:
-            progress = False
-            for op in sorted(self.pending.values(), key=lambda o: o.id):
-                if all(p in self.ops for p in op.parents):
-                    del self.pending[op.id]
-                    self.pending_bytes -= len(op.raw)
-                    try:
-                        self._integrate(op)
-                    except (UnknownDevice, BadSignature):
-                        continue  # a forged op that waited: dropped now
-                    released.append(op)
-                    progress = True
+        if not self.pending:
+            return released
+        # Waiting ops, by the parent they wait for; freed in waves.
+        waiting: dict[bytes, list[Op]] = {}
+        for op in self.pending.values():
+            for parent in op.parents:
+                if parent not in self.ops:
+                    waiting.setdefault(parent, []).append(op)
+        ready = [
+            (op.id, op) for op in self.pending.values() if all(p in self.ops for p in op.parents)
+        ]
+        heapq.heapify(ready)
+        while ready:
+            _, op = heapq.heappop(ready)
+            if op.id not in self.pending:
+                continue
+            del self.pending[op.id]
+            self.pending_bytes -= len(op.raw)
+            try:
+                self._integrate(op)
+            except (UnknownDevice, BadSignature):
+                continue  # a forged op that waited: dropped now
+            released.append(op)
+            for child in waiting.pop(op.id, ()):
+                if child.id in self.pending and all(p in self.ops for p in child.parents):
+                    heapq.heappush(ready, (child.id, child))
         return released
 
     def _integrate(self, op: Op) -> Outcome:
         """Add an op whose parents are all present (signature checked here)."""
         parents = op.parents
-        clock = dict(self.clocks[parents[0]]) if parents else {}
+        clock = self._clocks[parents[0]] if parents else clocks.EMPTY
         for parent in parents[1:]:
-            for author, seq in self.clocks[parent].items():
-                if seq > clock.get(author, 0):
-                    clock[author] = seq
+            clock = clocks.join(clock, self._clocks[parent])
         record = self._author_record(op, clock)
         crypto.verify(
             record.signing_key,
@@ -189,42 +294,39 @@ class GroupLog:
             op.envelope.signed,
             op.envelope.signature,
         )
-        previous = clock.get(op.author, 0)
+        index = self.authors.of(op.author)
+        previous = clocks.get(clock, index)
         if op.seq == previous + 1:
             # Only an op that follows its author's last counts in the clock:
             # one that skips ahead is kept (descendants name it) but invalid,
             # and its number must not make the author's later ops look
             # "before" everything that descends from it (review finding: a
             # removed admin escaped the veto of its removal that way).
-            clock[op.author] = op.seq
+            clock = clocks.put(clock, index, op.seq)
 
-        new_equivocation = False
-        key = (op.author, op.seq)
-        other = self.by_author_seq.get(key)
-        if other is None:
-            self.by_author_seq[key] = op.id
-            if op.seq > self.latest.get(op.author, 0):
-                self.latest[op.author] = op.seq
-        else:
-            known = self.equivocations.get(op.author)
-            if known is None or op.seq < known[0]:
-                self.equivocations[op.author] = (op.seq, other, op.id)
-                new_equivocation = True
-
+        forked = self._note_seq(op)
         heads = self.heads
         fast = (
-            len(parents) == len(heads)
+            not forked
+            and not self.stale
+            and len(parents) == len(heads)
             and all(parent in heads for parent in parents)
-            and not new_equivocation
         )
-        past_state = self.state if fast else self.state_of(op.parents) if op.parents else None
+        branch: _Branch | None = None
+        if fast:
+            past_state = self._state
+        elif not parents:
+            past_state = None
+        else:
+            branch = self._branch_of(parents)
+            past_state = branch.state
         if op.seq != previous + 1:
-            reason: str | None = "its sequence number does not follow its author's last"
+            reason: str | None = SEQ_REASON
         else:
             reason = membership.check(past_state, op)
 
         self.ops[op.id] = op
-        self.clocks[op.id] = clock
+        self._clocks[op.id] = clock
         self.validity[op.id] = reason
         if fast:
             heads.clear()
@@ -233,20 +335,263 @@ class GroupLog:
         heads.add(op.id)
         if reason is None:
             self._learn_devices(op)
+        if membership.is_rights_op(op):
+            self._rights_ops.append(op)
+            granted = membership.grants(op)
+            if granted is not None:
+                self._grants_to.setdefault(granted[0], []).append(op)
 
         if fast:
-            self.order.append(op)
-            if reason is None:
-                if self.state is None:
-                    self.state = membership.replay([op], self.validity, self.clocks, {})
-                else:
-                    membership.Replayer(self.state).apply(op, len(self.order) - 1)
-            elif self.state is not None:
-                self.state.skipped[op.id] = reason
+            self._extend(op, reason)
         else:
-            self.order = self._topological_order()
-            self.state = self._replay(self.order)
+            self._fresh.append(op)
+            if branch is not None and reason != SEQ_REASON:
+                self._grow_branch(op, branch, reason)
         return "applied" if reason is None else "rejected"
+
+    def _note_seq(self, op: Op) -> bool:
+        """Record the op's (author, sequence number); True if that made new evidence."""
+        key = (op.author, op.seq)
+        ids = self.by_author_seq.get(key)
+        if ids is None:
+            self.by_author_seq[key] = [op.id]
+            self._seqs.setdefault(op.author, {})[op.seq] = self.by_author_seq[key]
+            if op.seq > self.latest.get(op.author, 0):
+                self.latest[op.author] = op.seq
+            return False
+        ids.append(op.id)
+        fork = membership.fork_of(self._seqs[op.author])
+        assert fork is not None
+        if self.equivocations.get(op.author) == fork:
+            return False  # a third fork that changes no evidence
+        self.equivocations[op.author] = fork
+        self._forked.add(op.author)
+        return True
+
+    def _extend(self, op: Op, reason: str | None) -> None:
+        """The fast path: `op` follows every head, so it is last in the order."""
+        position = len(self._order)
+        if self._state is not None and position % CHECKPOINT_EVERY == 0:
+            self._checkpoint(position)
+        self._order.append(op)
+        self._position[op.id] = position
+        if self._state is None:
+            if reason is None:  # genesis
+                self._state = membership.replay([op], self.validity, self, {}, self.ops)
+                self._plan = Plan({}, frozenset(), {})
+            return
+        if reason is None:
+            membership.Replayer(self._state).apply(op, position)
+            if membership.revokes(op) is not None:
+                # It follows everything: nothing is concurrent with it, it
+                # vetoes nothing, and it takes effect.
+                assert self._plan is not None
+                target = membership.revokes(op)[0]  # type: ignore[index]
+                in_force = dict(self._plan.in_force)
+                in_force[target] = (*in_force.get(target, ()), op)
+                self._plan = Plan(
+                    self._plan.forks,
+                    self._plan.effective | {op.id},
+                    in_force,
+                    self._plan.excluded,
+                )
+                self._state.in_force = self._plan.effective
+        else:
+            self._state.skipped[op.id] = reason
+
+    # --- branches: the state of one op's causal past ---------------------------
+
+    def _branch_of(self, parents: tuple[bytes, ...]) -> _Branch:
+        """The state of `parents`' causal past, to judge a new op on; owned by the caller."""
+        if len(parents) == 1:
+            cached = self._branches.pop(parents[0], None)
+            if cached is not None:
+                return cached
+        state, size = self._replay_past(parents)
+        assert state is not None
+        return _Branch(state, size)
+
+    def _grow_branch(self, op: Op, branch: _Branch, reason: str | None) -> None:
+        """Extend the branch's state by `op` (last in its own past) and keep it."""
+        if reason is None:
+            membership.Replayer(branch.state).apply(op, branch.size)
+        branch.size += 1
+        self._branches[op.id] = branch
+        while len(self._branches) > MAX_BRANCH_STATES:
+            self._branches.popitem(last=False)
+
+    def _replay_past(self, parents: Iterable[bytes]) -> tuple[GroupState | None, int]:
+        past = self.ancestors(parents)
+        order = self._kahn([self.ops[i] for i in past])
+        forks = membership.forks_of(order)
+        return membership.replay(order, self.validity, self, forks, self.ops), len(order)
+
+    def _kahn(self, ops: list[Op]) -> list[Op]:
+        """Kahn's algorithm on a causally closed set, smallest op ID first among the ready."""
+        ids = {op.id for op in ops}
+        children: dict[bytes, list[Op]] = {}
+        indegree: dict[bytes, int] = {}
+        ready: list[tuple[bytes, Op]] = []
+        for op in ops:
+            inside = 0
+            for parent in op.parents:
+                if parent in ids:
+                    inside += 1
+                    children.setdefault(parent, []).append(op)
+            indegree[op.id] = inside
+            if not inside:
+                ready.append((op.id, op))
+        heapq.heapify(ready)
+        order: list[Op] = []
+        while ready:
+            _, current = heapq.heappop(ready)
+            order.append(current)
+            for child in children.get(current.id, ()):
+                indegree[child.id] -= 1
+                if indegree[child.id] == 0:
+                    heapq.heappush(ready, (child.id, child))
+        return order
+
+    # --- settling the merged state ---------------------------------------------
+
+    def _settle(self) -> None:
+        """Bring the merged state up to date with every integrated op."""
+        if not self.stale:
+            return
+        start = self._merge_order()
+        plan = membership.make_plan(
+            self._rights_ops, self._position, self.validity, self, self.equivocations
+        )
+        old = self._plan
+        if old is None or old.excluded or self._state is None:
+            start = 0
+        else:
+            start = min(start, self._changed_from(old, plan))
+        self._fresh.clear()
+        self._forked.clear()
+        self._resume(start, plan)
+
+    def _merge_order(self) -> int:
+        """Merge the fresh ops into the order; the first position that changed."""
+        fresh = self._fresh
+        position = self._position
+        fresh_ids = {op.id for op in fresh}
+        start = len(self._order)
+        for op in fresh:
+            if all(p in position for p in op.parents):
+                start = min(start, 1 + max((position[p] for p in op.parents), default=-1))
+        # The old order restricted to the old ops is unchanged (they are a
+        # causally closed subset), so only the suffix is sorted again.
+        suffix = self._order[start:] + fresh
+        merged = self._kahn(suffix)
+        first = start
+        old = self._order
+        while first < len(old) and merged[first - start] is old[first]:
+            first += 1
+        if not fresh_ids and first == len(old):
+            return first
+        self._order = old[:start] + merged
+        for i in range(start, len(self._order)):
+            position[self._order[i].id] = i
+        return first
+
+    def _changed_from(self, old: Plan, new: Plan) -> int:
+        """The first position whose replay step can differ between two plans."""
+        start = len(self._order)
+        position = self._position
+        for author in set(old.forks) | set(new.forks):
+            if old.forks.get(author) != new.forks.get(author):
+                seqs = [f[0] for f in (old.forks.get(author), new.forks.get(author)) if f]
+                start = min(start, self._first_from(author, min(seqs)))
+        for rid in old.effective ^ new.effective:
+            revocation = self.ops[rid]
+            start = min(start, position[rid])
+            target = membership.revokes(revocation)[0]  # type: ignore[index]
+            start = min(start, self._first_from(target, self.clock_value(rid, target) + 1))
+            for grant in self._grants_to.get(target, ()):
+                if not self.before(grant, revocation):
+                    start = min(start, position[grant.id])
+        return start
+
+    def _first_from(self, author: bytes, seq: int) -> int:
+        """The first position of any op of `author` numbered `seq` or more."""
+        found = len(self._order)
+        for number, ids in self._seqs.get(author, {}).items():
+            if number >= seq:
+                for op_id in ids:
+                    found = min(found, self._position.get(op_id, found))
+        return found
+
+    def _resume(self, start: int, plan: Plan) -> None:
+        """Replay the order from `start` (from the checkpoint before it) under `plan`."""
+        order = self._order
+        while self._checkpoints and self._checkpoints[-1].position > start:
+            self._checkpoints.pop()
+        state = self._state
+        if state is None or not self._checkpoints or start == 0:
+            self._checkpoints.clear()
+            state = membership.new_state(order[0], plan)
+            begin = 0
+        else:
+            checkpoint = self._checkpoints[-1]
+            self._restore(state, checkpoint)
+            state.equivocators = {d: (a, b) for d, (_, a, b) in plan.forks.items()}
+            begin = checkpoint.position
+        replayer = membership.Replayer(state, self, self.ops)
+        validity = self.validity
+        for i in range(begin, len(order)):
+            if (
+                i % CHECKPOINT_EVERY == 0
+                and i
+                and (not self._checkpoints or self._checkpoints[-1].position < i)
+            ):
+                self._state = state
+                self._checkpoint(i)
+            replayer.step(order[i], i, plan, validity)
+        self._state = state
+        stray = membership.unapplied_revocations(state, plan)
+        if stray:
+            # A revocation in force that the replay could not apply: settle
+            # again without it, from genesis (rare: only crossed revocations
+            # through grants do this).
+            self._checkpoints.clear()
+            self._state, self._plan = membership.settle(
+                order, validity, self, self.equivocations, self.ops
+            )
+            return
+        state.in_force = plan.effective
+        self._plan = plan
+
+    def _checkpoint(self, position: int) -> None:
+        state = self._state
+        assert state is not None
+        self._checkpoints.append(
+            _Checkpoint(
+                position,
+                dict(state.members),
+                dict(state.policy_frontier),
+                len(state.devices),
+                len(state.epochs),
+                len(state.applied),
+                len(state.skipped),
+                len(state.notices),
+            )
+        )
+
+    @staticmethod
+    def _restore(state: GroupState, checkpoint: _Checkpoint) -> None:
+        """Put the merged state back as it was at the checkpoint (in place)."""
+        state.members = dict(checkpoint.members)
+        state.policy_frontier = dict(checkpoint.policy_frontier)
+        while len(state.devices) > checkpoint.devices:
+            state.devices.popitem()
+        while len(state.skipped) > checkpoint.skipped:
+            state.skipped.popitem()
+        del state.epochs[checkpoint.epochs :]
+        del state.applied[checkpoint.applied :]
+        del state.notices[checkpoint.notices :]
+
+    # --- who wrote it ------------------------------------------------------------
 
     def _learn_devices(self, op: Op) -> None:
         """Remember a device introduced by a valid genesis or add."""
@@ -257,48 +602,23 @@ class GroupLog:
             self.devices.setdefault(op.body.target, op.body.device)
             self.introductions.setdefault(op.body.target, []).append(op)
 
-    def _author_record(self, op: Op, parents_clock: dict[bytes, int]) -> DeviceRecord:
+    def _author_record(self, op: Op, parents_clock: clocks.Clock) -> DeviceRecord:
         """The author's record, which must come from the op's own causal past.
 
         Looking only in the causal past (never at concurrent ops) makes
         whether an op is kept the same on every replica, whatever the order
-        of arrival.
+        of arrival. The clock says an op of the introducer's with the
+        introduction's number is in the past; when the introducer signed
+        more than one op with that number, the ancestry decides which.
         """
         if isinstance(op.body, Genesis):
             return op.body.founder
         for intro in self.introductions.get(op.author, ()):
-            if intro.author in self.equivocations:
-                if intro.id in self.ancestors(op.parents):
-                    return self.devices[op.author]
-            elif parents_clock.get(intro.author, 0) >= intro.seq:
+            index = self.authors.get(intro.author)
+            if index is None or clocks.get(parents_clock, index) < intro.seq:
+                continue
+            if len(self.by_author_seq[(intro.author, intro.seq)]) == 1:
+                return self.devices[op.author]
+            if intro.id in self.ancestors(op.parents):
                 return self.devices[op.author]
         raise UnknownDevice("the op's author was not added in its causal past")
-
-    def _replay(self, ops: Iterable[Op]) -> GroupState | None:
-        ops = list(ops)
-        ids = {op.id for op in ops}
-        equivocations = {
-            device: fork
-            for device, fork in self.equivocations.items()
-            if fork[1] in ids and fork[2] in ids
-        }
-        return membership.replay(ops, self.validity, self.clocks, equivocations)
-
-    def _topological_order(self) -> list[Op]:
-        """Kahn's algorithm, smallest op ID first among the ready ops."""
-        children: dict[bytes, list[bytes]] = {}
-        for op in self.ops.values():
-            for parent in op.parents:
-                children.setdefault(parent, []).append(op.id)
-        indegree = {op_id: len(op.parents) for op_id, op in self.ops.items()}
-        ready = [op_id for op_id, degree in indegree.items() if degree == 0]
-        heapq.heapify(ready)
-        order: list[Op] = []
-        while ready:
-            current = heapq.heappop(ready)
-            order.append(self.ops[current])
-            for child in children.get(current, ()):
-                indegree[child] -= 1
-                if indegree[child] == 0:
-                    heapq.heappush(ready, child)
-        return order

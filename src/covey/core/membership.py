@@ -36,10 +36,10 @@ How a set of ops becomes a state (PROTOCOL.md section 7 has worked examples):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 from covey.core.identity import DeviceRecord
 from covey.core.ops import (
@@ -162,6 +162,8 @@ class GroupState:
     equivocators: dict[bytes, tuple[bytes, bytes]] = field(default_factory=dict)
     #: Things people should know about the merged state.
     notices: list[str] = field(default_factory=list)
+    #: The revocations that took effect (each one applied, never skipped).
+    in_force: frozenset[bytes] = frozenset()
 
     @property
     def history(self) -> History:
@@ -295,44 +297,181 @@ def check(state: GroupState | None, op: Op) -> str | None:
 # --- replay ---------------------------------------------------------------------
 
 
-class Clocks:
-    """Causal order between ops, from per-author sequence numbers.
-
-    `clock[op]` maps each author to the highest sequence number of theirs in
-    the op's causal past (the op included). For authors who never
-    equivocated that is exact: a is before b iff clock[b][author(a)] >= seq(a).
-    """
-
-    def __init__(self, clocks: Mapping[bytes, Mapping[bytes, int]], ops: Mapping[bytes, Op]):
-        self._clocks = clocks
-        self._ops = ops
+class Causality(Protocol):
+    """Causal order between the ops of one log (the log answers from its clocks)."""
 
     def before(self, a: Op, b: Op) -> bool:
-        return a.id != b.id and self._clocks[b.id].get(a.author, 0) >= a.seq
+        """Whether `a` is in `b`'s causal past (and is not `b`)."""
+        ...
 
-    def concurrent(self, a: Op, b: Op) -> bool:
-        return a.id != b.id and not self.before(a, b) and not self.before(b, a)
+
+def concurrent(causality: Causality, a: Op, b: Op) -> bool:
+    return a.id != b.id and not causality.before(a, b) and not causality.before(b, a)
+
+
+Fork = tuple[int, bytes, bytes]
+
+
+def fork_of(ids_by_seq: Mapping[int, Iterable[bytes]]) -> Fork | None:
+    """One author's equivocation evidence, from its op IDs per sequence number.
+
+    The evidence is a function of the set of ops, never of their arrival
+    order (review finding: with three forks, replicas that kept the pair
+    they saw first disagreed forever): the lowest sequence number with two
+    or more ops, and its two smallest op IDs.
+    """
+    for seq in sorted(ids_by_seq):
+        ids = sorted(ids_by_seq[seq])
+        if len(ids) >= 2:
+            return seq, ids[0], ids[1]
+    return None
+
+
+def forks_of(ops: Iterable[Op]) -> dict[bytes, Fork]:
+    """Every author's equivocation evidence within a set of ops."""
+    seen: dict[bytes, dict[int, list[bytes]]] = {}
+    for op in ops:
+        seen.setdefault(op.author, {}).setdefault(op.seq, []).append(op.id)
+    forks = {}
+    for author, by_seq in seen.items():
+        if any(len(ids) > 1 for ids in by_seq.values()):
+            fork = fork_of(by_seq)
+            assert fork is not None
+            forks[author] = fork
+    return forks
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a replay decides from the whole set of ops, before it applies any.
+
+    Revocations win (step 3 of the module's rules), so which ones take
+    effect is settled over the whole set first; the replay then applies ops
+    in order, skipping what those revocations veto.
+    """
+
+    forks: Mapping[bytes, Fork]
+    #: IDs of the revocations that take effect.
+    effective: frozenset[bytes]
+    #: Device -> the revocations of it that take effect.
+    in_force: Mapping[bytes, tuple[Op, ...]]
+    #: Revocations left out because the replay could not apply them (their
+    #: author had lost the right by then): settled again without them.
+    excluded: frozenset[bytes] = frozenset()
+
+    def live(self, op: Op, validity: Mapping[bytes, str | None]) -> bool:
+        """Causally valid, and not at or after its author's equivocation."""
+        if validity.get(op.id, "not checked") is not None:
+            return False
+        fork = self.forks.get(op.author)
+        return fork is None or op.seq < fork[0]
+
+
+def is_rights_op(op: Op) -> bool:
+    """Whether the op takes part in settling revocations (genesis, grants, revocations)."""
+    return isinstance(op.body, (Genesis, Add, Remove, SetRole))
+
+
+def make_plan(
+    rights: Iterable[Op],
+    position: Mapping[bytes, int],
+    validity: Mapping[bytes, str | None],
+    causality: Causality,
+    forks: Mapping[bytes, Fork],
+    excluded: frozenset[bytes] = frozenset(),
+) -> Plan:
+    """Settle which revocations of a causally closed set of ops take effect.
+
+    `rights` holds at least the set's genesis, grants and revocations
+    (`is_rights_op`), `position` their places in the replay order.
+    """
+    probe = Plan(forks, frozenset(), {}, excluded)
+    seniority: dict[bytes, int] = {}
+    grants_to: dict[bytes, list[Op]] = {}
+    revocations: list[Op] = []
+    places: dict[bytes, int] = {}
+    for op in sorted(rights, key=lambda o: position[o.id]):
+        if not probe.live(op, validity):
+            continue
+        granted = grants(op)
+        if granted is not None:
+            grants_to.setdefault(granted[0], []).append(op)
+            if isinstance(op.body, Add):
+                seniority.setdefault(granted[0], position[op.id])
+        elif isinstance(op.body, Genesis):
+            seniority[op.author] = 0
+        if op.id not in excluded and revokes(op) is not None:
+            revocations.append(op)
+            places[op.id] = position[op.id]
+    effective = _effective_revocations(revocations, grants_to, causality, seniority, places)
+    in_force: dict[bytes, list[Op]] = {}
+    for op in revocations:
+        if op.id in effective:
+            in_force.setdefault(revokes(op)[0], []).append(op)  # type: ignore[index]
+    return Plan(forks, frozenset(effective), {d: tuple(r) for d, r in in_force.items()}, excluded)
+
+
+def _vetoes(
+    causality: Causality, revocation: Op, target: bytes, taken: Level | Literal["all"], op: Op
+) -> bool:
+    """Whether an effective `revocation` of `target` would veto `op`."""
+    if not concurrent(causality, revocation, op):
+        return False
+    if op.author == target and _covers(taken, author_needs(op)):
+        return True
+    granted = grants(op)
+    return granted is not None and granted[0] == target and _covers(taken, granted[1])
 
 
 def _effective_revocations(
     revocations: list[Op],
-    clocks: Clocks,
+    grants_to: Mapping[bytes, list[Op]],
+    causality: Causality,
     seniority: Mapping[bytes, int],
     position: Mapping[bytes, int],
 ) -> set[bytes]:
-    """Settle which revocations take effect (grounded, then by seniority)."""
-    attackers: dict[bytes, list[bytes]] = {r.id: [] for r in revocations}
+    """Settle which revocations take effect (grounded, then by seniority).
+
+    r1 attacks r2 when r1, in effect, would veto r2, or would veto a grant
+    r2's author holds its right through (its support: the grants to it in
+    r2's causal past, and theirs, recursively). Without the second kind, a
+    removed admin kept its power through a device it added concurrently
+    with its removal (review finding): the device's revocation of the
+    remover defeated the removal, although the removal vetoes the device's
+    add. Now the two attack each other, and the cycle goes to seniority.
+    """
+    support_memo: dict[bytes, frozenset[Op]] = {}
+
+    def support(op: Op) -> frozenset[Op]:
+        found = support_memo.get(op.id)
+        if found is None:
+            support_memo[op.id] = frozenset()  # a cycle cannot happen; guard anyway
+            result: set[Op] = set()
+            for grant in grants_to.get(op.author, ()):
+                if causality.before(grant, op):
+                    result.add(grant)
+                    result |= support(grant)
+            found = support_memo[op.id] = frozenset(result)
+        return found
+
+    # Index each revocation under every device whose revocation could attack it.
+    exposed: dict[bytes, list[tuple[Op, Op]]] = {}  # device -> (revocation, op it rests on)
+    for r in revocations:
+        for held in (r, *support(r)):
+            exposed.setdefault(held.author, []).append((r, held))
+            granted = grants(held)
+            if granted is not None and held is not r:
+                exposed.setdefault(granted[0], []).append((r, held))
+    attackers: dict[bytes, set[bytes]] = {r.id: set() for r in revocations}
     for r1 in revocations:
-        revoked = revokes(r1)
-        assert revoked is not None
-        target, taken = revoked
-        for r2 in revocations:
+        target, taken = revokes(r1)  # type: ignore[misc]
+        for r2, held in exposed.get(target, ()):
             if (
-                r2.author == target
-                and _covers(taken, author_needs(r2))
-                and clocks.concurrent(r1, r2)
+                r2.id != r1.id
+                and r1.id not in attackers[r2.id]
+                and _vetoes(causality, r1, target, taken, held)
             ):
-                attackers[r2.id].append(r1.id)
+                attackers[r2.id].add(r1.id)
     effective: set[bytes] = set()
     defeated: set[bytes] = set()
     undecided = [r.id for r in revocations]
@@ -354,7 +493,7 @@ def _effective_revocations(
         if undecided:  # only cycles are left: the most senior author wins
             winner = min(
                 undecided,
-                key=lambda rid: (seniority.get(author_of[rid], len(position)), position[rid]),
+                key=lambda rid: (seniority.get(author_of[rid], NO_SENIORITY), position[rid]),
             )
             effective.add(winner)
             undecided.remove(winner)
@@ -362,10 +501,19 @@ def _effective_revocations(
 
 
 class Replayer:
-    """Applies ops one at a time to a state (the shared step of both paths)."""
+    """Applies ops one at a time to a state (the shared step of every path)."""
 
-    def __init__(self, state: GroupState) -> None:
+    def __init__(
+        self,
+        state: GroupState,
+        causality: Causality | None = None,
+        ops: Mapping[bytes, Op] | None = None,
+    ) -> None:
         self.state = state
+        #: Needed for the set_policy frontier of a merge; an op that follows
+        #: every head (the fast path) is after every policy op, so needs none.
+        self._causality = causality
+        self._ops = ops
 
     def apply(self, op: Op, position: int) -> None:
         """Apply a valid op, unconditionally (the caller has checked it)."""
@@ -389,13 +537,15 @@ class Replayer:
             if member is not None:
                 state.members[body.target] = Member(member.record, body.role, member.seniority)
         elif isinstance(body, SetPolicy):
-            if self._clocks is None:  # the op follows everything: it is the frontier
+            if self._causality is None:  # the op follows everything: it is the frontier
                 state.policy_frontier = {op.id: body.history}
             else:
+                assert self._ops is not None
+                before, ops = self._causality.before, self._ops
                 state.policy_frontier = {
                     pid: value
                     for pid, value in state.policy_frontier.items()
-                    if not self._before(pid, op)
+                    if not before(ops[pid], op)
                 }
                 state.policy_frontier[op.id] = body.history
         else:
@@ -407,15 +557,16 @@ class Replayer:
         if isinstance(body, (Remove, SetRole)):  # the only ops that can take the last admin
             self.ensure_admin()
 
-    #: Set by `replay` for the set_policy frontier; the fast path never needs
-    #: it, because an op that follows every head is after every policy op.
-    _clocks: Clocks | None = None
-    _ops: Mapping[bytes, Op] | None = None
-
-    def _before(self, op_id: bytes, op: Op) -> bool:
-        assert self._clocks is not None
-        assert self._ops is not None
-        return self._clocks.before(self._ops[op_id], op)
+    def step(self, op: Op, position: int, plan: Plan, validity: Mapping[bytes, str | None]) -> None:
+        """Apply `op`, or record why it is skipped (the replay's one step)."""
+        assert self._causality is not None
+        reason = _skip_reason(op, validity, plan, self._causality, self.state)
+        if reason is None:
+            self.apply(op, position)
+            return
+        self.state.skipped[op.id] = reason
+        if reason == EQUIVOCATED:
+            self.remove_equivocator(op.author)
 
     def remove_equivocator(self, device: bytes) -> None:
         if self.state.members.pop(device, None) is not None:
@@ -437,83 +588,101 @@ class Replayer:
             )
 
 
-def replay(
-    order: Iterable[Op],
+def new_state(genesis: Op, plan: Plan) -> GroupState:
+    """The empty state a replay starts from."""
+    assert isinstance(genesis.body, Genesis)
+    state = GroupState(genesis.id, genesis.body.name, genesis.author)
+    state.equivocators = {d: (a, b) for d, (_, a, b) in plan.forks.items()}
+    return state
+
+
+def unapplied_revocations(state: GroupState, plan: Plan) -> frozenset[bytes]:
+    """Revocations the plan put in force that the replay skipped (must be none)."""
+    return frozenset(rid for rid in plan.effective if rid in state.skipped)
+
+
+def settle(
+    order: Sequence[Op],
     validity: Mapping[bytes, str | None],
-    clocks: Mapping[bytes, Mapping[bytes, int]],
-    equivocations: Mapping[bytes, tuple[int, bytes, bytes]],
+    causality: Causality,
+    forks: Mapping[bytes, Fork],
+    ops: Mapping[bytes, Op],
+) -> tuple[GroupState, Plan]:
+    """Replay a non-empty, causally closed set of ops from genesis: the state and its plan.
+
+    A revocation in force that the replay cannot apply (its author lost the
+    right through a revocation settled with it) must veto nothing: it is
+    left out and the revocations are settled again, until every revocation
+    in force is applied.
+    """
+    position = {op.id: i for i, op in enumerate(order)}
+    rights = [op for op in order if is_rights_op(op)]
+    excluded: frozenset[bytes] = frozenset()
+    while True:
+        plan = make_plan(rights, position, validity, causality, forks, excluded)
+        state = new_state(order[0], plan)
+        replayer = Replayer(state, causality, ops)
+        for i, op in enumerate(order):
+            replayer.step(op, i, plan, validity)
+        stray = unapplied_revocations(state, plan)
+        if not stray:
+            state.in_force = plan.effective
+            return state, plan
+        excluded |= stray
+
+
+def replay(
+    order: Sequence[Op],
+    validity: Mapping[bytes, str | None],
+    causality: Causality,
+    forks: Mapping[bytes, Fork] | None = None,
+    ops: Mapping[bytes, Op] | None = None,
 ) -> GroupState | None:
     """The state of a causally closed set of ops, given in replay order.
 
     `validity[op]` is None for a causally valid op, else the reason it is
-    not; `equivocations` maps a device to (sequence number, op, op) of its
-    first equivocation. Returns None for an empty set.
+    not; `forks` is every author's equivocation evidence in the set
+    (computed from the set when not given). Returns None for an empty set.
     """
-    ops = list(order)
-    if not ops:
+    if not order:
         return None
-    by_id = {op.id: op for op in ops}
-    position = {op.id: i for i, op in enumerate(ops)}
-    clock = Clocks(clocks, by_id)
-    genesis = ops[0]
-    assert isinstance(genesis.body, Genesis)
+    if forks is None:
+        forks = forks_of(order)
+    by_id = ops if ops is not None else {op.id: op for op in order}
+    return settle(order, validity, causality, forks, by_id)[0]
 
-    def live(op: Op) -> bool:
-        fork = equivocations.get(op.author)
-        return validity.get(op.id) is None and (fork is None or op.seq < fork[0])
 
-    seniority: dict[bytes, int] = {}
-    for op in ops:
-        granted = grants(op)
-        if live(op) and granted is not None and isinstance(op.body, Add):
-            seniority.setdefault(granted[0], position[op.id])
-    seniority[genesis.author] = 0
-    revocations = [op for op in ops if live(op) and revokes(op) is not None]
-    effective = _effective_revocations(revocations, clock, seniority, position)
-    in_force = [op for op in revocations if op.id in effective]
-
-    state = GroupState(genesis.id, genesis.body.name, genesis.author)
-    state.equivocators = {d: (a, b) for d, (_, a, b) in equivocations.items()}
-    replayer = Replayer(state)
-    replayer._clocks, replayer._ops = clock, by_id
-    for op in ops:
-        reason = _skip_reason(op, validity, equivocations, effective, in_force, clock, state)
-        if reason is not None:
-            state.skipped[op.id] = reason
-            if reason == "its author equivocated":
-                replayer.remove_equivocator(op.author)
-            continue
-        replayer.apply(op, position[op.id])
-    return state
+EQUIVOCATED: Final = "its author equivocated"
+#: Rank of an author with no live add (after every real position).
+NO_SENIORITY: Final = 1 << 62
 
 
 def _skip_reason(
     op: Op,
     validity: Mapping[bytes, str | None],
-    equivocations: Mapping[bytes, tuple[int, bytes, bytes]],
-    effective: set[bytes],
-    in_force: list[Op],
-    clock: Clocks,
+    plan: Plan,
+    causality: Causality,
     state: GroupState,
 ) -> str | None:
-    fork = equivocations.get(op.author)
+    fork = plan.forks.get(op.author)
     if fork is not None and op.seq >= fork[0]:
-        return "its author equivocated"
+        return EQUIVOCATED
     invalid = validity.get(op.id, "not checked")
     if invalid is not None:
         return invalid
-    if revokes(op) is not None and op.id not in effective:
+    if op.id in plan.excluded:
+        return "its author had lost the right by the time it would take effect"
+    if revokes(op) is not None and op.id not in plan.effective:
         return "vetoed: a concurrent revocation of its author took effect"
     needed = author_needs(op)
-    granted = grants(op)
-    for r in in_force:
-        target, taken = revokes(r)  # type: ignore[misc]
-        if not clock.concurrent(r, op):
-            continue
-        if op.author == target and _covers(taken, needed):
+    for r in plan.in_force.get(op.author, ()):
+        if _covers(revokes(r)[1], needed) and concurrent(causality, r, op):  # type: ignore[index]
             return "vetoed: its author's rights were revoked concurrently"
-        if granted is not None and granted[0] == target and _covers(taken, granted[1]):
-            return "vetoed: a concurrent revocation of its target took effect"
+    granted = grants(op)
+    if granted is not None:
+        for r in plan.in_force.get(granted[0], ()):
+            if _covers(revokes(r)[1], granted[1]) and concurrent(causality, r, op):  # type: ignore[index]
+                return "vetoed: a concurrent revocation of its target took effect"
     if isinstance(op.body, Genesis):
         return None
     member = state.members.get(op.author)

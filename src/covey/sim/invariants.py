@@ -239,7 +239,7 @@ class Invariants:
 
         def before(a: Op, b: Op) -> bool:
             """a is b or in b's causal past."""
-            return a.id == b.id or truth.clocks[b.id].get(a.author, 0) >= a.seq
+            return a.id == b.id or truth.clock_value(b.id, a.author) >= a.seq
 
         found = []
         for epoch in state.epochs:
