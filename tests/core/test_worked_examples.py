@@ -157,3 +157,27 @@ def test_7_3a_in_a_shared_group_the_healed_newcomer_reads_the_other_side() -> No
     world.sync(B, D)
     reader = world.replicas[D]
     assert open_bytes(lambda _g: reader, sealed_by_b)[0] == b"sealed apart"
+
+
+def test_7_6_a_removed_admin_cannot_keep_its_power_through_a_device_it_adds(
+    world: World,
+) -> None:
+    """Review finding (high): A removes admin B; apart, B adds D as admin and D removes A.
+
+    A's removal of B vetoes B's concurrent add of D, so D was never a
+    member, and D's removal of A rests on nothing. Before the fix every
+    replica ended with B and D admins and the founder out.
+    """
+    a_removes_b = world.act(A, "remove", B)
+    b_adds_d = world.act(B, "add_admin", D)
+    world.sync(B, D)
+    d_removes_a = world.act(D, "remove", A)
+    assert d_removes_a is not None
+    meet(world)
+    state = world.replicas[C].state
+    assert members(world, C) == {A: "admin", C: "member"}
+    assert a_removes_b.id in state.applied
+    assert b_adds_d.id in state.skipped
+    assert d_removes_a.id in state.skipped
+    assert a_removes_b.id in state.in_force
+    assert d_removes_a.id not in state.in_force

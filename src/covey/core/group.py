@@ -39,11 +39,13 @@ from covey.core.ops import (
 from covey.errors import (
     BadKeyWrap,
     InvalidArgument,
+    InvalidInput,
     KeyUnavailable,
     NeedsRotation,
     NotAllowed,
     NotAMember,
 )
+from covey.gcpause import collector_paused
 
 
 @dataclass
@@ -105,6 +107,19 @@ class Group:
         received = self.log.receive(data)
         self._learn_keys(received.integrated)
         return received
+
+    def receive_all(self, raws: Iterable[bytes]) -> list[Received | InvalidInput]:
+        """Take everything one sync message or fetch delivered: an outcome per op, in order.
+
+        A refused op gives its error in its place and the rest go on; the
+        merged state is settled once, when next read (`GroupLog.receive_all`).
+        """
+        with collector_paused():  # many objects that live as long as the log
+            outcomes = self.log.receive_all(raws)
+            for outcome in outcomes:
+                if isinstance(outcome, Received):
+                    self._learn_keys(outcome.integrated)
+        return outcomes
 
     def _learn_keys(self, ops: Iterable[Op]) -> None:
         me = self.me.device_id.raw

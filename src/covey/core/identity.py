@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Self
 
 from covey.core import Rng, crypto, encoding, fields, wire, words
@@ -91,10 +91,11 @@ class DeviceRecord:
     box_key: bytes
     channel_key: bytes
     created: int
+    #: Derived once: the merge asks for it at every add it replays.
+    device_id: DeviceId = field(init=False, repr=False, compare=False)
 
-    @property
-    def device_id(self) -> DeviceId:
-        return DeviceId.of(self.signing_key)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "device_id", DeviceId.of(self.signing_key))
 
     @property
     def fingerprint(self) -> bytes:

@@ -33,6 +33,7 @@ smallest op IDs (`membership.fork_of`), whatever order they came in.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -44,6 +45,7 @@ from covey.core.identity import DeviceRecord
 from covey.core.membership import Fork, GroupState, Plan
 from covey.core.ops import Add, Genesis, History, Op, parse_op
 from covey.errors import BadSignature, BufferFull, InvalidInput, UnknownDevice, WrongGroup
+from covey.gcpause import collector_paused
 
 #: Ops waiting for a missing parent: enough for a long partition's worth of
 #: changes arriving out of order, small enough to bound memory.
@@ -111,11 +113,12 @@ class GroupLog:
         self.pending_bytes = 0
         self.authors = clocks.Authors()
         self._clocks: dict[bytes, clocks.Clock] = {}
-        #: Per author, its ops' sequence numbers -> IDs (for the evidence).
+        #: Per author, its ops' sequence numbers -> IDs (for the evidence), and sorted.
         self._seqs: dict[bytes, dict[int, list[bytes]]] = {}
+        self._numbers: dict[bytes, list[int]] = {}
         #: Genesis, adds, removes and role changes: what settles revocations.
         self._rights_ops: list[Op] = []
-        self._grants_to: dict[bytes, list[Op]] = {}
+        self._grants_to = membership.Chains()
         # The merged state of `_order`, and what settling it needs.
         self._order: list[Op] = []
         self._position: dict[bytes, int] = {}
@@ -339,7 +342,7 @@ class GroupLog:
             self._rights_ops.append(op)
             granted = membership.grants(op)
             if granted is not None:
-                self._grants_to.setdefault(granted[0], []).append(op)
+                self._grants_to.add(granted[0], op)
 
         if fast:
             self._extend(op, reason)
@@ -356,6 +359,7 @@ class GroupLog:
         if ids is None:
             self.by_author_seq[key] = [op.id]
             self._seqs.setdefault(op.author, {})[op.seq] = self.by_author_seq[key]
+            bisect.insort(self._numbers.setdefault(op.author, []), op.seq)
             if op.seq > self.latest.get(op.author, 0):
                 self.latest[op.author] = op.seq
             return False
@@ -378,26 +382,20 @@ class GroupLog:
         if self._state is None:
             if reason is None:  # genesis
                 self._state = membership.replay([op], self.validity, self, {}, self.ops)
-                self._plan = Plan({}, frozenset(), {})
+                self._plan = Plan({}, frozenset(), membership.Chains())
             return
-        if reason is None:
-            membership.Replayer(self._state).apply(op, position)
-            if membership.revokes(op) is not None:
-                # It follows everything: nothing is concurrent with it, it
-                # vetoes nothing, and it takes effect.
-                assert self._plan is not None
-                target = membership.revokes(op)[0]  # type: ignore[index]
-                in_force = dict(self._plan.in_force)
-                in_force[target] = (*in_force.get(target, ()), op)
-                self._plan = Plan(
-                    self._plan.forks,
-                    self._plan.effective | {op.id},
-                    in_force,
-                    self._plan.excluded,
-                )
-                self._state.in_force = self._plan.effective
-        else:
-            self._state.skipped[op.id] = reason
+        plan = self._plan
+        assert plan is not None
+        revoked = membership.revokes(op)
+        if revoked is not None and plan.live(op, self.validity):
+            # It follows everything: nothing is concurrent with it, so it
+            # vetoes nothing and nothing vetoes it; it takes effect.
+            plan.in_force.add(revoked[0], op)
+            plan = self._plan = Plan(
+                plan.forks, plan.effective | {op.id}, plan.in_force, plan.excluded
+            )
+        membership.Replayer(self._state, self, self.ops).step(op, position, plan, self.validity)
+        self._state.in_force = plan.effective
 
     # --- branches: the state of one op's causal past ---------------------------
 
@@ -458,6 +456,10 @@ class GroupLog:
         """Bring the merged state up to date with every integrated op."""
         if not self.stale:
             return
+        with collector_paused():  # a replay makes no cycles, only long-lived objects
+            self._settle_now()
+
+    def _settle_now(self) -> None:
         start = self._merge_order()
         plan = membership.make_plan(
             self._rights_ops, self._position, self.validity, self, self.equivocations
@@ -507,11 +509,25 @@ class GroupLog:
             revocation = self.ops[rid]
             start = min(start, position[rid])
             target = membership.revokes(revocation)[0]  # type: ignore[index]
-            start = min(start, self._first_from(target, self.clock_value(rid, target) + 1))
-            for grant in self._grants_to.get(target, ()):
-                if not self.before(grant, revocation):
+            start = min(start, self._first_live_from(target, self.clock_value(rid, target) + 1))
+            for grant in self._grants_to.not_before(target, revocation, self):
+                if self.validity[grant.id] is None:  # (the first live one of each chain)
                     start = min(start, position[grant.id])
+                    break
         return start
+
+    def _first_live_from(self, author: bytes, seq: int) -> int:
+        """The first position of a valid op of `author` numbered `seq` or more.
+
+        What a revocation can veto is valid (an invalid op is skipped under
+        any plan), and an author's valid ops are a chain in the order.
+        """
+        numbers = self._numbers.get(author, [])
+        for number in numbers[bisect.bisect_left(numbers, seq) :]:
+            ids = [i for i in self._seqs[author][number] if self.validity[i] is None]
+            if ids:
+                return min(self._position[i] for i in ids)
+        return len(self._order)
 
     def _first_from(self, author: bytes, seq: int) -> int:
         """The first position of any op of `author` numbered `seq` or more."""

@@ -36,7 +36,8 @@ How a set of ops becomes a state (PROTOCOL.md section 7 has worked examples):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import bisect
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
@@ -304,6 +305,10 @@ class Causality(Protocol):
         """Whether `a` is in `b`'s causal past (and is not `b`)."""
         ...
 
+    def clock_value(self, op_id: bytes, author: bytes) -> int:
+        """`author`'s highest sequence number in the op's causal past."""
+        ...
+
 
 def concurrent(causality: Causality, a: Op, b: Op) -> bool:
     return a.id != b.id and not causality.before(a, b) and not causality.before(b, a)
@@ -341,6 +346,47 @@ def forks_of(ops: Iterable[Op]) -> dict[bytes, Fork]:
     return forks
 
 
+class Chains:
+    """Ops about each device, per author in sequence order.
+
+    An author that never equivocated writes a chain: each of its ops has
+    the one before in its causal past. So the ops of one author that are
+    not before an op X are those numbered above X's clock entry for that
+    author, and among them those after X come last: the ones concurrent
+    with X are found by bisection, not by testing every op about the device.
+    """
+
+    __slots__ = ("_by",)
+
+    def __init__(self) -> None:
+        self._by: dict[bytes, dict[bytes, tuple[list[int], list[Op]]]] = {}
+
+    def add(self, device: bytes, op: Op) -> None:
+        seqs, ops = self._by.setdefault(device, {}).setdefault(op.author, ([], []))
+        i = bisect.bisect_right(seqs, op.seq)
+        seqs.insert(i, op.seq)
+        ops.insert(i, op)
+
+    def __contains__(self, device: bytes) -> bool:
+        return device in self._by
+
+    def not_before(self, device: bytes, op: Op, causality: Causality) -> Iterator[Op]:
+        """Per author, the ops about `device` that are not in `op`'s causal past."""
+        for author, (seqs, ops) in self._by.get(device, {}).items():
+            start = bisect.bisect_right(seqs, causality.clock_value(op.id, author))
+            yield from ops[start:]
+
+    def concurrent_with(self, device: bytes, op: Op, causality: Causality) -> Iterator[Op]:
+        """The ops about `device` that are neither before nor after `op`."""
+        for author, (seqs, ops) in self._by.get(device, {}).items():
+            start = bisect.bisect_right(seqs, causality.clock_value(op.id, author))
+            for other in ops[start:]:
+                if causality.before(op, other):
+                    break  # it, and the rest of the chain, come after `op`
+                if other.id != op.id:
+                    yield other
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """What a replay decides from the whole set of ops, before it applies any.
@@ -354,7 +400,7 @@ class Plan:
     #: IDs of the revocations that take effect.
     effective: frozenset[bytes]
     #: Device -> the revocations of it that take effect.
-    in_force: Mapping[bytes, tuple[Op, ...]]
+    in_force: Chains
     #: Revocations left out because the replay could not apply them (their
     #: author had lost the right by then): settled again without them.
     excluded: frozenset[bytes] = frozenset()
@@ -385,30 +431,34 @@ def make_plan(
     `rights` holds at least the set's genesis, grants and revocations
     (`is_rights_op`), `position` their places in the replay order.
     """
-    probe = Plan(forks, frozenset(), {}, excluded)
+    forks = dict(forks)  # a snapshot: the log's evidence grows in place
+    probe = Plan(forks, frozenset(), Chains(), excluded)
     seniority: dict[bytes, int] = {}
     grants_to: dict[bytes, list[Op]] = {}
     revocations: list[Op] = []
     places: dict[bytes, int] = {}
-    for op in sorted(rights, key=lambda o: position[o.id]):
+    # (In any order: each result below is a minimum or a set.)
+    for op in rights:
         if not probe.live(op, validity):
             continue
         granted = grants(op)
         if granted is not None:
             grants_to.setdefault(granted[0], []).append(op)
             if isinstance(op.body, Add):
-                seniority.setdefault(granted[0], position[op.id])
+                place = position[op.id]
+                if place < seniority.get(granted[0], NO_SENIORITY):
+                    seniority[granted[0]] = place
         elif isinstance(op.body, Genesis):
             seniority[op.author] = 0
         if op.id not in excluded and revokes(op) is not None:
             revocations.append(op)
             places[op.id] = position[op.id]
     effective = _effective_revocations(revocations, grants_to, causality, seniority, places)
-    in_force: dict[bytes, list[Op]] = {}
+    in_force = Chains()
     for op in revocations:
         if op.id in effective:
-            in_force.setdefault(revokes(op)[0], []).append(op)  # type: ignore[index]
-    return Plan(forks, frozenset(effective), {d: tuple(r) for d, r in in_force.items()}, excluded)
+            in_force.add(revokes(op)[0], op)  # type: ignore[index]
+    return Plan(forks, frozenset(effective), in_force, excluded)
 
 
 def _vetoes(
@@ -675,13 +725,15 @@ def _skip_reason(
     if revokes(op) is not None and op.id not in plan.effective:
         return "vetoed: a concurrent revocation of its author took effect"
     needed = author_needs(op)
-    for r in plan.in_force.get(op.author, ()):
-        if _covers(revokes(r)[1], needed) and concurrent(causality, r, op):  # type: ignore[index]
-            return "vetoed: its author's rights were revoked concurrently"
+    in_force = plan.in_force
+    if op.author in in_force:
+        for r in in_force.concurrent_with(op.author, op, causality):
+            if _covers(revokes(r)[1], needed):  # type: ignore[index]
+                return "vetoed: its author's rights were revoked concurrently"
     granted = grants(op)
-    if granted is not None:
-        for r in plan.in_force.get(granted[0], ()):
-            if _covers(revokes(r)[1], granted[1]) and concurrent(causality, r, op):  # type: ignore[index]
+    if granted is not None and granted[0] in in_force:
+        for r in in_force.concurrent_with(granted[0], op, causality):
+            if _covers(revokes(r)[1], granted[1]):  # type: ignore[index]
                 return "vetoed: a concurrent revocation of its target took effect"
     if isinstance(op.body, Genesis):
         return None

@@ -22,6 +22,7 @@ ops merge, is `covey.core.membership`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Literal, Self, TypeAlias
 
@@ -58,10 +59,21 @@ def _choice(body: dict[str, Any], name: str, options: tuple[str, ...]) -> Any:
     return value
 
 
+#: Device records opened, by their bytes: a record comes again in every add
+#: of the same device and in every replica's genesis; opening it verifies a
+#: signature, the same answer each time for the same bytes.
+RECORD_CACHE_SIZE: Final = 4096
+
+
+@functools.lru_cache(maxsize=RECORD_CACHE_SIZE)
+def _opened_record(raw: bytes) -> DeviceRecord:
+    return open_device_record(raw).body
+
+
 def _record(body: dict[str, Any], name: str) -> tuple[DeviceRecord, bytes]:
     raw = fields.get_bytes(body, name, max_len=1024)
     try:
-        return open_device_record(raw).body, raw
+        return _opened_record(raw), raw
     except InvalidInput as exc:
         raise MalformedMessage(f"field {name!r} is not a valid device record") from exc
 

@@ -222,13 +222,10 @@ class SyncSession:
             raise MalformedMessage("ops are byte strings")
         if group is None:
             return outcome
-        for raw in ops:
-            try:
-                received = group.receive(raw)
-            except InvalidInput as exc:
-                outcome.refused.append(str(exc))
-                continue
-            if received.integrated:
+        for received in group.receive_all(ops):
+            if isinstance(received, InvalidInput):
+                outcome.refused.append(str(received))
+            elif received.integrated:
                 outcome.changed.add(group.id)
         missing = sorted(group.log.missing_parents())[:MAX_NEEDS]
         if missing:

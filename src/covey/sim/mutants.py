@@ -68,7 +68,9 @@ def _any_member_adds() -> Iterator[None]:
 
 
 def _arrival_order(self: GroupLog, ops: list[Op]) -> list[Op]:
-    return list(ops)  # arrival order is causal, but not the same everywhere
+    # Integration order is causal, but not the same on every replica.
+    arrival = {op_id: i for i, op_id in enumerate(self.ops)}
+    return sorted(ops, key=lambda op: arrival[op.id])
 
 
 MUTANTS: Final = {

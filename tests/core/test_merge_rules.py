@@ -1,0 +1,208 @@
+"""Adversarial scripts against the merge rules: forks, puppets, stale and removed writers.
+
+Two review findings are properties here:
+
+* a revocation that the replay skips never vetoes anything (every
+  revocation in force is applied): a removed admin could keep its power
+  through a device it added concurrently with its removal;
+* equivocation evidence is a function of the set of ops: with three or more
+  forks at one or more sequence numbers, replicas that received them in
+  different orders, or rebuilt themselves from their ops, agree.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from covey.core.group import Group
+from covey.core.ops import OpContent, SetPolicy, SetRole, sign_op
+from covey.errors import CoveyError
+from tests.harness import WEIGHTED_ACTIONS, World, summary
+
+#: Actions that change rights, weighted so scripts cross revocations often.
+RIGHTS_ACTIONS = ("add", "add_admin", "remove", "promote", "demote", "leave", "add_admin")
+
+
+def fork(world: World, who: int, copies: int) -> list:
+    """Device `who` signs `copies` different ops with one sequence number on its heads."""
+    replica = world.replicas[who]
+    if replica.log.state is None:
+        return []
+    me = world.identities[who]
+    seq = replica.log.latest.get(me.device_id.raw, 0) + 1
+    heads = tuple(sorted(replica.log.heads))
+    ops = []
+    for k in range(copies):
+        content = OpContent(
+            replica.id, heads, seq, world.tick() + k, SetPolicy(("shared", "forward")[k % 2])
+        )
+        op = sign_op(content, me.device_id.raw, me.secrets.signing_seed)
+        ops.append(op)
+        world.written.append(op)
+    # The forger keeps one of them itself (the others go out to others only).
+    try:
+        replica.log.receive_op(ops[0])
+    except CoveyError:
+        pass
+    return ops
+
+
+adversarial_steps = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("act"),
+            st.integers(0, 5),
+            st.sampled_from(RIGHTS_ACTIONS + WEIGHTED_ACTIONS),
+            st.integers(0, 5),
+        ),
+        st.tuples(st.just("sync"), st.integers(0, 5), st.integers(0, 5), st.just(0)),
+        st.tuples(st.just("fork"), st.integers(0, 5), st.just(""), st.integers(2, 4)),
+        st.tuples(st.just("deliver_one"), st.integers(0, 5), st.integers(0, 5), st.integers()),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+def run(world: World, script) -> None:
+    for kind, a, b, c in script:
+        if kind == "act":
+            # act_somehow picks members in their own view: a removed device
+            # that has not heard of it, a stale admin, a puppet just added.
+            world.act_somehow(a, str(b), c)
+        elif kind == "sync":
+            world.sync(a, int(b))
+        elif kind == "fork":
+            fork(world, a, c)
+        elif world.written:  # one op, out of order, to one replica
+            op = world.written[c % len(world.written)]
+            world.deliver([op.raw], int(b))
+
+
+def new_world(seed: int) -> World:
+    world = World(6, seed=f"adv-{seed % 4}")
+    world.act(0, "add_admin", 1)
+    world.act(0, "add", 2)
+    world.sync(0, 1)
+    world.sync(0, 2)
+    return world
+
+
+def check_in_force_applied(group: Group) -> None:
+    state = group.state
+    skipped_in_force = state.in_force & state.skipped.keys()
+    assert not skipped_in_force, "a skipped revocation vetoes others"
+    assert state.in_force <= set(state.applied)
+    for op_id, reason in state.skipped.items():
+        if reason.startswith("vetoed: its author") or reason.startswith("vetoed: a concurrent"):
+            # Something in force vetoed it: a revocation that was applied.
+            assert state.in_force, reason
+
+
+@given(adversarial_steps, st.integers(0, 2**32))
+@settings(max_examples=200, deadline=None)
+def test_no_skipped_op_vetoes_others(script, seed: int) -> None:
+    world = new_world(seed)
+    run(world, script)
+    for group in world.replicas:
+        if group.log.state is not None:
+            check_in_force_applied(group)
+    world.converge(shuffle_seed=seed)
+    for group in world.replicas:
+        check_in_force_applied(group)
+
+
+@given(adversarial_steps, st.integers(0, 2**32))
+@settings(max_examples=200, deadline=None)
+def test_adversarial_scripts_converge_and_survive_a_restart(script, seed: int) -> None:
+    world = new_world(seed)
+    run(world, script)
+    world.converge(shuffle_seed=seed)
+    first, *rest = world.summaries()
+    for other in rest:
+        assert other == first
+    # A restart: a replica rebuilt from its ops, in another order, agrees.
+    group = world.replicas[seed % world.n]
+    raws = [op.raw for op in group.log.order]
+    random.Random(seed).shuffle(raws)
+    rebuilt = Group.replica(group.me, group.id, raws)
+    assert summary(rebuilt.state) == summary(group.state)
+    assert summary(group.log.full_replay()) == summary(group.state)
+
+
+def test_three_forks_in_every_order_give_one_state() -> None:
+    """Review finding (high): three forks at one sequence number, every arrival order.
+
+    Before the fix the evidence was the first pair to arrive. An admin that
+    had seen two of the forks demoted the forger: on a replica whose
+    evidence was that pair the demotion was judged invalid (the forger was
+    no member in its past), on one whose evidence named the third fork it
+    was valid, so replicas disagreed on the forger's role and the valid ops.
+    """
+    world = new_world(7)
+    world.act(0, "promote", 2)
+    world.sync(0, 2)
+    world.sync(0, 1)
+    forks = fork(world, 2, 3)
+    # Admin 1 sees the two forks with the largest IDs, and demotes the forger.
+    seen = sorted(forks, key=lambda op: op.id)[1:]
+    for op in seen:
+        world.replicas[1].log.receive_op(op)
+    log = world.replicas[1].log
+    me = world.identities[1]
+    content = OpContent(
+        log.group_id,
+        tuple(sorted(log.heads)),
+        log.latest.get(me.device_id.raw, 0) + 1,
+        world.tick(),
+        SetRole(world.id(2), "member"),
+    )
+    demote = sign_op(content, me.device_id.raw, me.secrets.signing_seed)
+    states = set()
+    for order in itertools.permutations([*forks, demote]):
+        fresh = Group.replica(world.identities[3], world.replicas[0].id)
+        for op in world.written[: -len(forks)]:
+            fresh.receive(op.raw)
+        for _ in range(2):  # the demotion may wait for its parents
+            for op in order:
+                try:
+                    fresh.receive(op.raw)
+                except CoveyError:
+                    pass
+        assert demote.id in fresh.log
+        states.add(repr(summary(fresh.state)))
+        restarted = Group.replica(
+            world.identities[3], fresh.id, [op.raw for op in reversed(fresh.log.order)]
+        )
+        states.add(repr(summary(restarted.state)))
+    assert len(states) == 1
+    evidence = fresh.state.equivocators[world.id(2)]
+    assert list(evidence) == sorted(op.id for op in forks)[:2]
+
+
+def test_forks_at_several_sequence_numbers_take_the_lowest() -> None:
+    world = new_world(9)
+    world.act(0, "promote", 2)
+    world.sync(0, 2)
+    low = fork(world, 2, 3)
+    world.replicas[2].log.receive_op(low[1])  # it goes on from another fork
+    high = fork(world, 2, 3)
+    replicas = []
+    for seed in range(6):
+        fresh = Group.replica(world.identities[4], world.replicas[0].id)
+        batch = [op.raw for op in world.written]
+        random.Random(seed).shuffle(batch)
+        for _ in range(3):  # out-of-order ops wait for their parents
+            for raw in batch:
+                try:
+                    fresh.receive(raw)
+                except CoveyError:
+                    pass
+        replicas.append(summary(fresh.state))
+    assert all(r == replicas[0] for r in replicas)
+    seqs = {op.seq for op in low}
+    assert all(op.seq > min(seqs) for op in high)
