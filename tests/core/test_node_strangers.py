@@ -348,3 +348,35 @@ def test_answers_that_test_no_guess_do_not_use_up_a_joiners_attempts() -> None:
     assert phone.joins[1].attempts == 0
     replies = join_with(wire, effects, NOW + 1)
     assert replies[-1].data.get("event") == "joined", replies
+
+
+def test_strangers_arriving_mid_pairing_push_out_silent_connections_not_the_joiner() -> None:
+    """A table full of silent strangers, a joiner halfway through its pairing,
+    then a new silent stranger for every place: each new one takes the place
+    of a connection that never sent a whole message, never the joiner's
+    (before: of the oldest unproven, and the joiner's turn came)."""
+    wire, effects = inviting()
+    laptop = wire.a
+    for conn in range(1000, 1000 + MAX_CONNECTIONS):
+        laptop.handle(io.Incoming(conn, f"192.0.2.{conn - 999}"), NOW, SeededRng(str(conn)))
+    code = pairing.parse_code(next(e for e in effects if isinstance(e, io.Reply)).data["code"])
+    phone = pairing.Joiner(PHONE, code, SeededRng("phone"))
+    replies: list[io.Reply] = []
+
+    def say(data: bytes, now: float) -> list[bytes]:
+        """Bytes from the phone (conn 7); the Noise messages the laptop answers."""
+        out = laptop.handle(io.Received(7, data), now, SeededRng(f"say{now}"))
+        replies.extend(e for e in out if isinstance(e, io.Reply))
+        sent = b"".join(e.data for e in out if isinstance(e, io.Send) and e.conn == 7)
+        return channel.Deframer().feed(sent)
+
+    laptop.handle(io.Incoming(7, "10.0.0.2"), NOW + 1, SeededRng("in"))
+    (second,) = say(channel.PAIR_PREAMBLE + code.tag + channel.frame(phone.first()), NOW + 1)
+    for conn in range(2000, 2000 + MAX_CONNECTIONS):
+        address = f"198.51.100.{conn - 1999}"
+        laptop.handle(io.Incoming(conn, address), NOW + 2, SeededRng(str(conn)))
+    assert 7 in laptop.links
+    (confirmation,) = say(channel.frame(phone.third(second)), NOW + 2)
+    proof = phone.identify(phone.transport.decrypt(confirmation)[1:])
+    say(b"".join(channel.fragments(phone.transport, proof)), NOW + 2)
+    assert [r.data.get("event") for r in replies] == ["joined"]

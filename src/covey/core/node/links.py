@@ -97,6 +97,8 @@ class Link:
         #: A known device proved itself: not the first to be dropped when
         #: connections run short.
         self.proven = False
+        #: A whole message arrived: not silent (silent ones are dropped first).
+        self.heard = False
         #: The protocol finished: the node closes the link.
         self.finished = False
         self.deframer = Deframer()
@@ -125,6 +127,7 @@ class Link:
             # Only a whole frame counts as the peer being alive: a byte now
             # and then does not keep a connection open.
             self.last_read = now
+            self.heard = True
             self.on_frame(message, now, out)
 
     def on_frame(self, frame: bytes, now: float, out: list[Effect]) -> None:

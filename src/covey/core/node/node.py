@@ -22,7 +22,8 @@ everything the protocol decides:
   within `DIAL_TIMEOUT`.
 * **Accepting.** At most `MAX_CONNECTIONS` accepted connections at once and
   `MAX_PER_ADDRESS` from one address; when all are taken, a new one drops
-  the oldest that has not yet proven a known device, else it is refused.
+  the oldest that has sent no whole message, else the oldest that has not
+  yet proven a known device, else it is refused.
 * **Healing.** A group whose current key is not held by exactly its members
   is rotated by its most senior member at once, and by the member ranked k
   after k x `HEAL_DELAY` seconds, unless a healing rotation arrives first.
@@ -407,12 +408,17 @@ class Node:
     def _evictable(self, accepted: list[Link]) -> Link | None:
         """The connection to drop when all are taken, oldest first, if any may go.
 
-        First one that has not proven a known device (strangers merely
-        holding connections open); then one from a device that is no longer
-        a fellow member, or that holds more than one connection (so neither
-        a removed device nor one member can keep the others out).
+        First one that has sent no whole message (strangers merely holding
+        connections open: they cannot push out a handshake under way, such
+        as a joiner's); then one that has not proven a known device; then
+        one from a device that is no longer a fellow member, or that holds
+        more than one connection (so neither a removed device nor one member
+        can keep the others out).
         """
         unproven = [link for link in accepted if not link.proven]
+        silent = [link for link in unproven if not link.heard]
+        if silent:
+            return silent[0]
         if unproven:
             return unproven[0]
         targets = self._targets()
