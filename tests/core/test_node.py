@@ -212,12 +212,11 @@ def test_junk_closes_that_connection_only_and_never_breaks_the_node(
 
 
 def test_a_stranger_is_refused_before_the_node_shows_its_record() -> None:
-    """A device in none of our groups completes Noise and sends its record anyway:
-    the node refuses it, having sent only handshake message 2 (no record)."""
+    """A device in none of our groups completes Noise and sends its proof anyway
+    (sealed to our channel key, which it may have seen in a group's log): the
+    node refuses it, having sent only handshake message 2 (no proof, no record)."""
     stranger_id = create_identity("stranger", NOW, SeededRng("node-stranger"))
     stranger = Node(stranger_id)
-    stranger.knows_key = lambda key: True  # type: ignore[method-assign]
-    stranger.knows = lambda record: True  # type: ignore[method-assign]
     wire = Wire(Node(ME), stranger)
     wire.feed(wire.a, io.Command(1, io.CreateGroup("family")))
     link = ChannelLink(stranger, -1, "", NOW, SeededRng("s"), initiator=True, expect=ME.record)
@@ -358,11 +357,13 @@ def test_a_key_missed_across_a_partition_is_handed_over_by_a_healing_rotation() 
     assert "Persist" not in kinds(run(founder, io.Tick(), NOW + 200))
 
 
-def test_copies_that_answer_with_another_key_are_forgotten() -> None:
+@pytest.mark.parametrize("answer", ["junk", "close"])
+def test_copies_that_cannot_prove_the_device_are_forgotten(answer: str) -> None:
     """Review finding: four fresh copies of a member's tags pushed its real
-    advert out of the node's table. A copy is proven fake by its first dial
-    (the key that answers is not the device's) and forgotten, and the
-    address of the last good sync is kept apart, where copies cannot reach."""
+    advert out of the node's table. A copy is found out by its first dial
+    (whoever answers cannot open our sealed proof, so it cannot prove it is
+    the device) and forgotten, and the address of the last good sync is kept
+    apart, where copies cannot reach."""
     wire, _ = paired()
     phone, laptop_id = wire.b, wire.a.me.device_id.raw
     laptop_advert = next(
@@ -374,16 +375,12 @@ def test_copies_that_answer_with_another_key_are_forgotten() -> None:
         made += dials(run(phone, copy, NOW + 20))
     assert len(phone.peers[laptop_id].adverts) == 4
     (dial,) = made  # one dial for the device, whatever the number of adverts
-    # The copier answers with its own key: message 2 proves it is not the laptop.
-    stranger = create_identity("mallory", NOW, SeededRng("mallory"))
+    # The copier answers the handshake (anyone can: Noise_NN), then gets our
+    # proof sealed to the laptop's key, and can only send junk or go away.
     from covey.core import noise
 
     responder = noise.Handshake(
-        "XX",
-        initiator=False,
-        rng=SeededRng("m"),
-        prologue=channel.PROLOGUE,
-        static_secret=stranger.secrets.channel_secret,
+        channel.PATTERN, initiator=False, rng=SeededRng("m"), prologue=channel.PROLOGUE
     )
     first = next(
         e
@@ -391,9 +388,17 @@ def test_copies_that_answer_with_another_key_are_forgotten() -> None:
         if isinstance(e, io.Send)
     )
     responder.read_message(first.data[len(channel.CHANNEL_PREAMBLE) + 2 :])
-    answer = channel.frame(responder.write_message())
-    effects = run(phone, io.Received(dial.conn, answer), NOW + 21)
-    assert io.Close(dial.conn) in effects
+    effects = run(phone, io.Received(dial.conn, channel.frame(responder.write_message())), NOW + 21)
+    sealed = [e.data for e in effects if isinstance(e, io.Send)]
+    assert len(sealed) == 1
+    assert phone.me.device_id.raw not in responder.transport.decrypt(sealed[0][2:])
+    if answer == "junk":
+        junk = channel.fragments(responder.transport, b"\x92\xc4\x20" + bytes(32) + bytes(66))
+        effects = run(phone, io.Received(dial.conn, junk[0]), NOW + 21)
+        assert io.Close(dial.conn) in effects
+    else:
+        run(phone, io.Closed(dial.conn, "the peer closed the connection"), NOW + 21)
+    assert dial.conn not in phone.links
     assert phone.peers[laptop_id].adverts == []  # every copy pointed there
     assert not any(name.startswith("copy") for name in phone.adverts)
 

@@ -1,13 +1,14 @@
-"""Pairing: codes and links, SPAKE2 inside Noise_XXpsk3, stepped by hand."""
+"""Pairing: codes and links, SPAKE2 inside Noise_XXpsk3, confirmations, proofs, stepped by hand."""
 
 from __future__ import annotations
 
 import pytest
 
-from covey.core import pairing
-from covey.core.identity import create_identity
+from covey.core import crypto, pairing
+from covey.core.group import Group
+from covey.core.identity import Identity, create_identity
 from covey.core.pairing import Invitation, Inviter, Joiner, new_secret, parse_code, parse_link
-from covey.errors import HandshakeFailed, InvalidArgument, NotAllowed
+from covey.errors import HandshakeFailed, InvalidArgument, InvalidInput, NotAllowed, PeerRefused
 from tests.conftest import NOW, SeededRng
 
 INVITER = create_identity("laptop", NOW, SeededRng("inviter"))
@@ -20,10 +21,14 @@ def invitation(seed: str = "code") -> Invitation:
 
 
 def pair(invite: Invitation, secret: pairing.Secret, joiner=JOINER, seed: str = "run"):
+    """The whole exchange: three handshake messages, two confirmations, the joiner's proof."""
     inviter = Inviter(INVITER, invite, SeededRng(seed + "i"))
     joining = Joiner(joiner, secret, SeededRng(seed + "j"))
     third = joining.third(inviter.second(joining.first()))
-    record, raw = inviter.finish(third)
+    confirmed = inviter.confirm(third)
+    confirmation = inviter.transport.encrypt(confirmed)
+    proof = joining.transport.encrypt(joining.identify(joining.transport.decrypt(confirmation)))
+    record, raw = inviter.joiner(inviter.transport.decrypt(proof))
     return inviter, joining, record, raw
 
 
@@ -33,11 +38,52 @@ def test_right_code_pairs_and_both_see_the_same_words() -> None:
     inviter, joining, record, raw = pair(invite, code)
     assert record == JOINER.record
     assert raw == JOINER.record_bytes
-    assert joining.inviter_key == INVITER.record.channel_key
     assert inviter.sas == joining.sas
     assert len(inviter.sas) == 4
-    # The first transport message proves the inviter knew the code too.
-    assert joining.transport.decrypt(inviter.transport.encrypt(b"welcome")) == b"welcome"
+    assert invite.attempts_left == pairing.MAX_ATTEMPTS
+
+
+def group_with(member: Identity) -> Group:
+    group = Group.create(INVITER, "family", "shared", NOW, SeededRng("g"))
+    group.add(member.record_bytes, "member", NOW, SeededRng("add"))
+    return group
+
+
+def test_the_welcome_proves_the_inviter_is_a_member_of_the_group() -> None:
+    invite = invitation()
+    inviter, joining, _, _ = pair(invite, parse_code(invite.secret.code))
+    welcome = inviter.welcome(group_with(JOINER))
+    group, name = pairing.read_welcome(JOINER, welcome, joining.handshake_hash)
+    assert name == "laptop"
+    assert group.state.current_epoch.id in group.keys
+    # The inviter's proof signs this session's hash: in another session it is refused.
+    other = invitation("other")
+    _, other_joining, _, _ = pair(other, parse_code(other.secret.code), seed="o")
+    with pytest.raises(PeerRefused):
+        pairing.read_welcome(JOINER, welcome, other_joining.handshake_hash)
+
+
+def test_the_joiner_shows_nothing_of_itself_before_the_inviter_confirms() -> None:
+    """Messages 1 and 3 carry no key, ID or record of the joiner, and its
+    Noise static key is fresh for each session; its proof comes only after
+    the inviter's confirmation checks (compared in constant time)."""
+    invite = invitation()
+    code = parse_code(invite.secret.code)
+    sent = []
+    for run in ("a", "b"):
+        inviter = Inviter(INVITER, invitation(), SeededRng(run + "i"))
+        joining = Joiner(JOINER, code, SeededRng(run + "j"))
+        first = joining.first()
+        third = joining.third(inviter.second(first))
+        sent.append((first, third, joining.noise.s_public))
+        with pytest.raises(HandshakeFailed):
+            joining.identify(bytes(32))  # not the inviter's confirmation
+    identity = [JOINER.device_id.raw, JOINER.record.signing_key, JOINER.record.box_key]
+    identity += [JOINER.record.channel_key, JOINER.record_bytes]
+    for first, third, static in sent:
+        assert not any(value in first or value in third for value in identity)
+        assert static not in identity
+    assert sent[0][2] != sent[1][2]
 
 
 def test_link_pairs_without_spake2() -> None:
@@ -95,10 +141,13 @@ def test_man_in_the_middle_without_the_code_gets_nothing() -> None:
     joining = Joiner(JOINER, real, SeededRng("j"))
     third = joining.third(fake_inviter.second(joining.first()))
     with pytest.raises(HandshakeFailed):
-        fake_inviter.finish(third)  # she cannot read the joiner's record
-    # ... and whatever she sends next, the joiner cannot decrypt.
+        fake_inviter.confirm(third)  # she cannot confirm the code
+    # ... and whatever she sends next, the joiner cannot decrypt, nor take
+    # for the inviter's confirmation.
     with pytest.raises(HandshakeFailed):
         joining.transport.decrypt(b"\x00" * 40)
+    with pytest.raises(HandshakeFailed):
+        joining.identify(crypto.blake2b(b"guess", crypto.HashDomain.PAIRING_CONFIRM_INVITER))
     # Mallory as joiner, towards the real inviter: a failed attempt.
     with pytest.raises(HandshakeFailed):
         pair(invite, guess, joiner=MALLORY, seed="m2")
@@ -109,12 +158,19 @@ def test_joiner_cannot_claim_another_devices_record() -> None:
     invite = invitation()
     code = parse_code(invite.secret.code)
     inviter = Inviter(INVITER, invite, SeededRng("i"))
-    # Mallory knows the code but sends the phone's record with her own key.
+    # Mallory knows the code but sends the phone's record, signed with her own key.
     impostor = Joiner(MALLORY, code, SeededRng("m"))
-    impostor.me = type(MALLORY)(JOINER.record_bytes, JOINER.record, MALLORY.secrets)
+    impostor.me = Identity(JOINER.record_bytes, JOINER.record, MALLORY.secrets)
     third = impostor.third(inviter.second(impostor.first()))
-    with pytest.raises(HandshakeFailed):
-        inviter.finish(third)
+    proof = impostor.identify(inviter.confirm(third))
+    with pytest.raises(PeerRefused):
+        inviter.joiner(proof)
+    # Nor can she replay the phone's proof from another session.
+    phone = Joiner(JOINER, parse_code(invitation("p").secret.code), SeededRng("p"))
+    other = Inviter(INVITER, invitation("p"), SeededRng("pi"))
+    replayed = phone.identify(other.confirm(phone.third(other.second(phone.first()))))
+    with pytest.raises(InvalidInput):
+        inviter.joiner(replayed)
 
 
 @pytest.mark.parametrize("text", ["", "7", "velvet-harbor", "0-academic-acid", "7-notaword-acid"])

@@ -37,7 +37,7 @@ FIXED = [
 CAUGHT = {
     "no-rotate-on-remove": ("household", 1, 1.0, "secrecy"),
     "accept-unauthorized": ("household", 1, 1.0, "integrity"),
-    "merge-by-arrival": ("family", 1, 2.0, "convergence"),
+    "merge-by-arrival": ("family", 5, 2.0, "convergence"),
     "send-before-persist": ("family", 9, 1.0, "liveness"),
 }
 

@@ -1,10 +1,15 @@
 """Secure channels between devices, over any byte stream (sans-I/O).
 
-A channel is a Noise_XX handshake (prologue `covey/v1/channel`, each side's
-static key being its device's channel key) followed by each side sending its
-signed device record as the first transport message. A record is accepted
-only if it verifies and names the very static key the handshake
-authenticated; then the caller decides whether it knows that device.
+A channel is a Noise_NN handshake (prologue `covey/v1/channel`: no static
+keys, so the handshake shows nobody who either side is), then each side
+proves which device it is inside the encrypted channel with a `proof`: its
+device ID and an Ed25519 signature over the handshake hash, under a domain
+string of its role (`covey/v1/chan-initiator`, `covey/v1/chan-responder`).
+The initiator speaks first and seals its proof to the channel key of the
+device it dialed (`crypto.seal_anonymous`), so whoever else answered reads
+nothing; the responder answers with its own proof only once it knows the
+initiator. Neither side shows anything that identifies it to a device it
+does not know.
 
 Application messages (sync messages, up to `MAX_MESSAGE` bytes) travel as
 one or more Noise transport messages: each plaintext starts with one byte,
@@ -19,11 +24,12 @@ from __future__ import annotations
 
 from typing import Final
 
-from covey.core import noise
-from covey.core.identity import DeviceRecord, open_device_record
-from covey.errors import HandshakeFailed, InvalidInput, MalformedMessage, OversizeMessage
+from covey.core import crypto, encoding, noise
+from covey.core.identity import DeviceRecord, Identity
+from covey.errors import BadSignature, MalformedMessage, OversizeMessage, PeerRefused
 
 PROLOGUE: Final = b"covey/v1/channel"
+PATTERN: Final = "NN"
 #: The largest application message: a sync message's limit.
 MAX_MESSAGE: Final = 4 << 20
 #: Plaintext per Noise transport message: 65,535 less the tag and the flag byte.
@@ -32,7 +38,7 @@ LENGTH_BYTES: Final = 2
 #: Fragments of one message, at most: what MAX_MESSAGE needs, and no more.
 MAX_FRAGMENTS: Final = -(-MAX_MESSAGE // FRAGMENT)
 #: The first bytes a dialing device sends, before any Noise message: which
-#: protocol follows. A channel (Noise_XX, then sync), or pairing
+#: protocol follows. A channel (Noise_NN, proofs, then sync), or pairing
 #: (Noise_XXpsk3) followed by the 8-byte tag of the invitation it answers
 #: (the tag is in the inviter's advert already, so it tells nobody anything
 #: new), so one listening port serves both and several open invitations.
@@ -107,12 +113,45 @@ class Reassembler:
         return message
 
 
-def check_peer_record(record_bytes: bytes, remote_static: bytes | None) -> DeviceRecord:
-    """The peer's device record, if it verifies and names the key the handshake proved."""
+#: A proof is small: [device ID or device record, signature]. A device
+#: record is a few hundred bytes (a 64-character name at most).
+PROOF_LIMITS: Final = encoding.Limits(
+    total=2048, bin_len=1024, str_len=0, array_len=2, map_len=0, depth=1, objects=3
+)
+
+
+def proof(me: Identity, domain: crypto.SignDomain, handshake_hash: bytes, *, record: bool) -> bytes:
+    """This device's proof for one session: `[ID or record, signature over the hash]`.
+
+    The signature covers the handshake hash, which is unique to the session
+    (both sides' ephemeral keys are in it), under the domain of this side's
+    role: it cannot be replayed in another session or reflected back.
+    `record=True` sends the signed device record (pairing: the inviter does
+    not know the joiner yet); otherwise the device ID, for a peer that knows
+    the record.
+    """
+    signature = crypto.sign(me.secrets.signing_seed, domain, handshake_hash)
+    return encoding.encode([me.record_bytes if record else me.device_id.raw, signature])
+
+
+def read_proof(data: bytes) -> tuple[bytes, bytes]:
+    """(device ID or record bytes, signature) from a proof; MalformedMessage if it is not one."""
+    value = encoding.decode(data, PROOF_LIMITS)
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, bytes) for v in value)
+        or len(value[1]) != crypto.SIGNATURE_BYTES
+    ):
+        raise MalformedMessage("not a proof of a device")
+    return value[0], value[1]
+
+
+def check_proof(
+    record: DeviceRecord, signature: bytes, domain: crypto.SignDomain, handshake_hash: bytes
+) -> None:
+    """Raise PeerRefused unless `record`'s signing key signed this session's hash."""
     try:
-        record = open_device_record(record_bytes).body
-    except InvalidInput as exc:
-        raise HandshakeFailed("the peer's device record does not verify") from exc
-    if remote_static is None or record.channel_key != remote_static:
-        raise HandshakeFailed("the peer's device record is not for the key it proved")
-    return record
+        crypto.verify(record.signing_key, domain, handshake_hash, signature)
+    except BadSignature:
+        raise PeerRefused("the peer did not prove it is the device it names") from None

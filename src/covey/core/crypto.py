@@ -53,6 +53,8 @@ class HashDomain(bytes, Enum):
     SEAL_DIGEST = b"covey/v1/sealh"
     PAIRING_PSK = b"covey/v1/pairpsk"
     PAIRING_SAS = b"covey/v1/sas"
+    PAIRING_CONFIRM_JOINER = b"covey/v1/pairkcj"
+    PAIRING_CONFIRM_INVITER = b"covey/v1/pairkci"
     INVITATION_TAG = b"covey/v1/invtag"
     DISCOVERY_TAG = b"covey/v1/disct"
     DISCOVERY_PAIR = b"covey/v1/discpk"
@@ -62,6 +64,10 @@ class SignDomain(bytes, Enum):
     """Signature domains, signed as `domain || 0x00 || message`: one per purpose."""
 
     ENVELOPE = b"covey/v1/envelope"
+    CHANNEL_INITIATOR = b"covey/v1/chan-initiator"
+    CHANNEL_RESPONDER = b"covey/v1/chan-responder"
+    PAIRING_JOINER = b"covey/v1/pair-joiner"
+    PAIRING_INVITER = b"covey/v1/pair-inviter"
 
 
 def blake2b(data: bytes, domain: HashDomain, *, size: int = 32, key: bytes = b"") -> bytes:
@@ -148,6 +154,31 @@ def box_unwrap(recipient_secret: bytes, sender_public: bytes, wrapped: bytes) ->
         )
     except (nacl.exceptions.CryptoError, ValueError, TypeError) as exc:
         raise DecryptionFailed() from exc
+
+
+#: Bytes `seal_anonymous` adds: the fresh public key, the nonce and the tag.
+#: (crypto_box_SEALBYTES is the key and the tag.)
+ANONYMOUS_OVERHEAD: Final = sodium.crypto_box_SEALBYTES + sodium.crypto_box_NONCEBYTES
+
+
+def seal_anonymous(recipient_public: bytes, plaintext: bytes, rng: Rng) -> bytes:
+    """crypto_box `plaintext` to `recipient_public` from a fresh key pair:
+    fresh public key || nonce || box.
+
+    libsodium's sealed box (crypto_box_seal) does the same but draws its key
+    pair inside libsodium; here the fresh secret key and the nonce come from
+    `rng`, so the core stays deterministic. Only the recipient opens it; the
+    box tells nobody who made it.
+    """
+    ephemeral = new_x25519_secret(rng)
+    return x25519_public_key(ephemeral) + box_wrap(ephemeral, recipient_public, plaintext, rng)
+
+
+def open_anonymous(recipient_secret: bytes, sealed: bytes) -> bytes:
+    """Open a `seal_anonymous` result; raise DecryptionFailed if it is not for us."""
+    if len(sealed) < ANONYMOUS_OVERHEAD:
+        raise DecryptionFailed()
+    return box_unwrap(recipient_secret, sealed[:KEY_BYTES], sealed[KEY_BYTES:])
 
 
 def derive_key(key: bytes, domain: HashDomain, context: bytes = b"") -> bytes:

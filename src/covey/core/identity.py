@@ -4,7 +4,8 @@ A device has
 
 * an Ed25519 signing key: it signs everything the device says;
 * an X25519 "box" key: others wrap group keys for it (crypto_box);
-* a separate X25519 "channel" key: its static key in Noise handshakes.
+* a separate X25519 "channel" key: a dialer seals its channel proof to it,
+  and pairs of devices derive their discovery keys from it.
 
 Keeping the three apart means a compromise of how one is used (say, a bug in
 the channel code) does not hand over the others' uses.

@@ -1,8 +1,9 @@
 """The Noise protocol framework, exactly as its specification (revision 34) says.
 
 Only what covey uses: the 25519 / ChaChaPoly / BLAKE2b suite and the
-interactive patterns NN, XX and XX with psk modifiers (covey uses XX between
-known devices and XXpsk3 for pairing). The primitives are libsodium's
+interactive patterns NN, XX and XX with psk modifiers (covey uses NN between
+devices, which then prove who they are inside the channel, and XXpsk3 for
+pairing). The primitives are libsodium's
 (`covey.core.crypto`); this module is the state machines of sections 5
 (CipherState, SymmetricState, HandshakeState) and 9 (psk modifiers), and
 nothing else: the names follow the specification so it can be read beside it.

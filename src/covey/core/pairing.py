@@ -5,25 +5,40 @@ code such as `7-velvet-harbor` (a number that names the invitation on the LAN,
 and two words from the SLIP-39 list) or a link carrying 32 random bytes.
 
 The joiner connects and the two run one Noise_XXpsk3 handshake (prologue
-`covey/v1/pair`) with no extra round trip:
+`covey/v1/pair`), then confirm the code both ways before either shows who
+it is:
 
     -> e                  payload: joiner's SPAKE2 message (in the clear, as SPAKE2 allows)
     <- e, ee, s, es       payload: inviter's SPAKE2 message
-    -> s, se, psk         payload: joiner's signed device record
+    -> s, se, psk         payload: the joiner's confirmation (a MAC under the pairing key)
+    <- transport          the inviter's confirmation
+    -> transport          the joiner's proof: its signed device record, its signature
+    <- transport          the welcome, with the inviter's proof
 
-Both sides derive the psk from the SPAKE2 key (BLAKE2b, `covey/v1/pairpsk`),
-or take the link's 32 bytes as it. A joiner with the wrong code fails the
-third message: the inviter counts a failed attempt, and after
-`MAX_ATTEMPTS` the invitation is destroyed, so an attacker gets that many
-online guesses of a 20-bit code and no offline guess (SPAKE2's promise).
-A man in the middle who does not know the code cannot read message 3 and
-cannot write the inviter's first transport message, which the joiner waits
-for: each side is authenticated by the code.
+Both sides' Noise static keys are fresh for each session: they identify
+nobody (the pattern is kept for its shape: three messages, the psk mixed
+into the third, after SPAKE2 has run). The pairing key is the SPAKE2 key,
+or the link's 32 bytes; the psk is BLAKE2b of the SPAKE2 key (`covey/v1/pairpsk`),
+or the link's bytes. Each confirmation is a keyed BLAKE2b of the handshake
+hash under the pairing key (`covey/v1/pairkcj` for the joiner's, then
+`covey/v1/pairkci` for the inviter's), compared in constant time.
 
-After the handshake the inviter checks the joiner's record names the key the
-handshake proved, adds it (an `add` op with the keys wrapped for it), and
-sends the group's ops on the channel. Both sides can show the same short
-authentication string (`sas_words`) derived from the handshake hash.
+A joiner with the wrong code fails at message 3: the inviter counts a
+failed attempt, and after `MAX_ATTEMPTS` the invitation is destroyed, so an
+attacker gets that many online guesses of a 20-bit code and no offline
+guess (SPAKE2's promise). An impostor answering a joiner gets message 3 (a
+guess tested, nothing else): it cannot confirm the code, and the joiner
+shows nothing that identifies it (its record, its keys, its device ID)
+until the inviter's confirmation checks. Nothing before that depends on
+either side's long-term keys.
+
+After that the inviter checks the joiner's proof (the record verifies, and
+its signing key signed the handshake hash under `covey/v1/pair-joiner`),
+adds it (an `add` op with the keys wrapped for it), and sends the group's
+ops with its own proof (`covey/v1/pair-inviter`): the joiner checks the
+device that proved the code is a member of the group. Both sides can show
+the same short authentication string (`sas_words`) derived from the
+handshake hash.
 """
 
 from __future__ import annotations
@@ -36,15 +51,15 @@ from shamir_mnemonic.wordlist import WORD_INDEX_MAP, WORDLIST
 from spake2 import SPAKE2_A, SPAKE2_B
 
 from covey.core import Rng, channel, crypto, encoding, fields, noise, words
-from covey.core.channel import check_peer_record
 from covey.core.group import Group
-from covey.core.identity import DeviceRecord, Identity
+from covey.core.identity import DeviceRecord, Identity, open_device_record
 from covey.errors import (
     HandshakeFailed,
     InvalidArgument,
     InvalidInput,
     MalformedMessage,
     NotAllowed,
+    PeerRefused,
 )
 
 PROLOGUE: Final = b"covey/v1/pair"
@@ -183,19 +198,30 @@ class Invitation:
         self.used = True
 
 
+def _confirmation(key: bytes, domain: crypto.HashDomain, handshake_hash: bytes) -> bytes:
+    """A key-confirmation MAC: keyed BLAKE2b of the handshake hash under the pairing key."""
+    return crypto.blake2b(handshake_hash, domain, key=key)
+
+
 class _Side:
-    def __init__(self, me: Identity, rng: Rng, *, initiator: bool) -> None:
-        self.me = me
+    def __init__(self, rng: Rng, *, initiator: bool) -> None:
         self._rng = rng
+        # A fresh static key for this session only: it identifies nobody.
         self.noise = noise.Handshake(
             PATTERN,
             initiator=initiator,
             rng=rng,
             prologue=PROLOGUE,
-            static_secret=me.secrets.channel_secret,
+            static_secret=crypto.new_x25519_secret(rng),
             psks=None,
         )
         self._spake: SPAKE2_A | SPAKE2_B | None = None
+        #: The SPAKE2 key, or the link's bytes, once known: keys the confirmations.
+        self._key: bytes | None = None
+
+    def _use_link(self, link_key: bytes) -> None:
+        self._key = link_key
+        self.noise.provide_psks(link_key)
 
     def _finish_spake(self, theirs: bytes) -> None:
         assert self._spake is not None
@@ -203,13 +229,22 @@ class _Side:
             key = self._spake.finish(theirs)
         except Exception as exc:  # spake2 raises its own types for bad messages
             raise HandshakeFailed("the peer's pairing message is not valid") from exc
+        self._key = key
         self.noise.provide_psks(_psk_from_spake(key))
+
+    def _confirmation(self, domain: crypto.HashDomain, handshake_hash: bytes) -> bytes:
+        assert self._key is not None
+        return _confirmation(self._key, domain, handshake_hash)
 
     @property
     def transport(self) -> noise.Transport:
         if self.noise.transport is None:
             raise HandshakeFailed("the pairing handshake is not complete")
         return self.noise.transport
+
+    @property
+    def handshake_hash(self) -> bytes:
+        return self.transport.handshake_hash
 
     @property
     def sas(self) -> list[str]:
@@ -221,34 +256,51 @@ class Joiner(_Side):
 
     With a link the psk is the link's key and the first message carries no
     SPAKE2 message; with a code, SPAKE2 (as "B") runs in the first two.
+    Nothing it sends before `identify` depends on this device's identity.
     """
 
     def __init__(self, me: Identity, secret: Secret, rng: Rng) -> None:
-        super().__init__(me, rng, initiator=True)
+        super().__init__(rng, initiator=True)
+        self.me = me
         if secret.link_key is not None:
-            self.noise.provide_psks(secret.link_key)
+            self._use_link(secret.link_key)
         else:
             assert secret.code is not None
             self._spake = SPAKE2_B(secret.code.encode(), entropy_f=rng, **_SPAKE_IDS)
+        #: Whether message 3 went out: whoever answered could then test one guess.
+        self.guessed = False
 
     def first(self) -> bytes:
         return self.noise.write_message(b"" if self._spake is None else self._spake.start())
 
     def third(self, second: bytes) -> bytes:
-        """Read the inviter's message; answer with this device's record."""
+        """Read the inviter's message; answer with this side's confirmation (no identity)."""
         theirs = self.noise.read_message(second)
         if self._spake is not None:
             self._finish_spake(theirs)
         elif theirs:
             raise HandshakeFailed("unexpected pairing data")
-        return self.noise.write_message(self.me.record_bytes)
+        confirmation = self._confirmation(
+            crypto.HashDomain.PAIRING_CONFIRM_JOINER, self.noise.symmetric.h
+        )
+        self.guessed = True
+        return self.noise.write_message(confirmation)
 
-    @property
-    def inviter_key(self) -> bytes:
-        """The inviter's channel key, as the handshake proved it (check it in the group)."""
-        remote = self.transport.remote_static
-        assert remote is not None
-        return remote
+    def identify(self, inviter_confirmation: bytes) -> bytes:
+        """Check the inviter's confirmation; only then prove who this device is.
+
+        `inviter_confirmation` is the inviter's first transport message, as
+        decrypted. A party without the code cannot make it: the joiner stops
+        here having shown nothing of itself.
+        """
+        expected = self._confirmation(
+            crypto.HashDomain.PAIRING_CONFIRM_INVITER, self.handshake_hash
+        )
+        if not crypto.equal(inviter_confirmation, expected):
+            raise HandshakeFailed("the other device does not know the code")
+        return channel.proof(
+            self.me, crypto.SignDomain.PAIRING_JOINER, self.handshake_hash, record=True
+        )
 
 
 class Inviter(_Side):
@@ -256,7 +308,8 @@ class Inviter(_Side):
     joiner used the code (a SPAKE2 message) or the link (nothing)."""
 
     def __init__(self, me: Identity, invitation: Invitation, rng: Rng) -> None:
-        super().__init__(me, rng, initiator=False)
+        super().__init__(rng, initiator=False)
+        self.me = me
         self.invitation = invitation
 
     def second(self, first: bytes) -> bytes:
@@ -265,7 +318,7 @@ class Inviter(_Side):
         if not theirs:
             if secret.link_key is None:
                 raise HandshakeFailed("this invitation has no link")
-            self.noise.provide_psks(secret.link_key)
+            self._use_link(secret.link_key)
             return self.noise.write_message(b"")
         if secret.code is None:
             raise HandshakeFailed("this invitation has no code")
@@ -274,32 +327,59 @@ class Inviter(_Side):
         self._finish_spake(theirs)
         return self.noise.write_message(mine)
 
-    def finish(self, third: bytes) -> tuple[DeviceRecord, bytes]:
-        """The joiner's device record (and its bytes), once its code is proven.
+    def confirm(self, third: bytes) -> bytes:
+        """Check the joiner knows the code; return this side's confirmation (to send).
 
         A wrong code raises HandshakeFailed and costs the invitation an attempt.
         """
+        before = self.noise.symmetric.h
         try:
-            record_bytes = self.noise.read_message(third)
+            confirmation = self.noise.read_message(third)
+            expected = self._confirmation(crypto.HashDomain.PAIRING_CONFIRM_JOINER, before)
+            if not crypto.equal(confirmation, expected):
+                raise HandshakeFailed("wrong confirmation")
         except HandshakeFailed:
             self.invitation.failed("wrong code")
             raise HandshakeFailed("wrong code: the joining device does not know it") from None
-        return check_peer_record(record_bytes, self.transport.remote_static), record_bytes
+        return self._confirmation(crypto.HashDomain.PAIRING_CONFIRM_INVITER, self.handshake_hash)
+
+    def joiner(self, proof: bytes) -> tuple[DeviceRecord, bytes]:
+        """The joiner's device record (and its bytes), once its proof checks."""
+        record_bytes, signature = channel.read_proof(proof)
+        try:
+            record = open_device_record(record_bytes).body
+        except InvalidInput as exc:
+            raise PeerRefused("the joining device's record does not verify") from exc
+        channel.check_proof(
+            record, signature, crypto.SignDomain.PAIRING_JOINER, self.handshake_hash
+        )
+        return record, record_bytes
+
+    def welcome(self, group: Group) -> bytes:
+        """The welcome for the joiner: the group's log and this device's proof."""
+        mine = channel.proof(
+            self.me, crypto.SignDomain.PAIRING_INVITER, self.handshake_hash, record=False
+        )
+        return welcome_message(group, mine)
 
 
-def welcome_message(group: Group) -> bytes:
-    """What the inviter sends once the code is proven: `{g: group ID, o: [every op]}`."""
-    return encoding.encode({"g": group.id, "o": [op.raw for op in group.log.order]}, WELCOME_LIMITS)
+def welcome_message(group: Group, proof: bytes) -> bytes:
+    """What the inviter sends once the joiner is proven:
+    `{g: group ID, o: [every op], p: the inviter's proof}`."""
+    ops = [op.raw for op in group.log.order]
+    return encoding.encode({"g": group.id, "o": ops, "p": proof}, WELCOME_LIMITS)
 
 
-def read_welcome(me: Identity, message: bytes, inviter_key: bytes) -> tuple[Group, str]:
+def read_welcome(me: Identity, message: bytes, handshake_hash: bytes) -> tuple[Group, str]:
     """The group a welcome brings, and the inviter's name, once every check passes.
 
     This device must now be a member holding the current key, and the device
-    that proved the code (`inviter_key`, its channel key) a member of that group.
+    that proved the code (its proof signs this session's `handshake_hash`)
+    a member of that group.
     """
-    body = fields.as_map(encoding.decode(message, WELCOME_LIMITS), ("g", "o"), what="welcome")
+    body = fields.as_map(encoding.decode(message, WELCOME_LIMITS), ("g", "o", "p"), what="welcome")
     group_id = fields.get_bytes(body, "g", size=32)
+    inviter_id, signature = channel.read_proof(fields.get_bytes(body, "p", max_len=1024))
     ops = body["o"]
     if not isinstance(ops, list) or not all(isinstance(op, bytes) for op in ops):
         raise MalformedMessage("the welcome must list ops")
@@ -307,9 +387,12 @@ def read_welcome(me: Identity, message: bytes, inviter_key: bytes) -> tuple[Grou
     state = group.state
     if me.device_id.raw not in state.members:
         raise InvalidInput("the inviter did not add this device")
-    inviter = [m for m in state.members.values() if m.record.channel_key == inviter_key]
-    if not inviter:
+    inviter = state.members.get(inviter_id)
+    if inviter is None:
         raise InvalidInput("the device that proved the code is not a member of that group")
+    channel.check_proof(
+        inviter.record, signature, crypto.SignDomain.PAIRING_INVITER, handshake_hash
+    )
     if state.current_epoch.id not in group.keys:
         raise InvalidInput("the group's current key was not wrapped for this device")
-    return group, inviter[0].record.name
+    return group, inviter.record.name

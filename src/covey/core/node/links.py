@@ -11,12 +11,16 @@ the node implements.
               --preamble "cv1p"+tag-->  InviteLink (the inviter's side)
     dialed:   ChannelLink (initiator) or JoinLink (the joiner's side)
 
-A ChannelLink runs Noise_XX, exchanges signed device records (neither side
-shows its own to a device it does not know), then one anti-entropy sync
-(`covey.core.sync`): hellos cross, ops and needs flow, and once each side
-has sent and received `bye` the link is finished and closes. Pairing links
-run Noise_XXpsk3 with SPAKE2 (`covey.core.pairing`), then the inviter sends
-the welcome.
+A ChannelLink runs Noise_NN (no static keys: the handshake identifies
+nobody), then the two sides prove which devices they are inside the
+channel (`covey.core.channel.proof`): the initiator first, sealed to the
+device it dialed, the responder only once it knows the initiator; so
+neither shows anything that identifies it to a device it does not know.
+Then one anti-entropy sync (`covey.core.sync`): hellos cross, ops and needs
+flow, and once each side has sent and received `bye` the link is finished
+and closes. Pairing links run Noise_XXpsk3 with SPAKE2 and confirm the code
+both ways before either side proves who it is (`covey.core.pairing`), then
+the inviter sends the welcome.
 
 Any `InvalidInput` a link raises closes that connection only; the node
 reports it and goes on. Deadlines: a handshake must finish within
@@ -31,13 +35,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from covey.core import Rng, channel, noise, pairing
-from covey.core.channel import Deframer, Reassembler, check_peer_record
+from covey.core import Rng, channel, crypto, noise, pairing
+from covey.core.channel import Deframer, Reassembler
 from covey.core.group import Group
 from covey.core.identity import DeviceRecord, Identity
 from covey.core.node.io import ConnId, Effect, Send
 from covey.core.sync import BYE, SyncSession
-from covey.errors import HandshakeFailed, MalformedMessage, PeerRefused
+from covey.errors import (
+    DecryptionFailed,
+    HandshakeFailed,
+    InvalidInput,
+    MalformedMessage,
+    PeerRefused,
+)
 
 #: Seconds to finish a handshake (three messages: milliseconds on a LAN).
 HANDSHAKE_TIMEOUT: Final = 5.0
@@ -58,12 +68,8 @@ class LinkHost(Protocol):
     @property
     def groups(self) -> Mapping[bytes, Group]: ...
 
-    def knows_key(self, channel_key: bytes) -> bool:
-        """Whether a device with this channel key was ever added to one of our groups."""
-        ...
-
-    def knows(self, record: DeviceRecord) -> bool:
-        """Whether this exact device record was ever added to one of our groups."""
+    def known_device(self, device_id: bytes) -> DeviceRecord | None:
+        """The record of this device if it was ever added to one of our groups."""
         ...
 
     def persist(self, groups: set[bytes], out: list[Effect]) -> None:
@@ -91,6 +97,8 @@ class Link:
         #: A known device proved itself: not the first to be dropped when
         #: connections run short.
         self.proven = False
+        #: A whole message arrived: not silent (silent ones are dropped first).
+        self.heard = False
         #: The protocol finished: the node closes the link.
         self.finished = False
         self.deframer = Deframer()
@@ -119,6 +127,7 @@ class Link:
             # Only a whole frame counts as the peer being alive: a byte now
             # and then does not keep a connection open.
             self.last_read = now
+            self.heard = True
             self.on_frame(message, now, out)
 
     def on_frame(self, frame: bytes, now: float, out: list[Effect]) -> None:
@@ -151,7 +160,15 @@ class Accepted(Link):
 
 
 class ChannelLink(Link):
-    """A Noise_XX channel to a known device, then one sync."""
+    """A Noise_NN channel to a known device, proofs of identity inside, then one sync.
+
+    The initiator dialed a device it recognized (`expect`): once the
+    handshake is done it sends its proof sealed to that device's channel
+    key, and waits for the responder's proof. The responder opens the
+    initiator's proof, checks it is from a device it knows, and only then
+    sends its own. Whatever does not check is PeerRefused, and the
+    connection closes with nothing more said.
+    """
 
     def __init__(
         self,
@@ -167,18 +184,17 @@ class ChannelLink(Link):
         super().__init__(conn, address, now)
         self.host = host
         self.initiator = initiator
-        #: The device the dialed advert belongs to: the responder must prove its key.
+        self._rng = rng
+        #: The device the dialed advert belongs to: the responder must prove it is.
         self.expect = expect
         self.noise = noise.Handshake(
-            "XX",
-            initiator=initiator,
-            rng=rng,
-            prologue=channel.PROLOGUE,
-            static_secret=host.me.secrets.channel_secret,
+            channel.PATTERN, initiator=initiator, rng=rng, prologue=channel.PROLOGUE
         )
         self.transport: noise.Transport | None = None
         self.reassembler: Reassembler | None = None
         self.peer: DeviceRecord | None = None
+        #: The initiator sent its proof, and waits for the responder's.
+        self.proof_sent = False
         self.session: SyncSession | None = None
         self.waiting = 0
         self.sent_bye = False
@@ -203,36 +219,63 @@ class ChannelLink(Link):
         if message is None:
             return
         if self.peer is None:
-            self._peer_record(message, out)
+            self._peer_proof(message, out)
         else:
             self._sync(message, out)
 
     def _handshake(self, frame: bytes, out: list[Effect]) -> None:
         self.noise.read_message(frame)
         if not self.noise.complete and self.noise.my_turn():
-            rs = self.noise.rs
-            wanted = self.expect.channel_key if self.expect is not None else None
-            if self.initiator and (rs is None or rs != wanted or not self.host.knows_key(rs)):
-                # Message 2 proved the responder's key: stop before message 3
-                # would show ours to a device we do not know.
-                raise PeerRefused("the device that answered is not one this one knows")
             self.send(out, channel.frame(self.noise.write_message()))
         if self.noise.complete:
             self.transport = self.noise.transport
             assert self.transport is not None
             self.reassembler = Reassembler(self.transport)
             if self.initiator:
-                self.send_message(out, self.host.me.record_bytes)
+                if self.expect is None:
+                    raise PeerRefused("a dial is always for a device this one knows")
+                mine = channel.proof(
+                    self.host.me,
+                    crypto.SignDomain.CHANNEL_INITIATOR,
+                    self.transport.handshake_hash,
+                    record=False,
+                )
+                sealed = crypto.seal_anonymous(self.expect.channel_key, mine, self._rng)
+                self.send_message(out, sealed)
+                self.proof_sent = True
 
-    def _peer_record(self, message: bytes, out: list[Effect]) -> None:
+    def _peer_proof(self, message: bytes, out: list[Effect]) -> None:
         assert self.transport is not None
-        peer = check_peer_record(message, self.transport.remote_static)
-        if not self.host.knows(peer) or (self.expect is not None and peer != self.expect):
-            raise PeerRefused("the peer is not a device this one knows")
+        handshake_hash = self.transport.handshake_hash
+        try:
+            if self.initiator:
+                assert self.expect is not None
+                peer = self.expect
+                device, signature = channel.read_proof(message)
+                domain = crypto.SignDomain.CHANNEL_RESPONDER
+                if not crypto.equal(device, peer.device_id.raw):
+                    raise PeerRefused("the device that answered is not the one dialed")
+            else:
+                opened = crypto.open_anonymous(self.host.me.secrets.channel_secret, message)
+                device, signature = channel.read_proof(opened)
+                domain = crypto.SignDomain.CHANNEL_INITIATOR
+                known = self.host.known_device(device)
+                if known is None:
+                    raise PeerRefused("the peer is not a device this one knows")
+                peer = known
+            channel.check_proof(peer, signature, domain, handshake_hash)
+        except (DecryptionFailed, MalformedMessage) as exc:
+            # One answer for every failure: nothing tells the peer why.
+            raise PeerRefused("the peer is not a device this one knows") from exc
         self.peer = peer
         self.proven = True
         if not self.initiator:
-            self.send_message(out, self.host.me.record_bytes)
+            self.send_message(
+                out,
+                channel.proof(
+                    self.host.me, crypto.SignDomain.CHANNEL_RESPONDER, handshake_hash, record=False
+                ),
+            )
         self.session = SyncSession(self.host.groups, peer.device_id.raw)
         self.send_message(out, self.session.hello())
         self.waiting = 1  # our hello awaits its "done"
@@ -261,10 +304,12 @@ class ChannelLink(Link):
 
 
 class InviteLink(Link):
-    """The inviter's side of a pairing; `welcome` is called once the code is proven.
+    """The inviter's side of a pairing; `welcome` is called once the joiner is proven.
 
     `welcome(record, record_bytes, out)` adds the device (persisting the add)
-    and returns the group whose log the joiner is sent.
+    and returns the group whose log the joiner is sent. Steps: 0, waiting
+    for message 1; 1, for message 3 (the code check: a wrong code is
+    `wrong_code`, one attempt spent); 2, for the joiner's proof.
     """
 
     def __init__(
@@ -282,6 +327,9 @@ class InviteLink(Link):
         self.inviter = pairing.Inviter(me, invitation, rng)
         self.welcome = welcome
         self.step = 0
+        #: Message 3 did not prove the code: this link cost the invitation an attempt.
+        self.wrong_code = False
+        self.reassembler: Reassembler | None = None
         self.joined: tuple[DeviceRecord, list[str]] | None = None
 
     def on_frame(self, frame: bytes, now: float, out: list[Effect]) -> None:
@@ -290,17 +338,32 @@ class InviteLink(Link):
             self.send(out, channel.frame(self.inviter.second(frame)))
             self.step = 1
             return
-        if self.step != 1:
-            raise MalformedMessage("the joining device sent more than the handshake")
-        self.step = 2
-        record, record_bytes = self.inviter.finish(frame)
+        if self.step == 1:
+            self.step = 2
+            try:
+                confirmation = self.inviter.confirm(frame)
+            except HandshakeFailed:
+                self.wrong_code = True
+                raise
+            self.invitation.check_open(int(now))
+            self.reassembler = Reassembler(self.inviter.transport)
+            self._send_message(out, confirmation)
+            return
+        assert self.reassembler is not None
+        proof = self.reassembler.push(frame)
+        if proof is None:
+            return
+        record, record_bytes = self.inviter.joiner(proof)
         self.invitation.check_open(int(now))
         group = self.welcome(record, record_bytes, out)
         self.invitation.succeeded()
-        for piece in channel.fragments(self.inviter.transport, pairing.welcome_message(group)):
-            self.send(out, piece)
+        self._send_message(out, self.inviter.welcome(group))
         self.joined = (record, self.inviter.sas)
         self.finished = True
+
+    def _send_message(self, out: list[Effect], message: bytes) -> None:
+        for piece in channel.fragments(self.inviter.transport, message):
+            self.send(out, piece)
 
 
 class JoinLink(Link):
@@ -321,6 +384,8 @@ class JoinLink(Link):
         self.joiner = pairing.Joiner(me, secret, rng)
         self.reached = False
         self.reassembler: Reassembler | None = None
+        #: The inviter's confirmation checked, and this device's proof went out.
+        self.identified = False
         self.joined: tuple[Group, str, list[str]] | None = None
 
     def connected(self, out: list[Effect]) -> None:
@@ -333,10 +398,21 @@ class JoinLink(Link):
             self.send(out, channel.frame(self.joiner.third(frame)))
             self.reassembler = Reassembler(self.joiner.transport)
             return
-        message = self.reassembler.push(frame)
+        try:
+            message = self.reassembler.push(frame)
+        except InvalidInput:
+            if not self.identified:  # (a party without the code cannot encrypt to us)
+                raise HandshakeFailed("the other device does not know the code") from None
+            raise
         if message is None:
             return
-        group, inviter = pairing.read_welcome(self.me, message, self.joiner.inviter_key)
+        if not self.identified:
+            proof = self.joiner.identify(message)
+            self.identified = True
+            for piece in channel.fragments(self.joiner.transport, proof):
+                self.send(out, piece)
+            return
+        group, inviter = pairing.read_welcome(self.me, message, self.joiner.handshake_hash)
         self.joined = (group, inviter, self.joiner.sas)
         self.finished = True
 

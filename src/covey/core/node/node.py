@@ -22,7 +22,8 @@ everything the protocol decides:
   within `DIAL_TIMEOUT`.
 * **Accepting.** At most `MAX_CONNECTIONS` accepted connections at once and
   `MAX_PER_ADDRESS` from one address; when all are taken, a new one drops
-  the oldest that has not yet proven a known device, else it is refused.
+  the oldest that has sent no whole message, else the oldest that has not
+  yet proven a known device, else it is refused.
 * **Healing.** A group whose current key is not held by exactly its members
   is rotated by its most senior member at once, and by the member ranked k
   after k x `HEAL_DELAY` seconds, unless a healing rotation arrives first.
@@ -189,7 +190,7 @@ class Node:
         #: bundle cannot close them).
         self._history_tried: dict[bytes, tuple[frozenset[tuple[bytes, bytes]], float]] = {}
         self._wake: float | None = None
-        self._known: tuple[int, dict[bytes, DeviceRecord], set[bytes]] | None = None
+        self._known: tuple[int, dict[bytes, DeviceRecord]] | None = None
         self._advert_at: tuple[int, frozenset[bytes]] | None = None
         self._advert_gen = -1
 
@@ -244,7 +245,7 @@ class Node:
 
     # --- what links ask of the node (links.LinkHost) ---------------------------
 
-    def _known_devices(self) -> tuple[dict[bytes, DeviceRecord], set[bytes]]:
+    def _known_devices(self) -> dict[bytes, DeviceRecord]:
         if self._known is None or self._known[0] != self.generation:
             me = self.me.device_id.raw
             records = {
@@ -254,14 +255,11 @@ class Node:
                 for device, record in g.state.devices.items()
                 if device != me
             }
-            self._known = (self.generation, records, {r.channel_key for r in records.values()})
-        return self._known[1], self._known[2]
+            self._known = (self.generation, records)
+        return self._known[1]
 
-    def knows_key(self, channel_key: bytes) -> bool:
-        return channel_key in self._known_devices()[1]
-
-    def knows(self, record: DeviceRecord) -> bool:
-        return self._known_devices()[0].get(record.device_id.raw) == record
+    def known_device(self, device_id: bytes) -> DeviceRecord | None:
+        return self._known_devices().get(device_id)
 
     def persist(self, groups: set[bytes], out: list[Effect]) -> None:
         out.append(io.Persist(groups=tuple(sorted(groups))))
@@ -280,7 +278,7 @@ class Node:
                 del joining.candidates[:-MAX_ADVERTS]  # the most recent ones
         device = None
         if self.config.serve:
-            known = self._known_devices()[0]
+            known = self._known_devices()
             device = self.discovery.recognize(tags, known.values(), int(self.now))
         wanted = device is not None or any(j.secret.tag in tags for j in self.joins.values())
         self.adverts.pop(event.name, None)
@@ -410,12 +408,17 @@ class Node:
     def _evictable(self, accepted: list[Link]) -> Link | None:
         """The connection to drop when all are taken, oldest first, if any may go.
 
-        First one that has not proven a known device (strangers merely
-        holding connections open); then one from a device that is no longer
-        a fellow member, or that holds more than one connection (so neither
-        a removed device nor one member can keep the others out).
+        First one that has sent no whole message (strangers merely holding
+        connections open: they cannot push out a handshake under way, such
+        as a joiner's); then one that has not proven a known device; then
+        one from a device that is no longer a fellow member, or that holds
+        more than one connection (so neither a removed device nor one member
+        can keep the others out).
         """
         unproven = [link for link in accepted if not link.proven]
+        silent = [link for link in unproven if not link.heard]
+        if silent:
+            return silent[0]
         if unproven:
             return unproven[0]
         targets = self._targets()
@@ -509,14 +512,16 @@ class Node:
             self._invite_attempt_failed(link, exc, out)
         if isinstance(link, JoinLink):
             self._join_attempt_failed(link, exc, out)
-        if isinstance(exc, PeerRefused) and link.dials_for is not None:
+        if link.dials_for is not None and (isinstance(exc, PeerRefused) or _unproven(link)):
             self._forget_fakes(link.dials_for, link.dialed)
         self._drop(link, reason, out)
 
-    def _forget_fakes(self, device: bytes, dialed: tuple[tuple[str, ...], int] | None) -> None:
-        """Whoever answered at `dialed` was not `device`: forget its adverts for it.
+    def _forget_fakes(
+        self, device: bytes, dialed: tuple[tuple[str, ...], int] | None, *, keep_good: bool = False
+    ) -> None:
+        """Whoever answered at `dialed` did not prove it is `device`: forget its adverts for it.
 
-        (Copies of a device's tags pointing elsewhere are proven fake by the
+        (Copies of a device's tags pointing elsewhere are found out by the
         first dial; forgetting them at once makes room for the real one.)
         """
         peer = self.peers.get(device)
@@ -527,7 +532,7 @@ class Node:
             if advert is not None and (advert.addresses, advert.port) == dialed:
                 peer.adverts.remove(name)
                 del self.adverts[name]
-        if peer.good == dialed:
+        if peer.good == dialed and not keep_good:
             peer.good = None
 
     def _drop(self, link: Link, reason: str, out: list[Effect]) -> None:
@@ -563,6 +568,11 @@ class Node:
         if isinstance(link, (InviteLink, JoinLink)):
             self._failed(link, closed_early(link), out)
             return
+        if link.dials_for is not None and _unproven(link):
+            # It took our sealed proof and went away without proving it is
+            # the device dialed: not that device (or one that does not know
+            # us). Its adverts there go; the last good address stays.
+            self._forget_fakes(link.dials_for, link.dialed, keep_good=True)
         self._forget(link, failed=True)
         if isinstance(link, ChannelLink) and link.proven:
             out.append(io.Notify("connection_failed", {"address": link.address, "reason": reason}))
@@ -638,8 +648,11 @@ class Node:
     def _invite_attempt_failed(self, link: InviteLink, exc: Exception, out: list[Effect]) -> None:
         request = link.request
         open_ = self.invitations.get(request) if request is not None else None
-        if request is None or open_ is None or link.step < 2:
-            return  # the handshake never reached the code check: no attempt spent
+        if request is None or open_ is None or not link.wrong_code:
+            # Only a wrong code spends an attempt: a connection that stalled
+            # or broke before message 3 let nobody test a guess, and one
+            # that failed after the code checked knew the code.
+            return
         invitation = open_.invitation
         out.append(
             io.Reply(
@@ -713,8 +726,8 @@ class Node:
         joining = self.joins[request]
         joining.link = None
         joining.last_error = str(exc)
-        if not isinstance(exc, InvalidInput):
-            return
+        if not isinstance(exc, InvalidInput) or not link.joiner.guessed:
+            return  # whoever answered could not test a guess at the code: no attempt spent
         # Each handshake lets whoever answered test one guess at the code:
         # stop after as many as an inviter allows.
         joining.attempts += 1
@@ -999,6 +1012,11 @@ class Node:
             if self._advert is not None or self.groups:
                 times.append((int(self.now) // discovery.HOUR + 1) * discovery.HOUR)
         return min(times) if times else None
+
+
+def _unproven(link: Link) -> bool:
+    """A dial that sent its sealed proof and got no proof back (yet)."""
+    return isinstance(link, ChannelLink) and link.proof_sent and link.peer is None
 
 
 def _proven_device(link: Link) -> bytes | None:
