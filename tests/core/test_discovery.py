@@ -11,6 +11,7 @@ covey's own shape round-trips, anything else is refused with one error type.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -37,10 +38,14 @@ from tests.conftest import NOW, SeededRng
 #: Enough devices for a device with more fellows than one advert can name.
 POOL = [create_identity(f"d{i}", NOW, SeededRng(f"disc-{i}")) for i in range(ADVERT_TAGS + 40)]
 RECORDS = [me.record for me in POOL]
+#: Every device of the pool, as a looker knows them (device ID -> record).
+KNOWN = {r.device_id.raw: r for r in RECORDS}
 ME = POOL[0]
 MINE = Discovery(ME)
-#: One of the devices ME advertises for below, and one it does not.
+#: One of the devices ME advertises for below, and one it does not, both knowing
+#: the first 20 devices.
 FELLOW, OUTSIDER = Discovery(POOL[3]), Discovery(POOL[50])
+FIRST_20 = {r.device_id.raw: r for r in RECORDS[:20]}
 
 tags_st = st.binary(min_size=ADVERT_TAGS * TAG_BYTES, max_size=ADVERT_TAGS * TAG_BYTES).map(
     lambda b: [b[i : i + TAG_BYTES] for i in range(0, len(b), TAG_BYTES)]
@@ -191,9 +196,9 @@ def test_the_salt_enters_every_tag() -> None:
     # Copied under another salt, the tags name nobody.
     fellow = Discovery(POOL[5])
     txt = decode_advert(MINE.advert(targets, NOW, SeededRng("copy")))
-    assert fellow.recognize(txt, RECORDS, NOW) == ME.record
+    assert fellow.recognize(txt, KNOWN, NOW) == ME.record
     moved = AdvertText(other, txt.tags)
-    assert Discovery(POOL[5]).recognize(moved, RECORDS, NOW) is None
+    assert Discovery(POOL[5]).recognize(moved, KNOWN, NOW) is None
 
 
 # --- what a fellow device recognizes ----------------------------------------------------
@@ -203,11 +208,11 @@ def test_the_salt_enters_every_tag() -> None:
 def test_a_fellow_recognizes_the_advert_within_an_hour_of_skew(skew: int, seed: int) -> None:
     targets = RECORDS[1:10]
     txt = decode_advert(MINE.advert(targets, NOW, SeededRng(f"skew-{seed}")))
-    found = FELLOW.recognize(txt, RECORDS[:20], NOW + skew)
+    found = FELLOW.recognize(txt, FIRST_20, NOW + skew)
     hours_apart = abs((NOW + skew) // HOUR - NOW // HOUR)
     assert found == (ME.record if hours_apart <= discovery.SKEW_HOURS else None)
     # A device it does not advertise for knows the advertiser, and still finds nothing.
-    assert OUTSIDER.recognize(txt, RECORDS[:20], NOW) is None
+    assert OUTSIDER.recognize(txt, FIRST_20, NOW) is None
 
 
 def test_beyond_the_tags_an_advert_holds_every_fellow_is_named_within_a_few_adverts() -> None:
@@ -220,7 +225,7 @@ def test_beyond_the_tags_an_advert_holds_every_fellow_is_named_within_a_few_adve
         named |= {
             d
             for d, looker in lookers.items()
-            if looker.recognize(txt, [ME.record], NOW + hour * HOUR) == ME.record
+            if looker.recognize(txt, {ME.device_id.raw: ME.record}, NOW + hour * HOUR) == ME.record
         }
         if hour == 0:
             assert len(named) == ADVERT_TAGS  # exactly as many as it holds
@@ -230,18 +235,31 @@ def test_beyond_the_tags_an_advert_holds_every_fellow_is_named_within_a_few_adve
 def test_an_advert_seen_again_is_not_hashed_again(monkeypatch: pytest.MonkeyPatch) -> None:
     fellow = Discovery(POOL[2])
     txt = decode_advert(MINE.advert(RECORDS[1:5], NOW, SeededRng("again")))
-    assert fellow.recognize(txt, RECORDS, NOW) == ME.record
-    calls: list[object] = []
-    original = discovery.tag
+    assert fellow.recognize(txt, KNOWN, NOW) == ME.record
+    salts: list[bytes] = []
+    for _, taggers in fellow._taggers:
+        for i, tagger in enumerate(taggers):
 
-    def counting(pair_key: bytes, advertiser: bytes, hour: int, salt: bytes) -> bytes:
-        calls.append(advertiser)
-        return original(pair_key, advertiser, hour, salt)
+            def counting(salt: bytes, tagger: Callable[[bytes], bytes] = tagger) -> bytes:
+                salts.append(salt)
+                return tagger(salt)
 
-    monkeypatch.setattr(discovery, "tag", counting)
-    assert fellow.recognize(txt, RECORDS, NOW) == ME.record
-    assert calls == []
-    # A new advert (new salt) is looked at afresh.
+            taggers[i] = counting
+    assert fellow.recognize(txt, KNOWN, NOW) == ME.record
+    assert salts == []
+    # A new advert (a new salt) is looked at afresh.
     fresh = decode_advert(MINE.advert(RECORDS[1:5], NOW, SeededRng("fresh")))
-    assert fellow.recognize(fresh, RECORDS, NOW) == ME.record
-    assert calls
+    assert fellow.recognize(fresh, KNOWN, NOW) == ME.record
+    assert set(salts) == {fresh.salt}
+
+
+@given(
+    key=st.binary(min_size=32, max_size=32),
+    advertiser=st.binary(min_size=32, max_size=32),
+    hour=st.integers(0, 2**40),
+    salt=salts,
+)
+def test_a_prepared_tag_is_the_tag(key: bytes, advertiser: bytes, hour: int, salt: bytes) -> None:
+    assert discovery._tagger(key, advertiser, hour)(salt) == discovery.tag(
+        key, advertiser, hour, salt
+    )

@@ -45,7 +45,7 @@ padded the same way, under a salt of their own (`padded_advert`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -163,15 +163,19 @@ def padded_advert(tags: Iterable[bytes], rng: Rng) -> bytes:
 class Discovery:
     """One device's side of discovery: the adverts it makes, whose adverts it knows.
 
-    Pair keys cost one X25519 each, so they are kept (by device ID and key);
-    the answer for each advert already looked at is kept while the hour and
-    the known devices stay the same.
+    Pair keys cost one X25519 each, so they are kept (by device ID and key).
+    For the hour and the devices known, each device's tags are prepared up
+    to the salt (`crypto.blake2b_after`); the answer for each advert
+    already looked at is kept until either changes.
     """
 
     def __init__(self, me: Identity) -> None:
         self.me = me
         self._pair_keys: dict[tuple[bytes, bytes], bytes] = {}
-        self._stamp: tuple[int, frozenset[tuple[bytes, bytes]]] | None = None
+        self._hour: int | None = None
+        self._known: dict[bytes, DeviceRecord] = {}
+        self._known_ref: Mapping[bytes, DeviceRecord] | None = None
+        self._taggers: list[tuple[DeviceRecord, list[Callable[[bytes], bytes]]]] = []
         self._remembered: dict[AdvertText, DeviceRecord | None] = {}
 
     def pair_key(self, other: DeviceRecord) -> bytes | None:
@@ -214,28 +218,46 @@ class Discovery:
         return _padded(self.advert_tags(targets, now, salt, rng), salt, rng)
 
     def recognize(
-        self, advert: AdvertText, known: Iterable[DeviceRecord], now: int
+        self, advert: AdvertText, known: Mapping[bytes, DeviceRecord], now: int
     ) -> DeviceRecord | None:
-        """The device among `known` whose advert `advert` is, if any."""
-        hour = now // HOUR
-        me = self.me.device_id.raw
-        known_ids = {r.device_id.raw: r for r in known if r.device_id.raw != me}
-        stamp = (hour, frozenset((d, r.channel_key) for d, r in known_ids.items()))
-        if stamp != self._stamp:
-            self._stamp = stamp
-            self._remembered.clear()
+        """The device among `known` (device ID -> record) whose advert `advert` is, if any.
+
+        Costs one keyed hash per known device and hour (`SKEW_HOURS` either
+        side) for an advert not looked at before; nothing for one seen again.
+        """
+        self._prepare(known, now // HOUR)
         if advert in self._remembered:
             return self._remembered[advert]
         found = None
-        hours = sorted(range(hour - SKEW_HOURS, hour + SKEW_HOURS + 1), key=lambda h: abs(h - hour))
-        for device, record in sorted(known_ids.items()):
-            key = self.pair_key(record)
-            if key is None:
-                continue
-            if any(tag(key, device, h, advert.salt) in advert.tags for h in hours):
+        for record, taggers in self._taggers:
+            if any(tagger(advert.salt) in advert.tags for tagger in taggers):
                 found = record
                 break
         while len(self._remembered) >= MAX_REMEMBERED:  # forget the oldest
             del self._remembered[next(iter(self._remembered))]
         self._remembered[advert] = found
         return found
+
+    def _prepare(self, known: Mapping[bytes, DeviceRecord], hour: int) -> None:
+        """Each known device's tags for us, up to the salt, for `hour` and its neighbours."""
+        if known is self._known_ref and hour == self._hour:
+            return
+        self._known_ref = known
+        me = self.me.device_id.raw
+        mine = {d: r for d, r in known.items() if d != me}
+        if hour == self._hour and mine == self._known:
+            return
+        self._hour, self._known = hour, mine
+        self._remembered.clear()
+        hours = sorted(range(hour - SKEW_HOURS, hour + SKEW_HOURS + 1), key=lambda h: abs(h - hour))
+        self._taggers = []
+        for device, record in sorted(mine.items()):
+            key = self.pair_key(record)
+            if key is not None:
+                self._taggers.append((record, [_tagger(key, device, h) for h in hours]))
+
+
+def _tagger(pair_key: bytes, advertiser: bytes, hour: int) -> Callable[[bytes], bytes]:
+    """`salt -> tag(pair_key, advertiser, hour, salt)`, prepared up to the salt."""
+    data = hour.to_bytes(8, "big") + advertiser
+    return crypto.blake2b_after(data, crypto.HashDomain.DISCOVERY_TAG, size=TAG_BYTES, key=pair_key)

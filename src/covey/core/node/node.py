@@ -289,7 +289,7 @@ class Node:
         device = None
         if self.config.serve:
             known = self._known_devices()[0]
-            device = self.discovery.recognize(advert, known.values(), int(self.now))
+            device = self.discovery.recognize(advert, known, int(self.now))
         wanted = device is not None or any(j.secret.tag in tags for j in self.joins.values())
         self.adverts.pop(event.name, None)
         self.others.pop(event.name, None)
