@@ -27,11 +27,13 @@ from _common import machine, spread_ms, table
 
 ADVERTISE = """
 import anyio, sys, time
+from covey.core.discovery import padded_advert
+from covey.entropy import system_rng
 from covey.net.discovery import Advertiser, open_zeroconf
 async def main():
     zc = open_zeroconf()
     await anyio.sleep(float(sys.argv[2]))
-    advert = Advertiser(zc, 7777, [bytes.fromhex(sys.argv[1])])
+    advert = Advertiser(zc, 7777, padded_advert([bytes.fromhex(sys.argv[1])], system_rng))
     print(time.monotonic(), flush=True)
     await advert.start()
     await anyio.sleep(float(sys.argv[3]))

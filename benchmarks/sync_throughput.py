@@ -100,7 +100,7 @@ def _genesis_id(raws: list[bytes]) -> bytes:
 async def sync_b(b: Group, port: int) -> float:
     """Node B sees A's advert (the tags A's node would publish) and syncs once."""
     a_id, _ = identities()
-    tags = Discovery(a_id).advert_tags([b.me.record], NOW, os.urandom)
+    txt = Discovery(a_id).advert([b.me.record], NOW, os.urandom)
     synced = anyio.Event()
 
     def emit(event: str, data: dict[str, object]) -> None:
@@ -111,7 +111,7 @@ async def sync_b(b: Group, port: int) -> float:
     async with anyio.create_task_group() as tg:
         tg.start_soon(driver.run)
         start = time.perf_counter()
-        await driver.post(io.AdvertSeen("a", ("127.0.0.1",), port, tags))
+        await driver.post(io.AdvertSeen("a", ("127.0.0.1",), port, txt))
         await synced.wait()
         elapsed = time.perf_counter() - start
         tg.cancel_scope.cancel()

@@ -8,14 +8,16 @@ after every preamble, floods of connections, strangers.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from covey.core import channel
-from covey.core.identity import create_identity
+from covey.core import channel, discovery
+from covey.core.group import Group
+from covey.core.identity import Identity, create_identity
 from covey.core.node import Node, io
 from covey.core.node.links import HANDSHAKE_TIMEOUT, ChannelLink
 from covey.core.node.node import HEAL_DELAY, MAX_CONNECTIONS, MAX_PER_ADDRESS
@@ -101,7 +103,7 @@ class Wire:
 
 def advert_of(effects: list[io.Effect]) -> io.AdvertSeen:
     advert = next(e for e in effects if isinstance(e, io.Advertise))
-    return io.AdvertSeen(advert.name, ("10.0.0.1",), 4242, advert.tags)
+    return io.AdvertSeen(advert.name, ("10.0.0.1",), 4242, advert.txt)
 
 
 def paired() -> tuple[Wire, bytes]:
@@ -137,7 +139,7 @@ def test_pairing_then_sync_over_the_wire() -> None:
     laptop_advert = next(
         e for name, e in reversed(wire.log) if name == "laptop" and isinstance(e, io.Advertise)
     )
-    wire.feed(wire.b, io.AdvertSeen(laptop_advert.name, ("10.0.0.1",), 4242, laptop_advert.tags))
+    wire.feed(wire.b, io.AdvertSeen(laptop_advert.name, ("10.0.0.1",), 4242, laptop_advert.txt))
     assert (
         wire.b.groups[group_id].state.current_epoch == wire.a.groups[group_id].state.current_epoch
     )
@@ -250,9 +252,9 @@ def test_copied_adverts_cannot_multiply_dials() -> None:
     phone.generation += 1  # something changed: the laptop is due
     made: list[io.Dial] = []
     for i in range(300):
-        copy = io.AdvertSeen(f"copy{i}", ("192.0.2.66",), 9, laptop_advert.tags)
+        copy = io.AdvertSeen(f"copy{i}", ("192.0.2.66",), 9, laptop_advert.txt)
         made += dials(run(phone, copy, NOW + 20))
-        same_name = io.AdvertSeen("same", ("192.0.2.67",), 9, (*laptop_advert.tags[:-1], bytes(8)))
+        same_name = io.AdvertSeen("same", ("192.0.2.67",), 9, laptop_advert.txt[:-8] + bytes(8))
         made += dials(run(phone, same_name, NOW + 20))
     assert len(made) <= 1
     assert sum(1 for link in phone.links.values() if link.dials_for is not None) <= 1
@@ -265,9 +267,9 @@ def test_a_failed_dial_backs_off_and_tries_the_devices_other_adverts() -> None:
         e for name, e in reversed(wire.log) if name == "laptop" and isinstance(e, io.Advertise)
     )
     phone.generation += 1
-    run(phone, io.AdvertSeen("real", ("10.0.0.1",), 4242, laptop_advert.tags), NOW + 20)
+    run(phone, io.AdvertSeen("real", ("10.0.0.1",), 4242, laptop_advert.txt), NOW + 20)
     first = dials(
-        run(phone, io.AdvertSeen("copy", ("192.0.2.66",), 9, laptop_advert.tags), NOW + 20)
+        run(phone, io.AdvertSeen("copy", ("192.0.2.66",), 9, laptop_advert.txt), NOW + 20)
     )
     # (the real advert was dialed when seen; the copy, newest, waits its turn)
     dialing = [link for link in phone.links.values() if link.dials_for is not None]
@@ -289,7 +291,7 @@ def test_a_removed_device_is_not_dialed() -> None:
     )
     run(laptop, io.Command(9, io.RemoveDevice("family", phone.me.device_id.raw)), NOW + 30)
     assert phone.me.device_id.raw not in laptop.groups[group_id].state.members
-    seen = io.AdvertSeen(phone_advert.name, ("10.0.0.2",), 4242, phone_advert.tags)
+    seen = io.AdvertSeen(phone_advert.name, ("10.0.0.2",), 4242, phone_advert.txt)
     assert dials(run(laptop, seen, NOW + 31)) == []
     assert dials(run(laptop, io.Tick(), NOW + 4000)) == []
 
@@ -314,17 +316,21 @@ def test_out_of_range_commands_are_refused(action: io.Action) -> None:
 
 
 def test_with_many_fellow_devices_the_advert_does_not_show_how_many() -> None:
-    """Found by review: with more than 24 fellows the advert held the 24
-    smallest tags, whose spread told a stranger how many there were."""
-    from covey.core import discovery
-
-    others = [create_identity(f"d{i}", NOW, SeededRng(f"d{i}")).record for i in range(60)]
+    """Found by review: with more fellows than an advert holds, the advert held
+    the smallest tags, whose spread told a stranger how many there were."""
+    count = discovery.ADVERT_TAGS + 30
+    others = [create_identity(f"d{i}", NOW, SeededRng(f"d{i}")).record for i in range(count)]
     mine = discovery.Discovery(ME)
-    first = mine.advert_tags(others, NOW, SeededRng("one"))
-    second = mine.advert_tags(others, NOW, SeededRng("two"))
+    salt = bytes(discovery.SALT_BYTES)
+    first = mine.advert_tags(others, NOW, salt, SeededRng("one"))
+    second = mine.advert_tags(others, NOW, salt, SeededRng("two"))
     assert len(first) == len(second) == discovery.ADVERT_TAGS
-    every = sorted(discovery.tag(mine.pair_key(r), ME.device_id.raw, NOW // 3600) for r in others)
-    assert set(first) != set(every[: discovery.ADVERT_TAGS])
+    every = []
+    for r in others:
+        key = mine.pair_key(r)
+        assert key is not None
+        every.append(discovery.tag(key, ME.device_id.raw, NOW // 3600, salt))
+    assert set(first) != set(sorted(every)[: discovery.ADVERT_TAGS])
     assert set(first) != set(second)  # a different subset each time
     assert set(first) <= set(every)
 
@@ -371,7 +377,7 @@ def test_copies_that_cannot_prove_the_device_are_forgotten(answer: str) -> None:
     )
     made = []
     for i in range(4):
-        copy = io.AdvertSeen(f"copy{i}", ("192.0.2.66",), 9, laptop_advert.tags)
+        copy = io.AdvertSeen(f"copy{i}", ("192.0.2.66",), 9, laptop_advert.txt)
         made += dials(run(phone, copy, NOW + 20))
     assert len(phone.peers[laptop_id].adverts) == 4
     (dial,) = made  # one dial for the device, whatever the number of adverts
@@ -453,3 +459,124 @@ def test_a_heal_that_cannot_close_a_gap_is_not_repeated_at_once() -> None:
     assert founder.needs_history_heal
     run(node, io.Tick(), NOW + 100 + 601)
     assert len(founder.log) == before + 2  # and another after RETRY_MAX
+
+
+# --- discovery: what adverts show, and who finds whom (issue 9: 5e, 5i, 4c) --------
+
+
+def advertised(effects: list[io.Effect]) -> io.Advertise:
+    (advert,) = [e for e in effects if isinstance(e, io.Advertise)]
+    return advert
+
+
+def tags_of(advert: io.Advertise) -> frozenset[bytes]:
+    text = discovery.read_advert(advert.txt)
+    assert text is not None
+    return text.tags
+
+
+def groups_with(me: Identity, fellows: list[list[Identity]]) -> list[Group]:
+    """One group founded by `me` per list of fellows, each of them added."""
+    rng = SeededRng(f"groups-{me.record.name}")
+    made = []
+    for i, members in enumerate(fellows):
+        group = Group.create(me, f"g{i}", "shared", NOW, rng)
+        for member in members:
+            group.add(member.record_bytes, "member", NOW, rng)
+        made.append(group)
+    return made
+
+
+FELLOWS = [create_identity(f"fellow{i}", NOW, SeededRng(f"fellow{i}")) for i in range(150)]
+
+
+def test_two_adverts_of_one_device_share_no_tag_value() -> None:
+    """Issue 9, finding 5e: within an hour a device's adverts (after a restart,
+    or a change of members) carried the same tag values, so a LAN observer
+    could link the new advert to the old one, and see which tag came or went.
+    Every advert now has a fresh salt that enters every tag."""
+    (group,) = groups_with(ME, [FELLOWS[:3]])
+    first = advertised(run(Node(ME, [group]), io.Tick(), NOW, seed="first"))
+    restarted = Node(ME, [group])  # `covey up` again, in the same hour
+    second = advertised(run(restarted, io.Tick(), NOW + 60, seed="second"))
+    group.add(FELLOWS[3].record_bytes, "member", NOW + 100, SeededRng("add"))
+    restarted.generation += 1  # (as after the Persist of an add)
+    third = advertised(run(restarted, io.Tick(), NOW + 120, seed="third"))
+    next_hour = advertised(run(restarted, io.Tick(), NOW + 3600, seed="next"))
+    adverts = [first, second, third, next_hour]
+    assert len({a.name for a in adverts}) == 4
+    for a, b in itertools.combinations(adverts, 2):
+        assert not tags_of(a) & tags_of(b)
+    assert {len(a.txt) for a in adverts} == {discovery.TXT_BYTES}
+
+
+def test_a_device_in_50_groups_is_found_by_every_fellow() -> None:
+    """Issue 9, finding 5i: `covey up` stopped at start once a device had 15
+    tags to advertise (one TXT string overflowed). A device in 50 groups
+    with 100 fellow devices makes an advert of the one constant size, and
+    every fellow's node recognizes it and dials."""
+    fellows = [FELLOWS[2 * i : 2 * i + 2] for i in range(50)]
+    groups = groups_with(ME, fellows)
+    advert = advertised(run(Node(ME, groups), io.Tick(), NOW))
+    assert len(advert.txt) == discovery.TXT_BYTES
+    assert len(tags_of(advert)) == discovery.ADVERT_TAGS
+    seen = io.AdvertSeen(advert.name, ("10.0.0.1",), 4242, advert.txt)
+    for group, members in zip(groups, fellows, strict=True):
+        for member in members:
+            replica = Group.replica(member, group.id, [op.raw for op in group.log.order])
+            node = Node(member, [replica])
+            assert [d.addresses for d in dials(run(node, seen, NOW + 5))] == [("10.0.0.1",)]
+            assert ME.device_id.raw in node.peers
+
+
+def test_with_more_fellows_than_an_advert_holds_the_advert_keeps_its_size() -> None:
+    many = [FELLOWS[(3 * i) % 150 : (3 * i) % 150 + 4] for i in range(50)]
+    assert len({m.device_id.raw for group in many for m in group}) == 150
+    advert = advertised(run(Node(ME, groups_with(ME, many)), io.Tick(), NOW))
+    assert len(advert.txt) == discovery.TXT_BYTES
+    assert len(tags_of(advert)) == discovery.ADVERT_TAGS
+
+
+def test_a_member_that_missed_rotations_still_finds_its_peers() -> None:
+    """Issue 9, finding 4c: with tags keyed by a group's recent epoch keys, a
+    member that missed three rotations never recognized its group's adverts
+    again. Pairwise tags come from device keys: the phone, away while the
+    laptop rotated four times, finds the laptop days later (and the laptop
+    finds the phone), and catches up in one sync."""
+    wire, group_id = paired()
+    laptop, phone = wire.a, wire.b
+    for k in range(4):  # the phone is away: nothing reaches it
+        run(laptop, io.Command(10 + k, io.Rotate("family")), NOW + 60 + k)
+    behind = phone.groups[group_id]
+    current = laptop.groups[group_id].state.current_epoch
+    missed = [e for e in laptop.groups[group_id].state.epochs if e.id not in behind.keys]
+    assert len(missed) == 4
+    assert behind.state.current_epoch != current
+    # Three days later both are up on the same LAN.
+    wire.now = NOW + 3 * 86400
+    laptop_advert = advertised(laptop.handle(io.Tick(), wire.now, SeededRng("back-l")))
+    phone_advert = advertised(phone.handle(io.Tick(), wire.now, SeededRng("back-p")))
+    seen_by_laptop = io.AdvertSeen(phone_advert.name, ("10.0.0.2",), 4242, phone_advert.txt)
+    assert dials(laptop.handle(seen_by_laptop, wire.now, SeededRng("l")))  # it knows the phone
+    for link in [c for c in laptop.links if c < 0]:  # (that dial is left unanswered)
+        laptop.handle(io.Closed(link), wire.now, SeededRng("l"))
+    wire.feed(phone, io.AdvertSeen(laptop_advert.name, ("10.0.0.1",), 4242, laptop_advert.txt))
+    assert phone.peers[laptop.me.device_id.raw].adverts == [laptop_advert.name]
+    assert phone.groups[group_id].state.current_epoch == current
+    assert all(e.id in phone.groups[group_id].keys for e in missed)
+
+
+@given(txt=st.one_of(st.binary(max_size=2 * discovery.TXT_BYTES), st.integers(0, 2**32)))
+def test_a_malformed_advert_is_ignored(txt: bytes | int) -> None:
+    """A stranger's TXT record of any shape: ignored, never an internal error."""
+    node = Node(ME)
+    run(node, io.Command(1, io.CreateGroup("family")))
+    if isinstance(txt, int):  # a real advert's record, one byte changed
+        real = bytearray(discovery.padded_advert([], SeededRng(str(txt))))
+        real[txt % len(real)] ^= 1 + (txt >> 16) % 255
+        txt = bytes(real)
+    effects = run(node, io.AdvertSeen("junk", ("192.0.2.1",), 9, txt))
+    assert not [e for e in effects if isinstance(e, io.Notify) and e.event == "internal_error"]
+    assert not dials(effects)
+    assert "junk" not in node.adverts
+    assert ("junk" in node.others) == (discovery.read_advert(txt) is not None)

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from covey.core import channel, noise, pairing
+from covey.core import channel, discovery, noise, pairing
 from covey.core.identity import Identity, create_identity
 from covey.core.node import Node, io
 from covey.core.node.links import HANDSHAKE_TIMEOUT, ChannelLink
@@ -165,7 +165,9 @@ def impostor_inviter(code: str) -> tuple[Node, list[io.Effect]]:
     group_id = next(iter(node.groups))
     invitation = pairing.Invitation(group_id, "member", secret, NOW + 600)
     node.invitations[1] = OpenInvitation(invitation, "m-advert")
-    advert = io.Advertise("m-advert", tuple(secret.advert_tags))
+    advert = io.Advertise(
+        "m-advert", discovery.padded_advert(secret.advert_tags, SeededRng("m-pad"))
+    )
     return node, [advert]
 
 
@@ -342,7 +344,8 @@ def test_answers_that_test_no_guess_do_not_use_up_a_joiners_attempts() -> None:
     tag = pairing.parse_code(code).tag
     phone.handle(io.Command(1, io.Join(code=code, timeout=60)), NOW, SeededRng("j"))
     for i in range(pairing.MAX_ATTEMPTS + 1):
-        copy = io.AdvertSeen(f"copy{i}", (f"192.0.2.{i}",), 9, (tag,))
+        txt = discovery.padded_advert([tag], SeededRng(f"pad{i}"))
+        copy = io.AdvertSeen(f"copy{i}", (f"192.0.2.{i}",), 9, txt)
         (dial,) = [e for e in phone.handle(copy, NOW, SeededRng(f"c{i}")) if isinstance(e, io.Dial)]
         phone.handle(io.Connected(dial.conn, f"192.0.2.{i}"), NOW, SeededRng(f"d{i}"))
         junk = channel.frame(bytes(80))

@@ -52,8 +52,8 @@ class BusLan:
         for advert in list(self.bus.adverts.values()):
             await post(advert)
 
-    async def advertise(self, name: str, port: int, tags: Sequence[bytes]) -> None:
-        advert = io.AdvertSeen(name, ("127.0.0.1",), port, tuple(tags))
+    async def advertise(self, name: str, port: int, txt: bytes) -> None:
+        advert = io.AdvertSeen(name, ("127.0.0.1",), port, txt)
         self.bus.adverts[name] = advert
         for post in list(self.bus.listeners):
             await post(advert)

@@ -2,13 +2,17 @@
 
 A member's advert is found by another member, while a third host that is not
 in the group sees the advert and can make nothing of it: no device ID, no
-name, and tags it cannot recognize, which change every hour.
+name, a random salt and 120 tags it cannot recognize. The advert is a full
+one (a salt and 120 tags in five TXT strings, 995 bytes): it crosses real
+multicast whole.
 """
 
 from __future__ import annotations
 
 import json
 
+from covey.core import discovery
+from tests.conftest import SeededRng
 from tests.net.conftest import needs_namespaces
 from tests.net.netns import Lan
 
@@ -19,7 +23,7 @@ import anyio, sys
 from covey.net.discovery import Advertiser, open_zeroconf
 async def main():
     zc = open_zeroconf()
-    advert = Advertiser(zc, 7777, [bytes.fromhex(t) for t in sys.argv[1].split(",")])
+    advert = Advertiser(zc, 7777, bytes.fromhex(sys.argv[1]))
     await advert.start()
     print("ready", flush=True)
     await anyio.sleep(float(sys.argv[2]))
@@ -41,7 +45,7 @@ async def main():
         seen = await browser.wait_for(
             lambda s: (wanted in s.tags) if wanted else bool(s.tags), float(sys.argv[2]))
         result = {"found": True, "after": time.monotonic() - start, "addresses": seen.addresses,
-                  "port": seen.port, "tags": [t.hex() for t in seen.tags], "name": seen.name}
+                  "port": seen.port, "txt": seen.txt.hex(), "name": seen.name}
     except TimeoutError:
         result = {"found": False}
     await browser.stop()
@@ -53,7 +57,9 @@ anyio.run(main)
 
 def test_member_finds_advert_and_stranger_learns_nothing(lan: Lan) -> None:
     group_tag, other_tag = "0123456789abcdef", "fedcba9876543210"
-    advertiser = lan.python(0, ADVERTISE, f"{group_tag},{other_tag}", "8")
+    real = [bytes.fromhex(group_tag), bytes.fromhex(other_tag)]
+    txt = discovery.padded_advert(real, SeededRng("lan-advert"))
+    advertiser = lan.python(0, ADVERTISE, txt.hex(), "8")
     try:
         assert advertiser.stdout.readline().strip() == "ready"
         member = lan.python(1, BROWSE, group_tag, "6")
@@ -69,6 +75,10 @@ def test_member_finds_advert_and_stranger_learns_nothing(lan: Lan) -> None:
     assert found["port"] == 7777
     seen = json.loads(stranger_out.strip().splitlines()[-1])
     assert seen["found"]  # the stranger sees an advert ...
-    # ... whose name is random and which carries only opaque tags.
+    # ... whose name is random and which carries only a salt and opaque tags,
+    # exactly as published.
     assert len(seen["name"].split(".")[0]) == 32
-    assert set(seen["tags"]) == {group_tag, other_tag}
+    assert bytes.fromhex(seen["txt"]) == txt
+    advert = discovery.decode_advert(txt)
+    assert len(advert.tags) == discovery.ADVERT_TAGS
+    assert {bytes.fromhex(group_tag), bytes.fromhex(other_tag)} <= advert.tags

@@ -121,7 +121,7 @@ async def main():
         ready = anyio.Event()
         tg.start_soon(driver.run, lambda port: ready.set())
         await ready.wait()
-        await lan.advertise("impostor", driver.port, real.tags)  # the real inviter's tags
+        await lan.advertise("impostor", driver.port, real.txt)  # the real inviter's advert
         print(json.dumps({"event": "ready"}), flush=True)
         await anyio.sleep(float(sys.argv[2]))
         tg.cancel_scope.cancel()

@@ -17,9 +17,12 @@ import sys
 
 import pytest
 
+from covey.sim.invariants import Invariants
 from covey.sim.mutants import MUTANTS
 from covey.sim.runner import run
 from covey.sim.scenarios import SCENARIOS
+from covey.sim.users import HOUR, Users
+from covey.sim.world import DAY, EPOCH, World
 from tests.sim.conftest import SEEDS_RUN
 
 SIM = [sys.executable, "-m", "covey.sim", "run"]
@@ -108,3 +111,31 @@ def test_the_trace_does_not_depend_on_hash_seeds() -> None:
         )
         digests.add(json.loads(out.stdout)["trace_digest"])
     assert digests == {run("household", 5, days=0.3)["trace_digest"]}
+
+
+def test_a_device_that_missed_rotations_finds_its_peers_again() -> None:
+    """Issue 9, finding 4c: with tags keyed by a group's recent epoch keys, a
+    device that missed three rotations never recognized its group's adverts
+    again. In the `away` scenario the tablet is off while the others rotate
+    six times; back on the LAN it finds them through discovery alone (before
+    any heal phase) and holds every key it missed."""
+    spec = SCENARIOS["away"]
+    world = World(1, spec.homes, spec.faults)
+    spec.build(world, Users(world, Invariants(world)), 0.5)
+    end = EPOCH + 0.5 * DAY
+    back = end - 2 * HOUR  # when the scenario brings the tablet back
+    world.run_until(back - 1)
+    laptop, _, tablet = world.devices
+    assert laptop.node is not None
+    assert tablet.node is None
+    (group_id,) = laptop.node.groups
+    held = set(tablet.store.groups[group_id].keys)
+    missed = [e.id for e in laptop.node.groups[group_id].state.epochs if e.id not in held]
+    assert len(missed) >= 3
+    world.run_until(end)
+    assert tablet.node is not None
+    caught_up = tablet.node.groups[group_id]
+    assert caught_up.state.current_epoch == laptop.node.groups[group_id].state.current_epoch
+    assert set(missed) <= set(caught_up.keys)
+    synced = [t for t, i, event, _ in world.notices if i == tablet.index and event == "synced"]
+    assert any(t >= back for t in synced)

@@ -2,12 +2,13 @@
 
 Service type `_covey._tcp.local.`. Each advert has a random instance name
 (chosen by the node) and a random host name (so neither names the device),
-the port, every usable address (IPv4 and IPv6), and one TXT property, `t`:
-the advert's tags (`covey.core.discovery`), 8 raw bytes each, concatenated
-(24 tags: 192 bytes, within one 255-byte TXT string).
+the port, every usable address (IPv4 and IPv6), and the TXT record the node
+made (`covey.core.discovery.encode_advert`: a salt and 120 tags in five
+strings of at most 255 bytes, 995 bytes in all), published byte for byte.
 
-The browser reports every advert it reads (`on_seen`) and every one that
-goes (`on_lost`); deciding which matter is the node's job.
+The browser reports every advert it reads (`on_seen`), its TXT record as it
+arrived, and every one that goes (`on_lost`); reading the record and
+deciding which adverts matter is the node's job.
 
 Adverts skip zeroconf's name probing (about 1.2 s measured here): the names
 are 16 random bytes, so a conflict is as likely as guessing a key.
@@ -32,10 +33,6 @@ from covey.core import discovery
 from covey.core.node import io
 
 SERVICE: Final = "_covey._tcp.local."
-TAGS_PROPERTY: Final = b"t"
-TAG_BYTES: Final = discovery.TAG_BYTES
-#: Tags one advert may carry (what a TXT string holds).
-MAX_TAGS: Final = discovery.ADVERT_TAGS
 #: Adverts a browser remembers (the most recent ones it kept).
 MAX_SEEN: Final = 256
 #: Adverts being resolved at once, and names waiting for their turn.
@@ -61,49 +58,44 @@ def local_addresses() -> list[str]:
 
 @dataclass
 class Seen:
-    """One advert seen on the LAN."""
+    """One advert seen on the LAN: its TXT record as it arrived."""
 
     name: str
     addresses: list[str]
     port: int
-    tags: list[bytes]
+    txt: bytes
+
+    @property
+    def tags(self) -> frozenset[bytes]:
+        """Its tags, if it is a covey advert (none otherwise)."""
+        advert = discovery.read_advert(self.txt)
+        return frozenset() if advert is None else advert.tags
 
 
-def encode_tags(tags: Sequence[bytes]) -> bytes:
-    """Tags as one TXT value: each `TAG_BYTES` long, concatenated."""
-    if any(len(tag) != TAG_BYTES for tag in tags) or len(tags) > MAX_TAGS:
-        raise ValueError("an advert carries at most 24 tags of 8 bytes")
-    return b"".join(tags)
-
-
-def decode_tags(value: bytes | None) -> list[bytes]:
-    """The tags of a TXT value; a value of the wrong length carries none."""
-    if not value or len(value) % TAG_BYTES or len(value) > MAX_TAGS * TAG_BYTES:
-        return []
-    return [value[i : i + TAG_BYTES] for i in range(0, len(value), TAG_BYTES)]
+def service_info(port: int, txt: bytes, name: str, addresses: Sequence[str]) -> AsyncServiceInfo:
+    """The zeroconf record set of one advert: TXT record `txt`, published as it is."""
+    return AsyncServiceInfo(
+        SERVICE,
+        f"{name}.{SERVICE}",
+        port=port,
+        parsed_addresses=list(addresses),
+        properties=txt,
+        server=f"{secrets.token_hex(16)}.local.",
+    )
 
 
 class Advertiser:
-    """One advert: a port and tags, on every interface, under `name`.
+    """One advert: a port and a TXT record, on every interface, under `name`.
 
     Tags change every hour: the node withdraws the advert and starts a new
-    one with a new random name, so the two cannot be linked by name either.
+    one with a new random name and salt, so the two cannot be linked.
     """
 
-    def __init__(
-        self, zc: AsyncZeroconf, port: int, tags: Sequence[bytes], name: str | None = None
-    ) -> None:
+    def __init__(self, zc: AsyncZeroconf, port: int, txt: bytes, name: str | None = None) -> None:
         self.zc = zc
-        self.tags = tuple(tags)
+        self.txt = txt
         self.name = name = name or secrets.token_hex(16)
-        self.info = AsyncServiceInfo(
-            SERVICE,
-            f"{name}.{SERVICE}",
-            port=port,
-            parsed_addresses=local_addresses(),
-            properties={TAGS_PROPERTY: encode_tags(tags)},
-            server=f"{secrets.token_hex(16)}.local.",
-        )
+        self.info = service_info(port, txt, name, local_addresses())
 
     async def start(self) -> None:
         await self.zc.async_register_service(self.info, cooperating_responders=True)
@@ -167,7 +159,7 @@ class Browser:
             name,
             info.parsed_addresses(IPVersion.All),
             info.port or 0,
-            decode_tags(info.properties.get(TAGS_PROPERTY)),
+            bytes(info.text or b""),
         )
         if self.on_seen is not None:
             await self.on_seen(seen)
@@ -219,9 +211,7 @@ class MdnsLan:
         self._zc = open_zeroconf()
 
         async def seen(advert: Seen) -> None:
-            await post(
-                io.AdvertSeen(advert.name, tuple(advert.addresses), advert.port, tuple(advert.tags))
-            )
+            await post(io.AdvertSeen(advert.name, tuple(advert.addresses), advert.port, advert.txt))
 
         def lost(name: str) -> None:
             tg.start_soon(post, io.AdvertLost(name))
@@ -240,13 +230,13 @@ class MdnsLan:
             addresses = now
             for name, advert in list(self._adverts.items()):
                 await advert.stop()
-                replacement = Advertiser(advert.zc, advert.info.port or 0, advert.tags, advert.name)
+                replacement = Advertiser(advert.zc, advert.info.port or 0, advert.txt, advert.name)
                 await replacement.start()
                 self._adverts[name] = replacement
 
-    async def advertise(self, name: str, port: int, tags: Sequence[bytes]) -> None:
+    async def advertise(self, name: str, port: int, txt: bytes) -> None:
         assert self._zc is not None
-        advert = Advertiser(self._zc, port, tags, name)
+        advert = Advertiser(self._zc, port, txt, name)
         await advert.start()
         self._adverts[name] = advert
 

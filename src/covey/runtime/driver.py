@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
@@ -100,7 +100,7 @@ class Lan(Protocol):
 
     async def start(self, post: Post, tg: anyio.abc.TaskGroup) -> None: ...
 
-    async def advertise(self, name: str, port: int, tags: Sequence[bytes]) -> None: ...
+    async def advertise(self, name: str, port: int, txt: bytes) -> None: ...
 
     async def withdraw(self, name: str) -> None: ...
 
@@ -113,7 +113,7 @@ class NoLan:
     async def start(self, post: Post, tg: anyio.abc.TaskGroup) -> None:
         return None
 
-    async def advertise(self, name: str, port: int, tags: Sequence[bytes]) -> None:
+    async def advertise(self, name: str, port: int, txt: bytes) -> None:
         return None
 
     async def withdraw(self, name: str) -> None:
@@ -293,9 +293,9 @@ class Driver:
                     connection = Connection(effect.conn)
                     self.connections[effect.conn] = connection
                     self._tg.start_soon(self._dial, connection, effect.addresses, effect.port)
-                case io.Advertise(name, tags):
+                case io.Advertise(name, txt):
                     try:
-                        await self.lan.advertise(name, self.port or 0, tags)
+                        await self.lan.advertise(name, self.port or 0, txt)
                     except Exception as exc:  # (no network now: the next advert may work)
                         self.emit("advert_failed", {"reason": type(exc).__name__})
                 case io.Withdraw(name):

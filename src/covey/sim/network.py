@@ -62,8 +62,8 @@ class NetDevice:
     incarnation: int = 0
     home: int = 0
     next_conn: int = 1
-    #: Adverts it publishes: name -> tags.
-    adverts: dict[str, tuple[bytes, ...]] = field(default_factory=dict)
+    #: Adverts it publishes: name -> TXT record.
+    adverts: dict[str, bytes] = field(default_factory=dict)
     #: Adverts delivered to it: name -> owner.
     seen: dict[str, int] = field(default_factory=dict)
 
@@ -151,8 +151,8 @@ class Network:
 
     # --- adverts ------------------------------------------------------------------
 
-    def advertise(self, owner: int, name: str, tags: tuple[bytes, ...]) -> None:
-        self.devices[owner].adverts[name] = tags
+    def advertise(self, owner: int, name: str, txt: bytes) -> None:
+        self.devices[owner].adverts[name] = txt
         for observer, d in enumerate(self.devices):
             if observer != owner and d.online and self.reachable(observer, owner):
                 d.seen[name] = owner
@@ -165,8 +165,8 @@ class Network:
                 self._event(observer, io.AdvertLost(name), self.faults.mdns_delay)
 
     def _advert_to(self, observer: int, owner: int, name: str) -> None:
-        tags = self.devices[owner].adverts[name]
-        event = io.AdvertSeen(name, (self.address(owner),), PORT, tags)
+        txt = self.devices[owner].adverts[name]
+        event = io.AdvertSeen(name, (self.address(owner),), PORT, txt)
         self._event(observer, event, self.rand.uniform(0.001, self.faults.mdns_delay))
 
     # --- streams --------------------------------------------------------------------

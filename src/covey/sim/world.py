@@ -245,9 +245,9 @@ class World:
                 net.dial(index, conn, addresses)
             case io.Close(conn):
                 net.close(index, conn)
-            case io.Advertise(name, tags):
-                self.trace(f"{device.name} advertise {name[:8]} {len(tags)} tags")
-                net.advertise(index, name, tags)
+            case io.Advertise(name, txt):
+                self.trace(f"{device.name} advertise {name[:8]} {len(txt)} bytes")
+                net.advertise(index, name, txt)
             case io.Withdraw(name):
                 net.withdraw(index, name)
             case io.WakeAt(time):
@@ -295,8 +295,8 @@ def _describe(event: io.Event) -> str:
             return f"recv {conn} {len(data)} {hashlib.blake2b(data, digest_size=8).hexdigest()}"
         case io.Command(request, action):
             return f"command {request} {type(action).__name__}"
-        case io.AdvertSeen(name, _, _, tags):
-            return f"advert {name[:8]} {len(tags)} tags"
+        case io.AdvertSeen(name, _, _, txt):
+            return f"advert {name[:8]} {len(txt)} bytes"
         case io.AdvertLost(name):
             return f"advert-lost {name[:8]}"
         case _:

@@ -33,12 +33,16 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class AdvertSeen:
-    """An advert was seen on the LAN (or changed)."""
+    """An advert was seen on the LAN (or changed).
+
+    `txt` is its TXT record as it arrived, from anyone: the node reads it
+    (`covey.core.discovery.read_advert`) and ignores what is not an advert.
+    """
 
     name: str
     addresses: tuple[str, ...]
     port: int
-    tags: tuple[bytes, ...]
+    txt: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,10 +205,11 @@ class Close:
 
 @dataclass(frozen=True, slots=True)
 class Advertise:
-    """Publish an advert named `name` with `tags` on this node's port (replacing none)."""
+    """Publish an advert named `name` with the TXT record `txt` on this node's
+    port (replacing none). `txt` is published as it is."""
 
     name: str
-    tags: tuple[bytes, ...]
+    txt: bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,9 @@ everything the protocol decides:
 
 * **Adverts.** While it serves (`covey up`), it advertises pairwise
   discovery tags (`covey.core.discovery`) for its fellow members under a
-  fresh random name, replaced every hour and whenever the set of devices
-  it advertises for changes. Each open invitation has an advert of its own.
+  fresh random name and salt, replaced every hour and whenever the set of
+  devices it advertises for changes. Each open invitation has an advert of
+  its own. An advert seen that is not exactly covey's shape is ignored.
 * **Dialing.** It keeps the adverts one of its groups recognizes (at most
   `MAX_ADVERTS`, and `ADVERTS_PER_DEVICE` per device), and syncs with each
   fellow member once per *change* (`Peer`): when it first sees an advert
@@ -270,7 +271,14 @@ class Node:
     def _advert_seen(self, event: io.AdvertSeen) -> None:
         if event.name in self._own_adverts:
             return
-        tags = list(event.tags)
+        advert = discovery.read_advert(event.txt)
+        if advert is None:
+            # Not a covey advert (junk, or another version): ignored, and
+            # whatever this name said before is forgotten.
+            self.adverts.pop(event.name, None)
+            self.others.pop(event.name, None)
+            return
+        tags = advert.tags
         for joining in self.joins.values():
             fresh = event.name not in joining.tried and event.name not in joining.candidates
             if joining.secret.tag in tags and fresh and len(joining.tried) < MAX_ADVERTS:
@@ -279,7 +287,7 @@ class Node:
         device = None
         if self.config.serve:
             known = self._known_devices()
-            device = self.discovery.recognize(tags, known.values(), int(self.now))
+            device = self.discovery.recognize(advert, known, int(self.now))
         wanted = device is not None or any(j.secret.tag in tags for j in self.joins.values())
         self.adverts.pop(event.name, None)
         self.others.pop(event.name, None)
@@ -384,9 +392,9 @@ class Node:
             self._own_adverts.discard(self._advert)
             self._advert = None
         if targets:
-            tags = self.discovery.advert_tags(targets.values(), now, self.rng)
+            txt = self.discovery.advert(targets.values(), now, self.rng)
             name = self.rng(16).hex()
-            out.append(io.Advertise(name, tags))
+            out.append(io.Advertise(name, txt))
             self._own_adverts.add(name)
             self._advert = name
 
@@ -869,7 +877,7 @@ class Node:
         advert = self.rng(16).hex()
         self.invitations[request] = OpenInvitation(invitation, advert)
         self._own_adverts.add(advert)
-        out.append(io.Advertise(advert, discovery.padded(secret.advert_tags, self.rng)))
+        out.append(io.Advertise(advert, discovery.padded_advert(secret.advert_tags, self.rng)))
         out.append(
             io.Reply(
                 request,
@@ -904,8 +912,10 @@ class Node:
         joining = Joining(secret, self.now + timeout, address)
         self.joins[request] = joining
         # Adverts already seen with the invitation's tag are candidates at once.
-        for seen in [s for s in self.others.values() if secret.tag in s.tags]:
-            self._advert_seen(seen)
+        for seen in list(self.others.values()):
+            text = discovery.read_advert(seen.txt)
+            if text is not None and secret.tag in text.tags:
+                self._advert_seen(seen)
 
     def _cancel(self, request: int, out: list[Effect]) -> None:
         if request in self.invitations:
