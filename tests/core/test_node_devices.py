@@ -23,7 +23,9 @@ def household(
     names: tuple[str, ...] = ("laptop", "phone", "tablet"), admins: tuple[int, ...] = (0,)
 ) -> tuple[list[Identity], list[Group]]:
     """Devices named `names`, device 0 the founder, in one group `family`, replicas in sync."""
-    identities = [create_identity(n, NOW, SeededRng(f"household-{n}")) for n in names]
+    identities = [
+        create_identity(n, NOW, SeededRng(f"household-{k}-{n}")) for k, n in enumerate(names)
+    ]
     rng = SeededRng("household")
     founder = Group.create(identities[0], "family", "shared", NOW, rng)
     for k, me in enumerate(identities[1:], start=1):

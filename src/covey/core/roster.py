@@ -2,13 +2,14 @@
 
 DESIGN. Commands name a device the way a person does: by its name, by the
 start of its device ID, or by its eight safety words (`resolve`). Before a
-change is signed, the same rules `covey.core.membership` enforces are
-checked here once more, to refuse in words that say what to do next (who
-the admins are, which command makes another admin) instead of the rule
-table's terse reason (`check_remove`, `check_role`, `check_leave`,
-`check_invite`). Both the node (which makes the change) and the command
-line (which asks for confirmation first, with no passphrase) call these, so
-a refusal reads the same either way.
+change is signed, the rules `covey.core.membership` enforces are checked
+here once more (who may author what still comes from its rule table), to
+refuse in words that say what to do next (who the admins are, which
+command makes another admin) instead of the rule table's terse reason
+(`check_remove`, `check_role`, `check_leave`, `check_invite`). Both the
+node (which makes the change) and the command line (which asks for
+confirmation first, with no passphrase) call these, so a refusal reads the
+same either way.
 
 Nothing here decides anything the rules do not: it reads a replica (a
 `GroupLog` and its `GroupState`, public attributes only) and explains it.
@@ -25,7 +26,7 @@ from typing import Any, Final, Literal
 
 from covey.core.identity import ID_PREFIX, DeviceId, DeviceRecord
 from covey.core.log import GroupLog
-from covey.core.membership import GroupState
+from covey.core.membership import GroupState, may_author
 from covey.core.ops import Op, Remove
 from covey.core.words import WORD_COUNT
 from covey.errors import AmbiguousDevice, InvalidArgument, NoSuchDevice, NotAllowed, NotAMember
@@ -242,7 +243,7 @@ def check_remove(log: GroupLog, me: bytes, target: bytes) -> None:
         record = state.devices.get(target)
         who = "that device" if record is None else label(record)
         raise NotAllowed(f"{who} is not a member of {group!r}")
-    if state.members[me].role != "admin":
+    if not may_author(state, me, "remove"):
         raise NotAllowed(
             f"only an admin of {group!r} can remove a device: ask {admins_label(state)}"
         )
@@ -257,7 +258,7 @@ def check_role(log: GroupLog, me: bytes, target: bytes, role: str) -> None:
     member = state.members.get(target)
     if member is None:
         raise NotAllowed(f"that device is not a member of {group!r}")
-    if state.members[me].role != "admin":
+    if not may_author(state, me, "set_role"):
         raise NotAllowed(f"only an admin of {group!r} can change roles: ask {admins_label(state)}")
     if member.role == role:
         article = "an admin" if role == "admin" else "a member"
@@ -285,7 +286,7 @@ def check_leave(log: GroupLog, me: bytes) -> None:
 def check_invite(log: GroupLog, me: bytes) -> None:
     """Refuse an invitation by a non-admin, naming the admins and the way forward."""
     state = _member_state(log, me)
-    if state.members[me].role != "admin":
+    if not may_author(state, me, "add"):
         group = state.name
         mine = state.members[me].record.name
         raise NotAllowed(
