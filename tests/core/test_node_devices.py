@@ -89,8 +89,9 @@ class Mesh:
                 return [(peer[0], io.Closed(peer[1]))]
             case io.Advertise(name, tags):
                 self.adverts[name] = (j, tags)
-            case io.Withdraw(name):
-                self.adverts.pop(name, None)
+            case io.Withdraw(name):  # the others see it go at once, as mDNS says
+                if self.adverts.pop(name, None) is not None:
+                    return [(k, io.AdvertLost(name)) for k in sorted(self.online) if k != j]
         return []
 
     def start(self, *which: int) -> None:

@@ -1015,8 +1015,14 @@ class Node:
             out.append(self._told(request, telling))
 
     def _reachable(self, telling: Telling) -> bool:
-        """Whether a device still to hear of it has an advert up (it may sync soon)."""
+        """Whether a device still to hear of it may sync soon: a connection with it
+        is under way, or an advert of it is up. (A member that hears of a change
+        replaces its advert; the sync that told it is still finishing then.)"""
+        connected = {link.dials_for for link in self.links.values()}
+        connected |= {_proven_device(link) for link in self.links.values()}
         for device in telling.pending:
+            if device in connected:
+                return True
             peer = self.peers.get(device)
             if peer is not None and any(name in self.adverts for name in peer.adverts):
                 return True
