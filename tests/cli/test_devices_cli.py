@@ -227,6 +227,11 @@ def test_role_promotes_and_the_last_admin_cannot_step_down(tmp_path: Path) -> No
 def test_leave_erases_the_keys_and_keeps_the_ops_until_a_member_hears(tmp_path: Path) -> None:
     homes = make_homes(tmp_path)
     tablet = homes["tablet"]
+    note = tmp_path / "note.txt"
+    note.write_text("for the family")
+    assert covey("seal", "-g", "family", str(note), home=homes["laptop"]).returncode == 0
+    opened = covey("open", f"{note}.covey", "-o", str(tmp_path / "a"), home=tablet)
+    assert opened.returncode == 0, opened.stderr
     unconfirmed = one_line(covey("group", "leave", "family", home=tablet))
     assert "add --yes" in unconfirmed
     left = ok(covey("group", "leave", "family", "--yes", "--json", home=tablet))
@@ -242,6 +247,9 @@ def test_leave_erases_the_keys_and_keeps_the_ops_until_a_member_hears(tmp_path: 
     assert "waiting until a member hears of it" in covey("status", home=tablet).stdout
     again = one_line(covey("group", "leave", "family", "--yes", home=tablet))
     assert "this device left 'family'" in again
+    refused = one_line(covey("open", f"{note}.covey", "-o", str(tmp_path / "b"), home=tablet))
+    assert "this device left 'family': its keys are deleted" in refused
+    assert not (tmp_path / "b").exists()
 
 
 def test_the_last_admin_and_the_last_member_cannot_leave(tmp_path: Path) -> None:
