@@ -85,6 +85,8 @@ def test_where_a_device_stands_after_it_left_or_was_removed() -> None:
         "this device was removed from 'family' by 'laptop'"
     )
     assert roster.removal_op(tablet.log, me_tablet) == left
+    assert roster.removals(laptop.log) == {me_phone: gone}
+    assert roster.removals(tablet.log) == {me_tablet: left}
     with pytest.raises(NotAMember):
         roster.check_remove(phone.log, me_phone, ids[2].device_id.raw)
 

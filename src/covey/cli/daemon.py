@@ -61,9 +61,9 @@ def up(ctx: Context, port: int) -> None:
         elif event == "healed":
             click.echo(f"rotated {data['group']!r} to a fresh key (a merge left it unhealthy)")
         elif event == "removed":
+            by = f" by {data['by']!r}" if data.get("by") else ""
             click.echo(
-                f"this device was removed from group {data['group']!r} by {data['by']!r}:"
-                " no longer syncing it"
+                f"this device was removed from group {data['group']!r}{by}: no longer syncing it"
             )
         elif event == "left":
             click.echo(

@@ -173,6 +173,26 @@ def removal_op(log: GroupLog, device: bytes) -> Op | None:
     return None
 
 
+def removals(log: GroupLog) -> dict[bytes, Op]:
+    """Every device that an applied op removed and that is not a member again -> that op.
+
+    One pass over the applied ops, latest first (a member's own node runs
+    this after each change of the log).
+    """
+    state = log.state
+    if state is None:
+        return {}
+    former = {d for d in state.devices if d not in state.members}
+    found: dict[bytes, Op] = {}
+    for op_id in reversed(state.applied):
+        if len(found) == len(former):
+            break
+        op = log.ops[op_id]
+        if isinstance(op.body, Remove) and op.body.target in former:
+            found.setdefault(op.body.target, op)
+    return found
+
+
 def removal(log: GroupLog, me: bytes) -> Removal | None:
     """None while `me` is a member (or never was one); else how it stopped being one."""
     state = log.state

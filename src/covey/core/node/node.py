@@ -39,9 +39,9 @@ everything the protocol decides:
 * **Removed devices.** A device that learns it was removed says so
   (`Notify("removed")`) and stops advertising for and dialing that group.
   A member that sees the advert of a device removed from one of its groups
-  dials it once (per change) so it learns of its removal: the sync sends it
-  the causal past of the op that removed it, and nothing after
-  (`covey.core.sync`).
+  dials it (until one sync worked, at most `MAX_REMOVED_DIALS` times in the
+  node's life) so it learns of its removal: the sync sends it the causal
+  past of the op that removed it, and nothing after (`covey.core.sync`).
 
 Persist, then send: every change is followed by a `Persist` effect before
 any `Send` that could tell a peer about it (`io` says what a driver must do).
@@ -353,14 +353,7 @@ class Node:
         """Devices removed from `group` (no longer members) -> the op that removed each."""
         cached = self._removed.get(group.id)
         if cached is None or cached[0] != len(group.log):
-            state = group.state
-            found: dict[bytes, Op] = {}
-            for device in state.devices:
-                if device not in state.members:
-                    op = roster.removal_op(group.log, device)
-                    if op is not None:
-                        found[device] = op
-            cached = (len(group.log), found)
+            cached = (len(group.log), roster.removals(group.log))
             self._removed[group.id] = cached
         return cached[1]
 
@@ -496,9 +489,11 @@ class Node:
         }
 
     def _to_tell_removed(self, targets: dict[bytes, DeviceRecord]) -> dict[bytes, DeviceRecord]:
-        """Devices removed from a group of ours that may not know it: dialed once per change.
+        """Devices removed from a group of ours that may not know it yet.
 
-        (One that knows stops advertising for us, so it is not seen, and not dialed.)
+        Each is dialed until one sync worked, at most MAX_REMOVED_DIALS times
+        in the node's life. (One that knows stops advertising for us, so it
+        is not seen, and not dialed.)
         """
         me = self.me.device_id.raw
         found: dict[bytes, DeviceRecord] = {}
