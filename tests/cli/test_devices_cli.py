@@ -299,3 +299,36 @@ def test_every_new_command_has_help(command: str, tmp_path: Path) -> None:
     result = covey(*command.split(), "--help", home=tmp_path / "none")
     assert result.returncode == 0
     assert "--json" in result.stdout
+
+
+def test_in_a_terminal_remove_asks_and_a_no_changes_nothing(tmp_path: Path) -> None:
+    import os
+    import pty
+
+    from tests.cli.test_identity_cli import COVEY
+
+    homes = make_homes(tmp_path)
+    laptop = homes["laptop"]
+    before = epoch(laptop)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVEY_")}
+    for answer, status in ((b"n\n", 1), (b"y\n", 0)):
+        primary, secondary = pty.openpty()
+        process = subprocess.Popen(
+            [*COVEY, "remove", "phone", "-g", "family", "--home", str(laptop)],
+            stdin=secondary,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        os.close(secondary)
+        os.write(primary, answer)
+        out, err = process.communicate(timeout=60)
+        os.close(primary)
+        assert process.returncode == status, err
+        assert b"Remove phone (cv1-" in err  # the question names the device
+        if status:
+            assert b"not confirmed: nothing was changed" in err
+            assert epoch(laptop) == before
+        else:
+            assert b"Removed phone" in out
+            assert epoch(laptop) == before + 1
