@@ -17,6 +17,8 @@ ACTIONS = [
     io.Rotate("family"),
     io.Heal("family"),
     io.RemoveDevice("family", b"\x01" * 32),
+    io.ChangeRole("family", b"\x02" * 32, "admin"),
+    io.Leave("family"),
     io.Shred("0123456789abcdef"),
     io.Invite("family", "admin", 3600),
     io.Join(code="7-academic-acid", timeout=12.5),
@@ -37,9 +39,12 @@ JSON = st.recursive(
 
 
 @given(
-    name=st.sampled_from(["create", "rotate", "invite", "join", "remove", "x", ""]) | JSON,
+    name=st.sampled_from(["create", "rotate", "invite", "join", "remove", "role", "leave", ""])
+    | JSON,
     fields=st.dictionaries(
-        st.sampled_from(["group", "name", "role", "lifetime", "code", "timeout", "address", "z"]),
+        st.sampled_from(
+            ["group", "name", "role", "device", "lifetime", "code", "timeout", "address", "z"]
+        ),
         JSON,
     ),
 )
@@ -70,6 +75,8 @@ def test_any_bytes_are_an_action_or_malformed(line: bytes) -> None:
         b'{"action": "join", "code": "1-a-b", "timeout": NaN}',
         b'{"action": "join", "code": "1-a-b", "address": ["127.0.0.1", 70000]}',
         b'{"action": "rotate", "group": "g", "extra": 1}',
+        b'{"action": "role", "group": "g", "device": "00", "role": "root"}',
+        b'{"action": "role", "group": "g", "device": "not hex", "role": "admin"}',
     ],
 )
 def test_what_review_found_is_malformed_not_a_crash(line: bytes) -> None:

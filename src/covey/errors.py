@@ -132,6 +132,14 @@ class NoSuchGroup(UsageError):
     """There is no group by that name on this device."""
 
 
+class NoSuchDevice(UsageError):
+    """No device of that group matches: `covey devices -g GROUP` lists them."""
+
+
+class AmbiguousDevice(UsageError):
+    """More than one device matches: name one by more of its device ID."""
+
+
 class GroupExists(UsageError):
     """A group by that name already exists on this device."""
 

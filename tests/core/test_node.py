@@ -20,7 +20,13 @@ from covey.core.group import Group
 from covey.core.identity import Identity, create_identity
 from covey.core.node import Node, io
 from covey.core.node.links import HANDSHAKE_TIMEOUT, ChannelLink
-from covey.core.node.node import HEAL_DELAY, MAX_CONNECTIONS, MAX_PER_ADDRESS
+from covey.core.node.node import (
+    HEAL_DELAY,
+    MAX_CONNECTIONS,
+    MAX_PER_ADDRESS,
+    MAX_REMOVED_DIALS,
+    RETRY_MAX,
+)
 from tests.conftest import NOW, SeededRng
 from tests.harness import World
 
@@ -281,9 +287,11 @@ def test_a_failed_dial_backs_off_and_tries_the_devices_other_adverts() -> None:
     assert len(retried) == 1
 
 
-def test_a_removed_device_is_not_dialed() -> None:
+def test_a_removed_device_is_dialed_a_bounded_number_of_times() -> None:
     """Found by review: a removed device advertising for a member was dialed,
-    and shown the member's version vectors, forever."""
+    and shown the member's version vectors, forever. Now it is dialed only to
+    be told of its removal (so that it stops), at most MAX_REMOVED_DIALS times
+    in a node's life, however its syncs end."""
     wire, group_id = paired()
     laptop, phone = wire.a, wire.b
     phone_advert = next(
@@ -292,8 +300,17 @@ def test_a_removed_device_is_not_dialed() -> None:
     run(laptop, io.Command(9, io.RemoveDevice("family", phone.me.device_id.raw)), NOW + 30)
     assert phone.me.device_id.raw not in laptop.groups[group_id].state.members
     seen = io.AdvertSeen(phone_advert.name, ("10.0.0.2",), 4242, phone_advert.txt)
-    assert dials(run(laptop, seen, NOW + 31)) == []
-    assert dials(run(laptop, io.Tick(), NOW + 4000)) == []
+    made = dials(run(laptop, seen, NOW + 31))
+    assert len(made) == 1
+    now, total = NOW + 31, len(made)
+    for _ in range(12):  # the removed device fails every sync on purpose
+        for dial in made:
+            run(laptop, io.Closed(dial.conn, "refused"), now)
+        now += RETRY_MAX + 1
+        made = dials(run(laptop, io.Tick(), now))
+        total += len(made)
+    assert total == MAX_REMOVED_DIALS
+    assert dials(run(laptop, io.Tick(), now + 4000)) == []
 
 
 @pytest.mark.parametrize(

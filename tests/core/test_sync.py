@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from covey.core import encoding
-from covey.core.sync import DONE, SyncSession, missing_for
+from covey.core.sync import DONE, LIMITS, SyncSession, missing_for
 from covey.errors import InvalidInput
 from tests.harness import WEIGHTED_ACTIONS, World, summary
 
@@ -78,12 +78,31 @@ def test_groups_the_peer_is_not_in_are_never_named(world: World) -> None:
     assert session.receive(ask).send == [DONE]
 
 
-def test_a_removed_device_gets_nothing_more(world: World) -> None:
-    world.act(0, "remove", 2)
-    world.act(0, "rotate")
+def test_a_removed_device_learns_of_its_removal_and_nothing_more(world: World) -> None:
+    """It is sent the causal past of the op that removed it (so it learns, and
+    stops), never what came after: the later epoch's key stays out of reach."""
+    world.act(0, "rotate")  # before the removal: device 2 lacks it, and is owed it
+    removal = world.act(0, "remove", 2)
+    later = world.act(0, "rotate")
+    assert removal is not None
+    assert later is not None
     session = SyncSession({world.replicas[0].id: world.replicas[0]}, world.id(2))
     hello = SyncSession({world.replicas[2].id: world.replicas[2]}, world.id(0)).hello()
-    assert session.receive(hello).send == [DONE]
+    reply = session.receive(hello).send
+    assert reply[-1] == DONE
+    sent = [raw for message in reply[:-1] for raw in encoding.decode(message, LIMITS)["o"]]
+    assert removal.raw in sent
+    assert later.raw not in sent
+    removed = world.replicas[2]
+    world.deliver(sent, 2)
+    assert world.id(2) not in removed.state.members
+    assert later.id not in removed.log
+    assert later.id not in removed.keys
+    # Once it holds them, nothing more goes to it.
+    again = SyncSession({removed.id: removed}, world.id(0)).hello()
+    assert SyncSession({world.replicas[0].id: world.replicas[0]}, world.id(2)).receive(
+        again
+    ).send == [DONE]
 
 
 @pytest.mark.parametrize(

@@ -49,8 +49,10 @@ class BusLan:
     async def start(self, post: Post, tg: anyio.abc.TaskGroup) -> None:
         self.post = post
         self.bus.listeners.append(post)
+        # In tasks: the driver takes events only once `start` has returned
+        # (awaiting them here waited forever when adverts were already up).
         for advert in list(self.bus.adverts.values()):
-            await post(advert)
+            tg.start_soon(post, advert)
 
     async def advertise(self, name: str, port: int, txt: bytes) -> None:
         advert = io.AdvertSeen(name, ("127.0.0.1",), port, txt)

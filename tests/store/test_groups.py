@@ -62,3 +62,56 @@ def test_names_and_lookups(home: Path) -> None:
             assert await store.list_groups() == []
 
     anyio.run(scenario)
+
+
+def test_erased_keys_go_in_the_same_transaction_as_the_leave_and_the_ops_stay(home: Path) -> None:
+    """A leave: the op is stored and the group's keys deleted at once; the log
+    stays (readable with no passphrase) until the node deletes the group."""
+    from covey.core.identity import create_identity
+    from covey.core.node.io import Persist
+
+    anyio.run(make, home, "laptop", None)
+    rng = SeededRng("leave")
+
+    async def scenario():
+        async with Store.open(home) as store:
+            identity, data_key = await store.open_identity(None)
+            group = Group.create(identity, "family", "shared", NOW, rng)
+            other = create_identity("phone", NOW, SeededRng("phone"))
+            group.add(other.record_bytes, "admin", NOW + 1, rng)
+            await store.create_group(group, data_key, rng)
+            group.remove(identity.device_id.raw, NOW + 2, rng)  # it leaves
+            group.shred()
+            await store.commit(
+                Persist(groups=(group.id,), erased=(group.id,)), {group.id: group}, data_key, rng
+            )
+            log = await store.load_log(group.id)
+            loaded = await store.load_group(group.id, identity, data_key)
+            async with (
+                store.transaction(write=False) as db,
+                db.execute("SELECT count(*) FROM secret WHERE name LIKE 'epoch:%'") as cursor,
+            ):
+                keys = (await cursor.fetchone())[0]
+            return group, log, loaded, keys
+
+    group, log, loaded, keys = anyio.run(scenario)
+    assert keys == 0
+    assert len(log) == len(group.log) == 3
+    assert log.state is not None
+    assert summary(log.state) == summary(group.state)
+    assert group.me.device_id.raw not in log.state.members
+    # What the docs say: until the log is deleted, a replay with this device's
+    # secrets re-opens the wraps it holds (the node drops those keys at once,
+    # tests/core/test_node_devices.py); the store itself holds none.
+    assert loaded.keys
+
+
+def test_load_log_of_a_missing_group_is_no_such_group(home: Path) -> None:
+    anyio.run(make, home, "laptop", None)
+
+    async def scenario():
+        async with Store.open(home) as store:
+            with pytest.raises(NoSuchGroup):
+                await store.load_log(b"\x00" * 32)
+
+    anyio.run(scenario)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from covey import __version__
-from covey.cli import daemon, groups, identity, pairing, sealing
+from covey.cli import daemon, groups, identity, members, pairing, sealing
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,5 +20,8 @@ for command in (
     *sealing.COMMANDS,
     *pairing.COMMANDS,
     *daemon.COMMANDS,
+    *members.COMMANDS,
 ):
     cli.add_command(command)
+for command in members.GROUP_COMMANDS:  # covey group role, covey group leave
+    groups.group_cli.add_command(command)

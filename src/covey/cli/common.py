@@ -73,6 +73,27 @@ def interactive() -> bool:
     return sys.stdin.isatty()
 
 
+def confirm(yes: bool, question: str, what: str) -> None:
+    """Ask `question` in a terminal unless `--yes` was given; elsewhere `--yes` is required.
+
+    `what` names the change for the error outside a terminal ("shredding
+    needs confirmation: add --yes"). A "no" changes nothing and fails.
+    """
+    if yes:
+        return
+    if not interactive():
+        raise InvalidArgument(f"{what} needs confirmation: add --yes")
+    if not click.confirm(question, err=True):
+        raise InvalidArgument("not confirmed: nothing was changed")
+
+
+def when(seconds: int | None, never: str = "never") -> str:
+    """A Unix time as local `YYYY-MM-DD HH:MM` for people (`never` for None)."""
+    if seconds is None:
+        return never
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+
+
 def passphrase_to_unlock() -> str | None:
     """The passphrase from $COVEY_PASSPHRASE, else a prompt in a terminal, else None."""
     if ENV_PASSPHRASE in os.environ:

@@ -1,4 +1,7 @@
-"""`covey up`, `covey status`, `covey devices`: the running node and what it saw."""
+"""`covey up` and `covey status`: the running node and what it saw.
+
+(`covey devices` lives with the commands that manage devices, `covey.cli.members`.)
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from typing import Any, Final
 
 import click
 
-from covey.cli.common import Context, ask_passphrase, common_options, run, unlock
+from covey.cli.common import Context, ask_passphrase, common_options, run, unlock, when
 from covey.errors import NodeRunning
 
 #: The exit status after a second signal or a stuck shutdown (as for Ctrl-C).
@@ -57,6 +60,16 @@ def up(ctx: Context, port: int) -> None:
             click.echo(f"synced with {data['peer']!r} at {data['address']}")
         elif event == "healed":
             click.echo(f"rotated {data['group']!r} to a fresh key (a merge left it unhealthy)")
+        elif event == "removed":
+            by = f" by {data['by']!r}" if data.get("by") else ""
+            click.echo(
+                f"this device was removed from group {data['group']!r}{by}: no longer syncing it"
+            )
+        elif event == "left":
+            click.echo(
+                f"{data['told']!r} heard that this device left {data['group']!r}:"
+                " the group is deleted here"
+            )
         elif event == "connection_failed":
             click.echo(f"a connection from {data['address']} failed: {data['reason']}", err=True)
 
@@ -93,19 +106,37 @@ def up(ctx: Context, port: int) -> None:
 @click.command()
 @common_options
 def status(ctx: Context) -> None:
-    """This device, its groups, and the devices it met on the network."""
+    """This device, where it stands in each group, and the devices it met on the network.
+
+    A group this device was removed from says so (by whom, and when by the
+    remover's clock): it is no longer synced. One it left is listed until a
+    member has heard of the leave. Reads the store: no passphrase.
+    """
+    from covey.core import roster
     from covey.core.identity import DeviceId
     from covey.store.sqlite import Store
 
     async def go() -> dict[str, Any]:
         async with Store.open(ctx.home) as store:
             record = await store.device_record()
-            groups = await store.list_groups()
+            me = record.device_id.raw
+            groups = []
+            for group_id, name in await store.list_groups():
+                described = roster.describe_devices(await store.load_log(group_id), me, {})
+                groups.append(
+                    {
+                        "name": name,
+                        "group_id": group_id.hex(),
+                        "standing": described["standing"],
+                        "removed_by": described["removed_by"],
+                        "removed_at": described["removed_at"],
+                    }
+                )
             peers = await store.peers()
         return {
             "device_id": str(record.device_id),
             "name": record.name,
-            "groups": [{"name": name, "group_id": gid.hex()} for gid, name in groups],
+            "groups": groups,
             "peers": [
                 {
                     "device_id": str(DeviceId(device)),
@@ -122,62 +153,38 @@ def status(ctx: Context) -> None:
 
     def human() -> None:
         click.echo(f"{document['name']}  {document['device_id']}")
-        click.echo("Groups: " + (", ".join(g["name"] for g in document["groups"]) or "none"))
+        if not document["groups"]:
+            click.echo("Groups: none")
+        else:
+            click.echo("Groups:")
+        for group in document["groups"]:
+            click.echo(f"  {group['name']:<20} {standing_line(group)}")
         if not document["peers"]:
             click.echo("No devices met yet (is `covey up` running?).")
         for peer in document["peers"]:
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(peer["last_sync"] or 0))
-            click.echo(f"  {peer['name']:<20} {peer['address']:<16} last sync {when}")
+            synced = when(peer["last_sync"])
+            click.echo(f"  {peer['name']:<20} {peer['address']:<16} last sync {synced}")
 
     ctx.emit(document, human)
 
 
-@click.command()
-@click.option("--group", "-g", "group_name", required=True)
-@common_options
-def devices(ctx: Context, group_name: str) -> None:
-    """The members of a group, their safety words, and whether this device met them."""
-    from covey.cli.groups import load
-    from covey.core.identity import DeviceId
-    from covey.store.sqlite import Store
+def standing_line(group: dict[str, Any]) -> str:
+    """Where this device stands in a group, in words (`covey status`)."""
+    from covey.core.roster import command_arg
 
-    passphrase = ask_passphrase(ctx)
-
-    async def go() -> dict[str, Any]:
-        async with Store.open(ctx.home) as store:
-            group, _ = await load(store, group_name, passphrase)
-            met = {device: (seen, synced) for device, _, _, seen, synced in await store.peers()}
-        state = group.state
-        me = group.me.device_id.raw
-        return {
-            "group": state.name,
-            "devices": [
-                {
-                    "device_id": str(DeviceId(device)),
-                    "name": member.record.name,
-                    "role": member.role,
-                    "safety_words": member.record.safety_words,
-                    "this_device": device == me,
-                    "seen": device == me or device in met,
-                    "last_sync": met.get(device, (None, None))[1],
-                }
-                for device, member in sorted(state.members.items(), key=lambda i: i[1].seniority)
-            ],
-        }
-
-    document = run(go)
-
-    def human() -> None:
-        for device in document["devices"]:
-            mark = (
-                "this device"
-                if device["this_device"]
-                else ("seen" if device["seen"] else "not seen")
-            )
-            click.echo(f"{device['role']:<7} {device['name']:<20} {mark}")
-            click.echo(f"        {' '.join(device['safety_words'])}")
-
-    ctx.emit(document, human)
+    name = group["name"]
+    if group["standing"] == "member":
+        return "member"
+    if group["standing"] == "leaving":
+        return "left; waiting until a member hears of it (while `covey up` runs)"
+    by = group["removed_by"]
+    shred = f"`covey group shred {command_arg(name)}` deletes it here"
+    if by is None:
+        return f"no longer a member of group {name!r}; not synced ({shred})"
+    return (
+        f"removed from group {name!r} by {by['name']!r} at {when(group['removed_at'])}"
+        f" (by its clock); not synced any more ({shred})"
+    )
 
 
-COMMANDS = (up, status, devices)
+COMMANDS = (up, status)

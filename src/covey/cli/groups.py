@@ -1,4 +1,8 @@
-"""`covey group ...`: create, list, show and shred groups (local only for now)."""
+"""`covey group ...`: create, list, show, rotate and shred groups.
+
+`covey group role` and `covey group leave` live with the other commands
+that manage a group's devices, in `covey.cli.members`.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from covey.cli.common import (
     Context,
     ask_passphrase,
     common_options,
-    interactive,
+    confirm,
     node_command,
     run,
     unlock,
@@ -146,16 +150,9 @@ def rotate(ctx: Context, name: str) -> None:
 def shred(ctx: Context, name: str, yes: bool) -> None:
     """Delete a group and its keys from this device: its data no longer opens here."""
     from covey.core.node import io
-    from covey.errors import InvalidArgument
     from covey.store.sqlite import Store
 
-    if not yes:
-        if not interactive():
-            raise InvalidArgument("shredding needs confirmation: add --yes")
-        if not click.confirm(
-            f"Delete group {name!r} and every key of it from this device?", err=True
-        ):
-            raise InvalidArgument("not confirmed: nothing was changed")
+    confirm(yes, f"Delete group {name!r} and every key of it from this device?", "shredding")
 
     async def find() -> bytes:
         async with Store.open(ctx.home) as store:

@@ -62,9 +62,15 @@ def invite(ctx: Context, group_name: str, role: str, expires: str, port: int) ->
     port); otherwise this command listens until the device joined, the code
     expired, or three wrong codes were tried.
     """
+    from covey.cli.members import read_group
+    from covey.core import roster
     from covey.core.node import io
 
     lifetime = parse_duration(expires)
+    # Only an admin invites: refused here, naming the admins, before any
+    # passphrase or network (the node checks again).
+    log, me = read_group(ctx, group_name)
+    roster.check_invite(log, me)
     events = Events(ctx)
 
     def progress(reply: dict[str, Any]) -> None:

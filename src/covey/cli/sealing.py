@@ -83,9 +83,10 @@ def seal(
 @common_options
 def open_(ctx: Context, file: Path, output: Path | None, force: bool) -> None:
     """Open FILE sealed for a group this device is a member of."""
+    from covey.core import roster
     from covey.core.identity import DeviceId
     from covey.core.seal import HEAD_BYTES, sealed_group_id
-    from covey.errors import InvalidArgument, InvalidInput, NotSealedData
+    from covey.errors import InvalidArgument, InvalidInput, KeyUnavailable, NotSealedData
     from covey.sealfiles import open_file
     from covey.store.sqlite import Store
 
@@ -105,6 +106,10 @@ def open_(ctx: Context, file: Path, output: Path | None, force: bool) -> None:
             group_id, _ = await store.find_group(sealed_group_id(head))
             me, data_key = await unlock(store, passphrase)
             group = await store.load_group(group_id, me, data_key)
+            if roster.standing(group.log, me.device_id.raw) == "leaving":
+                # Its keys were erased when it left; the log (kept until a
+                # member has the leave) still holds wraps for it: not opened.
+                raise KeyUnavailable(f"this device left {group.state.name!r}: its keys are deleted")
 
             def find(wanted: bytes) -> Group:
                 if wanted != group.id:

@@ -12,7 +12,9 @@ Messages are canonical msgpack maps, `{"t": kind, ...}`:
 * `hello`  `{"g": [[group ID, {author hex: seq}], ...]}`: for every group
   the peer was ever added to (as this device sees it), the version vector
   held here. Groups the peer was never in are never named to it, and ops go
-  only to current members (see `_group`).
+  only to current members (see `_group`), but for one thing: a device that
+  was removed is sent what it lacks of the causal past of the op that
+  removed it, so it learns of its removal (and nothing after).
 * `ops`    `{"g": group ID, "o": [op bytes, ...]}`: ops the peer lacks, in
   causal order, at most `MAX_OPS_PER_MESSAGE` per message.
 * `need`   `{"g": group ID, "i": [op ID, ...]}`: parents that ops waiting
@@ -33,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from covey.core import encoding, fields
+from covey.core import encoding, fields, roster
 from covey.core.encoding import Limits
 from covey.core.group import Group
 from covey.core.ops import Op
@@ -104,6 +106,20 @@ def _ops_messages(group_id: bytes, ops: Iterable[Op]) -> list[bytes]:
     if batch:
         messages.append(_encode({"t": "ops", "g": group_id, "o": batch}))
     return messages
+
+
+def news_of_removal(group: Group, device: bytes, vector: Mapping[bytes, int]) -> list[Op]:
+    """What a removed device lacks of the causal past of the op that removed it.
+
+    It was a member up to that op, so these ops tell it nothing it was not
+    entitled to (the keys in them are of epochs before its removal); what
+    came after, or concurrently, is not sent. None if no op removed it.
+    """
+    removal = roster.removal_op(group.log, device)
+    if removal is None:
+        return []
+    past = group.log.ancestors([removal.id])
+    return [op for op in missing_for(group, vector) if op.id in past]
 
 
 def missing_for(group: Group, vector: Mapping[bytes, int]) -> list[Op]:
@@ -206,10 +222,14 @@ class SyncSession:
                 raise MalformedMessage("a hello names each group once, by its 32-byte ID")
             named.add(entry[0])
             vector = _vector(entry[1])
-            group = self._group(entry[0], members_only=True)
+            group = self._group(entry[0], members_only=False)
             if group is None:
                 continue
-            outcome.send += _ops_messages(group.id, missing_for(group, vector))
+            if self.peer in group.state.members:
+                ops = missing_for(group, vector)
+            else:
+                ops = news_of_removal(group, self.peer, vector)
+            outcome.send += _ops_messages(group.id, ops)
         return outcome
 
     def _on_ops(self, message: dict[str, Any]) -> Outcome:

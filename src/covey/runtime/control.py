@@ -63,6 +63,8 @@ ACTIONS: Final[dict[str, type[io.Action]]] = {
     "rotate": io.Rotate,
     "heal": io.Heal,
     "remove": io.RemoveDevice,
+    "role": io.ChangeRole,
+    "leave": io.Leave,
     "shred": io.Shred,
     "invite": io.Invite,
     "join": io.Join,

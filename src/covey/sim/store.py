@@ -2,7 +2,7 @@
 
 `commit(persist, groups)` applies one `Persist` effect all at once, as the
 SQLite store does in one transaction: ops and keys of the named groups that
-are not stored yet, new groups, shredded groups, peers met. A crash loses
+are not stored yet, new groups, erased keys, shredded groups, peers met. A crash loses
 exactly what was not committed. `load(me)` rebuilds the groups the way
 `Store.load_group` does: the stored ops replayed, the stored keys added.
 """
@@ -47,6 +47,9 @@ class MemoryStore:
                     new_ops.append((group_id, op))
             for epoch, key in group.keys.items():
                 stored.keys.setdefault(epoch, key)
+        for group_id in persist.erased:
+            if group_id in self.groups:
+                self.groups[group_id].keys.clear()
         for group_id in persist.shredded:
             self.groups.pop(group_id, None)
         for peer in persist.peers:

@@ -33,6 +33,7 @@ from covey.core import Rng, crypto, identity, keyring
 from covey.core.group import Group
 from covey.core.identity import Identity
 from covey.core.keyring import Keyring
+from covey.core.log import GroupLog
 from covey.core.node.io import Persist
 from covey.errors import (
     CoveyError,
@@ -306,9 +307,11 @@ class Store:
         """Carry out a node's `Persist` effect in one transaction.
 
         New groups (`created`) get their name row; they and the changed
-        groups get the ops and keys this store lacks; shredded groups lose
-        their ops and keys; the peers met are recorded. A crash leaves the
-        store as it was before, or with all of it.
+        groups get the ops and keys this store lacks; `erased` groups then
+        lose their epoch keys (their ops stay: this device left, and the
+        leave is still to reach a member); shredded groups lose their ops
+        and keys; the peers met are recorded. A crash leaves the store as it
+        was before, or with all of it.
         """
         async with self.transaction() as db:
             for group_id in persist.created:
@@ -324,15 +327,16 @@ class Store:
             for group_id in (*persist.created, *persist.groups):
                 if group_id in groups:
                     await self._save_changes(groups[group_id], data_key, rng)
-            for group_id in persist.shredded:
+            for group_id in (*persist.erased, *persist.shredded):
                 prefix = _epoch_prefix(group_id)
                 await db.execute(
                     "DELETE FROM secret WHERE substr(name, 1, ?) = ?", (len(prefix), prefix)
                 )
+            for group_id in persist.shredded:
                 await db.execute("DELETE FROM grp WHERE id = ?", (group_id,))
             for peer in persist.peers:
                 await self._record_peer(db, peer.device, peer.name, peer.address, peer.time)
-        if persist.shredded:
+        if persist.shredded or persist.erased:
             await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def create_group(self, group: Group, data_key: bytes, rng: Rng) -> None:
@@ -389,6 +393,30 @@ class Store:
             epoch = bytes.fromhex(str(name)[len(prefix) :])
             group.keys[epoch] = keyring.open_secret(data_key, str(name), _blob(sealed))
         return group
+
+    async def load_log(self, group_id: bytes) -> GroupLog:
+        """A group's op log as stored, replayed without keys (no passphrase needed).
+
+        Enough to read members, roles, epochs and where this device stands
+        (`covey status`, `covey devices`): ops are public to the members,
+        and stored in clear; only epoch keys are sealed.
+        """
+        async with self._db.execute(
+            "SELECT raw FROM op WHERE group_id = ? ORDER BY arrival", (group_id,)
+        ) as cursor:
+            raws = [bytes(row[0]) for row in await cursor.fetchall()]
+        if not raws:
+            raise NoSuchGroup()
+        log = GroupLog(group_id)
+        try:
+            with collector_paused():
+                for raw in raws:
+                    log.receive(raw)
+        except InvalidInput as exc:
+            raise StoreCorrupt("a stored op of that group does not verify") from exc
+        if len(log) != len(raws):
+            raise StoreCorrupt("some stored ops of that group do not fit its log")
+        return log
 
     async def shred_group(self, group_id: bytes) -> None:
         """Delete a group, its ops and its keys (crypto-erase), in one transaction."""

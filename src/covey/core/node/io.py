@@ -122,9 +122,36 @@ class Heal:
 
 @dataclass(frozen=True, slots=True)
 class RemoveDevice:
+    """Remove another member (an admin's act); the removal starts a new epoch.
+
+    The final reply waits, at most `node.TELL_WAIT` seconds, for the members
+    online to sync, and says which were told and which are still to hear.
+    """
+
     group: str
     #: The device ID (32 bytes).
     device: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRole:
+    """Make a member an admin, or an admin a member (the last admin stays one)."""
+
+    group: str
+    #: The device ID (32 bytes).
+    device: bytes
+    role: Literal["admin", "member"]
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """This device removes itself from a group; its keys for the group are erased.
+
+    The group's ops stay until a remaining member has the leave (the node
+    keeps dialing them for it), then the node deletes the group.
+    """
+
+    group: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +179,7 @@ class Join:
     timeout: float = 30.0
 
 
-Action = CreateGroup | Rotate | Heal | RemoveDevice | Shred | Invite | Join
+Action = CreateGroup | Rotate | Heal | RemoveDevice | ChangeRole | Leave | Shred | Invite | Join
 Event = Tick | AdvertSeen | AdvertLost | Incoming | Connected | Received | Closed | Command | Cancel
 
 # --- effects -------------------------------------------------------------------
@@ -173,14 +200,18 @@ class Persist:
     """Make these changes durable, in one store transaction, before anything after it.
 
     `groups` changed (new ops or keys); `created` are new to the store (their
-    name row too); `shredded` are to be deleted with their keys; `peers` were
-    met. The driver reads the groups' contents from the node.
+    name row too); `shredded` are to be deleted with their keys; `erased`
+    lose their epoch keys but keep their ops (this device left: the ops go
+    on until a member has the leave), after the changes to `groups` are
+    stored; `peers` were met. The driver reads the groups' contents from the
+    node.
     """
 
     groups: tuple[bytes, ...] = ()
     created: tuple[bytes, ...] = ()
     shredded: tuple[bytes, ...] = ()
     peers: tuple[PeerMet, ...] = ()
+    erased: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

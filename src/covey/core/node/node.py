@@ -28,9 +28,22 @@ everything the protocol decides:
 * **Healing.** A group whose current key is not held by exactly its members
   is rotated by its most senior member at once, and by the member ranked k
   after k x `HEAL_DELAY` seconds, unless a healing rotation arrives first.
-* **Commands** from the local user (create, rotate, heal, remove, shred,
-  invite, join) are answered with `Reply` effects, after the `Persist` of
-  what they changed.
+* **Commands** from the local user (create, rotate, heal, remove, change a
+  role, leave, shred, invite, join) are answered with `Reply` effects,
+  after the `Persist` of what they changed. A removal or a role change
+  waits up to `TELL_WAIT` seconds for the members online to sync, and its
+  reply says who was told and who is still to hear of it.
+* **Leaving.** A device that left a group (`Leave`: it signs its own
+  removal, and its keys for the group are erased in the same transaction)
+  keeps the group's ops, and keeps advertising for and dialing the
+  remaining members, until one of them has synced with it since; then it
+  deletes the group. So a leave made with nobody online still gets out.
+* **Removed devices.** A device that learns it was removed says so
+  (`Notify("removed")`) and stops advertising for and dialing that group.
+  A member that sees the advert of a device removed from one of its groups
+  dials it (until one sync worked, at most `MAX_REMOVED_DIALS` times in the
+  node's life) so it learns of its removal: the sync sends it the causal
+  past of the op that removed it, and nothing after (`covey.core.sync`).
 
 Persist, then send: every change is followed by a `Persist` effect before
 any `Send` that could tell a peer about it (`io` says what a driver must do).
@@ -45,7 +58,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from covey.core import Rng, channel, discovery, membership, pairing
+from covey.core import Rng, channel, discovery, pairing, roster
 from covey.core.group import Group
 from covey.core.identity import DeviceRecord, Identity, validate_name
 from covey.core.node import io
@@ -59,6 +72,7 @@ from covey.core.node.links import (
     closed_early,
 )
 from covey.core.node.views import describe
+from covey.core.ops import Op
 from covey.errors import (
     CoveyError,
     GroupExists,
@@ -67,6 +81,7 @@ from covey.errors import (
     InvalidInput,
     NoSuchGroup,
     NotAllowed,
+    NotAMember,
     PeerRefused,
     UsageError,
 )
@@ -97,6 +112,15 @@ MAX_INVITATIONS: Final = 16
 MIN_INVITATION: Final = 10
 MAX_INVITATION: Final = 24 * 3600
 MAX_JOIN_WAIT: Final = 3600.0
+#: Seconds a removal or role change waits for the members online to sync
+#: before its reply says who is still to hear of it.
+TELL_WAIT: Final = 10.0
+#: Commands waiting so at once; more reply at once.
+MAX_TELLINGS: Final = 16
+#: Dials a node makes, in its life, to a device removed from one of its groups
+#: to tell it so. Bounded: a removed device that fails every sync on purpose
+#: must not be dialed forever.
+MAX_REMOVED_DIALS: Final = 3
 
 
 @dataclass(frozen=True)
@@ -141,6 +165,27 @@ class Peer:
 class OpenInvitation:
     invitation: pairing.Invitation
     advert: str
+
+
+@dataclass
+class Telling:
+    """A change whose reply waits for the members online to sync (at most TELL_WAIT).
+
+    A sync that finished with a member counts when it started at or after
+    `since` (the generation the change was persisted at): before, the
+    change may not have been in what was sent.
+    """
+
+    group: bytes
+    since: int
+    deadline: float
+    document: dict[str, object]
+    #: Devices still to hear of it, and (name, ID) of each, taken at the start.
+    pending: set[bytes]
+    labels: dict[bytes, dict[str, str]]
+    told: list[bytes] = field(default_factory=list)
+    #: A leave: done at the first member told (the node then deletes the group).
+    leave: bool = False
 
 
 @dataclass
@@ -194,6 +239,25 @@ class Node:
         self._known: tuple[int, dict[bytes, DeviceRecord]] | None = None
         self._advert_at: tuple[int, frozenset[bytes]] | None = None
         self._advert_gen = -1
+        #: Commands whose replies wait for the members to hear of their change.
+        self.tellings: dict[int, Telling] = {}
+        #: Groups this device left whose leave no member has yet: the
+        #: generation from which a finished sync with a member delivers it.
+        self.leaving: dict[bytes, int] = {}
+        #: Per group: (log length, how this device stopped being a member).
+        self._removal: dict[bytes, tuple[int, roster.Removal | None]] = {}
+        #: Per group: (log length, devices removed from it -> the op that did).
+        self._removed: dict[bytes, tuple[int, dict[bytes, Op]]] = {}
+        #: Devices removed from a group of ours: the generation we noticed it,
+        #: and the dials made to tell them (at most MAX_REMOVED_DIALS).
+        self._removed_since: dict[bytes, int] = {}
+        self._removed_dials: dict[bytes, int] = {}
+        #: Groups whose removal of this device was already reported.
+        self._removal_reported: set[bytes] = set()
+        for group in self.groups.values():
+            if self._is_leaving(group):
+                group.shred()  # (a replay re-opens the wraps still in the log)
+                self.leaving[group.id] = 0
 
     # --- the one way in -------------------------------------------------------
 
@@ -263,8 +327,57 @@ class Node:
         return self._known_devices().get(device_id)
 
     def persist(self, groups: set[bytes], out: list[Effect]) -> None:
+        for group_id in groups:
+            group = self.groups.get(group_id)
+            if group is not None and self._is_leaving(group):
+                group.shred()  # keys a late op wrapped for us are not kept either
         out.append(io.Persist(groups=tuple(sorted(groups))))
         self.generation += 1
+
+    # --- where this device stands in each group ---------------------------------
+
+    def removal(self, group: Group) -> roster.Removal | None:
+        """How this device stopped being a member of `group` (None: it is one)."""
+        cached = self._removal.get(group.id)
+        if cached is None or cached[0] != len(group.log):
+            cached = (len(group.log), roster.removal(group.log, self.me.device_id.raw))
+            self._removal[group.id] = cached
+        return cached[1]
+
+    def _is_leaving(self, group: Group) -> bool:
+        gone = self.removal(group)
+        return gone is not None and gone.left
+
+    def _removed_from(self, group: Group) -> dict[bytes, Op]:
+        """Devices removed from `group` (no longer members) -> the op that removed each."""
+        cached = self._removed.get(group.id)
+        if cached is None or cached[0] != len(group.log):
+            cached = (len(group.log), roster.removals(group.log))
+            self._removed[group.id] = cached
+        return cached[1]
+
+    def _watch_standing(self, out: list[Effect]) -> None:
+        """Report a removal of this device once; keep `leaving` true to the logs."""
+        for group in list(self.groups.values()):
+            if group.log.state is None:
+                continue
+            gone = self.removal(group)
+            if gone is None:
+                self._removal_reported.discard(group.id)
+                self.leaving.pop(group.id, None)
+            elif gone.left:
+                if group.id not in self.leaving:
+                    group.shred()
+                    self.leaving[group.id] = self.generation
+            elif group.id not in self._removal_reported:
+                self._removal_reported.add(group.id)
+                self.leaving.pop(group.id, None)
+                out.append(
+                    io.Notify(
+                        "removed",
+                        {"group": group.state.name, "by": gone.by_name, "time": gone.time},
+                    )
+                )
 
     # --- adverts and dialing --------------------------------------------------
 
@@ -319,26 +432,36 @@ class Node:
     def _dial_due(self, out: list[Effect]) -> None:
         """Dial each fellow member that is due, one connection per device, MAX_DIALS in all.
 
-        Only current members are dialed (a removed device that still
-        advertises for us gets nothing from us), and only while some advert
-        of theirs is up. The address tried first is the one the last good
-        sync reached (`Peer.good`: copied adverts cannot push it out), then
-        the most recent adverts, one more after each failure.
+        Current members are dialed, and only while some advert of theirs is
+        up. A device removed from one of our groups that still advertises
+        for us (it does not know yet) is dialed once, at most
+        MAX_REMOVED_DIALS times in the node's life, to tell it: it gets the
+        causal past of its removal and nothing after (`covey.core.sync`).
+        The address tried first is the one the last good sync reached
+        (`Peer.good`: copied adverts cannot push it out), then the most
+        recent adverts, one more after each failure.
         """
         if not self.config.serve:
             return
         dialing = sum(1 for link in self.links.values() if link.dials_for is not None)
         targets = self._targets()
+        removed = self._to_tell_removed(targets)
         for device_id, peer in self.peers.items():
             if dialing >= MAX_DIALS:
                 return
             peer.adverts = [name for name in peer.adverts if name in self.adverts]
+            record = targets.get(device_id) or removed.get(device_id)
+            due = self.generation
+            if device_id not in targets:
+                due = self._removed_since.get(device_id, self.generation)
+                if self._removed_dials.get(device_id, 0) >= MAX_REMOVED_DIALS:
+                    continue
             if (
                 not peer.adverts
                 or peer.dialing is not None
-                or peer.synced >= self.generation
+                or peer.synced >= due
                 or peer.retry_at > self.now
-                or device_id not in targets
+                or record is None
             ):
                 continue
             choices = [] if peer.good is None else [peer.good]
@@ -348,25 +471,46 @@ class Node:
                     choices.append((advert.addresses, advert.port))
             addresses, port = choices[peer.failures % len(choices)]
             conn = self._dial(addresses, port, out)
-            link = ChannelLink(
-                self, conn, "", self.now, self.rng, initiator=True, expect=targets[device_id]
-            )
+            link = ChannelLink(self, conn, "", self.now, self.rng, initiator=True, expect=record)
             link.dials_for, link.generation = device_id, self.generation
             link.dialed = (addresses, port)
             self.links[conn] = link
             peer.dialing = conn
             dialing += 1
+            if device_id not in targets:
+                self._removed_dials[device_id] = self._removed_dials.get(device_id, 0) + 1
 
     def _targets(self) -> dict[bytes, DeviceRecord]:
-        """The devices this one advertises for: the other current members of its groups."""
+        """The devices this one advertises for: the other current members of its groups.
+
+        Of a group this device left, the members too, until one has the leave.
+        """
         me = self.me.device_id.raw
         return {
             device: member.record
             for g in self.groups.values()
-            if g.log.state is not None and me in g.state.members
+            if g.log.state is not None and (me in g.state.members or g.id in self.leaving)
             for device, member in g.state.members.items()
             if device != me
         }
+
+    def _to_tell_removed(self, targets: dict[bytes, DeviceRecord]) -> dict[bytes, DeviceRecord]:
+        """Devices removed from a group of ours that may not know it yet.
+
+        Each is dialed until one sync worked, at most MAX_REMOVED_DIALS times
+        in the node's life. (One that knows stops advertising for us, so it
+        is not seen, and not dialed.)
+        """
+        me = self.me.device_id.raw
+        found: dict[bytes, DeviceRecord] = {}
+        for group in self.groups.values():
+            if group.log.state is None or me not in group.state.members:
+                continue
+            for device in self._removed_from(group):
+                if device != me and device not in targets:
+                    found[device] = group.state.devices[device]
+                    self._removed_since.setdefault(device, self.generation)
+        return found
 
     def _refresh_advert(self, out: list[Effect]) -> None:
         """Advertise for this device's fellow members; a new advert (and name) every
@@ -471,6 +615,9 @@ class Node:
             successor = ChannelLink(
                 self, link.conn, link.address, link.started, self.rng, initiator=False
             )
+            # What this sync sends is what the logs held from now on: a change
+            # made at an older generation may not be in it (see `Telling`).
+            successor.generation = self.generation
         else:
             found = [
                 (request, open_)
@@ -595,6 +742,7 @@ class Node:
                 result.peer.device_id.raw, result.peer.name, link.address, int(self.now)
             )
             out.append(io.Persist(peers=(met,)))
+            self._heard(result.peer.device_id.raw, link.generation, out)
             out.append(
                 io.Notify(
                     "synced",
@@ -809,6 +957,137 @@ class Node:
             raise NoSuchGroup()
         return group
 
+    def _member_group(self, name: str) -> Group:
+        """A group by name that this device is a member of (else why not, in one line)."""
+        group = self.find_group(name)
+        if group.log.state is not None and self.me.device_id.raw not in group.state.members:
+            raise NotAMember(roster.removed_message(group.log, self.me.device_id.raw))
+        return group
+
+    def _forget_group(self, group_id: bytes, out: list[Effect]) -> None:
+        """Drop a group from memory (shredded, or left and delivered); end what waits on it."""
+        for open_request, open_ in list(self.invitations.items()):
+            if open_.invitation.group_id == group_id:
+                self._end_invitation(open_request, NotAllowed("the group was shredded"), out)
+        for waiting, telling in list(self.tellings.items()):
+            if telling.group == group_id:
+                del self.tellings[waiting]
+                out.append(self._told(waiting, telling))
+        self.groups.pop(group_id, None)
+        self._heal_since.pop(group_id, None)
+        self._history_tried.pop(group_id, None)
+        self.leaving.pop(group_id, None)
+        self._removal.pop(group_id, None)
+        self._removed.pop(group_id, None)
+        self._removal_reported.discard(group_id)
+
+    def _leave(self, request: int, name: str, out: list[Effect]) -> None:
+        """Sign this device's removal, erase its keys (one transaction), then tell a member.
+
+        The leave's op is stored before the keys go, in the same `Persist`;
+        the group's ops stay (and the node keeps dialing the remaining
+        members) until one of them has synced since (`_heard`), then the
+        group is deleted here.
+        """
+        me = self.me.device_id.raw
+        group = self.find_group(name)
+        roster.check_leave(group.log, me)
+        others = [d for d in group.state.by_seniority() if d != me]
+        for open_request, open_ in list(self.invitations.items()):
+            if open_.invitation.group_id == group.id:
+                self._end_invitation(open_request, NotAllowed("this device left the group"), out)
+        group.remove(me, int(self.now), self.rng)
+        group.shred()
+        out.append(io.Persist(groups=(group.id,), erased=(group.id,)))
+        self.generation += 1
+        self.leaving[group.id] = self.generation
+        document = {"group": group.state.name, "group_id": group.id.hex(), "left": True}
+        self._tell(request, group, document, out, pending=others, leave=True)
+
+    # --- telling the members of a change ---------------------------------------------
+
+    def _tell(
+        self,
+        request: int,
+        group: Group,
+        document: dict[str, object],
+        out: list[Effect],
+        *,
+        pending: list[bytes] | None = None,
+        leave: bool = False,
+    ) -> None:
+        """Reply once the members online heard of the change just persisted (or at TELL_WAIT)."""
+        me = self.me.device_id.raw
+        if pending is None:
+            pending = [d for d in group.state.by_seniority() if d != me]
+        labels = dict(zip(pending, roster.names(group.state, pending), strict=True))
+        telling = Telling(
+            group.id, self.generation, self.now + TELL_WAIT, document, set(pending), labels
+        )
+        telling.leave = leave
+        if self.config.serve and len(self.tellings) < MAX_TELLINGS and self._reachable(telling):
+            self.tellings[request] = telling
+        else:
+            out.append(self._told(request, telling))
+
+    def _reachable(self, telling: Telling) -> bool:
+        """Whether a device still to hear of it may sync soon: a connection with it
+        is under way, or an advert of it is up. (A member that hears of a change
+        replaces its advert; the sync that told it is still finishing then.)"""
+        connected = {link.dials_for for link in self.links.values()}
+        connected |= {_proven_device(link) for link in self.links.values()}
+        for device in telling.pending:
+            if device in connected:
+                return True
+            peer = self.peers.get(device)
+            if peer is not None and any(name in self.adverts for name in peer.adverts):
+                return True
+        return False
+
+    def _told(self, request: int, telling: Telling) -> io.Reply:
+        order = list(telling.labels)
+        data = {
+            **telling.document,
+            "told": [telling.labels[d] for d in telling.told],
+            "to_tell": [telling.labels[d] for d in order if d in telling.pending],
+            "syncing": self.config.serve,
+        }
+        if telling.leave:
+            data["delivered"] = bool(telling.told)
+        return io.Reply(request, data)
+
+    def _heard(self, device: bytes, generation: int, out: list[Effect]) -> None:
+        """A sync with `device` that started at `generation` finished: what it delivered."""
+        for request, telling in list(self.tellings.items()):
+            if device in telling.pending and generation >= telling.since:
+                telling.pending.discard(device)
+                telling.told.append(device)
+                if not telling.pending or telling.leave:
+                    del self.tellings[request]
+                    out.append(self._told(request, telling))
+        for group_id, since in list(self.leaving.items()):
+            group = self.groups.get(group_id)
+            if group is None or generation < since or device not in group.state.members:
+                continue
+            # A remaining member has the leave: it spreads it. Nothing of the
+            # group need stay here (the log still held wraps for this device).
+            name = group.state.name
+            for telling in self.tellings.values():
+                if telling.group == group_id and device not in telling.told:
+                    telling.pending.discard(device)
+                    telling.told.append(device)
+            out.append(io.Persist(shredded=(group_id,)))
+            self.generation += 1
+            self._forget_group(group_id, out)
+            told = group.state.devices[device].name
+            out.append(io.Notify("left", {"group": name, "told": told}))
+
+    def _advance_tellings(self, out: list[Effect]) -> None:
+        for request, telling in list(self.tellings.items()):
+            if self.now >= telling.deadline or not self._reachable(telling):
+                del self.tellings[request]
+                out.append(self._told(request, telling))
+
     def _command(self, event: io.Command, out: list[Effect]) -> None:
         try:
             self._run(event.request, event.action, out)
@@ -817,6 +1096,7 @@ class Node:
 
     def _run(self, request: int, action: io.Action, out: list[Effect]) -> None:
         now = int(self.now)
+        me = self.me.device_id.raw
         match action:
             case io.CreateGroup(name, history):
                 name = validate_name(name)
@@ -830,30 +1110,35 @@ class Node:
                 self.generation += 1
                 out.append(io.Reply(request, describe(group)))
             case io.Rotate(name):
-                group = self.find_group(name)
+                group = self._member_group(name)
                 group.rotate(now, self.rng)
                 self.persist({group.id}, out)
                 out.append(io.Reply(request, describe(group)))
             case io.Heal(name):
-                group = self.find_group(name)
+                group = self._member_group(name)
                 healed = group.heal(now, self.rng) is not None
                 if healed:
                     self.persist({group.id}, out)
                 out.append(io.Reply(request, {**describe(group), "rotated": healed}))
             case io.RemoveDevice(name, device):
                 group = self.find_group(name)
+                roster.check_remove(group.log, me, device)
                 group.remove(device, now, self.rng)
                 self.persist({group.id}, out)
-                out.append(io.Reply(request, describe(group)))
+                removed = roster.names(group.state, [device])[0]
+                self._tell(request, group, {**describe(group), "removed": removed}, out)
+            case io.ChangeRole(name, device, role):
+                group = self.find_group(name)
+                roster.check_role(group.log, me, device, role)
+                group.set_role(device, role, now)
+                self.persist({group.id}, out)
+                changed = {**roster.names(group.state, [device])[0], "role": role}
+                self._tell(request, group, {**describe(group), "changed": changed}, out)
+            case io.Leave(name):
+                self._leave(request, name, out)
             case io.Shred(name):
                 group = self.find_group(name)
-                for open_request, open_ in list(self.invitations.items()):
-                    if open_.invitation.group_id == group.id:
-                        self._end_invitation(
-                            open_request, NotAllowed("the group was shredded"), out
-                        )
-                del self.groups[group.id]
-                self._heal_since.pop(group.id, None)
+                self._forget_group(group.id, out)
                 out.append(io.Persist(shredded=(group.id,)))
                 self.generation += 1
                 out.append(io.Reply(request, {"group_id": group.id.hex()}))
@@ -868,8 +1153,7 @@ class Node:
         if role not in ("admin", "member"):
             raise InvalidArgument("a role is admin or member")
         group = self.find_group(name)
-        if not membership.may_author(group.state, self.me.device_id.raw, "add"):
-            raise NotAllowed("only an admin of the group can invite")
+        roster.check_invite(group.log, self.me.device_id.raw)
         if len(self.invitations) + len(self.joins) >= MAX_INVITATIONS:
             raise NotAllowed("too many invitations are open on this device")
         secret = pairing.new_secret(self.rng)
@@ -918,6 +1202,7 @@ class Node:
                 self._advert_seen(seen)
 
     def _cancel(self, request: int, out: list[Effect]) -> None:
+        self.tellings.pop(request, None)
         if request in self.invitations:
             self._end_invitation(request, UsageError("cancelled"), out)
         joining = self.joins.pop(request, None)
@@ -938,10 +1223,12 @@ class Node:
         for request, open_ in list(self.invitations.items()):
             if self.now >= open_.invitation.expires:
                 self._end_invitation(request, NotAllowed("the invitation expired"), out)
+        self._watch_standing(out)
         self._heal(out)
         self._refresh_advert(out)
         self._advance_joins(out)
         self._dial_due(out)
+        self._advance_tellings(out)
 
     def _heal(self, out: list[Effect]) -> None:
         """Rotate a group whose current key is not held by exactly its members.
@@ -1007,6 +1294,7 @@ class Node:
         times = [link.deadline() for link in self.links.values()]
         times += [o.invitation.expires for o in self.invitations.values()]
         times += [j.deadline for j in self.joins.values()]
+        times += [t.deadline for t in self.tellings.values()]
         for group_id, since in self._heal_since.items():
             group = self.groups.get(group_id)
             rank = self._heal_rank(group) if group is not None else None
