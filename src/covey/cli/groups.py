@@ -12,7 +12,6 @@ import click
 
 from covey.cli.common import (
     Context,
-    ask_passphrase,
     common_options,
     confirm,
     node_command,
@@ -98,18 +97,19 @@ async def load(store: Any, name: str, passphrase: str | None) -> tuple[Group, by
 @click.argument("name")
 @common_options
 def show(ctx: Context, name: str) -> None:
-    """Show a group: members, roles, the current epoch, heads."""
+    """Show a group: members, roles, the current epoch, heads.
+
+    Read from the view the store keeps beside the ops (no replay, no
+    passphrase: nothing secret is shown).
+    """
     from covey.store.sqlite import Store
 
-    passphrase = ask_passphrase(ctx)
-
-    async def go() -> Group:
+    async def go() -> dict[str, Any]:
         async with Store.open(ctx.home) as store:
-            group, _ = await load(store, name, passphrase)
-            return group
+            group_id, _ = await store.find_group(name)
+            return await store.group_view(group_id)
 
-    group = run(go)
-    document = group_document(group)
+    document = run(go)
 
     def human() -> None:
         epoch = document["epoch"]

@@ -58,6 +58,8 @@ class Group:
     keys: dict[bytes, bytes] = field(default_factory=dict)
     #: Epochs whose wrapped key for this device did not open (reported, not fatal).
     bad_wraps: set[bytes] = field(default_factory=set)
+    #: Epochs whose keys a store holds (so a save writes only new ones).
+    saved_keys: set[bytes] = field(default_factory=set, repr=False, compare=False)
     #: `history_gaps()` for a log of the length (and keys held) it was computed at.
     _gaps: tuple[tuple[int, int], list[tuple[bytes, bytes]], frozenset[bytes]] | None = field(
         default=None, repr=False, compare=False
@@ -87,6 +89,23 @@ class Group:
         group = cls(me, GroupLog(group_id))
         for data in ops:
             group.receive(data)
+        return group
+
+    @classmethod
+    def restore(
+        cls,
+        me: Identity,
+        group_id: bytes,
+        ops: Iterable[bytes],
+        pending: Iterable[bytes],
+        held: dict[bytes, bytes],
+    ) -> Group:
+        """A replica as a store saved it: its ops (not verified again), pending ops, keys."""
+        group = cls(me, GroupLog(group_id))
+        with collector_paused():
+            group.log.restore(ops, pending)
+        group.keys.update(held)
+        group.saved_keys = set(held)
         return group
 
     @property

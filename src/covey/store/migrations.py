@@ -60,6 +60,23 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             last_sync INTEGER
         ) STRICT""",
     ),
+    # 3 -> 4: what a group's ops mean, kept beside them (written in the same
+    # transaction; `ops` says how many ops it describes, so a view that does
+    # not match is rebuilt by a replay, not trusted), and the ops that wait
+    # for a parent (kept across restarts).
+    (
+        """CREATE TABLE grp_view (
+            group_id BLOB PRIMARY KEY REFERENCES grp (id) ON DELETE CASCADE,
+            ops INTEGER NOT NULL,
+            doc BLOB NOT NULL
+        ) STRICT""",
+        """CREATE TABLE pending_op (
+            group_id BLOB NOT NULL REFERENCES grp (id) ON DELETE CASCADE,
+            id BLOB NOT NULL,
+            raw BLOB NOT NULL,
+            PRIMARY KEY (group_id, id)
+        ) STRICT""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

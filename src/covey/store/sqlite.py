@@ -19,22 +19,20 @@ Argon2id runs in a worker thread so a daemon's event loop keeps serving.
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 import aiosqlite
 import anyio
 import anyio.to_thread
 
 from covey.core import Rng, crypto, identity, keyring
-from covey.core.group import Group
 from covey.core.identity import Identity
 from covey.core.keyring import Keyring
-from covey.core.log import GroupLog
-from covey.core.node.io import Persist
 from covey.errors import (
     CoveyError,
     GroupExists,
@@ -49,6 +47,11 @@ from covey.errors import (
 from covey.gcpause import collector_paused
 from covey.store import home as homes
 from covey.store.migrations import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+
+if TYPE_CHECKING:  # (imported where used: `covey group show` loads no log code)
+    from covey.core.group import Group
+    from covey.core.log import GroupLog
+    from covey.core.node.io import Persist
 
 #: How long to wait for another covey process holding the write lock.
 BUSY_TIMEOUT_MS: Final = 5_000
@@ -324,94 +327,184 @@ class Store:
                     "INSERT INTO grp (id, name, created_at) VALUES (?, ?, ?)",
                     (group.id, name, group.log.order[0].content.time),
                 )
+            saved = []
             for group_id in (*persist.created, *persist.groups):
                 if group_id in groups:
-                    await self._save_changes(groups[group_id], data_key, rng)
+                    saved.append(await self._save_changes(groups[group_id], data_key, rng))
             for group_id in (*persist.erased, *persist.shredded):
                 prefix = _epoch_prefix(group_id)
                 await db.execute(
-                    "DELETE FROM secret WHERE substr(name, 1, ?) = ?", (len(prefix), prefix)
+                    "DELETE FROM secret WHERE name >= ? AND name < ?", _prefix_range(prefix)
                 )
             for group_id in persist.shredded:
                 await db.execute("DELETE FROM grp WHERE id = ?", (group_id,))
             for peer in persist.peers:
                 await self._record_peer(db, peer.device, peer.name, peer.address, peer.time)
+        for mark in saved:
+            mark()
+        for group_id in (*persist.erased, *persist.shredded):
+            if group_id in groups:
+                groups[group_id].saved_keys.clear()
         if persist.shredded or persist.erased:
             await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def create_group(self, group: Group, data_key: bytes, rng: Rng) -> None:
         """Store a new group, its first ops and keys, in one transaction."""
+        from covey.core.node.io import Persist
+
         await self.commit(Persist(created=(group.id,)), {group.id: group}, data_key, rng)
 
     async def save_group(self, group: Group, data_key: bytes, rng: Rng) -> None:
         """Store the group's ops and keys this store lacks, in one transaction."""
+        from covey.core.node.io import Persist
+
         await self.commit(Persist(groups=(group.id,)), {group.id: group}, data_key, rng)
 
-    async def _save_changes(self, group: Group, data_key: bytes, rng: Rng) -> None:
+    async def _save_changes(self, group: Group, data_key: bytes, rng: Rng) -> Callable[[], None]:
+        """Write what the store lacks of a group; the returned call marks it saved.
+
+        Only what is new is written, from what the group tracks as unsaved
+        (no read of every stored op ID or key name): new ops, new epoch keys,
+        the change in the ops waiting for a parent, and the view of the
+        state. The caller runs the returned call once the transaction has
+        committed.
+        """
         db = self._db
-        async with db.execute("SELECT id FROM op WHERE group_id = ?", (group.id,)) as cursor:
-            stored = {bytes(row[0]) for row in await cursor.fetchall()}
+        log = group.log
+        new_ops = list(log.unsaved)
         await db.executemany(
-            "INSERT INTO op (group_id, id, raw) VALUES (?, ?, ?)",
-            [(group.id, op.id, op.raw) for op in group.log.order if op.id not in stored],
+            "INSERT OR IGNORE INTO op (group_id, id, raw) VALUES (?, ?, ?)",
+            [(group.id, op.id, op.raw) for op in new_ops],
         )
         prefix = _epoch_prefix(group.id)
-        async with db.execute(
-            "SELECT name FROM secret WHERE substr(name, 1, ?) = ?", (len(prefix), prefix)
-        ) as cursor:
-            stored_keys = {str(row[0]) for row in await cursor.fetchall()}
+        new_keys = [epoch for epoch in group.keys if epoch not in group.saved_keys]
         rows = []
-        for epoch, key in group.keys.items():
+        for epoch in new_keys:
             name = prefix + epoch.hex()
-            if name not in stored_keys:
-                rows.append((name, keyring.seal_secret(data_key, name, key, rng)))
-        await db.executemany("INSERT INTO secret (name, sealed) VALUES (?, ?)", rows)
+            rows.append((name, keyring.seal_secret(data_key, name, group.keys[epoch], rng)))
+        await db.executemany("INSERT OR REPLACE INTO secret (name, sealed) VALUES (?, ?)", rows)
+        pending = frozenset(log.pending)
+        await db.executemany(
+            "INSERT OR IGNORE INTO pending_op (group_id, id, raw) VALUES (?, ?, ?)",
+            [(group.id, i, log.pending[i].raw) for i in pending - log.pending_saved],
+        )
+        await db.executemany(
+            "DELETE FROM pending_op WHERE group_id = ? AND id = ?",
+            [(group.id, i) for i in log.pending_saved - pending],
+        )
+        if log.state is not None:
+            await self._write_view(group.log, group.me.device_id.raw)
 
-    async def load_group(self, group_id: bytes, me: Identity, data_key: bytes) -> Group:
-        """A group as stored: its ops replayed and its epoch keys opened."""
-        async with self.transaction(write=False) as db:
-            async with db.execute(
-                "SELECT raw FROM op WHERE group_id = ? ORDER BY arrival", (group_id,)
-            ) as cursor:
-                raws = [bytes(row[0]) for row in await cursor.fetchall()]
-            prefix = _epoch_prefix(group_id)
-            async with db.execute(
-                "SELECT name, sealed FROM secret WHERE substr(name, 1, ?) = ?",
-                (len(prefix), prefix),
-            ) as cursor:
-                sealed_keys = await cursor.fetchall()
-        if not raws:
-            raise NoSuchGroup()
-        try:
-            with collector_paused():
-                group = Group.replica(me, group_id, raws)
-        except InvalidInput as exc:
-            raise StoreCorrupt("a stored op of that group does not verify") from exc
-        if len(group.log) != len(raws):
-            raise StoreCorrupt("some stored ops of that group do not fit its log")
-        for name, sealed in sealed_keys:
-            epoch = bytes.fromhex(str(name)[len(prefix) :])
-            group.keys[epoch] = keyring.open_secret(data_key, str(name), _blob(sealed))
-        return group
+        def saved() -> None:
+            log.mark_saved(len(new_ops))
+            group.saved_keys.update(new_keys)
+            log.pending_saved = pending
 
-    async def load_log(self, group_id: bytes) -> GroupLog:
-        """A group's op log as stored, replayed without keys (no passphrase needed).
+        return saved
 
-        Enough to read members, roles, epochs and where this device stands
-        (`covey status`, `covey devices`): ops are public to the members,
-        and stored in clear; only epoch keys are sealed.
+    async def _write_view(self, log: GroupLog, me: bytes) -> None:
+        from covey.core.node.views import describe_log
+
+        document = json.dumps(describe_log(log, me), separators=(",", ":")).encode()
+        await self._db.execute(
+            "INSERT OR REPLACE INTO grp_view (group_id, ops, doc) VALUES (?, ?, ?)",
+            (log.group_id, len(log), document),
+        )
+
+    async def group_view(self, group_id: bytes) -> dict[str, Any]:
+        """What `covey group show` prints, read without replaying the log.
+
+        The view is written with the ops, in one transaction; one that does
+        not describe as many ops as are stored (a damaged or older store) is
+        rebuilt from the ops (verified and replayed), not trusted.
         """
+        me = (await self.device_record()).device_id.raw
+        async with self.transaction(write=False):
+            async with self._db.execute(
+                "SELECT ops, doc FROM grp_view WHERE group_id = ?", (group_id,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            stored = await self._scalar("SELECT count(*) FROM op WHERE group_id = ?", (group_id,))
+        document: dict[str, Any] | None = None
+        if row is not None and row[0] == stored:
+            try:
+                document = json.loads(bytes(row[1]))
+            except ValueError:
+                document = None
+        if not isinstance(document, dict):
+            from covey.core.node.views import describe_log
+
+            log = await self.load_log(group_id, verify=True)
+            async with self.transaction():
+                await self._write_view(log, me)
+            document = describe_log(log, me)
+        epoch = bytes.fromhex(document["epoch"]["id"])
+        name = _epoch_prefix(group_id) + epoch.hex()
+        held = await self._scalar("SELECT 1 FROM secret WHERE name = ?", (name,))
+        document["epoch"]["key_held"] = held is not None
+        return document
+
+    async def _stored_ops(self, group_id: bytes) -> tuple[list[bytes], list[bytes]]:
+        """(the group's ops in arrival order, its pending ops)."""
         async with self._db.execute(
             "SELECT raw FROM op WHERE group_id = ? ORDER BY arrival", (group_id,)
         ) as cursor:
             raws = [bytes(row[0]) for row in await cursor.fetchall()]
+        async with self._db.execute(
+            "SELECT raw FROM pending_op WHERE group_id = ?", (group_id,)
+        ) as cursor:
+            pending = [bytes(row[0]) for row in await cursor.fetchall()]
+        return raws, pending
+
+    async def load_group(self, group_id: bytes, me: Identity, data_key: bytes) -> Group:
+        """A group as stored: its ops (not verified again), pending ops and epoch keys."""
+        from covey.core.group import Group
+
+        prefix = _epoch_prefix(group_id)
+        async with self.transaction(write=False) as db:
+            raws, pending = await self._stored_ops(group_id)
+            async with db.execute(
+                "SELECT name, sealed FROM secret WHERE name >= ? AND name < ?",
+                _prefix_range(prefix),
+            ) as cursor:
+                sealed_keys = await cursor.fetchall()
+        if not raws:
+            raise NoSuchGroup()
+        held = {
+            bytes.fromhex(str(name)[len(prefix) :]): keyring.open_secret(
+                data_key, str(name), _blob(sealed)
+            )
+            for name, sealed in sealed_keys
+        }
+        try:
+            group = Group.restore(me, group_id, raws, pending, held)
+        except InvalidInput as exc:
+            raise StoreCorrupt("a stored op of that group does not fit its log") from exc
+        if len(group.log) != len(raws):
+            raise StoreCorrupt("some stored ops of that group do not fit its log")
+        return group
+
+    async def load_log(self, group_id: bytes, *, verify: bool = False) -> GroupLog:
+        """A group's op log as stored, without keys (no passphrase needed).
+
+        Enough to read members, roles, epochs and where this device stands
+        (`covey status`, `covey devices`): ops are public to the members,
+        and stored in clear; only epoch keys are sealed. With `verify`,
+        every signature is checked again (to rebuild a view from scratch).
+        """
+        from covey.core.log import GroupLog
+
+        raws, pending = await self._stored_ops(group_id)
         if not raws:
             raise NoSuchGroup()
         log = GroupLog(group_id)
         try:
             with collector_paused():
-                for raw in raws:
-                    log.receive(raw)
+                if verify:
+                    for raw in raws:
+                        log.receive(raw)
+                else:
+                    log.restore(raws, pending)
         except InvalidInput as exc:
             raise StoreCorrupt("a stored op of that group does not verify") from exc
         if len(log) != len(raws):
@@ -420,6 +513,8 @@ class Store:
 
     async def shred_group(self, group_id: bytes) -> None:
         """Delete a group, its ops and its keys (crypto-erase), in one transaction."""
+        from covey.core.node.io import Persist
+
         await self.commit(Persist(shredded=(group_id,)), {}, b"", lambda n: b"")
 
     async def _record_peer(
@@ -453,6 +548,11 @@ class Store:
 
 def _epoch_prefix(group_id: bytes) -> str:
     return f"epoch:{group_id.hex()}:"
+
+
+def _prefix_range(prefix: str) -> tuple[str, str]:
+    """(low, high) bounds of the names starting with `prefix` (an indexed range scan)."""
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 def _blob(value: object) -> bytes:

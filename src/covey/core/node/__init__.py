@@ -6,6 +6,21 @@ protocol of one connection; `node` the `Node` that ties them together. The
 the tests all drive this same code.
 """
 
-from covey.core.node.node import Node, NodeConfig
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from covey.core.node.node import Node, NodeConfig
 
 __all__ = ["Node", "NodeConfig"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: a command that only needs `io` or `views` (the
+    # store's, `covey group show`'s) does not load the node and pairing.
+    if name in __all__:
+        from covey.core.node import node
+
+        return getattr(node, name)
+    raise AttributeError(name)

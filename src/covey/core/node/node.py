@@ -256,7 +256,7 @@ class Node:
         self._removal_reported: set[bytes] = set()
         for group in self.groups.values():
             if self._is_leaving(group):
-                group.shred()  # (a replay re-opens the wraps still in the log)
+                group.shred()  # (a replay from the ops alone would re-open their wraps)
                 self.leaving[group.id] = 0
 
     # --- the one way in -------------------------------------------------------

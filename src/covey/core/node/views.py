@@ -11,14 +11,24 @@ from typing import Any
 
 from covey.core.group import Group
 from covey.core.identity import DeviceId
+from covey.core.log import GroupLog
+from covey.errors import NotAMember
 
 
 def describe(group: Group) -> dict[str, Any]:
     """A group's state: members, roles, the current epoch, heads, notices."""
-    state = group.state
-    me = group.me.device_id.raw
+    document = describe_log(group.log, group.me.device_id.raw)
+    document["epoch"]["key_held"] = group.state.current_epoch.id in group.keys
+    return document
+
+
+def describe_log(log: GroupLog, me: bytes) -> dict[str, Any]:
+    """The same without the keys (what a store keeps beside the ops, `key_held` aside)."""
+    state = log.state
+    if state is None:
+        raise NotAMember("this device holds none of that group's ops yet")
     return {
-        "group_id": group.id.hex(),
+        "group_id": log.group_id.hex(),
         "name": state.name,
         "history": state.history,
         "members": [
@@ -34,11 +44,10 @@ def describe(group: Group) -> dict[str, Any]:
         "epoch": {
             "id": state.current_epoch.id.hex(),
             "number": len(state.epochs),
-            "key_held": state.current_epoch.id in group.keys,
             "needs_healing": state.needs_healing,
         },
-        "heads": sorted(head.hex() for head in group.log.heads),
-        "ops": len(group.log),
+        "heads": sorted(head.hex() for head in log.heads),
+        "ops": len(log),
         "equivocators": [str(DeviceId(device)) for device in state.equivocators],
         "notices": list(state.notices),
     }

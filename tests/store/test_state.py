@@ -1,0 +1,146 @@
+"""The store keeps what a group's ops mean beside them (issue 9, item 2).
+
+Loading verifies nothing twice, `covey group show` reads the view without a
+replay, a view that does not match the ops is rebuilt (not trusted), saving
+writes only what is new, and ops waiting for a parent survive a restart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from covey.core import crypto
+from covey.core.group import Group
+from covey.core.identity import create_identity
+from covey.core.log import GroupLog
+from covey.core.node.views import describe
+from covey.store.sqlite import Store
+from tests.conftest import NOW, SeededRng
+from tests.harness import summary
+from tests.store.test_sqlite import make
+
+
+async def grown(store: Store, rng: SeededRng) -> tuple[Group, bytes]:
+    identity, data_key = await store.open_identity(None)
+    group = Group.create(identity, "family", "shared", NOW, rng)
+    await store.create_group(group, data_key, rng)
+    for i in range(3):
+        other = create_identity(f"d{i}", NOW, SeededRng(f"d{i}"))
+        group.add(other.record_bytes, "member", NOW + i, rng)
+        await store.save_group(group, data_key, rng)
+    group.rotate(NOW + 9, rng)
+    await store.save_group(group, data_key, rng)
+    return group, data_key
+
+
+def test_loading_verifies_no_signature_again(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    anyio.run(make, home, "laptop", None)
+    calls = []
+
+    async def scenario():
+        async with Store.open(home) as store:
+            group, data_key = await grown(store, SeededRng("v"))
+            real = crypto.verify
+            monkeypatch.setattr(crypto, "verify", lambda *a: calls.append(a) or real(*a))
+            loaded = await store.load_group(group.id, group.me, data_key)
+            return group, loaded
+
+    group, loaded = anyio.run(scenario)
+    assert calls == []
+    assert summary(loaded.state) == summary(group.state)
+    assert loaded.keys == group.keys
+
+
+def test_show_reads_the_view_without_a_replay(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    anyio.run(make, home, "laptop", None)
+
+    async def scenario():
+        async with Store.open(home) as store:
+            group, _ = await grown(store, SeededRng("s"))
+
+            def no_replay(*_: object) -> None:
+                raise AssertionError("the log was replayed")
+
+            monkeypatch.setattr(GroupLog, "receive", no_replay)
+            monkeypatch.setattr(GroupLog, "restore", no_replay)
+            return group, await store.group_view(group.id)
+
+    group, document = anyio.run(scenario)
+    assert document == describe(group)
+
+
+def test_a_view_that_does_not_match_the_ops_is_rebuilt(home: Path) -> None:
+    anyio.run(make, home, "laptop", None)
+
+    async def scenario():
+        async with Store.open(home) as store:
+            group, _ = await grown(store, SeededRng("t"))
+            async with store.transaction() as db:  # a view left behind by a crash or a hand
+                await db.execute(
+                    "UPDATE grp_view SET ops = ops - 1, doc = ? WHERE group_id = ?",
+                    (b'{"name": "forged"}', group.id),
+                )
+            first = await store.group_view(group.id)
+            second = await store.group_view(group.id)  # (now from the rebuilt view)
+            return group, first, second
+
+    group, first, second = anyio.run(scenario)
+    assert first == describe(group)
+    assert second == first
+
+
+def test_saving_reads_no_stored_op_ids_or_key_names(home: Path) -> None:
+    anyio.run(make, home, "laptop", None)
+    statements: list[str] = []
+
+    async def scenario():
+        async with Store.open(home) as store:
+            group, data_key = await grown(store, SeededRng("w"))
+            await store._db.set_trace_callback(statements.append)
+            group.rotate(NOW + 20, SeededRng("w2"))
+            await store.save_group(group, data_key, SeededRng("w3"))
+            await store._db.set_trace_callback(None)
+
+    anyio.run(scenario)
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert not any("FROM op" in s or "substr" in s for s in reads), reads
+    inserts = [s for s in statements if "INSERT" in s and "INTO op " in s]
+    assert len(inserts) == 1  # the one new op
+
+
+def test_ops_waiting_for_a_parent_survive_a_restart(home: Path) -> None:
+    anyio.run(make, home, "laptop", None)
+    rng = SeededRng("p")
+
+    async def scenario():
+        async with Store.open(home) as store:
+            identity, data_key = await store.open_identity(None)
+            other = create_identity("phone", NOW, SeededRng("phone"))
+            theirs = Group.create(other, "family", "shared", NOW, rng)
+            theirs.add(identity.record_bytes, "admin", NOW + 1, rng)
+            theirs.rotate(NOW + 2, rng)
+            theirs.rotate(NOW + 3, rng)
+            raws = [op.raw for op in theirs.log.order]
+            mine = Group.replica(identity, theirs.id, raws[:2])
+            mine.receive(raws[3])  # its parent (raws[2]) is missing
+            assert len(mine.log.pending) == 1
+            await store.create_group(mine, data_key, rng)
+            restarted = await store.load_group(theirs.id, identity, data_key)
+            assert len(restarted.log.pending) == 1
+            restarted.receive(raws[2])  # the parent comes: both apply
+            await store.save_group(restarted, data_key, rng)
+            again = await store.load_group(theirs.id, identity, data_key)
+            async with (
+                store.transaction(write=False) as db,
+                db.execute("SELECT count(*) FROM pending_op") as cursor,
+            ):
+                left = (await cursor.fetchone())[0]
+            return theirs, again, left
+
+    theirs, again, left = anyio.run(scenario)
+    assert left == 0
+    assert not again.log.pending
+    assert summary(again.state) == summary(theirs.state)
