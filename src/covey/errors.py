@@ -81,6 +81,10 @@ class BufferFull(InvalidInput):
     """Too many ops are waiting for their parents: this one was not kept."""
 
 
+class OutsiderLimit(InvalidInput):
+    """A device wrote more ops after it knew it was no member than any replica keeps."""
+
+
 class HandshakeFailed(InvalidInput):
     """The secure channel could not be set up: the peer's messages did not check out."""
 

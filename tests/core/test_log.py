@@ -15,6 +15,7 @@ from covey.errors import (
     BufferFull,
     CoveyError,
     InvalidInput,
+    OutsiderLimit,
     UnknownDevice,
     WrongGroup,
 )
@@ -239,3 +240,101 @@ def test_an_op_that_skips_ahead_does_not_poison_the_clocks() -> None:
         assert world.id(1) not in state.members
         assert world.id(3) not in state.members
         assert add.id in state.skipped
+
+
+def junk_ops(world: World, count: int) -> list:
+    """Well-formed ops of this group, signed by a device nobody added, with made-up parents."""
+    from covey.core.identity import create_identity
+    from tests.conftest import NOW, SeededRng
+
+    stranger = create_identity("junk", NOW, SeededRng("junk"))
+    ops = []
+    for i in range(count):
+        content = OpContent(
+            world.replicas[0].id,
+            (bytes([i % 256, i // 256]) + bytes(30),),
+            1,
+            NOW + i,
+            SetPolicy("forward"),
+        )
+        ops.append(sign_op(content, stranger.device_id.raw, stranger.secrets.signing_seed))
+    return ops
+
+
+def test_one_peers_junk_cannot_crowd_out_anothers_ops(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review finding (low-medium): 10,000 unverifiable ops from one peer filled
+    the buffer of ops waiting for parents; a member's real out-of-order ops
+    were then refused. Now each sender has a share, and junk goes first."""
+    monkeypatch.setattr(log_module, "MAX_PENDING_OPS", 20)
+    monkeypatch.setattr(log_module, "MAX_PENDING_PER_SENDER", 8)
+    replica = world.replicas[1]
+    mallory, laptop = b"m" * 32, b"l" * 32
+    outcomes = replica.receive_all([op.raw for op in junk_ops(world, 30)], sender=mallory)
+    assert all(not isinstance(o, Exception) for o in outcomes)  # its own junk makes room
+    assert len(replica.log.pending) == 8
+    first = world.act(0, "rotate")
+    later = [world.act(0, "rotate") for _ in range(3)]
+    for op in later:  # a member's ops, out of order: they wait, none refused
+        assert replica.receive(op.raw, sender=laptop).outcome == "pending"
+    replica.receive(first.raw, sender=laptop)
+    assert summary(replica.state) == summary(world.replicas[0].state)
+    assert len(replica.log.pending) == 8  # only the junk still waits
+
+
+def test_a_full_buffer_drops_the_busiest_senders_unchecked_ops(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(log_module, "MAX_PENDING_OPS", 10)
+    monkeypatch.setattr(log_module, "MAX_PENDING_PER_SENDER", 8)
+    replica = world.replicas[1]
+    junk = junk_ops(world, 12)
+    replica.receive_all([op.raw for op in junk[:8]], sender=b"a" * 32)
+    replica.receive_all([op.raw for op in junk[8:10]], sender=b"b" * 32)
+    first = world.act(0, "rotate")
+    second = world.act(0, "rotate")
+    assert replica.receive(second.raw, sender=b"c" * 32).outcome == "pending"
+    assert junk[0].id not in replica.log.pending  # the busiest sender's oldest went
+    assert len(replica.log.pending) == 10
+    replica.receive(first.raw, sender=b"c" * 32)
+    assert second.id in replica.log
+
+
+def test_a_device_that_knows_it_was_removed_adds_a_bounded_number_of_ops(
+    world: World,
+) -> None:
+    """Review finding (high, 5c): 2,000 ops from a removed device were kept,
+    forwarded and replayed forever. Ops written after its removal is in its
+    causal past are kept (invalid) only MAX_OPS_AFTER_REMOVAL in a row;
+    every replica refuses the same rest."""
+    removal = world.act(0, "remove", 1)
+    world.sync(0, 1)  # device 1 learns of it
+    writer = world.replicas[1]
+    assert writer.log.validity[removal.id] is None
+    me = world.identities[1]
+    ops = []
+    heads = tuple(sorted(writer.log.heads))
+    seq = writer.log.latest.get(me.device_id.raw, 0)
+    for _ in range(log_module.MAX_OPS_AFTER_REMOVAL + 20):
+        seq += 1
+        content = OpContent(writer.id, heads, seq, world.tick(), SetPolicy("forward"))
+        op = sign_op(content, me.device_id.raw, me.secrets.signing_seed)
+        heads = (op.id,)
+        ops.append(op)
+    world.sync(0, 2)
+    for replica in (world.replicas[0], world.replicas[2]):
+        outcomes = replica.receive_all([op.raw for op in ops])
+        kept = [o for o in outcomes if not isinstance(o, Exception)]
+        refused = [o for o in outcomes if isinstance(o, OutsiderLimit)]
+        assert len(kept) == log_module.MAX_OPS_AFTER_REMOVAL
+        assert all(o.outcome == "rejected" for o in kept)
+        assert len(refused) == 20  # (those after the first refused build on it)
+        assert ops[-1].id not in replica.log
+        assert not replica.log.pending
+    # Delivered in another order (the refused ones first, then again), the same.
+    fresh = Group.replica(world.identities[2], world.replicas[0].id)
+    fresh.receive_all([op.raw for op in world.replicas[0].log.order])
+    fresh.receive_all([op.raw for op in reversed(ops)])
+    fresh.receive_all([op.raw for op in ops])
+    assert set(fresh.log.ops) == set(world.replicas[0].log.ops)

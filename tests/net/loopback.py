@@ -8,8 +8,9 @@ up` runs: the pure node, the driver, TCP sockets and a SQLite store.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,7 @@ class Device:
 
     @property
     def node(self) -> Node:
+        """The running node: read it inside `quiet(...)` (it runs in a worker thread)."""
         assert self.driver is not None
         return self.driver.node
 
@@ -146,3 +148,23 @@ async def start(
     tg.start_soon(device.driver.run, lambda port: started.set())
     await started.wait()
     return device
+
+
+@contextlib.contextmanager
+def quiet(*devices: Device) -> Iterator[None]:
+    """Hold the nodes still (between events) to read their state from a test."""
+    with contextlib.ExitStack() as stack:
+        for device in devices:
+            if device.driver is not None:
+                stack.enter_context(device.driver.lock)
+        yield
+
+
+async def wait_until(check: Callable[[], bool], *devices: Device, timeout: float = 20) -> None:
+    """Wait until `check()` holds, reading the devices' nodes between their events."""
+    with anyio.fail_after(timeout):
+        while True:
+            with quiet(*devices):
+                if check():
+                    return
+            await anyio.sleep(0.02)

@@ -6,6 +6,7 @@ the store and the node are the real ones `covey up` runs.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import anyio
@@ -14,7 +15,7 @@ import pytest
 from covey.core.node import io
 from covey.core.seal import open_bytes, seal_bytes
 from tests.conftest import SeededRng
-from tests.net.loopback import Device, running
+from tests.net.loopback import Device, quiet, running, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -34,12 +35,6 @@ async def pair(inviter: Device, joiner: Device, group: str, role: str = "member"
     return joined[-1].data
 
 
-async def wait_until(check, timeout: float = 20) -> None:
-    with anyio.fail_after(timeout):
-        while not check():
-            await anyio.sleep(0.02)
-
-
 async def test_pair_then_a_rotation_reaches_the_other_device(tmp_path: Path) -> None:
     async with running(tmp_path, ["laptop", "phone"]) as (laptop, phone):
         created = await laptop.command(io.CreateGroup("family"))
@@ -52,17 +47,42 @@ async def test_pair_then_a_rotation_reaches_the_other_device(tmp_path: Path) -> 
         laptop_group = laptop.driver.node.groups[group_id]
         phone_group = phone.driver.node.groups[group_id]
         await wait_until(
-            lambda: phone_group.state.current_epoch == laptop_group.state.current_epoch
+            lambda: phone_group.state.current_epoch == laptop_group.state.current_epoch,
+            laptop,
+            phone,
         )
         # What the laptop seals now, the phone opens.
-        sealed = seal_bytes(laptop_group, b"wifi: correct-horse", b"", SeededRng("s"))
-        plain, _ = open_bytes(lambda _: phone_group, sealed)
+        with quiet(laptop, phone):
+            sealed = seal_bytes(laptop_group, b"wifi: correct-horse", b"", SeededRng("s"))
+            plain, _ = open_bytes(lambda _: phone_group, sealed)
         assert plain == b"wifi: correct-horse"
     # Everything the phone learned was persisted: a restart from its store agrees.
     async with running(tmp_path, ["phone"]) as (again,):
-        reloaded = again.node.groups[group_id]
-        assert reloaded.log.heads == phone_group.log.heads
-        assert reloaded.state.current_epoch.id in reloaded.keys
+        with quiet(again):
+            reloaded = again.node.groups[group_id]
+            assert reloaded.log.heads == phone_group.log.heads
+            assert reloaded.state.current_epoch.id in reloaded.keys
+
+
+async def test_the_node_works_off_the_event_loop(tmp_path: Path) -> None:
+    """Review finding (5c): one peer's long sync (a big ops message, the merge
+    it settles) blocked the node's event loop, so every other connection and
+    the control socket waited. The node now handles each event in a worker
+    thread, one at a time."""
+    async with running(tmp_path, ["laptop"]) as (laptop,):
+        threads = []
+        node = laptop.node
+        real = node.handle
+
+        def spy(*args):  # type: ignore[no-untyped-def]
+            threads.append(threading.current_thread())
+            return real(*args)
+
+        node.handle = spy  # type: ignore[method-assign]
+        created = await laptop.command(io.CreateGroup("family"))
+        assert created[-1].error is None
+        assert threads
+        assert threading.current_thread() not in threads
 
 
 async def test_junk_on_the_port_closes_those_connections_only(tmp_path: Path) -> None:
@@ -89,7 +109,9 @@ async def test_junk_on_the_port_closes_those_connections_only(tmp_path: Path) ->
             lambda: (
                 phone.node.groups[group_id].state.current_epoch
                 == laptop.node.groups[group_id].state.current_epoch
-            )
+            ),
+            laptop,
+            phone,
         )
         failed = laptop.seen("connection_failed")
         assert len(failed) >= 3

@@ -24,8 +24,8 @@ import pytest
 from covey.core.node import io
 from covey.runtime import control
 from tests.cli.test_identity_cli import assert_one_line_error, covey
-from tests.net.loopback import Device, running
-from tests.net.test_driver import pair, wait_until
+from tests.net.loopback import Device, quiet, running, wait_until
+from tests.net.test_driver import pair
 
 pytestmark = pytest.mark.anyio
 
@@ -52,7 +52,9 @@ async def test_a_lost_phone_is_removed_and_cannot_open_what_is_sealed_next(
         joined = await pair(laptop, phone, "family")
         await pair(laptop, tablet, "family")
         group_id = bytes.fromhex(joined["group_id"])
-        await wait_until(lambda: same_epoch([laptop, phone, tablet], group_id))
+        await wait_until(
+            lambda: same_epoch([laptop, phone, tablet], group_id), laptop, phone, tablet
+        )
     sealed = await cli("seal", "-g", "family", str(before), "--json", home=laptop.home)
     assert sealed.returncode == 0, sealed.stderr
     opened = await cli(
@@ -77,7 +79,7 @@ async def test_a_lost_phone_is_removed_and_cannot_open_what_is_sealed_next(
                 assert document["removed"]["name"] == "phone"
                 assert [d["name"] for d in document["told"]] == ["tablet"]
                 assert document["to_tell"] == []
-                await wait_until(lambda: same_epoch([laptop, tablet], group_id))
+                await wait_until(lambda: same_epoch([laptop, tablet], group_id), laptop, tablet)
                 sealed = await cli("seal", "-g", "family", str(after), home=laptop.home)
                 assert sealed.returncode == 0, sealed.stderr
                 tg.cancel_scope.cancel()
@@ -99,9 +101,10 @@ async def test_a_lost_phone_is_removed_and_cannot_open_what_is_sealed_next(
     async with running(tmp_path, ["laptop", "tablet", "phone"]) as (laptop, tablet, phone):
         await wait_until(lambda: bool(phone.seen("removed")))
         assert phone.seen("removed")[0]["by"] == "laptop"
-        group = phone.node.groups[group_id]
-        assert phone.me.device_id.raw not in group.state.members
-        assert group.state.current_epoch.id not in group.keys
+        with quiet(phone):
+            group = phone.node.groups[group_id]
+            assert phone.me.device_id.raw not in group.state.members
+            assert group.state.current_epoch.id not in group.keys
     status = await cli("status", "--json", home=phone.home)
     standing = json.loads(status.stdout)["groups"][0]
     assert standing["standing"] == "removed"

@@ -121,20 +121,22 @@ class Group:
 
     # --- receiving -----------------------------------------------------------
 
-    def receive(self, data: bytes) -> Received:
+    def receive(self, data: bytes, sender: bytes | None = None) -> Received:
         """Take one op's bytes from anywhere; learn any keys it carries for us."""
-        received = self.log.receive(data)
+        received = self.log.receive(data, sender)
         self._learn_keys(received.integrated)
         return received
 
-    def receive_all(self, raws: Iterable[bytes]) -> list[Received | InvalidInput]:
+    def receive_all(
+        self, raws: Iterable[bytes], sender: bytes | None = None
+    ) -> list[Received | InvalidInput]:
         """Take everything one sync message or fetch delivered: an outcome per op, in order.
 
         A refused op gives its error in its place and the rest go on; the
         merged state is settled once, when next read (`GroupLog.receive_all`).
         """
         with collector_paused():  # many objects that live as long as the log
-            outcomes = self.log.receive_all(raws)
+            outcomes = self.log.receive_all(raws, sender)
             for outcome in outcomes:
                 if isinstance(outcome, Received):
                     self._learn_keys(outcome.integrated)

@@ -44,13 +44,32 @@ from covey.core import clocks, crypto, membership
 from covey.core.identity import DeviceRecord
 from covey.core.membership import Fork, GroupState, Plan
 from covey.core.ops import Add, Genesis, History, Op, parse_op
-from covey.errors import BadSignature, BufferFull, InvalidInput, UnknownDevice, WrongGroup
+from covey.errors import (
+    BadSignature,
+    BufferFull,
+    InvalidInput,
+    OutsiderLimit,
+    UnknownDevice,
+    WrongGroup,
+)
 from covey.gcpause import collector_paused
 
 #: Ops waiting for a missing parent: enough for a long partition's worth of
 #: changes arriving out of order, small enough to bound memory.
 MAX_PENDING_OPS: Final = 10_000
 MAX_PENDING_BYTES: Final = 64 << 20
+#: Of those, at most this many from one sender (the peer that delivered
+#: them), so one peer's junk cannot crowd out another's real ops.
+MAX_PENDING_PER_SENDER: Final = 2_500
+#: Ops one device may add after it knew it was no member (removed, and
+#: the removal in its causal past): kept, like every invalid op, so the DAG
+#: stays whole, but only this many in a row; every replica refuses the
+#: rest, the same ones (review finding: 2,000 such ops were kept, forwarded
+#: and replayed forever).
+MAX_OPS_AFTER_REMOVAL: Final = 16
+#: Refused ops remembered, so that ops built on them are refused at once
+#: (not buffered for a parent that never comes).
+MAX_REFUSED_REMEMBERED: Final = 4_096
 #: States of branch tips kept to judge a concurrent branch's next op.
 MAX_BRANCH_STATES: Final = 8
 #: A checkpoint of the merged state every this many positions of the order.
@@ -111,6 +130,11 @@ class GroupLog:
         self.equivocations: dict[bytes, Fork] = {}
         self.pending: dict[bytes, Op] = {}
         self.pending_bytes = 0
+        #: Pending op -> who delivered it (None: this device's own store), and
+        #: whether its signature could be checked when it came.
+        self._pending_from: dict[bytes, tuple[bytes | None, bool]] = {}
+        self._pending_count: dict[bytes | None, int] = {}
+        self._unchecked: dict[bytes | None, OrderedDict[bytes, None]] = {}
         self.authors = clocks.Authors()
         self._clocks: dict[bytes, clocks.Clock] = {}
         #: Per author, its ops' sequence numbers -> IDs (for the evidence), and sorted.
@@ -129,6 +153,9 @@ class GroupLog:
         self._fresh: list[Op] = []
         self._forked: set[bytes] = set()
         self._branches: OrderedDict[bytes, _Branch] = OrderedDict()
+        #: Ops by known outsiders -> how many in a row (`_outsider_run`).
+        self._outsiders: dict[bytes, int] = {}
+        self._refused: OrderedDict[bytes, None] = OrderedDict()
         #: Integrated ops a store has not saved yet, in arrival order.
         self.unsaved: list[Op] = []
         #: The pending ops' IDs as a store last saved them.
@@ -207,11 +234,16 @@ class GroupLog:
 
     # --- writing -------------------------------------------------------------
 
-    def receive(self, data: bytes) -> Received:
-        """Take one op's bytes. Raises an InvalidInput subclass if it is refused."""
-        return self.receive_op(parse_op(data))
+    def receive(self, data: bytes, sender: bytes | None = None) -> Received:
+        """Take one op's bytes (from `sender`, a peer device, if known).
 
-    def receive_all(self, raws: Iterable[bytes]) -> list[Received | InvalidInput]:
+        Raises an InvalidInput subclass if it is refused.
+        """
+        return self.receive_op(parse_op(data), sender)
+
+    def receive_all(
+        self, raws: Iterable[bytes], sender: bytes | None = None
+    ) -> list[Received | InvalidInput]:
         """Take many ops (one sync message): an outcome, or the refusal, per op, in order.
 
         The merged state is settled once, when next read, however many
@@ -220,7 +252,7 @@ class GroupLog:
         outcomes: list[Received | InvalidInput] = []
         for raw in raws:
             try:
-                outcomes.append(self.receive(raw))
+                outcomes.append(self.receive(raw, sender))
             except InvalidInput as exc:
                 outcomes.append(exc)
         return outcomes
@@ -249,7 +281,7 @@ class GroupLog:
         """A store committed the first `count` unsaved ops."""
         del self.unsaved[:count]
 
-    def receive_op(self, op: Op) -> Received:
+    def receive_op(self, op: Op, sender: bytes | None = None) -> Received:
         if op.id in self.ops or op.id in self.pending:
             return Received("duplicate", op)
         if isinstance(op.body, Genesis):
@@ -260,15 +292,25 @@ class GroupLog:
         ops = self.ops
         for parent in op.parents:
             if parent not in ops:
-                return self._buffer(op)
+                if parent in self._refused:  # it builds on what every replica refuses
+                    self._refuse(op.id)
+                    raise OutsiderLimit("that op builds on ops no replica keeps")
+                return self._buffer(op, sender)
         integrated = [op]
         outcome = self._integrate(op)
         integrated.extend(self._release_pending())
         return Received(outcome, op, integrated)
 
-    def _buffer(self, op: Op) -> Received:
-        # Check what can be checked now: a known author's signature.
-        # (An unknown author may be added by an op still on its way.)
+    def _buffer(self, op: Op, sender: bytes | None) -> Received:
+        """Keep an op until its parents come (bounded, per sender, junk out first).
+
+        What can be checked now is: a known author's signature (an unknown
+        author may be added by an op still on its way). One sender may fill
+        at most `MAX_PENDING_PER_SENDER` places; when the whole buffer is
+        full, the sender holding most places loses its oldest op whose
+        signature could not be checked, and a sender that holds none of
+        those, or a checked op from a full sender, is refused.
+        """
         known = self.devices.get(op.author)
         if known is not None and not self._restoring:
             crypto.verify(
@@ -278,11 +320,46 @@ class GroupLog:
                 op.envelope.signature,
             )
         size = len(op.raw)
-        if len(self.pending) >= MAX_PENDING_OPS or self.pending_bytes + size > MAX_PENDING_BYTES:
+        if size > MAX_PENDING_BYTES:
             raise BufferFull()
+        if self._pending_count.get(sender, 0) >= MAX_PENDING_PER_SENDER and not self._evict(sender):
+            raise BufferFull("that peer's ops waiting for their parents are too many")
+        while len(self.pending) >= MAX_PENDING_OPS or self.pending_bytes + size > MAX_PENDING_BYTES:
+            busiest = max(self._pending_count, key=lambda s: self._pending_count[s], default=None)
+            if busiest is None or not self._evict(busiest):
+                raise BufferFull()
         self.pending[op.id] = op
         self.pending_bytes += size
+        self._pending_from[op.id] = (sender, known is not None)
+        self._pending_count[sender] = self._pending_count.get(sender, 0) + 1
+        if known is None:
+            self._unchecked.setdefault(sender, OrderedDict())[op.id] = None
         return Received("pending", op)
+
+    def _evict(self, sender: bytes | None) -> bool:
+        """Drop `sender`'s oldest unchecked pending op; False if it has none."""
+        queue = self._unchecked.get(sender)
+        if not queue:
+            return False
+        op_id, _ = queue.popitem(last=False)
+        self._unpend(op_id)
+        return True
+
+    def _unpend(self, op_id: bytes) -> Op:
+        op = self.pending.pop(op_id)
+        self.pending_bytes -= len(op.raw)
+        sender, checked = self._pending_from.pop(op_id)
+        if not checked:
+            queue = self._unchecked[sender]
+            queue.pop(op_id, None)
+            if not queue:
+                del self._unchecked[sender]
+        left = self._pending_count[sender] - 1
+        if left:
+            self._pending_count[sender] = left
+        else:
+            del self._pending_count[sender]
+        return op
 
     def _release_pending(self) -> list[Op]:
         released: list[Op] = []
@@ -302,8 +379,7 @@ class GroupLog:
             _, op = heapq.heappop(ready)
             if op.id not in self.pending:
                 continue
-            del self.pending[op.id]
-            self.pending_bytes -= len(op.raw)
+            self._unpend(op.id)
             try:
                 self._integrate(op)
             except (UnknownDevice, BadSignature):
@@ -338,16 +414,12 @@ class GroupLog:
             # removed admin escaped the veto of its removal that way).
             clock = clocks.put(clock, index, op.seq)
 
-        forked = self._note_seq(op)
         heads = self.heads
-        fast = (
-            not forked
-            and not self.stale
-            and len(parents) == len(heads)
-            and all(parent in heads for parent in parents)
+        on_heads = (
+            not self.stale and len(parents) == len(heads) and all(p in heads for p in parents)
         )
         branch: _Branch | None = None
-        if fast:
+        if on_heads:
             past_state = self._state
         elif not parents:
             past_state = None
@@ -358,6 +430,21 @@ class GroupLog:
             reason: str | None = SEQ_REASON
         else:
             reason = membership.check(past_state, op)
+        run = self._outsider_run(op) if reason == membership.NOT_A_MEMBER else 0
+        if run > MAX_OPS_AFTER_REMOVAL:
+            if branch is not None and len(parents) == 1:
+                self._branches[parents[0]] = branch  # (it was not used)
+            self._refuse(op.id)
+            raise OutsiderLimit(
+                f"a device that knows it is no member may add at most "
+                f"{MAX_OPS_AFTER_REMOVAL} ops to a group's log"
+            )
+        if run:
+            self._outsiders[op.id] = run
+        forked = self._note_seq(op)
+        fast = on_heads and not forked
+        if on_heads and not fast:
+            branch = None  # (the merged state is not ours to grow; rare: a new fork)
 
         self.ops[op.id] = op
         self.unsaved.append(op)
@@ -383,6 +470,24 @@ class GroupLog:
             if branch is not None and reason != SEQ_REASON:
                 self._grow_branch(op, branch, reason)
         return "applied" if reason is None else "rejected"
+
+    def _refuse(self, op_id: bytes) -> None:
+        """Remember a refused op (the last few), so what builds on it is refused too."""
+        self._refused[op_id] = None
+        while len(self._refused) > MAX_REFUSED_REMEMBERED:
+            self._refused.popitem(last=False)
+
+    def _outsider_run(self, op: Op) -> int:
+        """How many ops in a row, this one included, its author wrote as a known outsider.
+
+        A function of the op's causal past (its author's previous op is in
+        it), so every replica refuses the same ops.
+        """
+        before = self.by_author_seq.get((op.author, op.seq - 1), [])
+        if len(before) > 1:  # a fork: the one in the op's past
+            past = self.ancestors(op.parents)
+            before = [i for i in before if i in past]
+        return 1 + max((self._outsiders.get(i, 0) for i in before), default=0)
 
     def _note_seq(self, op: Op) -> bool:
         """Record the op's (author, sequence number); True if that made new evidence."""

@@ -263,7 +263,7 @@ def check(state: GroupState | None, op: Op) -> str | None:
         return "the op belongs to another group"
     author = state.members.get(op.author)
     if author is None:
-        return "its author is not a member"
+        return NOT_A_MEMBER
     if author_needs(op) == "admin" and author.role != "admin":
         return "its author is not an admin"
     members: AbstractSet[bytes] = state.members.keys()
@@ -703,6 +703,7 @@ def replay(
 
 
 EQUIVOCATED: Final = "its author equivocated"
+NOT_A_MEMBER: Final = "its author is not a member"
 #: Rank of an author with no live add (after every real position).
 NO_SENIORITY: Final = 1 << 62
 

@@ -242,7 +242,7 @@ class SyncSession:
             raise MalformedMessage("ops are byte strings")
         if group is None:
             return outcome
-        for received in group.receive_all(ops):
+        for received in group.receive_all(ops, self.peer):
             if isinstance(received, InvalidInput):
                 outcome.refused.append(str(received))
             elif received.integrated:

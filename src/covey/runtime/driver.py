@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
@@ -37,6 +38,7 @@ from typing import Any, Final, Protocol
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from covey.core import Rng
@@ -161,6 +163,9 @@ class Driver:
     _started: anyio.Event = field(default_factory=anyio.Event)
     #: Requests whose requester left (at most one per request).
     _cancels: list[int] = field(default_factory=list)
+    #: Held while the node handles an event (in a worker thread): whoever
+    #: reads the node from outside (a test) holds it too.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     async def run(self, ready: Callable[[int], None] | None = None) -> None:
         """Serve until cancelled; `ready(port)` once listening (port 0: no listener)."""
@@ -259,19 +264,33 @@ class Driver:
 
     # --- the node's loop ---------------------------------------------------------------
 
+    async def _handle(self, event: io.Event) -> list[io.Effect]:
+        """Run the node on one event in a worker thread, off the event loop.
+
+        One event can be long work (a sync message of 512 ops, the merge it
+        settles, a welcome with a whole log): on the loop it would stall every
+        connection and the control socket meanwhile. The node is still driven
+        by this one task, one event at a time, so it needs no lock.
+        """
+        now = self.clock()
+
+        def work() -> list[io.Effect]:
+            with self.lock:
+                return self.node.handle(event, now, self.rng)
+
+        return await anyio.to_thread.run_sync(work)
+
     async def _run_node(self, inbox: MemoryObjectReceiveStream[io.Event]) -> None:
-        effects = self.node.handle(io.Tick(), self.clock(), self.rng)
-        await self._carry_out(effects)
+        await self._carry_out(await self._handle(io.Tick()))
         while True:
             while self._cancels:
                 request = self._cancels.pop(0)
-                await self._carry_out(self.node.handle(io.Cancel(request), self.clock(), self.rng))
+                await self._carry_out(await self._handle(io.Cancel(request)))
             event: io.Event = io.Tick()
             timeout = math.inf if self._wake is None else max(0.0, self._wake - self.clock())
             with anyio.move_on_after(timeout):
                 event = await inbox.receive()
-            effects = self.node.handle(event, self.clock(), self.rng)
-            await self._carry_out(effects)
+            await self._carry_out(await self._handle(event))
 
     async def _carry_out(self, effects: list[io.Effect]) -> None:
         for effect in effects:
