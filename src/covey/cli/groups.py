@@ -102,14 +102,18 @@ def show(ctx: Context, name: str) -> None:
     Read from the view the store keeps beside the ops (no replay, no
     passphrase: nothing secret is shown).
     """
-    from covey.store.sqlite import Store
+    from covey.store import reader
 
-    async def go() -> dict[str, Any]:
-        async with Store.open(ctx.home) as store:
-            group_id, _ = await store.find_group(name)
-            return await store.group_view(group_id)
+    group_id, stored = reader.group_view(ctx.home, name)
+    if stored is None:
+        from covey.store.sqlite import Store
 
-    document = run(go)
+        async def rebuild() -> dict[str, Any]:
+            async with Store.open(ctx.home) as store:
+                return await store.rebuild_view(group_id)
+
+        stored = run(rebuild)
+    document = stored
 
     def human() -> None:
         epoch = document["epoch"]

@@ -61,15 +61,16 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         ) STRICT""",
     ),
     # 3 -> 4: what a group's ops mean, kept beside them (written in the same
-    # transaction; `ops` says how many ops it describes, so a view that does
-    # not match is rebuilt by a replay, not trusted), and the ops that wait
-    # for a parent (kept across restarts).
+    # transaction; `last_arrival` is the last op it describes, so a view that
+    # does not match the stored ops is rebuilt by a replay, not trusted), and
+    # the ops that wait for a parent (kept across restarts).
     (
         """CREATE TABLE grp_view (
             group_id BLOB PRIMARY KEY REFERENCES grp (id) ON DELETE CASCADE,
-            ops INTEGER NOT NULL,
+            last_arrival INTEGER NOT NULL,
             doc BLOB NOT NULL
         ) STRICT""",
+        "CREATE INDEX op_by_group ON op (group_id, arrival)",
         """CREATE TABLE pending_op (
             group_id BLOB NOT NULL REFERENCES grp (id) ON DELETE CASCADE,
             id BLOB NOT NULL,

@@ -403,43 +403,31 @@ class Store:
         return saved
 
     async def _write_view(self, log: GroupLog, me: bytes) -> None:
+        """Keep what the group's stored ops mean beside them (`covey.store.reader`)."""
         from covey.core.node.views import describe_log
 
         document = json.dumps(describe_log(log, me), separators=(",", ":")).encode()
+        last = await self._scalar("SELECT max(arrival) FROM op WHERE group_id = ?", (log.group_id,))
         await self._db.execute(
-            "INSERT OR REPLACE INTO grp_view (group_id, ops, doc) VALUES (?, ?, ?)",
-            (log.group_id, len(log), document),
+            "INSERT OR REPLACE INTO grp_view (group_id, last_arrival, doc) VALUES (?, ?, ?)",
+            (log.group_id, last, document),
         )
 
-    async def group_view(self, group_id: bytes) -> dict[str, Any]:
-        """What `covey group show` prints, read without replaying the log.
+    async def rebuild_view(self, group_id: bytes) -> dict[str, Any]:
+        """A group's view made again from its ops, every signature checked, and stored.
 
-        The view is written with the ops, in one transaction; one that does
-        not describe as many ops as are stored (a damaged or older store) is
-        rebuilt from the ops (verified and replayed), not trusted.
+        For a view that `covey.store.reader` found missing or not matching
+        the stored ops (a store from before views, or damaged): it is rebuilt,
+        not trusted.
         """
-        me = (await self.device_record()).device_id.raw
-        async with self.transaction(write=False):
-            async with self._db.execute(
-                "SELECT ops, doc FROM grp_view WHERE group_id = ?", (group_id,)
-            ) as cursor:
-                row = await cursor.fetchone()
-            stored = await self._scalar("SELECT count(*) FROM op WHERE group_id = ?", (group_id,))
-        document: dict[str, Any] | None = None
-        if row is not None and row[0] == stored:
-            try:
-                document = json.loads(bytes(row[1]))
-            except ValueError:
-                document = None
-        if not isinstance(document, dict):
-            from covey.core.node.views import describe_log
+        from covey.core.node.views import describe_log
 
-            log = await self.load_log(group_id, verify=True)
-            async with self.transaction():
-                await self._write_view(log, me)
-            document = describe_log(log, me)
-        epoch = bytes.fromhex(document["epoch"]["id"])
-        name = _epoch_prefix(group_id) + epoch.hex()
+        me = (await self.device_record()).device_id.raw
+        log = await self.load_log(group_id, verify=True)
+        async with self.transaction():
+            await self._write_view(log, me)
+        document = describe_log(log, me)
+        name = _epoch_prefix(group_id) + str(document["epoch"]["id"])
         held = await self._scalar("SELECT 1 FROM secret WHERE name = ?", (name,))
         document["epoch"]["key_held"] = held is not None
         return document
