@@ -135,11 +135,14 @@ class GroupLog:
         self._pending_from: dict[bytes, tuple[bytes | None, bool]] = {}
         self._pending_count: dict[bytes | None, int] = {}
         self._unchecked: dict[bytes | None, OrderedDict[bytes, None]] = {}
+        self._checked: dict[bytes | None, OrderedDict[bytes, None]] = {}
         self.authors = clocks.Authors()
         self._clocks: dict[bytes, clocks.Clock] = {}
         #: Per author, its ops' sequence numbers -> IDs (for the evidence), and sorted.
         self._seqs: dict[bytes, dict[int, list[bytes]]] = {}
         self._numbers: dict[bytes, list[int]] = {}
+        #: The same for valid ops only: equivocation evidence.
+        self._valid_seqs: dict[bytes, dict[int, list[bytes]]] = {}
         #: Genesis, adds, removes and role changes: what settles revocations.
         self._rights_ops: list[Op] = []
         self._grants_to = membership.Chains()
@@ -322,9 +325,15 @@ class GroupLog:
         size = len(op.raw)
         if size > MAX_PENDING_BYTES:
             raise BufferFull()
-        if self._pending_count.get(sender, 0) >= MAX_PENDING_PER_SENDER and not self._evict(sender):
+        if self._restoring:
+            pass  # (kept within these bounds when they came, by whoever sent them)
+        elif self._pending_count.get(sender, 0) >= MAX_PENDING_PER_SENDER and not self._evict(
+            sender
+        ):
             raise BufferFull("that peer's ops waiting for their parents are too many")
-        while len(self.pending) >= MAX_PENDING_OPS or self.pending_bytes + size > MAX_PENDING_BYTES:
+        while not self._restoring and (
+            len(self.pending) >= MAX_PENDING_OPS or self.pending_bytes + size > MAX_PENDING_BYTES
+        ):
             busiest = max(self._pending_count, key=lambda s: self._pending_count[s], default=None)
             if busiest is None or not self._evict(busiest):
                 raise BufferFull()
@@ -332,28 +341,32 @@ class GroupLog:
         self.pending_bytes += size
         self._pending_from[op.id] = (sender, known is not None)
         self._pending_count[sender] = self._pending_count.get(sender, 0) + 1
-        if known is None:
-            self._unchecked.setdefault(sender, OrderedDict())[op.id] = None
+        queues = self._unchecked if known is None else self._checked
+        queues.setdefault(sender, OrderedDict())[op.id] = None
         return Received("pending", op)
 
     def _evict(self, sender: bytes | None) -> bool:
-        """Drop `sender`'s oldest unchecked pending op; False if it has none."""
-        queue = self._unchecked.get(sender)
-        if not queue:
-            return False
-        op_id, _ = queue.popitem(last=False)
-        self._unpend(op_id)
-        return True
+        """Drop `sender`'s oldest pending op, one not checked first; False if it has none.
+
+        (A checked op of a known device whose parents never come is junk
+        too: it goes once the sender's unchecked ones have gone.)
+        """
+        for queues in (self._unchecked, self._checked):
+            queue = queues.get(sender)
+            if queue:
+                self._unpend(next(iter(queue)))
+                return True
+        return False
 
     def _unpend(self, op_id: bytes) -> Op:
         op = self.pending.pop(op_id)
         self.pending_bytes -= len(op.raw)
         sender, checked = self._pending_from.pop(op_id)
-        if not checked:
-            queue = self._unchecked[sender]
-            queue.pop(op_id, None)
-            if not queue:
-                del self._unchecked[sender]
+        queues = self._checked if checked else self._unchecked
+        queue = queues[sender]
+        del queue[op_id]
+        if not queue:
+            del queues[sender]
         left = self._pending_count[sender] - 1
         if left:
             self._pending_count[sender] = left
@@ -382,8 +395,8 @@ class GroupLog:
             self._unpend(op.id)
             try:
                 self._integrate(op)
-            except (UnknownDevice, BadSignature):
-                continue  # a forged op that waited: dropped now
+            except (UnknownDevice, BadSignature, OutsiderLimit):
+                continue  # a forged op, or one no replica keeps, that waited: dropped now
             released.append(op)
             for child in waiting.pop(op.id, ()):
                 if child.id in self.pending and all(p in self.ops for p in child.parents):
@@ -430,7 +443,10 @@ class GroupLog:
             reason: str | None = SEQ_REASON
         else:
             reason = membership.check(past_state, op)
-        run = self._outsider_run(op) if reason == membership.NOT_A_MEMBER else 0
+        outsider = not isinstance(op.body, Genesis) and (
+            past_state is None or op.author not in past_state.members
+        )
+        run = self._outsider_run(op) if outsider else 0
         if run > MAX_OPS_AFTER_REMOVAL:
             if branch is not None and len(parents) == 1:
                 self._branches[parents[0]] = branch  # (it was not used)
@@ -441,7 +457,7 @@ class GroupLog:
             )
         if run:
             self._outsiders[op.id] = run
-        forked = self._note_seq(op)
+        forked = self._note_seq(op, reason is None)
         fast = on_heads and not forked
         if on_heads and not fast:
             branch = None  # (the merged state is not ours to grow; rare: a new fork)
@@ -467,7 +483,14 @@ class GroupLog:
             self._extend(op, reason)
         else:
             self._fresh.append(op)
-            if branch is not None and reason != SEQ_REASON:
+            # The state of the op's past is its parent's plus one step, unless
+            # its author signed another op with its number: then that fork may
+            # be in its past (it equivocated there), and a replay decides.
+            if (
+                branch is not None
+                and reason != SEQ_REASON
+                and len(self.by_author_seq[(op.author, op.seq)]) == 1
+            ):
                 self._grow_branch(op, branch, reason)
         return "applied" if reason is None else "rejected"
 
@@ -480,6 +503,9 @@ class GroupLog:
     def _outsider_run(self, op: Op) -> int:
         """How many ops in a row, this one included, its author wrote as a known outsider.
 
+        An outsider: not a member in the op's own causal past (removed, and
+        it knew; or never added there), whatever else is wrong with the op.
+
         A function of the op's causal past (its author's previous op is in
         it), so every replica refuses the same ops.
         """
@@ -487,10 +513,19 @@ class GroupLog:
         if len(before) > 1:  # a fork: the one in the op's past
             past = self.ancestors(op.parents)
             before = [i for i in before if i in past]
+        # (and its own ops it names as parents: numbers need not follow)
+        before = [*before, *(p for p in op.parents if self.ops[p].author == op.author)]
         return 1 + max((self._outsiders.get(i, 0) for i in before), default=0)
 
-    def _note_seq(self, op: Op) -> bool:
-        """Record the op's (author, sequence number); True if that made new evidence."""
+    def _note_seq(self, op: Op, valid: bool) -> bool:
+        """Record the op's (author, sequence number); True if that made new evidence.
+
+        Only valid ops are evidence (PROTOCOL.md 6.2, rule 6): an op that
+        reuses a number its author already used in its own past fails the
+        sequence check and is never applied, so it harms nobody; counting
+        it let a device, even one removed long ago, void its own old ops
+        (its add of others, a genesis) by signing one op with an old number.
+        """
         key = (op.author, op.seq)
         ids = self.by_author_seq.get(key)
         if ids is None:
@@ -499,9 +534,15 @@ class GroupLog:
             bisect.insort(self._numbers.setdefault(op.author, []), op.seq)
             if op.seq > self.latest.get(op.author, 0):
                 self.latest[op.author] = op.seq
+        else:
+            ids.append(op.id)
+        if not valid:
             return False
-        ids.append(op.id)
-        fork = membership.fork_of(self._seqs[op.author])
+        valid_ids = self._valid_seqs.setdefault(op.author, {}).setdefault(op.seq, [])
+        valid_ids.append(op.id)
+        if len(valid_ids) < 2:
+            return False
+        fork = membership.fork_of(self._valid_seqs[op.author])
         assert fork is not None
         if self.equivocations.get(op.author) == fork:
             return False  # a third fork that changes no evidence
@@ -558,7 +599,7 @@ class GroupLog:
     def _replay_past(self, parents: Iterable[bytes]) -> tuple[GroupState | None, int]:
         past = self.ancestors(parents)
         order = self._kahn([self.ops[i] for i in past])
-        forks = membership.forks_of(order)
+        forks = membership.forks_of(order, self.validity)
         return membership.replay(order, self.validity, self, forks, self.ops), len(order)
 
     def _kahn(self, ops: list[Op]) -> list[Op]:

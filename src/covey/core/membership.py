@@ -332,11 +332,12 @@ def fork_of(ids_by_seq: Mapping[int, Iterable[bytes]]) -> Fork | None:
     return None
 
 
-def forks_of(ops: Iterable[Op]) -> dict[bytes, Fork]:
-    """Every author's equivocation evidence within a set of ops."""
+def forks_of(ops: Iterable[Op], validity: Mapping[bytes, str | None]) -> dict[bytes, Fork]:
+    """Every author's equivocation evidence within a set of ops (valid ops only)."""
     seen: dict[bytes, dict[int, list[bytes]]] = {}
     for op in ops:
-        seen.setdefault(op.author, {}).setdefault(op.seq, []).append(op.id)
+        if validity.get(op.id, "not checked") is None:
+            seen.setdefault(op.author, {}).setdefault(op.seq, []).append(op.id)
     forks = {}
     for author, by_seq in seen.items():
         if any(len(ids) > 1 for ids in by_seq.values()):
@@ -493,16 +494,23 @@ def _effective_revocations(
     support_memo: dict[bytes, frozenset[Op]] = {}
 
     def support(op: Op) -> frozenset[Op]:
-        found = support_memo.get(op.id)
-        if found is None:
-            support_memo[op.id] = frozenset()  # a cycle cannot happen; guard anyway
-            result: set[Op] = set()
-            for grant in grants_to.get(op.author, ()):
-                if causality.before(grant, op):
-                    result.add(grant)
-                    result |= support(grant)
-            found = support_memo[op.id] = frozenset(result)
-        return found
+        """The grants `op`'s author holds its right through, recursively (iterative:
+        a chain of a thousand puppets, each added by the one before, is no deeper)."""
+        stack = [(op, False)]
+        while stack:
+            current, expanded = stack.pop()
+            if current.id in support_memo:
+                continue
+            under = [g for g in grants_to.get(current.author, ()) if causality.before(g, current)]
+            if not expanded:
+                stack.append((current, True))
+                stack.extend((g, False) for g in under if g.id not in support_memo)
+                continue
+            result: set[Op] = set(under)
+            for grant in under:
+                result |= support_memo.get(grant.id, frozenset())
+            support_memo[current.id] = frozenset(result)
+        return support_memo[op.id]
 
     # Index each revocation under every device whose revocation could attack it.
     exposed: dict[bytes, list[tuple[Op, Op]]] = {}  # device -> (revocation, op it rests on)
@@ -522,6 +530,10 @@ def _effective_revocations(
                 and _vetoes(causality, r1, target, taken, held)
             ):
                 attackers[r2.id].add(r1.id)
+    attacked_by_me: dict[bytes, set[bytes]] = {r.id: set() for r in revocations}
+    for rid, sources in attackers.items():
+        for source in sources:
+            attacked_by_me[source].add(rid)
     effective: set[bytes] = set()
     defeated: set[bytes] = set()
     undecided = [r.id for r in revocations]
@@ -532,8 +544,8 @@ def _effective_revocations(
             changed = False
             for rid in list(undecided):
                 live = [a for a in attackers[rid] if a not in defeated]
-                if any(a in effective for a in live):
-                    defeated.add(rid)
+                if any(a in effective for a in live) or attacked_by_me[rid] & effective:
+                    defeated.add(rid)  # (effective ones never attack each other)
                 elif not live:
                     effective.add(rid)
                 else:
@@ -697,7 +709,7 @@ def replay(
     if not order:
         return None
     if forks is None:
-        forks = forks_of(order)
+        forks = forks_of(order, validity)
     by_id = ops if ops is not None else {op.id: op for op in order}
     return settle(order, validity, causality, forks, by_id)[0]
 
