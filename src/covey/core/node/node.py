@@ -58,7 +58,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from covey.core import Rng, channel, discovery, pairing, roster
+from covey.core import Rng, channel, discovery, introduction, pairing, roster
 from covey.core.group import Group
 from covey.core.identity import DeviceRecord, Identity, validate_name
 from covey.core.node import io
@@ -121,6 +121,16 @@ MAX_TELLINGS: Final = 16
 #: to tell it so. Bounded: a removed device that fails every sync on purpose
 #: must not be dialed forever.
 MAX_REMOVED_DIALS: Final = 3
+#: Probes: a fellow member that may not know this device (it was added while
+#: that one was away) does not advertise for it, so its adverts are not
+#: recognized here. Each covey advert not recognized is dialed for such a
+#: member (the proof and introduction sealed to that member, which nobody
+#: else can open) at most once per PROBE_AGAIN seconds per address and member
+#: sought, MAX_PROBES at once (counted in MAX_DIALS), one per member.
+MAX_PROBES: Final = 2
+PROBE_AGAIN: Final = 3600.0
+#: Probes remembered, (member sought, address) -> when (the oldest forgotten first).
+MAX_PROBED: Final = 1024
 
 
 @dataclass(frozen=True)
@@ -159,6 +169,9 @@ class Peer:
     dialing: ConnId | None = None
     #: The addresses and port the last sync that worked reached.
     good: tuple[tuple[str, ...], int] | None = None
+    #: The groups whose add of this device the peer holds, as its hello in the
+    #: last sync said: no introduction is needed there.
+    knows: frozenset[bytes] = frozenset()
 
 
 @dataclass
@@ -254,6 +267,10 @@ class Node:
         self._removed_dials: dict[bytes, int] = {}
         #: Groups whose removal of this device was already reported.
         self._removal_reported: set[bytes] = set()
+        #: Probes made: (member sought, addresses, port) -> when (at most MAX_PROBED).
+        self._probed: dict[tuple[bytes, tuple[str, ...], int], float] = {}
+        #: Introductions for devices, made at this log generation.
+        self._introductions: tuple[int, dict[bytes, channel.Introduction]] = (-1, {})
         for group in self.groups.values():
             if self._is_leaving(group):
                 group.shred()  # (a replay re-opens the wraps still in the log)
@@ -325,6 +342,37 @@ class Node:
 
     def known_device(self, device_id: bytes) -> DeviceRecord | None:
         return self._known_devices().get(device_id)
+
+    def introduce(
+        self,
+        device_id: bytes,
+        offered: channel.Introduction,
+        check: Callable[[DeviceRecord], None],
+        out: list[Effect],
+    ) -> int:
+        me = self.me.device_id.raw
+        changed = introduction.admit(self.groups, me, device_id, offered, check)
+        if changed:
+            self.persist(changed, out)  # before the answer, whatever it is
+        return len(changed)
+
+    def introduction_for(self, device_id: bytes) -> channel.Introduction:
+        """What to seal with this device's proof for `device_id`: per group both are
+        members of where its hello did not show it knows us, the ops that make us one."""
+        generation, made = self._introductions
+        if generation != self.generation:
+            made = {}
+            self._introductions = (self.generation, made)
+        if device_id not in made:
+            peer = self.peers.get(device_id)
+            knows = peer.knows if peer is not None else frozenset()
+            groups = [
+                g
+                for _, g in sorted(self.groups.items())
+                if g.id not in knows and g.id not in self.leaving and g.log.state is not None
+            ]
+            made[device_id] = introduction.introduction(groups, self.me.device_id.raw, device_id)
+        return made[device_id]
 
     def persist(self, groups: set[bytes], out: list[Effect]) -> None:
         for group_id in groups:
@@ -443,7 +491,7 @@ class Node:
         """
         if not self.config.serve:
             return
-        dialing = sum(1 for link in self.links.values() if link.dials_for is not None)
+        dialing = sum(1 for link in self.links.values() if _dialing(link))
         targets = self._targets()
         removed = self._to_tell_removed(targets)
         for device_id, peer in self.peers.items():
@@ -471,7 +519,17 @@ class Node:
                     choices.append((advert.addresses, advert.port))
             addresses, port = choices[peer.failures % len(choices)]
             conn = self._dial(addresses, port, out)
-            link = ChannelLink(self, conn, "", self.now, self.rng, initiator=True, expect=record)
+            offered = self.introduction_for(device_id) if device_id in targets else None
+            link = ChannelLink(
+                self,
+                conn,
+                "",
+                self.now,
+                self.rng,
+                initiator=True,
+                expect=record,
+                introduction=offered,
+            )
             link.dials_for, link.generation = device_id, self.generation
             link.dialed = (addresses, port)
             self.links[conn] = link
@@ -479,6 +537,74 @@ class Node:
             dialing += 1
             if device_id not in targets:
                 self._removed_dials[device_id] = self._removed_dials.get(device_id, 0) + 1
+
+    def _probe_due(self, out: list[Effect]) -> None:
+        """Dial adverts not recognized, for fellow members that may not know this device.
+
+        Such a member (it was away when this device was added) advertises
+        for the devices it knows, not for this one, so none of its adverts
+        is recognized here, and it cannot recognize ours. A member with no
+        advert recognized and an introduction to make (`introduction_for`:
+        a group where nothing shows it holds our add) is sought: each covey
+        advert not recognized, at an address no recognized advert has, is
+        dialed for it at most once per PROBE_AGAIN. The proof and
+        introduction go sealed to the member sought: whoever else answers
+        opens nothing, and closes (PROTOCOL.md section 14).
+        """
+        if not self.config.serve or not self.others:
+            return
+        known = {(a.addresses, a.port) for a in self.adverts.values() if a.device is not None}
+        places = list(
+            dict.fromkeys(
+                (seen.addresses, seen.port)
+                for seen in self.others.values()
+                if (seen.addresses, seen.port) not in known
+            )
+        )
+        if not places:
+            return
+        probing = [link.probe_for for link in self.links.values() if link.probe_for is not None]
+        dialing = sum(1 for link in self.links.values() if _dialing(link))
+        for device_id, record in sorted(self._targets().items()):
+            if len(probing) >= MAX_PROBES or dialing >= MAX_DIALS:
+                return
+            peer = self.peers.get(device_id)
+            if device_id in probing or (
+                peer is not None
+                and (peer.dialing is not None or any(n in self.adverts for n in peer.adverts))
+            ):
+                continue
+            due = [
+                place
+                for place in places
+                if self.now >= self._probed.get((device_id, *place), -PROBE_AGAIN) + PROBE_AGAIN
+            ]
+            if not due:
+                continue
+            offered = self.introduction_for(device_id)
+            if not offered:
+                continue
+            addresses, port = due[0]
+            self._probed.pop((device_id, addresses, port), None)
+            self._probed[(device_id, addresses, port)] = self.now
+            while len(self._probed) > MAX_PROBED:
+                del self._probed[next(iter(self._probed))]
+            conn = self._dial(addresses, port, out)
+            link = ChannelLink(
+                self,
+                conn,
+                "",
+                self.now,
+                self.rng,
+                initiator=True,
+                expect=record,
+                introduction=offered,
+            )
+            link.probe_for, link.generation = device_id, self.generation
+            link.dialed = (addresses, port)
+            self.links[conn] = link
+            probing.append(device_id)
+            dialing += 1
 
     def _targets(self) -> dict[bytes, DeviceRecord]:
         """The devices this one advertises for: the other current members of its groups.
@@ -738,6 +864,11 @@ class Node:
         if isinstance(link, ChannelLink):
             result = link.result()
             assert result is not None
+            peer = self.peers.setdefault(result.peer.device_id.raw, Peer())
+            peer.knows = result.named  # (its hello named where it knows us)
+            self._introductions[1].pop(result.peer.device_id.raw, None)
+            if link.probe_for is not None and peer.dialing is None:
+                peer.synced, peer.good = max(peer.synced, link.generation), link.dialed
             met = io.PeerMet(
                 result.peer.device_id.raw, result.peer.name, link.address, int(self.now)
             )
@@ -1228,6 +1359,7 @@ class Node:
         self._refresh_advert(out)
         self._advance_joins(out)
         self._dial_due(out)
+        self._probe_due(out)
         self._advance_tellings(out)
 
     def _heal(self, out: list[Effect]) -> None:
@@ -1310,6 +1442,11 @@ class Node:
             if self._advert is not None or self.groups:
                 times.append((int(self.now) // discovery.HOUR + 1) * discovery.HOUR)
         return min(times) if times else None
+
+
+def _dialing(link: Link) -> bool:
+    """A dial of this node's for a device (to sync, to tell, or a probe)."""
+    return link.dials_for is not None or link.probe_for is not None
 
 
 def _unproven(link: Link) -> bool:
