@@ -136,7 +136,7 @@ INTRODUCED_LIMITS: Final = encoding.Limits(
     str_len=0,
     array_len=MAX_PROOF_OPS,
     map_len=0,
-    depth=4,
+    depth=5,
     objects=4 + 3 * MAX_PROOF_GROUPS + MAX_PROOF_OPS,
 )
 GROUP_ID_BYTES: Final = 32
@@ -168,7 +168,7 @@ def proof(
     if not introduction:
         return encoding.encode([first, signature])
     entries = [[group, list(ops)] for group, ops in introduction]
-    return encoding.encode([first, signature, entries])
+    return encoding.encode([first, signature, entries], INTRODUCED_LIMITS)
 
 
 def read_proof(data: bytes) -> tuple[bytes, bytes]:

@@ -51,9 +51,10 @@ def _applied_intros(log: GroupLog, device: bytes) -> list[Op]:
 def knows_of(log: GroupLog, peer: bytes, me: bytes) -> bool:
     """Whether the log shows that `peer` holds an op that made `me` a member.
 
-    It does if an op it wrote, or an op that added it, has one of those in
-    its causal past (it held that past when it wrote the op, or when it
-    joined). Founders need no introduction: every member holds the genesis.
+    It does if it wrote one, or if an op it wrote, or an op that added it,
+    has one in its causal past (it held that past when it wrote the op, or
+    when it joined). Founders need no introduction: every member holds the
+    genesis.
     """
     mine = _applied_intros(log, me)
     if not mine or any(isinstance(op.body, Genesis) for op in mine):
@@ -62,6 +63,8 @@ def knows_of(log: GroupLog, peer: bytes, me: bytes) -> bool:
     latest = log.latest.get(peer)
     if latest is not None:
         theirs += [log.ops[i] for i in log.by_author_seq.get((peer, latest), ()) if i in log.ops]
+    if any(intro.author == peer for intro in mine):
+        return True
     return any(log.before(intro, op) for intro in mine for op in theirs)
 
 
