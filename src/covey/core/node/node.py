@@ -24,7 +24,15 @@ everything the protocol decides:
 * **Accepting.** At most `MAX_CONNECTIONS` accepted connections at once and
   `MAX_PER_ADDRESS` from one address; when all are taken, a new one drops
   the oldest that has sent no whole message, else the oldest that has not
-  yet proven a known device, else it is refused.
+  yet proven a known device, else it is refused. A dialer this device does
+  not know may introduce itself (`introduce`: the ops that make it a
+  member, taken through the logs and persisted, `covey.core.introduction`).
+* **Probes.** A fellow member that may not know this device (it was away
+  when this device was added) does not advertise for it, so none of its
+  adverts is recognized here. While such a member has no advert recognized,
+  the adverts not recognized are dialed for it, each address at most once
+  per `PROBE_AGAIN`, `MAX_PROBES` at once, with this device's proof and
+  introduction sealed to that member (`introduction_for`).
 * **Healing.** A group whose current key is not held by exactly its members
   is rotated by its most senior member at once, and by the member ranked k
   after k x `HEAL_DELAY` seconds, unless a healing rotation arrives first.
