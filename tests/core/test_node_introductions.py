@@ -362,13 +362,13 @@ def mallory_node() -> Node:
     return Node(MALLORY, [group])
 
 
-def test_a_probed_stranger_learns_nothing_and_is_probed_at_most_hourly(
+def test_a_probed_stranger_learns_nothing_and_is_probed_ever_less_often(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The phone is away; the tablet sees a covey advert it does not recognize
     (Mallory's) and probes it for the phone. Mallory's node opens nothing: it
     sees neither the tablet's nor the phone's identity nor the group. The same
-    address is probed for the phone again only after PROBE_AGAIN."""
+    address is probed for the phone again after PROBE_AGAIN, then twice that."""
     _, phone, tablet = apart()
     mallory = mallory_node()
     wire = Wire(mallory, Node(TABLET, [tablet]))
@@ -385,13 +385,18 @@ def test_a_probed_stranger_learns_nothing_and_is_probed_at_most_hourly(
     assert leaked(TABLET, learned) == leaked(PHONE, learned) == []
     assert not any(phone.id in blob for blob in learned)
     assert refusals(wire, "mallory") == ["the peer is not a device this one knows"]
-    # Within the hour, nothing more; after it, one more probe.
-    wire.now = NOW + 100 + PROBE_AGAIN - 1
-    wire.feed(wire.b, io.AdvertSeen("renamed", ELSEWHERE, 9, theirs.txt))
-    assert len([e for who, e in wire.log if who == "tablet" and isinstance(e, io.Dial)]) == 1
-    wire.now = NOW + 100 + PROBE_AGAIN
-    wire.feed(wire.b, io.Tick())
-    assert len([e for who, e in wire.log if who == "tablet" and isinstance(e, io.Dial)]) == 2
+
+    # Within the hour, nothing more; after it, one more probe; then after two hours.
+    def probes_at(now: float) -> int:
+        wire.now = now
+        wire.feed(wire.b, io.AdvertSeen(f"renamed{now}", ELSEWHERE, 9, theirs.txt))
+        return len([e for who, e in wire.log if who == "tablet" and isinstance(e, io.Dial)])
+
+    start = NOW + 100
+    assert probes_at(start + PROBE_AGAIN - 1) == 1
+    assert probes_at(start + PROBE_AGAIN) == 2
+    assert probes_at(start + 3 * PROBE_AGAIN - 1) == 2
+    assert probes_at(start + 3 * PROBE_AGAIN) == 3
 
 
 def test_a_flood_of_adverts_gets_a_few_probes_at_a_time() -> None:
