@@ -148,6 +148,14 @@ def stranger_introduction(kind: str, phone: Group) -> channel.Introduction:
     elif kind == "self-added":  # Mallory adds herself: she is nobody in that group
         content = OpContent(phone.id, heads, 1, NOW, body)
         raw = sign_op(content, MALLORY.device_id.raw, MALLORY.secrets.signing_seed).raw
+    elif kind == "forged-chain":  # the laptop "adds" an accomplice, who adds Mallory
+        accomplice = create_identity("accomplice", NOW, SeededRng("accomplice"))
+        them = Add(accomplice.record, accomplice.record_bytes, "admin", rotation, b"")
+        made_up = OpContent(phone.id, heads, laptop_seq, NOW, them)
+        first = sign_op(made_up, LAPTOP.device_id.raw, MALLORY.secrets.signing_seed)
+        content = OpContent(phone.id, (first.id,), 1, NOW, body)
+        second = sign_op(content, accomplice.device_id.raw, accomplice.secrets.signing_seed)
+        return [(phone.id, [first.raw, second.raw])]
     elif kind == "other-group":  # a real add of Mallory, in a group the phone is not in
         accomplice = create_identity("accomplice", NOW, SeededRng("accomplice"))
         theirs = Group.create(accomplice, "family", "shared", NOW, rng)
@@ -179,7 +187,9 @@ def probe(
     wire.feed(dialer, io.Connected(-conn, "10.0.0.2"))
 
 
-@pytest.mark.parametrize("kind", ["forged", "unsigned", "self-added", "other-group"])
+@pytest.mark.parametrize(
+    "kind", ["forged", "unsigned", "self-added", "forged-chain", "other-group"]
+)
 def test_a_strangers_introduction_is_refused_and_changes_nothing(kind: str) -> None:
     """Mallory holds the phone's record (she seals to it) and the group's ID, and
     makes up an add of herself. Refused, the same way as any stranger, with the
@@ -256,6 +266,43 @@ def test_an_oversized_introduction_is_refused_before_anything_is_applied(
     assert not [e for who, e in wire.log if who == "phone" and isinstance(e, io.Persist)]
     probe(wire, wire.b, 2, [(group_id, ops)])
     assert TABLET.device_id.raw in phone.state.members
+
+
+def test_an_introduction_brings_nothing_the_dialer_wrote() -> None:
+    """The tablet (a real member) slips an op of its own, written after its add,
+    into its introduction: refused whole (an introduction brings only what led
+    to the dialer's add), the phone's log unchanged; without it, taken."""
+    _, phone, tablet = apart()
+    ((group_id, ops),) = honest_introduction(phone, tablet)
+    own = tablet.rotate(NOW + 50, SeededRng("tablet-writes")).raw
+    before = ops_of(phone)
+    wire = Wire(Node(PHONE, [phone]), Node(TABLET, [tablet]))
+    probe(wire, wire.b, 1, [(group_id, [*ops, own])])
+    assert refusals(wire, "phone") == ["the peer is not a device this one knows"]
+    assert ops_of(phone) == before
+    probe(wire, wire.b, 2, [(group_id, ops)])
+    assert TABLET.device_id.raw in phone.state.members
+
+
+def test_someone_else_holding_a_members_real_add_gets_nothing_applied() -> None:
+    """Mallory copied the tablet's real add and its chain (a former member has
+    them) and names the tablet, but cannot sign this session as the tablet:
+    refused before any group is looked at, nothing applied."""
+    _, phone, tablet = apart()
+    before = ops_of(phone)
+
+    def not_signed_by_the_tablet(record: object) -> None:
+        raise PeerRefused("the peer did not prove it is the device it names")
+
+    with pytest.raises(PeerRefused):
+        introduction.admit(
+            {phone.id: phone},
+            PHONE.device_id.raw,
+            TABLET.device_id.raw,
+            honest_introduction(phone, tablet),
+            not_signed_by_the_tablet,
+        )
+    assert ops_of(phone) == before
 
 
 def test_the_limits_of_an_introduction_as_read() -> None:

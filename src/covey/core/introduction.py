@@ -13,7 +13,9 @@ sync's) and then looks the dialer up again.
 
 Accepting those ops needs no trust in the dialer: they are signed ops of a
 group the responder holds, validated like any sync's; a forged one is
-refused and not stored. The responder never applies them out of order:
+refused and not stored. Each must lead to the dialer's add (be in its
+causal past), so none is the dialer's own. The responder never applies
+them out of order:
 every op's parents must be held already or come earlier in the same list
 (so nothing waits in the log's pending buffer on a stranger's say-so), and
 the first refused op ends that group's list.
@@ -143,7 +145,8 @@ def admit(
 
     First, whatever groups this device holds (the same work for every
     dialer): every op must parse and be of the group it is listed under,
-    each group's list must hold an add of `device`, and `check` (the
+    each group's list must hold an add of `device` and nothing that does
+    not lead to one (so nothing the dialer wrote), and `check` (the
     dialer's signature over this session's hash) must pass with the key of
     the record in that add; else PeerRefused, and nothing is applied.
 
@@ -164,7 +167,7 @@ def admit(
         if any(isinstance(op.body, Genesis) or op.content.group != group_id for op in ops):
             raise PeerRefused(REFUSED)
         adds = [op.body for op in ops if isinstance(op.body, Add) and op.body.target == device]
-        if not adds:
+        if not adds or not _all_lead_to_an_add(ops, device):
             raise PeerRefused(REFUSED)
         if record is None:
             record = adds[0].device
@@ -176,13 +179,13 @@ def admit(
     changed: set[bytes] = set()
     for group_id, raws, ops in parsed:
         group = groups.get(group_id)
-        held = (
+        take = (
             group is not None
             and group.log.state is not None
             and me in group.state.members
             and device not in group.state.devices
         )
-        log = group.log if group is not None and held else None
+        log = group.log if group is not None and take else None
         closed = _closed(log, ops)
         if group is None or log is None or not closed:
             _as_costly(record, raws[0])
@@ -197,6 +200,21 @@ def admit(
             if received.outcome == "pending":  # (cannot happen: parents were checked)
                 break
     return changed
+
+
+def _all_lead_to_an_add(ops: list[Op], device: bytes) -> bool:
+    """Whether every op is, within `ops`, in the causal past of an add of `device`
+    (each once): an introduction brings what led to the dialer's add, nothing
+    the dialer wrote itself, nothing after."""
+    by_id = {op.id: op for op in ops}
+    stack = [op.id for op in ops if isinstance(op.body, Add) and op.body.target == device]
+    reached: set[bytes] = set()
+    while stack:
+        current = stack.pop()
+        if current not in reached:
+            reached.add(current)
+            stack.extend(p for p in by_id[current].parents if p in by_id)
+    return len(by_id) == len(ops) == len(reached)
 
 
 def _closed(log: GroupLog | None, ops: list[Op]) -> bool:
