@@ -9,7 +9,10 @@ The initiator speaks first and seals its proof to the channel key of the
 device it dialed (`crypto.seal_anonymous`), so whoever else answered reads
 nothing; the responder answers with its own proof only once it knows the
 initiator. Neither side shows anything that identifies it to a device it
-does not know.
+does not know. A dialer that the device it dialed may not know yet (it was
+added while that one was away) seals with its proof an *introduction*, the
+ops that make it a member (`covey.core.introduction`), bounded by
+`MAX_PROOF_GROUPS`, `MAX_PROOF_OPS` and `MAX_PROOF_BYTES`.
 
 Application messages (sync messages, up to `MAX_MESSAGE` bytes) travel as
 one or more Noise transport messages: each plaintext starts with one byte,
