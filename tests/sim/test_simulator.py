@@ -41,8 +41,8 @@ FIXED = [
 CAUGHT = {
     "no-rotate-on-remove": ("household", 1, 1.0, "secrecy"),
     "accept-unauthorized": ("household", 1, 1.0, "integrity"),
-    "merge-by-arrival": ("family", 5, 2.0, "convergence"),
-    "send-before-persist": ("family", 9, 1.0, "liveness"),
+    "merge-by-arrival": ("family", 0, 2.0, "convergence"),  # (seed 5 until introductions)
+    "send-before-persist": ("family", 1, 1.0, "liveness"),  # (seed 9 until introductions)
 }
 
 
