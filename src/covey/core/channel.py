@@ -9,7 +9,10 @@ The initiator speaks first and seals its proof to the channel key of the
 device it dialed (`crypto.seal_anonymous`), so whoever else answered reads
 nothing; the responder answers with its own proof only once it knows the
 initiator. Neither side shows anything that identifies it to a device it
-does not know.
+does not know. A dialer that the device it dialed may not know yet (it was
+added while that one was away) seals with its proof an *introduction*, the
+ops that make it a member (`covey.core.introduction`), bounded by
+`MAX_PROOF_GROUPS`, `MAX_PROOF_OPS` and `MAX_PROOF_BYTES`.
 
 Application messages (sync messages, up to `MAX_MESSAGE` bytes) travel as
 one or more Noise transport messages: each plaintext starts with one byte,
@@ -22,7 +25,7 @@ do that part.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from covey.core import crypto, encoding, noise
 from covey.core.identity import DeviceRecord, Identity
@@ -120,7 +123,39 @@ PROOF_LIMITS: Final = encoding.Limits(
 )
 
 
-def proof(me: Identity, domain: crypto.SignDomain, handshake_hash: bytes, *, record: bool) -> bytes:
+#: An introduction (PROTOCOL.md section 13): what a dialer adds to its sealed
+#: proof for a device that may not know it yet, per group the two share, the
+#: ops that make the dialer a member there. Bounded, so that whoever can seal
+#: a proof to a node (anyone holding its device record) makes it parse at
+#: most this much: groups named, ops in all, and bytes of those ops in all.
+MAX_PROOF_GROUPS: Final = 16
+MAX_PROOF_OPS: Final = 256
+MAX_PROOF_BYTES: Final = 1 << 20
+#: A dialer's proof with an introduction: `[ID, signature, [[group ID, [op,
+#: ...]], ...]]`. The framing around the ops is a few bytes per op and group.
+INTRODUCED_LIMITS: Final = encoding.Limits(
+    total=MAX_PROOF_BYTES + 4096,
+    bin_len=MAX_PROOF_BYTES,
+    str_len=0,
+    array_len=MAX_PROOF_OPS,
+    map_len=0,
+    depth=5,
+    objects=4 + 3 * MAX_PROOF_GROUPS + MAX_PROOF_OPS,
+)
+GROUP_ID_BYTES: Final = 32
+
+#: Per group: its ID and the ops (their bytes, in causal order).
+Introduction = list[tuple[bytes, list[bytes]]]
+
+
+def proof(
+    me: Identity,
+    domain: crypto.SignDomain,
+    handshake_hash: bytes,
+    *,
+    record: bool,
+    introduction: Introduction | None = None,
+) -> bytes:
     """This device's proof for one session: `[ID or record, signature over the hash]`.
 
     The signature covers the handshake hash, which is unique to the session
@@ -128,23 +163,78 @@ def proof(me: Identity, domain: crypto.SignDomain, handshake_hash: bytes, *, rec
     role: it cannot be replayed in another session or reflected back.
     `record=True` sends the signed device record (pairing: the inviter does
     not know the joiner yet); otherwise the device ID, for a peer that knows
-    the record.
+    the record. An `introduction` (a dialer's only, sealed with the proof)
+    is a third item: `[[group ID, [op, ...]], ...]`, within the limits above.
     """
     signature = crypto.sign(me.secrets.signing_seed, domain, handshake_hash)
-    return encoding.encode([me.record_bytes if record else me.device_id.raw, signature])
+    first = me.record_bytes if record else me.device_id.raw
+    if not introduction:
+        return encoding.encode([first, signature])
+    entries = [[group, list(ops)] for group, ops in introduction]
+    return encoding.encode([first, signature, entries], INTRODUCED_LIMITS)
 
 
 def read_proof(data: bytes) -> tuple[bytes, bytes]:
     """(device ID or record bytes, signature) from a proof; MalformedMessage if it is not one."""
     value = encoding.decode(data, PROOF_LIMITS)
+    if not isinstance(value, list) or len(value) != 2:
+        raise MalformedMessage("not a proof of a device")
+    return _identified(value)
+
+
+def _identified(value: list[Any]) -> tuple[bytes, bytes]:
+    """(device ID or record, signature): the first two items of a proof."""
+    first, signature = value[0], value[1]
     if (
-        not isinstance(value, list)
-        or len(value) != 2
-        or not all(isinstance(v, bytes) for v in value)
-        or len(value[1]) != crypto.SIGNATURE_BYTES
+        not isinstance(first, bytes)
+        or not 0 < len(first) <= PROOF_LIMITS.bin_len
+        or not isinstance(signature, bytes)
+        or len(signature) != crypto.SIGNATURE_BYTES
     ):
         raise MalformedMessage("not a proof of a device")
-    return value[0], value[1]
+    return first, signature
+
+
+def read_dialer_proof(data: bytes) -> tuple[bytes, bytes, Introduction]:
+    """(device ID, signature, introduction) from a dialer's proof, as opened.
+
+    MalformedMessage for anything but a proof, with or without an
+    introduction within `MAX_PROOF_GROUPS`, `MAX_PROOF_OPS` and
+    `MAX_PROOF_BYTES` (each group named once, none with no ops).
+    """
+    value = encoding.decode(data, INTRODUCED_LIMITS)
+    if not isinstance(value, list) or len(value) not in (2, 3):
+        raise MalformedMessage("not a proof of a device")
+    device, signature = _identified(value)
+    if len(value) == 2:
+        return device, signature, []
+    entries = value[2]
+    if not isinstance(entries, list) or not 0 < len(entries) <= MAX_PROOF_GROUPS:
+        raise MalformedMessage(f"an introduction names 1 to {MAX_PROOF_GROUPS} groups")
+    introduction: Introduction = []
+    seen: set[bytes] = set()
+    count = size = 0
+    for entry in entries:
+        if (
+            not isinstance(entry, list)
+            or len(entry) != 2
+            or not isinstance(entry[0], bytes)
+            or len(entry[0]) != GROUP_ID_BYTES
+            or entry[0] in seen
+            or not isinstance(entry[1], list)
+            or not entry[1]
+            or not all(isinstance(op, bytes) for op in entry[1])
+        ):
+            raise MalformedMessage("an introduction is [group ID, [op, ...]] per group, once each")
+        seen.add(entry[0])
+        count += len(entry[1])
+        size += sum(len(op) for op in entry[1])
+        introduction.append((entry[0], entry[1]))
+    if count > MAX_PROOF_OPS or size > MAX_PROOF_BYTES:
+        raise OversizeMessage(
+            f"an introduction holds at most {MAX_PROOF_OPS} ops and {MAX_PROOF_BYTES} bytes of them"
+        )
+    return device, signature, introduction
 
 
 def check_proof(

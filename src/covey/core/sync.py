@@ -145,6 +145,8 @@ class SyncSession:
         self.peer = peer
         self._hellos = 0
         self._needs = 0
+        #: Groups held here that the peer's hello named: it knows this device there.
+        self.peer_named: frozenset[bytes] = frozenset()
 
     def _groups_with_peer(self, *, members_only: bool) -> list[Group]:
         """Groups the peer is a member of, or (members_only=False) was ever added to."""
@@ -230,6 +232,7 @@ class SyncSession:
             else:
                 ops = news_of_removal(group, self.peer, vector)
             outcome.send += _ops_messages(group.id, ops)
+        self.peer_named = frozenset(g for g in named if g in self.groups)
         return outcome
 
     def _on_ops(self, message: dict[str, Any]) -> Outcome:

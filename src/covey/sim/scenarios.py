@@ -244,6 +244,35 @@ def away(world: World, users: Users, days: float) -> None:
     world.at(end - 2 * HOUR, partial(world.set_online, tablet, True))
 
 
+def introduce(world: World, users: Users, days: float) -> None:
+    """Three devices: the laptop (the admin) adds the phone, then, with the phone
+    off, the tablet, and is off itself from then until the end; the phone comes
+    back and meets the tablet without it.
+
+    A regression scenario (issue 9, finding 6a): the phone, which synced
+    before the tablet's add, refused the tablet as a device it did not know,
+    and neither recognized the other's adverts (the phone advertised for the
+    laptop only), so the two never synced until the laptop came back (the
+    heal phase). Now the tablet probes the phone's advert and introduces
+    itself. Both rotate and seal while the laptop is away.
+    """
+    end = EPOCH + days * DAY
+    laptop = world.add_device("laptop", "ana", 0)
+    phone = world.add_device("phone", "ana", 0)
+    tablet = world.add_device("tablet", "ana", 0)
+    for device in (laptop, phone, tablet):
+        world.at(EPOCH, partial(world.set_online, device, True))
+    world.at(EPOCH + 60, lambda: users.create(laptop))
+    world.at(EPOCH + 120, partial(users.pair, laptop, phone, "member"))
+    world.at(EPOCH + HOUR, partial(world.set_online, phone, False))
+    world.at(EPOCH + 2 * HOUR, partial(users.pair, laptop, tablet, "member"))
+    world.at(EPOCH + 3 * HOUR, partial(world.set_online, laptop, False))
+    world.at(EPOCH + 4 * HOUR, partial(world.set_online, phone, True))
+    both = [phone, tablet]
+    users.every(2 * HOUR, EPOCH + 5 * HOUR, end, lambda: users.rotate(world.rand.choice(both)))
+    users.every(HOUR, EPOCH + 5 * HOUR, end, lambda: users.seal(world.rand.choice(both)))
+
+
 SCENARIOS: Final = {
     s.name: s
     for s in (
@@ -266,6 +295,14 @@ SCENARIOS: Final = {
         ),
         Scenario("churn", "20 devices joining and leaving, a week", 7.0, 1, FLAKY, churn),
         Scenario("away", "a device off while the others rotate six times", 0.5, 1, QUIET, away),
+        Scenario(
+            "introduce",
+            "a member added while another was away meets it with the admin off",
+            0.5,
+            1,
+            QUIET,
+            introduce,
+        ),
         Scenario(
             "household",
             "one home, removals of devices that stay up, a member who tries to invite",

@@ -72,6 +72,18 @@ class LinkHost(Protocol):
         """The record of this device if it was ever added to one of our groups."""
         ...
 
+    def introduce(
+        self,
+        device_id: bytes,
+        introduction: channel.Introduction,
+        check: Callable[[DeviceRecord], None],
+        out: list[Effect],
+    ) -> int:
+        """Take a dialer's introduction (`covey.core.introduction.admit`), persist
+        what it changed; return how many groups changed. PeerRefused if it fails
+        the checks every introduction must pass."""
+        ...
+
     def persist(self, groups: set[bytes], out: list[Effect]) -> None:
         """Make these groups' changes durable (before anything sent after)."""
         ...
@@ -84,6 +96,9 @@ class SyncResult:
     peer: DeviceRecord
     changed: int
     refused: int
+    #: The groups the peer's hello named that this device holds: those where
+    #: the peer knows this device (it names every group it was ever added to).
+    named: frozenset[bytes] = frozenset()
 
 
 class Link:
@@ -105,6 +120,8 @@ class Link:
         #: The device this dial is for, and the node's log generation when
         #: it started (set by the node for its own channel dials).
         self.dials_for: bytes | None = None
+        #: The device a probe (a dial of an advert not recognized) seeks.
+        self.probe_for: bytes | None = None
         self.generation = -1
         #: The addresses and port dialed (for the node's `Peer.good`).
         self.dialed: tuple[tuple[str, ...], int] | None = None
@@ -168,6 +185,13 @@ class ChannelLink(Link):
     initiator's proof, checks it is from a device it knows, and only then
     sends its own. Whatever does not check is PeerRefused, and the
     connection closes with nothing more said.
+
+    A dialer that the dialed device may not know yet (it was added while
+    that one was away) seals an `introduction` with its proof: per group,
+    the ops that make it a member (`covey.core.introduction`). The
+    responder takes them through its logs (persisted before anything is
+    sent), then looks the dialer up again; a dialer that is still not known
+    is refused the same way as any other.
     """
 
     def __init__(
@@ -180,6 +204,7 @@ class ChannelLink(Link):
         *,
         initiator: bool,
         expect: DeviceRecord | None = None,
+        introduction: channel.Introduction | None = None,
     ) -> None:
         super().__init__(conn, address, now)
         self.host = host
@@ -187,6 +212,8 @@ class ChannelLink(Link):
         self._rng = rng
         #: The device the dialed advert belongs to: the responder must prove it is.
         self.expect = expect
+        #: What the initiator seals with its proof for a device that may not know it.
+        self.introduction = introduction or []
         self.noise = noise.Handshake(
             channel.PATTERN, initiator=initiator, rng=rng, prologue=channel.PROLOGUE
         )
@@ -239,6 +266,7 @@ class ChannelLink(Link):
                     crypto.SignDomain.CHANNEL_INITIATOR,
                     self.transport.handshake_hash,
                     record=False,
+                    introduction=self.introduction,
                 )
                 sealed = crypto.seal_anonymous(self.expect.channel_key, mine, self._rng)
                 self.send_message(out, sealed)
@@ -257,8 +285,17 @@ class ChannelLink(Link):
                     raise PeerRefused("the device that answered is not the one dialed")
             else:
                 opened = crypto.open_anonymous(self.host.me.secrets.channel_secret, message)
-                device, signature = channel.read_proof(opened)
+                device, signature, introduction = channel.read_dialer_proof(opened)
                 domain = crypto.SignDomain.CHANNEL_INITIATOR
+                if introduction:
+                    self.changed += self.host.introduce(
+                        device,
+                        introduction,
+                        lambda record: channel.check_proof(
+                            record, signature, domain, handshake_hash
+                        ),
+                        out,
+                    )
                 known = self.host.known_device(device)
                 if known is None:
                     raise PeerRefused("the peer is not a device this one knows")
@@ -300,7 +337,8 @@ class ChannelLink(Link):
     def result(self) -> SyncResult | None:
         if not self.finished or self.peer is None:
             return None
-        return SyncResult(self.peer, self.changed, self.refused)
+        named = frozenset() if self.session is None else self.session.peer_named
+        return SyncResult(self.peer, self.changed, self.refused, named)
 
 
 class InviteLink(Link):

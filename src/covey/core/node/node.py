@@ -24,7 +24,16 @@ everything the protocol decides:
 * **Accepting.** At most `MAX_CONNECTIONS` accepted connections at once and
   `MAX_PER_ADDRESS` from one address; when all are taken, a new one drops
   the oldest that has sent no whole message, else the oldest that has not
-  yet proven a known device, else it is refused.
+  yet proven a known device, else it is refused. A dialer this device does
+  not know may introduce itself (`introduce`: the ops that make it a
+  member, taken through the logs and persisted, `covey.core.introduction`).
+* **Probes.** A fellow member that may not know this device (it was away
+  when this device was added) does not advertise for it, so none of its
+  adverts is recognized here. While such a member has no advert recognized,
+  the adverts not recognized are dialed for it, each address once, then
+  after `PROBE_AGAIN` doubling to `PROBE_AGAIN_MAX`, `MAX_PROBES` at once,
+  with this device's proof and introduction sealed to that member
+  (`introduction_for`).
 * **Healing.** A group whose current key is not held by exactly its members
   is rotated by its most senior member at once, and by the member ranked k
   after k x `HEAL_DELAY` seconds, unless a healing rotation arrives first.
@@ -58,7 +67,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from covey.core import Rng, channel, discovery, pairing, roster
+from covey.core import Rng, channel, discovery, introduction, pairing, roster
 from covey.core.group import Group
 from covey.core.identity import DeviceRecord, Identity, validate_name
 from covey.core.node import io
@@ -121,6 +130,18 @@ MAX_TELLINGS: Final = 16
 #: to tell it so. Bounded: a removed device that fails every sync on purpose
 #: must not be dialed forever.
 MAX_REMOVED_DIALS: Final = 3
+#: Probes: a fellow member that may not know this device (it was added while
+#: that one was away) does not advertise for it, so its adverts are not
+#: recognized here. Each covey advert not recognized is dialed for such a
+#: member (the proof and introduction sealed to that member, which nobody
+#: else can open): once, then again after PROBE_AGAIN seconds, doubling up
+#: to PROBE_AGAIN_MAX, per address and member sought; MAX_PROBES at once
+#: (counted in MAX_DIALS), one per member.
+MAX_PROBES: Final = 2
+PROBE_AGAIN: Final = 3600.0
+PROBE_AGAIN_MAX: Final = 86400.0
+#: (Member sought, address) pairs remembered for probes (the oldest forgotten first).
+MAX_PROBED: Final = 1024
 
 
 @dataclass(frozen=True)
@@ -159,6 +180,9 @@ class Peer:
     dialing: ConnId | None = None
     #: The addresses and port the last sync that worked reached.
     good: tuple[tuple[str, ...], int] | None = None
+    #: The groups whose add of this device the peer holds, as its hello in the
+    #: last sync said (None: no sync yet since this node started).
+    knows: frozenset[bytes] | None = None
 
 
 @dataclass
@@ -254,6 +278,11 @@ class Node:
         self._removed_dials: dict[bytes, int] = {}
         #: Groups whose removal of this device was already reported.
         self._removal_reported: set[bytes] = set()
+        #: Probes made: (member sought, addresses, port) -> (when it is due
+        #: again, probes made there), at most MAX_PROBED.
+        self._probed: dict[tuple[bytes, tuple[str, ...], int], tuple[float, int]] = {}
+        #: Introductions for devices, made at this log generation.
+        self._introductions: tuple[int, dict[bytes, channel.Introduction]] = (-1, {})
         for group in self.groups.values():
             if self._is_leaving(group):
                 group.shred()  # (a replay from the ops alone would re-open their wraps)
@@ -325,6 +354,46 @@ class Node:
 
     def known_device(self, device_id: bytes) -> DeviceRecord | None:
         return self._known_devices().get(device_id)
+
+    def introduce(
+        self,
+        device_id: bytes,
+        offered: channel.Introduction,
+        check: Callable[[DeviceRecord], None],
+        out: list[Effect],
+    ) -> int:
+        me = self.me.device_id.raw
+        changed = introduction.admit(self.groups, me, device_id, offered, check)
+        if changed:
+            self.persist(changed, out)  # before the answer, whatever it is
+        return len(changed)
+
+    def introduction_for(self, device_id: bytes, *, probe: bool) -> channel.Introduction:
+        """What to seal with this device's proof for `device_id`: per group both are
+        members of where it may not know us, the ops that make us a member.
+
+        "May not know us": for a probe, unless its hello in our last sync named
+        the group (or the log shows it holds our add); for a dial of an advert
+        of it (which it makes only for devices it knows), only a group its hello
+        in our last sync did not name (none before a first sync).
+        """
+        generation, made = self._introductions
+        if generation != self.generation:
+            made = {}
+            self._introductions = (self.generation, made)
+        key = device_id + (b"p" if probe else b"d")
+        if key not in made:
+            peer = self.peers.get(device_id)
+            knows = None if peer is None else peer.knows
+            groups = [
+                g
+                for _, g in sorted(self.groups.items())
+                if (probe if knows is None else g.id not in knows)
+                and g.id not in self.leaving
+                and g.log.state is not None
+            ]
+            made[key] = introduction.introduction(groups, self.me.device_id.raw, device_id)
+        return made[key]
 
     def persist(self, groups: set[bytes], out: list[Effect]) -> None:
         for group_id in groups:
@@ -443,7 +512,7 @@ class Node:
         """
         if not self.config.serve:
             return
-        dialing = sum(1 for link in self.links.values() if link.dials_for is not None)
+        dialing = sum(1 for link in self.links.values() if _dialing(link))
         targets = self._targets()
         removed = self._to_tell_removed(targets)
         for device_id, peer in self.peers.items():
@@ -471,7 +540,19 @@ class Node:
                     choices.append((advert.addresses, advert.port))
             addresses, port = choices[peer.failures % len(choices)]
             conn = self._dial(addresses, port, out)
-            link = ChannelLink(self, conn, "", self.now, self.rng, initiator=True, expect=record)
+            offered = (
+                self.introduction_for(device_id, probe=False) if device_id in targets else None
+            )
+            link = ChannelLink(
+                self,
+                conn,
+                "",
+                self.now,
+                self.rng,
+                initiator=True,
+                expect=record,
+                introduction=offered,
+            )
             link.dials_for, link.generation = device_id, self.generation
             link.dialed = (addresses, port)
             self.links[conn] = link
@@ -479,6 +560,81 @@ class Node:
             dialing += 1
             if device_id not in targets:
                 self._removed_dials[device_id] = self._removed_dials.get(device_id, 0) + 1
+
+    def _probe_due(self, out: list[Effect]) -> None:
+        """Dial adverts not recognized, for fellow members that may not know this device.
+
+        Such a member (it was away when this device was added) advertises
+        for the devices it knows, not for this one, so none of its adverts
+        is recognized here, and it cannot recognize ours. A member with no
+        advert recognized and an introduction to make (`introduction_for`:
+        a group where nothing shows it holds our add) is sought: each covey
+        advert not recognized, at an address no recognized advert has, is
+        dialed for it, then again after PROBE_AGAIN, doubling to
+        PROBE_AGAIN_MAX. The proof and introduction go sealed to the member
+        sought: whoever else answers opens nothing, and closes (PROTOCOL.md
+        section 14).
+        """
+        if not self.config.serve or not self.others:
+            return
+        probing = [link.probe_for for link in self.links.values() if link.probe_for is not None]
+        dialing = sum(1 for link in self.links.values() if _dialing(link))
+        if len(probing) >= MAX_PROBES or dialing >= MAX_DIALS:
+            return
+        sought = []
+        for device_id, record in sorted(self._targets().items()):
+            peer = self.peers.get(device_id)
+            if device_id in probing or (
+                peer is not None
+                and (peer.dialing is not None or any(n in self.adverts for n in peer.adverts))
+            ):
+                continue
+            offered = self.introduction_for(device_id, probe=True)  # (kept until a change)
+            if offered:
+                sought.append((device_id, record, offered))
+        if not sought:
+            return
+        known = {(a.addresses, a.port) for a in self.adverts.values() if a.device is not None}
+        places = [
+            (seen.addresses, seen.port)
+            for seen in self.others.values()
+            if (seen.addresses, seen.port) not in known
+        ]
+        for device_id, record, offered in sought:
+            if len(probing) >= MAX_PROBES or dialing >= MAX_DIALS:
+                return
+            due = next(
+                (
+                    place
+                    for place in places
+                    if self.now >= self._probed.get((device_id, *place), (self.now, 0))[0]
+                ),
+                None,
+            )
+            if due is None:
+                continue
+            addresses, port = due
+            made = self._probed.pop((device_id, addresses, port), (self.now, 0))[1] + 1
+            again = min(PROBE_AGAIN_MAX, PROBE_AGAIN * 2 ** (made - 1))
+            self._probed[(device_id, addresses, port)] = (self.now + again, made)
+            while len(self._probed) > MAX_PROBED:
+                del self._probed[next(iter(self._probed))]
+            conn = self._dial(addresses, port, out)
+            link = ChannelLink(
+                self,
+                conn,
+                "",
+                self.now,
+                self.rng,
+                initiator=True,
+                expect=record,
+                introduction=offered,
+            )
+            link.probe_for, link.generation = device_id, self.generation
+            link.dialed = (addresses, port)
+            self.links[conn] = link
+            probing.append(device_id)
+            dialing += 1
 
     def _targets(self) -> dict[bytes, DeviceRecord]:
         """The devices this one advertises for: the other current members of its groups.
@@ -738,6 +894,7 @@ class Node:
         if isinstance(link, ChannelLink):
             result = link.result()
             assert result is not None
+            self._knows(link, result.peer.device_id.raw, result.named)
             met = io.PeerMet(
                 result.peer.device_id.raw, result.peer.name, link.address, int(self.now)
             )
@@ -759,6 +916,24 @@ class Node:
         elif isinstance(link, InviteLink):
             self._invited(link, out)
         out.append(io.Close(link.conn))
+
+    def _knows(self, link: ChannelLink, device: bytes, named: frozenset[bytes]) -> None:
+        """A sync with `device` finished: note where its hello showed it knows us.
+
+        If a group we share was missing and this sync carried no introduction
+        for it, the device is due again at once (the next dial introduces us
+        there); one that carried it and failed waits for the next change.
+        """
+        peer = self.peers.setdefault(device, Peer())
+        peer.knows = named
+        made = self._introductions[1]
+        made.pop(device + b"p", None)
+        made.pop(device + b"d", None)
+        if link.probe_for is not None and peer.dialing is None:
+            peer.synced, peer.good = max(peer.synced, link.generation), link.dialed
+        missing = {group_id for group_id, _ in self.introduction_for(device, probe=False)}
+        if missing - {group_id for group_id, _ in link.introduction}:
+            peer.synced = -1
 
     # --- invitations (the inviter's side) --------------------------------------
 
@@ -1228,6 +1403,7 @@ class Node:
         self._refresh_advert(out)
         self._advance_joins(out)
         self._dial_due(out)
+        self._probe_due(out)
         self._advance_tellings(out)
 
     def _heal(self, out: list[Effect]) -> None:
@@ -1310,6 +1486,11 @@ class Node:
             if self._advert is not None or self.groups:
                 times.append((int(self.now) // discovery.HOUR + 1) * discovery.HOUR)
         return min(times) if times else None
+
+
+def _dialing(link: Link) -> bool:
+    """A dial of this node's for a device (to sync, to tell, or a probe)."""
+    return link.dials_for is not None or link.probe_for is not None
 
 
 def _unproven(link: Link) -> bool:
