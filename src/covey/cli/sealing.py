@@ -12,6 +12,7 @@ from covey.cli.common import Context, ask_passphrase, common_options, node_comma
 if TYPE_CHECKING:
     from covey.core.group import Group
     from covey.core.seal import Opened
+    from covey.errors import InvalidInput
 
 SUFFIX = ".covey"
 
@@ -86,7 +87,13 @@ def open_(ctx: Context, file: Path, output: Path | None, force: bool) -> None:
     from covey.core import roster
     from covey.core.identity import DeviceId
     from covey.core.seal import HEAD_BYTES, sealed_group_id
-    from covey.errors import InvalidArgument, InvalidInput, KeyUnavailable, NotSealedData
+    from covey.errors import (
+        InvalidArgument,
+        InvalidInput,
+        KeyUnavailable,
+        NoSuchGroup,
+        NotSealedData,
+    )
     from covey.sealfiles import open_file
     from covey.store.sqlite import Store
 
@@ -103,7 +110,16 @@ def open_(ctx: Context, file: Path, output: Path | None, force: bool) -> None:
                     head = reader.read(HEAD_BYTES)
             except OSError as exc:
                 raise InvalidArgument(f"cannot read {file}: {exc.strerror}") from exc
-            group_id, _ = await store.find_group(sealed_group_id(head))
+            try:
+                wanted = sealed_group_id(head)
+            except InvalidInput as exc:
+                raise cannot_open(file, exc) from exc
+            if wanted not in {group_id for group_id, _ in await store.list_groups()}:
+                raise NoSuchGroup(
+                    f"cannot open {file}: it was sealed for a group this device does not hold"
+                    f" (group ID {wanted.hex()[:16]})"
+                )
+            group_id, _ = await store.find_group(wanted)
             me, data_key = await unlock(store, passphrase)
             group = await store.load_group(group_id, me, data_key)
             if roster.standing(group.log, me.device_id.raw) == "leaving":
@@ -119,7 +135,7 @@ def open_(ctx: Context, file: Path, output: Path | None, force: bool) -> None:
             try:
                 return open_file(find, file, output, force), group
             except InvalidInput as exc:
-                raise type(exc)(f"cannot open {file}: {exc}") from exc
+                raise cannot_open(file, exc) from exc
 
     opened, group = run(go)
     author = str(DeviceId(opened.author))
@@ -143,6 +159,14 @@ def open_(ctx: Context, file: Path, output: Path | None, force: bool) -> None:
             f" (sealed by {opened.author_name!r} for {group.state.name!r})."
         ),
     )
+
+
+def cannot_open(file: Path, exc: InvalidInput) -> InvalidInput:
+    """`exc` again, its message saying which file could not be opened."""
+    text = str(exc).rstrip(".")
+    if text[:1].isupper() and text[1:2].islower():  # (a docstring's first line)
+        text = text[0].lower() + text[1:]
+    return type(exc)(f"cannot open {file}: {text}")
 
 
 COMMANDS = (seal, open_)

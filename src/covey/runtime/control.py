@@ -45,7 +45,14 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from covey import errors
 from covey.core.node import io
-from covey.errors import CoveyError, MalformedMessage, NodeBusy, NodeGone
+from covey.errors import (
+    CoveyError,
+    MalformedMessage,
+    NodeBusy,
+    NodeGone,
+    NoIdentity,
+    StoreError,
+)
 
 SOCKET_NAME: Final = "node.sock"
 LOCK_NAME: Final = "node.lock"
@@ -83,7 +90,19 @@ class HomeLock:
         self._fd: int | None = None
 
     def try_acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        """Take the lock if it is free; False if another process holds it.
+
+        A home that does not exist has no identity yet (`NoIdentity`); one
+        that cannot hold the lock file is a `StoreError`, in one line.
+        """
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except FileNotFoundError as exc:
+            raise NoIdentity() from exc
+        except NotADirectoryError as exc:
+            raise StoreError(f"{self.path.parent} is not a directory") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot use {self.path}: {exc.strerror}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

@@ -1099,7 +1099,7 @@ class Node:
         me = self.me.device_id.raw
         match action:
             case io.CreateGroup(name, history):
-                name = validate_name(name)
+                name = validate_name(name, "a group name")
                 if any(
                     g.log.state is not None and g.state.name == name for g in self.groups.values()
                 ):
