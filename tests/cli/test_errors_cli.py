@@ -18,6 +18,7 @@ the commands that need other processes are tested with real ones elsewhere
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -337,16 +338,35 @@ def test_wrong_passphrase_and_locked_store(cli: Run, places: Places, as_json: bo
 
 @pytest.mark.parametrize("as_json", [False, True], ids=["human", "json"])
 def test_with_the_home_lock_held(cli: Run, places: Places, as_json: bool) -> None:
-    """Another process holds the home lock (here: this one, on another descriptor)."""
+    """Another process holds the home lock (here: this one, on another descriptor):
+    the refusal names it, and says how to stop it (issue 9, 6b)."""
     extra = ["--json"] if as_json else []
+    home = str(places.homes["tablet"])
+    pid = os.getpid()
     lock = control.HomeLock(places.homes["tablet"])
-    assert lock.try_acquire()
+    assert lock.try_acquire("covey up")
     try:
-        check(cli("up", "--home", str(places.homes["tablet"]), *extra), as_json)
-        busy = cli("group", "rotate", "family", "--home", str(places.homes["tablet"]), *extra)
-        check(busy, as_json)
+        second = check(cli("up", "--home", home, *extra), as_json)
+        assert f"covey up (process {pid}, since " in second
+        assert "already running" in second
+        assert f"`kill {pid}`" in second
+        # A command that finds no socket to talk to says who holds the store.
+        busy = check(cli("group", "rotate", "family", "--home", home, *extra), as_json)
+        assert f"covey up (process {pid}, since " in busy
+        assert "does not answer" in busy
     finally:
         lock.release()
+    assert lock.try_acquire("covey invite")
+    try:
+        up = check(cli("up", "--home", home, *extra), as_json)
+        assert f"covey invite (process {pid}, since " in up
+        assert f"`kill {pid}`" in up
+        busy = check(cli("group", "rotate", "family", "--home", home, *extra), as_json)
+        assert f"covey invite (process {pid}, since " in busy
+        assert "wait for it to end" in busy
+    finally:
+        lock.release()
+    assert (places.homes["tablet"] / "node.lock").read_bytes() == b""  # the note is cleared
 
 
 def test_a_bad_group_name_is_called_a_group_name(cli: Run, places: Places) -> None:

@@ -15,7 +15,6 @@ from typing import Any, Final
 import click
 
 from covey.cli.common import Context, ask_passphrase, common_options, run, unlock, when
-from covey.errors import NodeRunning
 
 #: The exit status after a second signal or a stuck shutdown (as for Ctrl-C).
 EXIT_INTERRUPTED: Final = 130
@@ -45,10 +44,8 @@ def up(ctx: Context, port: int) -> None:
     from covey.store.sqlite import Store
 
     lock = control.HomeLock(ctx.home)
-    if not lock.try_acquire():
-        raise NodeRunning(
-            "covey up is already running for this device: stop it first (Ctrl-C or SIGTERM)"
-        )
+    if not lock.try_acquire("covey up"):
+        raise lock.refuse_node()  # (which process runs, and how to stop or reach it)
     passphrase = ask_passphrase(ctx)
 
     def emit(event: str, data: dict[str, Any]) -> None:
