@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from covey.cli.common import Context, ask_passphrase, common_options, node_command, run, unlock
+from covey.cli.common import (
+    Context,
+    ask_passphrase,
+    common_options,
+    node_command,
+    run,
+    unlock,
+    when,
+)
 
 if TYPE_CHECKING:
     from covey.core.group import Group
@@ -85,7 +93,6 @@ def seal(
 def open_(ctx: Context, file: Path, output: Path | None, force: bool) -> None:
     """Open FILE sealed for a group this device is a member of."""
     from covey.core import roster
-    from covey.core.identity import DeviceId
     from covey.core.seal import HEAD_BYTES, sealed_group_id
     from covey.errors import (
         InvalidArgument,
@@ -138,20 +145,16 @@ def open_(ctx: Context, file: Path, output: Path | None, force: bool) -> None:
                 raise cannot_open(file, exc) from exc
 
     opened, group = run(go)
-    author = str(DeviceId(opened.author))
-    if not opened.author_is_member:
-        ctx.note(f"Note: its author, {opened.author_name!r}, is no longer a member of the group.")
+    author = author_document(group, opened)
+    if author["standing"] != "member":
+        ctx.note(f"Note: {author_note(author, group.state.name)}")
     ctx.emit(
         {
             "ok": True,
             "output": str(output),
             "group_id": opened.group.hex(),
             "group": group.state.name,
-            "author": {
-                "device_id": author,
-                "name": opened.author_name,
-                "member": opened.author_is_member,
-            },
+            "author": author,
             "associated_data": opened.associated.decode("utf-8", "replace"),
         },
         lambda: click.echo(
@@ -159,6 +162,47 @@ def open_(ctx: Context, file: Path, output: Path | None, force: bool) -> None:
             f" (sealed by {opened.author_name!r} for {group.state.name!r})."
         ),
     )
+
+
+def author_document(group: Group, opened: Opened) -> dict[str, Any]:
+    """Who sealed it, and where that device stands in the group now (from this replica)."""
+    from covey.core import roster
+    from covey.core.identity import DeviceId
+
+    gone = roster.removal(group.log, opened.author)
+    standing = "member" if gone is None else ("left" if gone.left else "removed")
+    return {
+        "device_id": str(DeviceId(opened.author)),
+        "name": opened.author_name,
+        "member": opened.author_is_member,
+        "standing": standing,
+        "removed_by": None
+        if gone is None or gone.by is None
+        else {"name": gone.by_name, "device_id": str(DeviceId(gone.by))},
+        "removed_at": None if gone is None else gone.time,
+        "equivocated": opened.author in group.state.equivocators,
+    }
+
+
+def author_note(author: dict[str, Any], group: str) -> str:
+    """The line `covey open` shows when the author is no longer a member."""
+    name = author["name"]
+    caveat = (
+        "it held the key it sealed under, and covey cannot tell whether it sealed this"
+        " before or after"
+    )
+    if author["equivocated"]:
+        return (
+            f"sealed by {name!r}, which is no longer treated as a member of {group!r} (it"
+            f" signed two different changes with one sequence number); {caveat}"
+        )
+    at = f" at {when(author['removed_at'])} (by the remover's clock)"
+    if author["standing"] == "left":
+        return f"sealed by {name!r}, which left {group!r}{at}; {caveat}"
+    by = author["removed_by"]
+    if by is None:
+        return f"sealed by {name!r}, which is no longer a member of {group!r}; {caveat}"
+    return f"sealed by {name!r}, removed from {group!r} by {by['name']!r}{at}; {caveat}"
 
 
 def cannot_open(file: Path, exc: InvalidInput) -> InvalidInput:
