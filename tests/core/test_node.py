@@ -597,3 +597,48 @@ def test_a_malformed_advert_is_ignored(txt: bytes | int) -> None:
     assert not dials(effects)
     assert "junk" not in node.adverts
     assert ("junk" in node.others) == (discovery.read_advert(txt) is not None)
+
+
+# --- pairing a device that is already a member (issue 9, 6c) ----------------------------
+
+
+def test_joining_a_group_already_held_spends_nothing_and_both_sides_say_so() -> None:
+    """Issue 9, finding 6c: a device that already held the group joined it
+    again; the inviter reported "joined" and the code was used up (the device
+    the code was meant for could not use it). Now the inviter sees from the
+    joiner's proof that it is a member: no add, no new epoch, the invitation
+    stays open, and both sides report "already_member"."""
+    wire, group_id = paired()
+    laptop, phone = wire.a, wire.b
+    ops_before = len(laptop.groups[group_id].log)
+    wire.now = NOW + 5
+    invited = laptop.handle(io.Command(5, io.Invite("family")), wire.now, SeededRng("again"))
+    code = next(e for e in invited if isinstance(e, io.Reply)).data["code"]
+    start = len(wire.log)
+    wire.feed(phone, io.Command(7, io.Join(code=code)))
+    wire.feed(phone, advert_of(invited))
+    effects = wire.log[start:]
+    (served,) = [e for n, e in effects if n == "laptop" and isinstance(e, io.Reply)]
+    (answered,) = [e for n, e in effects if n == "phone" and isinstance(e, io.Reply)]
+    assert served.data["event"] == answered.data["event"] == "already_member"
+    assert served.data["device"] == "phone"
+    assert answered.data["group"] == served.data["group"] == "family"
+    assert answered.final
+    assert answered.error is None
+    assert not served.final  # the invitation is still open ...
+    assert 5 in laptop.invitations
+    assert len(laptop.groups[group_id].log) == ops_before  # ... and nothing was written
+    assert not [e for n, e in effects if n == "laptop" and isinstance(e, io.Persist) and e.groups]
+    assert not [e for n, e in effects if isinstance(e, io.Withdraw)]
+    # The code still brings in the device it was meant for.
+    tablet = Node(create_identity("tablet", NOW, SeededRng("node-tablet")))
+    second = Wire(laptop, tablet, now=NOW + 6, next_incoming=100)
+    second.feed(tablet, io.Command(1, io.Join(code=code)))
+    second.feed(tablet, advert_of(invited))
+    (joined,) = [e for n, e in second.log if n == "tablet" and isinstance(e, io.Reply)]
+    assert joined.data["event"] == "joined"
+    (welcomed,) = [e for n, e in second.log if n == "laptop" and isinstance(e, io.Reply)]
+    assert welcomed.data["event"] == "joined"
+    assert welcomed.final
+    assert tablet.me.device_id.raw in laptop.groups[group_id].state.members
+    assert 5 not in laptop.invitations  # now it is used

@@ -89,6 +89,16 @@ def invite(ctx: Context, group_name: str, role: str, expires: str, port: int) ->
             if not ctx.json:
                 show_qr(data["link"])
                 click.echo("Waiting for the device to join ...")
+        elif data.get("event") == "already_member":
+            events.emit(
+                "already_member",
+                f"{data['device']!r} ({data['device_id'][:13]}) is already a member of"
+                f" {data['group']!r}: nothing was added, and the code still works for another"
+                " device. Still waiting (Ctrl-C stops) ...",
+                device=data["device"],
+                device_id=data["device_id"],
+                group=data["group"],
+            )
         elif data.get("event") == "attempt_failed":
             events.emit(
                 "attempt_failed",
@@ -167,6 +177,17 @@ def join(
         network=target is None,
     )
     events = Events(ctx)
+    if joined.get("event") == "already_member":
+        events.emit(
+            "already_member",
+            f"This device is already a member of {joined['group']!r} (the inviter,"
+            f" {joined['inviter']!r}, says so too): nothing was changed, and the code"
+            " still works for another device.",
+            group=joined["group"],
+            group_id=joined["group_id"],
+            inviter=joined["inviter"],
+        )
+        return
     events.emit(
         "joined",
         f"Joined {joined['group']!r} (invited by {joined['inviter']!r}). "

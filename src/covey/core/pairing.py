@@ -355,30 +355,50 @@ class Inviter(_Side):
         )
         return record, record_bytes
 
-    def welcome(self, group: Group) -> bytes:
-        """The welcome for the joiner: the group's log and this device's proof."""
+    def welcome(self, group: Group, *, already: bool = False) -> bytes:
+        """The welcome for the joiner: the group's log and this device's proof.
+
+        `already`: the joiner was a member before this pairing (nothing was
+        added; the invitation is not used up).
+        """
         mine = channel.proof(
             self.me, crypto.SignDomain.PAIRING_INVITER, self.handshake_hash, record=False
         )
-        return welcome_message(group, mine)
+        return welcome_message(group, mine, already=already)
 
 
-def welcome_message(group: Group, proof: bytes) -> bytes:
-    """What the inviter sends once the joiner is proven:
-    `{g: group ID, o: [every op], p: the inviter's proof}`."""
+def welcome_message(group: Group, proof: bytes, *, already: bool = False) -> bytes:
+    """What the inviter sends once the joiner is proven: `{g: group ID, o: [every
+    op], p: the inviter's proof, m: 1 if the joiner was a member already, else 0}`."""
     ops = [op.raw for op in group.log.order]
-    return encoding.encode({"g": group.id, "o": ops, "p": proof}, WELCOME_LIMITS)
+    body = {"g": group.id, "o": ops, "p": proof, "m": int(already)}
+    return encoding.encode(body, WELCOME_LIMITS)
 
 
-def read_welcome(me: Identity, message: bytes, handshake_hash: bytes) -> tuple[Group, str]:
+@dataclass(frozen=True)
+class Welcome:
+    """What a welcome brought: the group, who invited, whether this device was a member already."""
+
+    group: Group
+    inviter: str
+    already: bool
+
+
+def read_welcome(me: Identity, message: bytes, handshake_hash: bytes) -> Welcome:
     """The group a welcome brings, and the inviter's name, once every check passes.
 
-    This device must now be a member holding the current key, and the device
-    that proved the code (its proof signs this session's `handshake_hash`)
-    a member of that group.
+    This device must now be a member, and the device that proved the code
+    (its proof signs this session's `handshake_hash`) a member of that
+    group. A device the welcome adds must hold the current key; one that
+    was a member already (`m`) is sent the log only (no key was wrapped for
+    it in this pairing: if it lacks the current key, a member's heal gives
+    it one, as for any member).
     """
-    body = fields.as_map(encoding.decode(message, WELCOME_LIMITS), ("g", "o", "p"), what="welcome")
+    body = fields.as_map(
+        encoding.decode(message, WELCOME_LIMITS), ("g", "o", "p", "m"), what="welcome"
+    )
     group_id = fields.get_bytes(body, "g", size=32)
+    already = bool(fields.get_int(body, "m", min_value=0, max_value=1))
     inviter_id, signature = channel.read_proof(fields.get_bytes(body, "p", max_len=1024))
     ops = body["o"]
     if not isinstance(ops, list) or not all(isinstance(op, bytes) for op in ops):
@@ -393,6 +413,6 @@ def read_welcome(me: Identity, message: bytes, handshake_hash: bytes) -> tuple[G
     channel.check_proof(
         inviter.record, signature, crypto.SignDomain.PAIRING_INVITER, handshake_hash
     )
-    if state.current_epoch.id not in group.keys:
+    if not already and state.current_epoch.id not in group.keys:
         raise InvalidInput("the group's current key was not wrapped for this device")
-    return group, inviter.record.name
+    return Welcome(group, inviter.record.name, already)

@@ -764,42 +764,48 @@ class Node:
 
     def _welcome(
         self, request: int, record: DeviceRecord, record_bytes: bytes, out: list[Effect]
-    ) -> Group:
-        """The code is proven: add the device (persisted first), return the group to send."""
+    ) -> tuple[Group, bool]:
+        """The code is proven: add the device (persisted first); (the group to send,
+        whether the device was a member already).
+
+        A device that is a member already is not added again, and the
+        invitation is not used up (`InviteLink`): both sides report
+        `already_member`, and the code still works for the device it was
+        meant for. (Such a device may have held the group all along, or an
+        earlier pairing wrote its add and the welcome never arrived: the log
+        it is sent now brings it the group either way.)
+        """
         open_ = self.invitations[request]
         group = self._group_by_id(open_.invitation.group_id)
-        if record.device_id.raw not in group.state.members:
-            role = open_.invitation.role
-            group.add(
-                record_bytes, "admin" if role == "admin" else "member", int(self.now), self.rng
-            )
-            self.persist({group.id}, out)
-        # (Already a member: an earlier pairing wrote the add but its welcome
-        # never arrived. The code proved it again; just send the log.)
-        return group
+        if record.device_id.raw in group.state.members:
+            return group, True
+        role = open_.invitation.role
+        group.add(record_bytes, "admin" if role == "admin" else "member", int(self.now), self.rng)
+        self.persist({group.id}, out)
+        return group, False
 
     def _invited(self, link: InviteLink, out: list[Effect]) -> None:
         request = link.request
-        open_ = self.invitations.pop(request, None) if request is not None else None
+        open_ = self.invitations.get(request) if request is not None else None
         if request is None or open_ is None or link.joined is None:
             return
+        record, sas, already = link.joined
+        group = self._group_by_id(open_.invitation.group_id)
+        document = {
+            "event": "already_member" if already else "joined",
+            "device": record.name,
+            "device_id": str(record.device_id),
+            "sas": sas,
+            "group": group.state.name,
+            "group_id": group.id.hex(),
+        }
+        if already:  # nothing spent: the invitation stays open for another device
+            out.append(io.Reply(request, document, final=False))
+            return
+        del self.invitations[request]
         out.append(io.Withdraw(open_.advert))
         self._own_adverts.discard(open_.advert)
-        record, sas = link.joined
-        group = self._group_by_id(open_.invitation.group_id)
-        out.append(
-            io.Reply(
-                request,
-                {
-                    "event": "joined",
-                    "device": record.name,
-                    "device_id": str(record.device_id),
-                    "sas": sas,
-                    "group": group.state.name,
-                    "group_id": group.id.hex(),
-                },
-            )
-        )
+        out.append(io.Reply(request, document))
 
     def _invite_attempt_failed(self, link: InviteLink, exc: Exception, out: list[Effect]) -> None:
         request = link.request
@@ -899,7 +905,8 @@ class Node:
         if request is None or link.joined is None:
             return
         del self.joins[request]
-        group, inviter, sas = link.joined
+        welcome, sas = link.joined
+        group, inviter = welcome.group, welcome.inviter
         existing = self.groups.get(group.id)
         if existing is None and any(
             g.log.state is not None and g.state.name == group.state.name
@@ -915,11 +922,12 @@ class Node:
             )
             return
         if existing is not None:
-            for op in group.log.order:
-                if op.id not in existing.log:
-                    existing.receive(op.raw)
-            existing.keys.update(group.keys)
-            self.persist({group.id}, out)
+            new = [op for op in group.log.order if op.id not in existing.log]
+            for op in new:
+                existing.receive(op.raw)
+            if new or not group.keys.keys() <= existing.keys.keys():
+                existing.keys.update(group.keys)
+                self.persist({group.id}, out)
             group = existing
         else:
             self.groups[group.id] = group
@@ -929,7 +937,8 @@ class Node:
             io.Reply(
                 request,
                 {
-                    "event": "joined",
+                    # (as the inviter decided, and reported on its side too)
+                    "event": "already_member" if welcome.already else "joined",
                     "group": group.state.name,
                     "group_id": group.id.hex(),
                     "inviter": inviter,
