@@ -131,7 +131,7 @@ def test_pairing_then_sync_over_the_wire() -> None:
     joined = [e for name, e in wire.log if name == "phone" and isinstance(e, io.Reply)]
     assert joined[-1].data["event"] == "joined"
     served = [e for name, e in wire.log if name == "laptop" and isinstance(e, io.Reply)]
-    assert served[-1].data["sas"] == joined[-1].data["sas"]
+    assert served[-1].data["pairing_words"] == joined[-1].data["pairing_words"]
     # The inviter persisted the add before anything of the welcome was sent.
     laptop = [e for name, e in wire.log if name == "laptop"]
     first_persist = next(i for i, e in enumerate(laptop) if isinstance(e, io.Persist) and e.groups)

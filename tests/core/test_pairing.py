@@ -38,8 +38,8 @@ def test_right_code_pairs_and_both_see_the_same_words() -> None:
     inviter, joining, record, raw = pair(invite, code)
     assert record == JOINER.record
     assert raw == JOINER.record_bytes
-    assert inviter.sas == joining.sas
-    assert len(inviter.sas) == 4
+    assert inviter.pairing_words == joining.pairing_words
+    assert len(inviter.pairing_words) == 4
     assert invite.attempts_left == pairing.MAX_ATTEMPTS
 
 

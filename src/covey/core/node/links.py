@@ -362,7 +362,7 @@ class InviteLink(Link):
         if not already:  # (a member proving the code again spends nothing)
             self.invitation.succeeded()
         self._send_message(out, self.inviter.welcome(group, already=already))
-        self.joined = (record, self.inviter.sas, already)
+        self.joined = (record, self.inviter.pairing_words, already)
         self.finished = True
 
     def _send_message(self, out: list[Effect], message: bytes) -> None:
@@ -418,7 +418,7 @@ class JoinLink(Link):
                 self.send(out, piece)
             return
         welcome = pairing.read_welcome(self.me, message, self.joiner.handshake_hash)
-        self.joined = (welcome, self.joiner.sas)
+        self.joined = (welcome, self.joiner.pairing_words)
         self.finished = True
 
 

@@ -789,13 +789,13 @@ class Node:
         open_ = self.invitations.get(request) if request is not None else None
         if request is None or open_ is None or link.joined is None:
             return
-        record, sas, already = link.joined
+        record, words, already = link.joined
         group = self._group_by_id(open_.invitation.group_id)
         document = {
             "event": "already_member" if already else "joined",
             "device": record.name,
             "device_id": str(record.device_id),
-            "sas": sas,
+            "pairing_words": words,
             "group": group.state.name,
             "group_id": group.id.hex(),
         }
@@ -905,7 +905,7 @@ class Node:
         if request is None or link.joined is None:
             return
         del self.joins[request]
-        welcome, sas = link.joined
+        welcome, words = link.joined
         group, inviter = welcome.group, welcome.inviter
         existing = self.groups.get(group.id)
         if existing is None and any(
@@ -942,7 +942,7 @@ class Node:
                     "group": group.state.name,
                     "group_id": group.id.hex(),
                     "inviter": inviter,
-                    "sas": sas,
+                    "pairing_words": words,
                 },
             )
         )
@@ -1180,6 +1180,8 @@ class Node:
                     "link": secret.as_link(),
                     "expires": invitation.expires,
                     "group": group.state.name,
+                    "group_id": group.id.hex(),
+                    "role": role,
                 },
                 final=False,
             )
