@@ -53,15 +53,16 @@ and reads time only from its `now`.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from covey.core import Rng, channel, discovery, pairing, roster
 from covey.core.group import Group
 from covey.core.identity import DeviceRecord, Identity, validate_name
-from covey.core.node import io
+from covey.core.node import io, views
 from covey.core.node.io import ConnId, Effect
 from covey.core.node.links import (
     Accepted,
@@ -254,10 +255,17 @@ class Node:
         self._removed_dials: dict[bytes, int] = {}
         #: Groups whose removal of this device was already reported.
         self._removal_reported: set[bytes] = set()
+        #: Per group: what it looked like when last seen (for the report of
+        #: what a sync changed); the connection whose bytes are being fed
+        #: now; per sync connection, per group, what it changed so far.
+        self._views: dict[bytes, views.Snapshot] = {}
+        self._feeding: ConnId | None = None
+        self._sync_changes: dict[ConnId, dict[bytes, dict[str, Any]]] = {}
         for group in self.groups.values():
             if self._is_leaving(group):
                 group.shred()  # (a replay re-opens the wraps still in the log)
                 self.leaving[group.id] = 0
+        self._refresh_views()
 
     # --- the one way in -------------------------------------------------------
 
@@ -269,6 +277,7 @@ class Node:
         try:
             self._dispatch(event, out)
             self._housekeeping(out)
+            self._refresh_views()
         except Exception as exc:  # a bug: reported, and the node goes on
             out.append(
                 io.Notify(
@@ -333,6 +342,55 @@ class Node:
                 group.shred()  # keys a late op wrapped for us are not kept either
         out.append(io.Persist(groups=tuple(sorted(groups))))
         self.generation += 1
+        self._note_changes(groups)
+
+    # --- what a sync changed (its `synced` notification) ---------------------------
+
+    def _note_changes(self, groups: Iterable[bytes]) -> None:
+        """Credit what changed in `groups` to the sync being fed now, if any."""
+        for group_id in groups:
+            group = self.groups.get(group_id)
+            if group is None:
+                continue
+            before = self._views.get(group_id)
+            after = views.snapshot(group)
+            if self._feeding is not None and before is not None:
+                found = views.changes(before, group)
+                if found is not None:
+                    merged = self._sync_changes.setdefault(self._feeding, {})
+                    merged[group_id] = _merge(merged.get(group_id), found)
+            if after is not None:
+                self._views[group_id] = after
+
+    def _refresh_views(self) -> None:
+        """Views of groups changed otherwise (commands, heals, joins): not reported."""
+        for group_id, group in self.groups.items():
+            view = self._views.get(group_id)
+            if view is None or view.ops != len(group.log):
+                after = views.snapshot(group)
+                if after is not None:
+                    self._views[group_id] = after
+        for group_id in [g for g in self._views if g not in self.groups]:
+            del self._views[group_id]
+
+    def _report_sync(self, link: Link, out: list[Effect], *, finished: bool) -> None:
+        """Say what a sync changed (nothing when it changed nothing)."""
+        changed = self._sync_changes.pop(link.conn, None)
+        if not changed or not isinstance(link, ChannelLink) or link.peer is None:
+            return
+        out.append(
+            io.Notify(
+                "synced",
+                {
+                    "peer": link.peer.name,
+                    "peer_id": str(link.peer.device_id),
+                    "address": link.address,
+                    "changes": list(changed.values()),
+                    "refused": link.refused,
+                    "finished": finished,
+                },
+            )
+        )
 
     # --- where this device stands in each group ---------------------------------
 
@@ -412,7 +470,8 @@ class Node:
             while len(self.others) > MAX_ADVERTS:
                 del self.others[next(iter(self.others))]
             return
-        self.adverts[event.name] = Advert(event.addresses, event.port, device)
+        addresses = tuple(dict.fromkeys(plain_address(a) for a in event.addresses))
+        self.adverts[event.name] = Advert(addresses, event.port, device)
         if device is not None:
             peer = self.peers.setdefault(device.device_id.raw, Peer())
             if event.name in peer.adverts:
@@ -545,8 +604,9 @@ class Node:
     # --- connections ----------------------------------------------------------
 
     def _incoming(self, event: io.Incoming, out: list[Effect]) -> None:
+        address = plain_address(event.address)
         accepted = [link for link in self.links.values() if link.conn > 0]
-        if sum(1 for link in accepted if link.address == event.address) >= MAX_PER_ADDRESS:
+        if sum(1 for link in accepted if link.address == address) >= MAX_PER_ADDRESS:
             out.append(io.Close(event.conn))
             return
         if len(accepted) >= MAX_CONNECTIONS:
@@ -555,7 +615,7 @@ class Node:
                 out.append(io.Close(event.conn))
                 return
             self._drop(victim, "dropped to make room for another", out)
-        self.links[event.conn] = Accepted(event.conn, event.address, self.now)
+        self.links[event.conn] = Accepted(event.conn, address, self.now)
 
     def _evictable(self, accepted: list[Link]) -> Link | None:
         """The connection to drop when all are taken, oldest first, if any may go.
@@ -590,7 +650,7 @@ class Node:
         if link is None:
             out.append(io.Close(event.conn))
             return
-        link.address = event.address
+        link.address = plain_address(event.address)
         self._guard(link, lambda: link.connected(out), out)
 
     def _received(self, event: io.Received, out: list[Effect]) -> None:
@@ -648,15 +708,20 @@ class Node:
         else is a bug, reported as `internal_error` (the simulator treats it
         as a violation), and still closes just that connection.
         """
+        self._feeding = link.conn
         try:
             step()
         except CoveyError as exc:
+            self._feeding = None
             self._failed(self.links.get(link.conn, link), exc, out)
             return
         except Exception as exc:  # nothing a peer sends may stop the node
+            self._feeding = None
             out.append(io.Notify("internal_error", {"where": "link", "error": type(exc).__name__}))
             self._failed(self.links.get(link.conn, link), exc, out)
             return
+        finally:
+            self._feeding = None
         current = self.links.get(link.conn)
         if current is not None and current.finished:
             self._finish(current, out)
@@ -692,6 +757,7 @@ class Node:
 
     def _drop(self, link: Link, reason: str, out: list[Effect]) -> None:
         self._forget(link, failed=True)
+        self._report_sync(link, out, finished=False)  # (what it changed before it failed)
         out.append(io.Close(link.conn))
         out.append(io.Notify("connection_failed", {"address": link.address, "reason": reason}))
 
@@ -729,6 +795,7 @@ class Node:
             # us). Its adverts there go; the last good address stays.
             self._forget_fakes(link.dials_for, link.dialed, keep_good=True)
         self._forget(link, failed=True)
+        self._report_sync(link, out, finished=False)
         if isinstance(link, ChannelLink) and link.proven:
             out.append(io.Notify("connection_failed", {"address": link.address, "reason": reason}))
 
@@ -743,17 +810,7 @@ class Node:
             )
             out.append(io.Persist(peers=(met,)))
             self._heard(result.peer.device_id.raw, link.generation, out)
-            out.append(
-                io.Notify(
-                    "synced",
-                    {
-                        "peer": result.peer.name,
-                        "address": link.address,
-                        "changed": result.changed,
-                        "refused": result.refused,
-                    },
-                )
-            )
+            self._report_sync(link, out, finished=True)
         elif isinstance(link, JoinLink):
             self._joined(link, out)
         elif isinstance(link, InviteLink):
@@ -1321,6 +1378,33 @@ class Node:
             if self._advert is not None or self.groups:
                 times.append((int(self.now) // discovery.HOUR + 1) * discovery.HOUR)
         return min(times) if times else None
+
+
+def plain_address(address: str) -> str:
+    """An address as people and limits should see it: an IPv4-mapped IPv6
+    address (`::ffff:192.0.2.7`, as a dual-stack listener reports an IPv4
+    peer) as the IPv4 address it is; anything else as it is."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return address
+
+
+def _merge(so_far: dict[str, Any] | None, more: dict[str, Any]) -> dict[str, Any]:
+    """Two reports of changes to one group in one sync, as one."""
+    if so_far is None:
+        return more
+    merged = dict(so_far)
+    merged["ops"] = so_far["ops"] + more["ops"]
+    for key in ("added", "removed", "roles"):
+        merged[key] = [*so_far[key], *more[key]]
+    for key in ("epoch", "history"):
+        if more[key] is not None:
+            merged[key] = more[key]
+    return merged
 
 
 def _unproven(link: Link) -> bool:
