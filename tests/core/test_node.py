@@ -679,6 +679,7 @@ def test_a_sync_is_notified_only_when_it_changed_something_and_says_what() -> No
     other.feed(tablet, io.Command(1, io.Join(code=code)))
     other.feed(tablet, advert_of(invited))
     assert tablet.me.device_id.raw in laptop.groups[group_id].state.members
+    assert not laptop._sync_changes  # (a pairing's add is its reply, not a sync's notice)
     wire.now += 10
     wire.feed(laptop, io.Tick())
     wire.feed(phone, io.Tick())

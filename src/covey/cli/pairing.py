@@ -167,16 +167,24 @@ def invite(ctx: Context, group_name: str, role: str, expires: str, port: int, ye
         click.echo(line)
 
 
+def duration_words(seconds: int) -> str:
+    """`90 seconds`, `1 minute`, `10 minutes`, `2 hours` (the largest unit that divides it)."""
+    for unit, size in (("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} seconds"
+
+
 def article(role: str) -> str:
     return "an admin" if role == "admin" else "a member"
 
 
 def invitation_lines(data: dict[str, Any], lifetime: int) -> str:
     """What `covey invite` prints first: the group, role and expiry; the code and the link."""
-    minutes = f"{lifetime // 60} minutes" if lifetime % 60 == 0 else f"{lifetime} seconds"
     return (
         f"Invitation to {data['group']!r} as {article(data['role'])}, for one device, until"
-        f" {when(data['expires'])} ({minutes}; 3 wrong codes end it).\n"
+        f" {when(data['expires'])} ({duration_words(lifetime)}; 3 wrong codes end it).\n"
         f"On the new device, run:\n"
         f"  covey join {data['code']}\n"
         f"or, with the link (the QR code below holds the same link):\n"

@@ -347,17 +347,24 @@ class Node:
     # --- what a sync changed (its `synced` notification) ---------------------------
 
     def _note_changes(self, groups: Iterable[bytes]) -> None:
-        """Credit what changed in `groups` to the sync being fed now, if any."""
+        """Credit what changed in `groups` to the sync being fed now, if any.
+
+        (Only a sync's changes are reported so: a pairing's add is the
+        invitation's reply, a command's change its own reply.)
+        """
+        feeding = self._feeding
+        if feeding is not None and not isinstance(self.links.get(feeding), ChannelLink):
+            feeding = None
         for group_id in groups:
             group = self.groups.get(group_id)
             if group is None:
                 continue
             before = self._views.get(group_id)
             after = views.snapshot(group)
-            if self._feeding is not None and before is not None:
+            if feeding is not None and before is not None:
                 found = views.changes(before, group)
                 if found is not None:
-                    merged = self._sync_changes.setdefault(self._feeding, {})
+                    merged = self._sync_changes.setdefault(feeding, {})
                     merged[group_id] = _merge(merged.get(group_id), found)
             if after is not None:
                 self._views[group_id] = after
@@ -708,20 +715,20 @@ class Node:
         else is a bug, reported as `internal_error` (the simulator treats it
         as a violation), and still closes just that connection.
         """
-        self._feeding = link.conn
+        failure: Exception | None = None
+        self._feeding = link.conn  # (what a sync changes is credited to it)
         try:
             step()
         except CoveyError as exc:
-            self._feeding = None
-            self._failed(self.links.get(link.conn, link), exc, out)
-            return
+            failure = exc
         except Exception as exc:  # nothing a peer sends may stop the node
-            self._feeding = None
+            failure = exc
             out.append(io.Notify("internal_error", {"where": "link", "error": type(exc).__name__}))
-            self._failed(self.links.get(link.conn, link), exc, out)
-            return
         finally:
             self._feeding = None
+        if failure is not None:
+            self._failed(self.links.get(link.conn, link), failure, out)
+            return
         current = self.links.get(link.conn)
         if current is not None and current.finished:
             self._finish(current, out)
