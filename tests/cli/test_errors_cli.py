@@ -194,6 +194,8 @@ CASES: list[tuple[str, str, list[str]]] = [
     # click: the command line does not parse
     ("no such command", "@fresh", ["nonsense"]),
     ("no such option", "@fresh", ["init", "--bogus"]),
+    ("no such group command", "@laptop", ["group", "nonsense"]),
+    ("extra argument", "@laptop", ["group", "show", "family", "more"]),
     ("missing option", "@laptop", ["seal", "%note"]),
     ("missing argument", "@laptop", ["group", "create"]),
     ("bad choice", "@laptop", ["invite", "-g", "family", "--role", "root"]),
