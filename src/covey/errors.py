@@ -97,6 +97,10 @@ class NotSealedData(InvalidInput):
     """That is not data sealed by covey (or it is damaged)."""
 
 
+class NeverAMember(InvalidInput):
+    """The data was sealed by a device that was never a member of the group."""
+
+
 # --- local misuse ----------------------------------------------------------
 
 

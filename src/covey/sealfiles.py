@@ -32,13 +32,22 @@ def _atomic_output(destination: Path, overwrite: bool) -> Iterator[BinaryIO]:
     if destination.exists() and not overwrite:
         raise InvalidArgument(f"{destination} exists (use --force to overwrite it)")
     directory = destination.parent
-    fd, temporary = tempfile.mkstemp(prefix=".covey-", dir=directory)
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=".covey-", dir=directory)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot write {destination}: {exc.strerror}") from exc
     try:
         with os.fdopen(fd, "wb") as out:
             yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, destination)
+            try:
+                out.flush()
+                os.fsync(out.fileno())
+            except OSError as exc:
+                raise InvalidArgument(f"cannot write {destination}: {exc.strerror}") from exc
+        try:
+            os.replace(temporary, destination)
+        except OSError as exc:
+            raise InvalidArgument(f"cannot write {destination}: {exc.strerror}") from exc
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)

@@ -116,7 +116,7 @@ def test_another_device_cannot_open(home: Path, tmp_path: Path) -> None:
         "open", str(tmp_path / "secret.txt.covey"), "-o", str(tmp_path / "x"), home=stranger
     )
     assert_one_line_error(result)
-    assert "no group" in result.stderr
+    assert "sealed for a group this device does not hold" in result.stderr
 
 
 def test_shred_makes_data_unopenable(home: Path, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -77,6 +78,8 @@ class Wire:
     ends: dict[tuple[int, int], tuple[Node, int]] = field(default_factory=dict)
     log: list[tuple[str, io.Effect]] = field(default_factory=list)
     next_incoming: int = 1
+    #: The address an accepting node sees a dial come from.
+    incoming_address: str = "10.0.0.1"
 
     def feed(self, node: Node, event: io.Event) -> None:
         queue = [(node, event)]
@@ -94,7 +97,10 @@ class Wire:
                 self.next_incoming += 1
                 self.ends[(id(node), conn)] = (other, theirs)
                 self.ends[(id(other), theirs)] = (node, conn)
-                return [(other, io.Incoming(theirs, "10.0.0.1")), (node, io.Connected(conn, "x"))]
+                return [
+                    (other, io.Incoming(theirs, self.incoming_address)),
+                    (node, io.Connected(conn, "x")),
+                ]
             case io.Send(conn, data):
                 peer = self.ends.get((id(node), conn))
                 return [] if peer is None else [(peer[0], io.Received(peer[1], data))]
@@ -131,7 +137,7 @@ def test_pairing_then_sync_over_the_wire() -> None:
     joined = [e for name, e in wire.log if name == "phone" and isinstance(e, io.Reply)]
     assert joined[-1].data["event"] == "joined"
     served = [e for name, e in wire.log if name == "laptop" and isinstance(e, io.Reply)]
-    assert served[-1].data["sas"] == joined[-1].data["sas"]
+    assert served[-1].data["pairing_words"] == joined[-1].data["pairing_words"]
     # The inviter persisted the add before anything of the welcome was sent.
     laptop = [e for name, e in wire.log if name == "laptop"]
     first_persist = next(i for i, e in enumerate(laptop) if isinstance(e, io.Persist) and e.groups)
@@ -597,3 +603,152 @@ def test_a_malformed_advert_is_ignored(txt: bytes | int) -> None:
     assert not dials(effects)
     assert "junk" not in node.adverts
     assert ("junk" in node.others) == (discovery.read_advert(txt) is not None)
+
+
+# --- pairing a device that is already a member (issue 9, 6c) ----------------------------
+
+
+def test_joining_a_group_already_held_spends_nothing_and_both_sides_say_so() -> None:
+    """Issue 9, finding 6c: a device that already held the group joined it
+    again; the inviter reported "joined" and the code was used up (the device
+    the code was meant for could not use it). Now the inviter sees from the
+    joiner's proof that it is a member: no add, no new epoch, the invitation
+    stays open, and both sides report "already_member"."""
+    wire, group_id = paired()
+    laptop, phone = wire.a, wire.b
+    ops_before = len(laptop.groups[group_id].log)
+    wire.now = NOW + 5
+    invited = laptop.handle(io.Command(5, io.Invite("family")), wire.now, SeededRng("again"))
+    code = next(e for e in invited if isinstance(e, io.Reply)).data["code"]
+    start = len(wire.log)
+    wire.feed(phone, io.Command(7, io.Join(code=code)))
+    wire.feed(phone, advert_of(invited))
+    effects = wire.log[start:]
+    (served,) = [e for n, e in effects if n == "laptop" and isinstance(e, io.Reply)]
+    (answered,) = [e for n, e in effects if n == "phone" and isinstance(e, io.Reply)]
+    assert served.data["event"] == answered.data["event"] == "already_member"
+    assert served.data["device"] == "phone"
+    assert answered.data["group"] == served.data["group"] == "family"
+    assert answered.final
+    assert answered.error is None
+    assert not served.final  # the invitation is still open ...
+    assert 5 in laptop.invitations
+    assert len(laptop.groups[group_id].log) == ops_before  # ... and nothing was written
+    assert not [e for n, e in effects if n == "laptop" and isinstance(e, io.Persist) and e.groups]
+    assert not [e for n, e in effects if isinstance(e, io.Withdraw)]
+    # The code still brings in the device it was meant for.
+    tablet = Node(create_identity("tablet", NOW, SeededRng("node-tablet")))
+    second = Wire(laptop, tablet, now=NOW + 6, next_incoming=100)
+    second.feed(tablet, io.Command(1, io.Join(code=code)))
+    second.feed(tablet, advert_of(invited))
+    (joined,) = [e for n, e in second.log if n == "tablet" and isinstance(e, io.Reply)]
+    assert joined.data["event"] == "joined"
+    (welcomed,) = [e for n, e in second.log if n == "laptop" and isinstance(e, io.Reply)]
+    assert welcomed.data["event"] == "joined"
+    assert welcomed.final
+    assert tablet.me.device_id.raw in laptop.groups[group_id].state.members
+    assert 5 not in laptop.invitations  # now it is used
+
+
+# --- what `covey up` logs: what a sync changed, by whom (issue 9, 6g) --------------------
+
+
+def synced_notices(effects: list[tuple[str, io.Effect]], name: str) -> list[dict[str, Any]]:
+    return [
+        e.data for n, e in effects if n == name and isinstance(e, io.Notify) and e.event == "synced"
+    ]
+
+
+def latest_advert(wire: Wire, name: str) -> io.AdvertSeen:
+    advert = next(e for n, e in reversed(wire.log) if n == name and isinstance(e, io.Advertise))
+    return io.AdvertSeen(advert.name, ("10.0.0.2",), 4242, advert.txt)
+
+
+def test_a_sync_is_notified_only_when_it_changed_something_and_says_what() -> None:
+    """Issue 9, finding 6g: `covey up` logged "synced with" every few seconds
+    when nothing changed, and never what changed. The node now notifies a
+    sync only when it changed something, and says what: members added and
+    removed, roles, a new key, and by whom, and from which device."""
+    wire, group_id = paired()
+    laptop, phone = wire.a, wire.b
+    # A tablet joins through the laptop while the phone is away.
+    tablet = Node(create_identity("tablet", NOW, SeededRng("node-tablet")))
+    invited = laptop.handle(io.Command(12, io.Invite("family")), wire.now, SeededRng("t"))
+    code = next(e for e in invited if isinstance(e, io.Reply)).data["code"]
+    other = Wire(laptop, tablet, now=wire.now, next_incoming=100)
+    other.feed(tablet, io.Command(1, io.Join(code=code)))
+    other.feed(tablet, advert_of(invited))
+    assert tablet.me.device_id.raw in laptop.groups[group_id].state.members
+    assert not laptop._sync_changes  # (a pairing's add is its reply, not a sync's notice)
+    wire.now += 10
+    wire.feed(laptop, io.Tick())
+    wire.feed(phone, io.Tick())
+    start = len(wire.log)
+    wire.feed(phone, latest_advert(wire, "laptop"))  # the phone comes back and dials
+    effects = wire.log[start:]
+    # Two syncs: the first brings the tablet's add; the phone, changed, syncs
+    # again at once, and that one changes nothing: one notice, on the phone.
+    assert (
+        len([e for n, e in effects if n == "phone" and isinstance(e, io.Persist) and e.peers]) >= 2
+    )
+    (notice,) = synced_notices(effects, "phone")
+    assert synced_notices(effects, "laptop") == []
+    assert (notice["peer"], notice["address"]) == ("laptop", "x")
+    (change,) = notice["changes"]
+    assert change["group"] == "family"
+    assert [(e["name"], e["by"]) for e in change["added"]] == [("tablet", "laptop")]
+    assert change["epoch"] == {
+        "number": len(laptop.groups[group_id].state.epochs),
+        "by": "laptop",
+    }
+    assert change["removed"] == change["roles"] == []
+
+    # The laptop makes the phone an admin and rotates; it dials the phone.
+    phone_id = phone.me.device_id.raw
+    wire.feed(laptop, io.Command(10, io.ChangeRole("family", phone_id, "admin")))
+    wire.feed(laptop, io.Command(11, io.Rotate("family")))
+    start = len(wire.log)
+    wire.feed(laptop, latest_advert(wire, "phone"))
+    (notice,) = synced_notices(wire.log[start:], "phone")
+    (change,) = notice["changes"]
+    assert change["ops"] == 2
+    assert change["roles"] == [
+        {"name": "phone", "device_id": str(phone.me.device_id), "by": "laptop", "role": "admin"}
+    ]
+    assert change["epoch"]["by"] == "laptop"
+    assert change["added"] == change["removed"] == []
+    assert synced_notices(wire.log[start:], "laptop") == []  # nothing new for the laptop
+
+    # The laptop removes the tablet (it knows the phone's advert: it dials at once).
+    wire.now += 10
+    start = len(wire.log)
+    wire.feed(laptop, io.Command(13, io.RemoveDevice("family", tablet.me.device_id.raw)))
+    (notice,) = synced_notices(wire.log[start:], "phone")
+    (change,) = notice["changes"]
+    assert [(e["name"], e["by"], e["left"]) for e in change["removed"]] == [
+        ("tablet", "laptop", False)
+    ]
+
+
+def test_an_ipv4_peer_seen_as_ipv4_mapped_ipv6_is_one_address() -> None:
+    """Issue 9, finding 6g: a dual-stack listener reports an IPv4 peer as
+    `::ffff:a.b.c.d`, so one peer showed as two addresses (and its
+    connections counted against two per-address limits)."""
+    node = Node(ME)
+    run(node, io.Incoming(1, "10.0.0.9"))
+    run(node, io.Incoming(2, "::ffff:10.0.0.9"))
+    assert node.links[2].address == "10.0.0.9"
+    assert io.Close(3) in run(node, io.Incoming(3, "::ffff:10.0.0.9"))  # MAX_PER_ADDRESS
+    assert 3 not in node.links
+    # What the node records and tells of a peer names the plain address too.
+    wire, _ = paired()
+    wire.incoming_address = "::ffff:10.0.0.7"
+    wire.now += 10
+    wire.feed(wire.a, io.Tick())
+    wire.feed(wire.b, io.Command(10, io.Rotate("family")))
+    start = len(wire.log)
+    wire.feed(wire.b, latest_advert(wire, "laptop"))  # the phone dials; the laptop accepts
+    met = [e for n, e in wire.log[start:] if n == "laptop" and isinstance(e, io.Persist)]
+    assert {peer.address for e in met for peer in e.peers} == {"10.0.0.7"}
+    (notice,) = synced_notices(wire.log[start:], "laptop")  # (the phone's rotation)
+    assert notice["address"] == "10.0.0.7"

@@ -328,7 +328,7 @@ def test_pairing_still_works_and_both_sides_see_the_same_words() -> None:
     wire, _ = paired()
     joined = [e for name, e in wire.log if name == "phone" and isinstance(e, io.Reply)]
     served = [e for name, e in wire.log if name == "laptop" and isinstance(e, io.Reply)]
-    assert joined[-1].data["sas"] == served[-1].data["sas"]
+    assert joined[-1].data["pairing_words"] == served[-1].data["pairing_words"]
     assert joined[-1].data["inviter"] == "laptop"
 
 

@@ -38,8 +38,8 @@ def test_right_code_pairs_and_both_see_the_same_words() -> None:
     inviter, joining, record, raw = pair(invite, code)
     assert record == JOINER.record
     assert raw == JOINER.record_bytes
-    assert inviter.sas == joining.sas
-    assert len(inviter.sas) == 4
+    assert inviter.pairing_words == joining.pairing_words
+    assert len(inviter.pairing_words) == 4
     assert invite.attempts_left == pairing.MAX_ATTEMPTS
 
 
@@ -53,9 +53,10 @@ def test_the_welcome_proves_the_inviter_is_a_member_of_the_group() -> None:
     invite = invitation()
     inviter, joining, _, _ = pair(invite, parse_code(invite.secret.code))
     welcome = inviter.welcome(group_with(JOINER))
-    group, name = pairing.read_welcome(JOINER, welcome, joining.handshake_hash)
-    assert name == "laptop"
-    assert group.state.current_epoch.id in group.keys
+    welcomed = pairing.read_welcome(JOINER, welcome, joining.handshake_hash)
+    assert welcomed.inviter == "laptop"
+    assert not welcomed.already
+    assert welcomed.group.state.current_epoch.id in welcomed.group.keys
     # The inviter's proof signs this session's hash: in another session it is refused.
     other = invitation("other")
     _, other_joining, _, _ = pair(other, parse_code(other.secret.code), seed="o")

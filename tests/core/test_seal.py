@@ -13,6 +13,7 @@ from covey.errors import (
     InvalidInput,
     KeyUnavailable,
     NeedsRotation,
+    NeverAMember,
     NoSuchGroup,
     NotAMember,
 )
@@ -190,3 +191,40 @@ def _make_fixture() -> tuple[World, bytes]:
 
 
 _SEAL_WORLD, _SEALED = _make_fixture()
+
+
+def test_data_from_a_device_whose_add_was_vetoed_is_refused() -> None:
+    """Issue 9, finding 5g. A removes admin B; apart, B adds D, and D seals.
+    Once the logs meet, A's removal of B vetoes B's add of D: D was never a
+    member. It holds the key of that add (a valid op, wrapped for every member
+    B knew), so members could open what it sealed, reported only as "no
+    longer a member". Now they refuse it, saying who added it and why that
+    was undone; data from a removed member still opens (test above)."""
+    A, B, C, D = 0, 1, 2, 3
+    world = World(4, seed="vetoed-author")
+    world.act(A, "add_admin", B)
+    world.act(A, "add", C)
+    for device in (B, C):
+        world.sync(A, device)
+    before = seal_bytes(world.replicas[B], b"while B was a member", b"", SeededRng("b"))
+    world.act(A, "remove", B)
+    added = world.act(B, "add", D)  # apart from A's removal of B
+    world.sync(B, D)
+    sealed = seal_bytes(world.replicas[D], b"from a device never admitted", b"", SeededRng("d"))
+    world.converge()
+    for reader in (A, C):
+        group = world.replicas[reader]
+        assert added is not None
+        assert added.id in group.state.skipped
+        assert world.id(D) not in group.state.devices
+        assert added.id in group.keys  # the key is there: only the check refuses it
+        with pytest.raises(NeverAMember) as refused:
+            open_bytes(finder(group), sealed)
+        assert str(refused.value) == (
+            "sealed by 'device-3', which was never a member of 'family': its addition by"
+            " 'device-1' was undone (vetoed: its author's rights were revoked concurrently)"
+        )
+    # What B sealed as a member still opens: from a former member.
+    plain, opened = open_bytes(finder(world.replicas[C]), before)
+    assert plain == b"while B was a member"
+    assert not opened.author_is_member

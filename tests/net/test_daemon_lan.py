@@ -77,6 +77,14 @@ def test_members_sync_and_a_restarted_node_catches_up(lan: Lan, tmp_path: Path) 
         assert {d["name"]: d["seen"] for d in devices["devices"]} == {"laptop": True, "phone": True}
     finally:
         outputs = [stop(node) if node.poll() is None else "" for node in nodes]
+    # The restarted phone caught up: each sync it reports changed something
+    # (a new key, by the laptop), from the laptop's IPv4 address (issue 9, 6g).
+    events = [json.loads(line) for line in outputs[1].splitlines() if line.strip()]
+    synced = [e for e in events if e["event"] == "synced"]
+    assert synced
+    assert all(e["changes"] for e in synced)
+    assert any(c["epoch"] and c["epoch"]["by"] == "laptop" for e in synced for c in e["changes"])
+    assert not [e for e in synced if e["address"].startswith("::ffff:")]
     # The stranger saw adverts but never synced with anyone, and holds no group.
     assert "synced" not in outputs[2]
     assert covey(lan, 2, stranger, "group", "list")["groups"] == []

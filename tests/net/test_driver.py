@@ -31,7 +31,7 @@ async def pair(inviter: Device, joiner: Device, group: str, role: str = "member"
             served = await replies.receive()
     assert served.error is None, served.data
     assert joined[-1].error is None, joined[-1].data
-    assert served.data["sas"] == joined[-1].data["sas"]
+    assert served.data["pairing_words"] == joined[-1].data["pairing_words"]
     return joined[-1].data
 
 

@@ -47,6 +47,8 @@ def test_invite_join_then_open(lan: Lan, tmp_path: Path) -> None:
     covey(lan, 0, laptop, "seal", "-g", "family", str(secret))
 
     inviter, invitation = start_invite(lan, 0, laptop)
+    assert (invitation["group"], invitation["role"]) == ("family", "member")
+    assert invitation["link"].startswith("covey:join:")
     try:
         joined = covey(lan, 1, phone, "join", invitation["code"])
         out, err = inviter.communicate(timeout=30)
@@ -58,7 +60,10 @@ def test_invite_join_then_open(lan: Lan, tmp_path: Path) -> None:
     assert joined["group"] == "family"
     assert joined["inviter"] == "laptop"
     assert served["device"] == "phone"
-    assert served["sas"] == joined["sas"]
+    assert served["pairing_words"] == joined["pairing_words"]
+    assert len(joined["pairing_words"]) == 4
+    assert served["remove"].startswith("covey remove cv1-")
+    assert joined["shred"] == "covey group shred family --yes"
 
     opened = covey(lan, 1, phone, "open", str(secret) + ".covey", "-o", str(tmp_path / "got.txt"))
     assert opened["author"]["name"] == "laptop"

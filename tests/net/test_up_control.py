@@ -98,10 +98,13 @@ def test_commands_go_through_the_running_node(host: Lan, tmp_path: Path) -> None
         assert err.strip().splitlines() == [
             "covey: error: a group named 'work' already exists on this device"
         ]
-        # A second node for the same home is refused in one line.
+        # A second node for the same home is refused in one line that names
+        # the first one's process and how to stop it (issue 9, 6b).
         code, _, err = covey(host, home, "up", env=PASSPHRASE)
         assert code == 1
         assert "already running" in err
+        assert f"covey up (process {node.pid}, since " in err
+        assert f"`kill {node.pid}`" in err
         assert len(err.strip().splitlines()) == 1
         # Junk on the control socket closes that client only.
         for junk in (b"\xff\xfe\n", b'{"action": "rotate", "group": 7}\n', b"x" * 70_000):

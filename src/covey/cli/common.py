@@ -182,12 +182,14 @@ def node_command(
     lock = control.HomeLock(ctx.home)
     deadline = time.monotonic() + control.LOCK_WAIT
     while True:
-        if lock.try_acquire():
+        if lock.try_acquire(command_name()):
             break
         try:
             return _through_node(ctx, action, on_reply)
-        except NodeBusy:
+        except NodeBusy as exc:
             if time.monotonic() > deadline:
+                if isinstance(exc.__cause__, OSError):  # nobody answered on the socket
+                    raise lock.busy() from exc  # (names the holder, and what to do)
                 raise
             time.sleep(0.2)  # the holder was a short command, or a node starting: again
     try:
@@ -217,6 +219,12 @@ def node_command(
         raise control.reply_error(final)
     data: dict[str, Any] = final["data"]
     return data
+
+
+def command_name() -> str:
+    """The command being run, as typed (`covey group rotate`), for the home lock's note."""
+    context = click.get_current_context(silent=True)
+    return "covey" if context is None else context.command_path
 
 
 def _through_node(

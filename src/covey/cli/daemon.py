@@ -15,7 +15,6 @@ from typing import Any, Final
 import click
 
 from covey.cli.common import Context, ask_passphrase, common_options, run, unlock, when
-from covey.errors import NodeRunning
 
 #: The exit status after a second signal or a stuck shutdown (as for Ctrl-C).
 EXIT_INTERRUPTED: Final = 130
@@ -45,33 +44,17 @@ def up(ctx: Context, port: int) -> None:
     from covey.store.sqlite import Store
 
     lock = control.HomeLock(ctx.home)
-    if not lock.try_acquire():
-        raise NodeRunning(
-            "covey up is already running for this device: stop it first (Ctrl-C or SIGTERM)"
-        )
+    if not lock.try_acquire("covey up"):
+        raise lock.refuse_node()  # (which process runs, and how to stop or reach it)
     passphrase = ask_passphrase(ctx)
 
     def emit(event: str, data: dict[str, Any]) -> None:
         if ctx.json:
             click.echo(json.dumps({"event": event, "time": time.time(), **data}))
-        elif event == "listening":
-            click.echo(f"covey is up on port {data['port']}; Ctrl-C stops it.")
-        elif event == "synced":
-            click.echo(f"synced with {data['peer']!r} at {data['address']}")
-        elif event == "healed":
-            click.echo(f"rotated {data['group']!r} to a fresh key (a merge left it unhealthy)")
-        elif event == "removed":
-            by = f" by {data['by']!r}" if data.get("by") else ""
-            click.echo(
-                f"this device was removed from group {data['group']!r}{by}: no longer syncing it"
-            )
-        elif event == "left":
-            click.echo(
-                f"{data['told']!r} heard that this device left {data['group']!r}:"
-                " the group is deleted here"
-            )
-        elif event == "connection_failed":
-            click.echo(f"a connection from {data['address']} failed: {data['reason']}", err=True)
+            return
+        line = log_line(event, data)
+        if line is not None:
+            click.echo(f"{stamp(time.time())} {line}", err=event in ERROR_EVENTS)
 
     async def go() -> None:
         async with Store.open(ctx.home) as store:
@@ -101,6 +84,69 @@ def up(ctx: Context, port: int) -> None:
         run(go)
     finally:
         lock.release()
+
+
+#: Events whose lines go to stderr.
+ERROR_EVENTS: Final = frozenset({"connection_failed", "heal_failed", "internal_error"})
+
+
+def stamp(seconds: float) -> str:
+    """A log line's local time: `2026-12-03 14:05:12`."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def log_line(event: str, data: dict[str, Any]) -> str | None:
+    """`covey up`'s line for a node's event (None: nothing to say to people).
+
+    A sync is logged only when it changed something, and says what: members
+    added and removed, roles, a new key, a new history policy, by whom, and
+    from which device it came (`covey.core.node.views.changes`).
+    """
+    if event == "listening":
+        return f"covey is up on port {data['port']}; Ctrl-C stops it."
+    if event == "synced":
+        peer = f"from {data['peer']!r} at {data['address']}"
+        if not data.get("finished", True):
+            peer += " (the sync broke off after this)"
+        return "; ".join(change_line(change) for change in data["changes"]) + f" ({peer})"
+    if event == "healed":
+        return f"{data['group']}: rotated to a fresh key (a merge left it unhealthy)"
+    if event == "heal_failed":
+        return f"{data['group']}: could not rotate to a fresh key: {data['reason']}"
+    if event == "removed":
+        by = f" by {data['by']!r}" if data.get("by") else ""
+        return f"this device was removed from group {data['group']!r}{by}: no longer syncing it"
+    if event == "left":
+        return f"{data['told']!r} heard that this device left {data['group']!r}: deleted here"
+    if event == "connection_failed":
+        return f"a connection with {data['address']} failed: {data['reason']}"
+    if event == "internal_error":
+        return f"internal error in the node ({data.get('where', '?')}): please report it"
+    return None
+
+
+def change_line(change: dict[str, Any]) -> str:
+    """One group's changes from one sync, for people: `family: added 'tablet' (by ...)`."""
+
+    def by(entry: dict[str, Any]) -> str:
+        return f" (by {entry['by']!r})" if entry.get("by") else ""
+
+    parts = [f"added {e['name']!r}{by(e)}" for e in change["added"]]
+    for entry in change["removed"]:
+        if entry.get("left"):
+            parts.append(f"{entry['name']!r} left")
+        else:
+            parts.append(f"removed {entry['name']!r}{by(entry)}")
+    parts += [f"{e['name']!r} is now {e['role']}{by(e)}" for e in change["roles"]]
+    if change["epoch"] is not None:
+        epoch = change["epoch"]
+        parts.append(f"new key, epoch {epoch['number']} (by {epoch['by']!r})")
+    if change["history"] is not None:
+        parts.append(f"history policy now {change['history']}")
+    if not parts:
+        count = change["ops"]
+        parts.append(f"{count} new change{'s' if count != 1 else ''} (members and key as before)")
+    return f"{change['group']}: " + ", ".join(parts)
 
 
 @click.command()

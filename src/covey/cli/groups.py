@@ -51,7 +51,7 @@ def create(ctx: Context, name: str, history: str) -> None:
     from covey.core.identity import validate_name
     from covey.core.node import io
 
-    name = validate_name(name)
+    name = validate_name(name, "a group name")
     document = node_command(
         ctx,
         io.CreateGroup(name, history),  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from covey.cli.common import Context, common_options, node_command
+from covey.cli.common import Context, common_options, interactive, node_command, when
 
 #: Seconds a joiner looks for the inviter on the LAN.
 JOIN_TIMEOUT = 30.0
@@ -54,17 +54,24 @@ class Events:
 @click.option(
     "--port", type=int, default=0, help="TCP port to listen on (default: any; not with covey up)."
 )
+@click.option(
+    "--yes", "-y", is_flag=True, help="Do not ask whether the pairing words match (terminal)."
+)
 @common_options
-def invite(ctx: Context, group_name: str, role: str, expires: str, port: int) -> None:
-    """Invite a device: print a code (and a QR code), wait for it to join.
+def invite(ctx: Context, group_name: str, role: str, expires: str, port: int, yes: bool) -> None:
+    """Invite a device: print a code, a link and its QR code; wait for it to join.
 
-    With `covey up` running, its node offers the invitation (on its own
-    port); otherwise this command listens until the device joined, the code
-    expired, or three wrong codes were tried.
+    Says which group, role and expiry the code is for. With `covey up`
+    running, its node offers the invitation (on its own port); otherwise
+    this command listens until the device joined, the code expired, or
+    three wrong codes were tried. Once a device joined, both show the same
+    four pairing words: in a terminal this command asks whether they match,
+    and a "no" removes the device at once.
     """
     from covey.cli.members import read_group
     from covey.core import roster
     from covey.core.node import io
+    from covey.core.roster import command_arg
 
     lifetime = parse_duration(expires)
     # Only an admin invites: refused here, naming the admins, before any
@@ -80,15 +87,27 @@ def invite(ctx: Context, group_name: str, role: str, expires: str, port: int) ->
         if data.get("event") == "invitation":
             events.emit(
                 "invitation",
-                f"On the new device, run:  covey join {data['code']}",
+                invitation_lines(data, lifetime),
                 code=data["code"],
                 link=data["link"],
+                group=data["group"],
+                role=data["role"],
                 expires=data["expires"],
                 port=data.get("port", 0),
             )
             if not ctx.json:
                 show_qr(data["link"])
-                click.echo("Waiting for the device to join ...")
+                click.echo("Waiting for the device to join (Ctrl-C stops) ...")
+        elif data.get("event") == "already_member":
+            events.emit(
+                "already_member",
+                f"{data['device']!r} ({data['device_id'][:13]}) is already a member of"
+                f" {data['group']!r}: nothing was added, and the code still works for another"
+                " device. Still waiting (Ctrl-C stops) ...",
+                device=data["device"],
+                device_id=data["device_id"],
+                group=data["group"],
+            )
         elif data.get("event") == "attempt_failed":
             events.emit(
                 "attempt_failed",
@@ -107,13 +126,69 @@ def invite(ctx: Context, group_name: str, role: str, expires: str, port: int) ->
         port=port,
         on_reply=progress,
     )
+    short = joined["device_id"][:13]
+    words = " ".join(joined["pairing_words"])
+    remove = f"covey remove {short} -g {command_arg(joined['group'])}"
     events.emit(
         "joined",
-        f"{joined['device']!r} joined. Safety words (compare if you like): "
-        + " ".join(joined["sas"]),
+        f"{joined['device']!r} ({short}) joined {joined['group']!r} as {article(role)}.\n"
+        f"Pairing words: {words}\n"
+        f"{joined['device']!r} shows the same four words. If they differ, it is not the"
+        f" device you meant: run `{remove}` at once.",
         device=joined["device"],
-        sas=joined["sas"],
+        device_id=joined["device_id"],
+        pairing_words=joined["pairing_words"],
         group=joined["group"],
+        group_id=joined["group_id"],
+        role=role,
+        remove=remove,
+    )
+    if ctx.json or yes or not interactive():
+        return
+    question = f"Does {joined['device']!r} show the same pairing words?"
+    if click.confirm(question, default=None, err=True):
+        click.echo("Good: the device that joined is the one you meant.")
+        return
+    # Not the device in the user's hand: whoever it is leaves at once.
+    from covey.cli.members import told_lines
+    from covey.core.identity import DeviceId
+
+    document = node_command(
+        ctx,
+        io.RemoveDevice(joined["group_id"], DeviceId.parse(joined["device_id"]).raw),
+        needs="named",
+        group=joined["group_id"],
+    )
+    click.echo(
+        f"Removed {joined['device']!r} ({short}) from {joined['group']!r}: the others have a"
+        f" new key (epoch {document['epoch']['number']}). Invite the right device again."
+    )
+    for line in told_lines(document, "the removal"):
+        click.echo(line)
+
+
+def duration_words(seconds: int) -> str:
+    """`90 seconds`, `1 minute`, `10 minutes`, `2 hours` (the largest unit that divides it)."""
+    for unit, size in (("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} seconds"
+
+
+def article(role: str) -> str:
+    return "an admin" if role == "admin" else "a member"
+
+
+def invitation_lines(data: dict[str, Any], lifetime: int) -> str:
+    """What `covey invite` prints first: the group, role and expiry; the code and the link."""
+    return (
+        f"Invitation to {data['group']!r} as {article(data['role'])}, for one device, until"
+        f" {when(data['expires'])} ({duration_words(lifetime)}; 3 wrong codes end it).\n"
+        f"On the new device, run:\n"
+        f"  covey join {data['code']}\n"
+        f"or, with the link (the QR code below holds the same link):\n"
+        f"  covey join --link {data['link']}"
     )
 
 
@@ -124,7 +199,6 @@ def show_qr(link: str) -> None:
 
     qr = io.StringIO()
     segno.make(link, error="l").terminal(out=qr, compact=True)
-    click.echo("or scan this with covey:")
     click.echo(qr.getvalue())
 
 
@@ -146,6 +220,7 @@ def join(
     """
     from covey.core.node import io
     from covey.core.pairing import parse_code, parse_link
+    from covey.core.roster import command_arg
     from covey.errors import InvalidArgument
 
     if (code is None) == (link is None):
@@ -167,14 +242,29 @@ def join(
         network=target is None,
     )
     events = Events(ctx)
+    if joined.get("event") == "already_member":
+        events.emit(
+            "already_member",
+            f"This device is already a member of {joined['group']!r} (the inviter,"
+            f" {joined['inviter']!r}, says so too): nothing was changed, and the code"
+            " still works for another device.",
+            group=joined["group"],
+            group_id=joined["group_id"],
+            inviter=joined["inviter"],
+        )
+        return
+    shred = f"covey group shred {command_arg(joined['group'])} --yes"
     events.emit(
         "joined",
-        f"Joined {joined['group']!r} (invited by {joined['inviter']!r}). "
-        "Safety words (compare if you like): " + " ".join(joined["sas"]),
+        f"Joined {joined['group']!r} (invited by {joined['inviter']!r}).\n"
+        f"Pairing words: {' '.join(joined['pairing_words'])}\n"
+        f"{joined['inviter']!r} shows the same four words. If they differ, this is not the"
+        f" group you meant: run `{shred}` here at once, and tell whoever invited you.",
         group=joined["group"],
         group_id=joined["group_id"],
         inviter=joined["inviter"],
-        sas=joined["sas"],
+        pairing_words=joined["pairing_words"],
+        shred=shred,
     )
 
 

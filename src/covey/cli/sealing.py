@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from covey.cli.common import Context, ask_passphrase, common_options, node_command, run, unlock
+from covey.cli.common import (
+    Context,
+    ask_passphrase,
+    common_options,
+    node_command,
+    run,
+    unlock,
+    when,
+)
 
 if TYPE_CHECKING:
     from covey.core.group import Group
     from covey.core.seal import Opened
+    from covey.errors import InvalidInput
 
 SUFFIX = ".covey"
 
@@ -84,9 +93,14 @@ def seal(
 def open_(ctx: Context, file: Path, output: Path | None, force: bool) -> None:
     """Open FILE sealed for a group this device is a member of."""
     from covey.core import roster
-    from covey.core.identity import DeviceId
     from covey.core.seal import HEAD_BYTES, sealed_group_id
-    from covey.errors import InvalidArgument, InvalidInput, KeyUnavailable, NotSealedData
+    from covey.errors import (
+        InvalidArgument,
+        InvalidInput,
+        KeyUnavailable,
+        NoSuchGroup,
+        NotSealedData,
+    )
     from covey.sealfiles import open_file
     from covey.store.sqlite import Store
 
@@ -103,7 +117,16 @@ def open_(ctx: Context, file: Path, output: Path | None, force: bool) -> None:
                     head = reader.read(HEAD_BYTES)
             except OSError as exc:
                 raise InvalidArgument(f"cannot read {file}: {exc.strerror}") from exc
-            group_id, _ = await store.find_group(sealed_group_id(head))
+            try:
+                wanted = sealed_group_id(head)
+            except InvalidInput as exc:
+                raise cannot_open(file, exc) from exc
+            if wanted not in {group_id for group_id, _ in await store.list_groups()}:
+                raise NoSuchGroup(
+                    f"cannot open {file}: it was sealed for a group this device does not hold"
+                    f" (group ID {wanted.hex()[:16]})"
+                )
+            group_id, _ = await store.find_group(wanted)
             me, data_key = await unlock(store, passphrase)
             group = await store.load_group(group_id, me, data_key)
             if roster.standing(group.log, me.device_id.raw) == "leaving":
@@ -119,23 +142,19 @@ def open_(ctx: Context, file: Path, output: Path | None, force: bool) -> None:
             try:
                 return open_file(find, file, output, force), group
             except InvalidInput as exc:
-                raise type(exc)(f"cannot open {file}: {exc}") from exc
+                raise cannot_open(file, exc) from exc
 
     opened, group = run(go)
-    author = str(DeviceId(opened.author))
-    if not opened.author_is_member:
-        ctx.note(f"Note: its author, {opened.author_name!r}, is no longer a member of the group.")
+    author = author_document(group, opened)
+    if author["standing"] != "member":
+        ctx.note(f"Note: {author_note(author, group.state.name)}")
     ctx.emit(
         {
             "ok": True,
             "output": str(output),
             "group_id": opened.group.hex(),
             "group": group.state.name,
-            "author": {
-                "device_id": author,
-                "name": opened.author_name,
-                "member": opened.author_is_member,
-            },
+            "author": author,
             "associated_data": opened.associated.decode("utf-8", "replace"),
         },
         lambda: click.echo(
@@ -143,6 +162,55 @@ def open_(ctx: Context, file: Path, output: Path | None, force: bool) -> None:
             f" (sealed by {opened.author_name!r} for {group.state.name!r})."
         ),
     )
+
+
+def author_document(group: Group, opened: Opened) -> dict[str, Any]:
+    """Who sealed it, and where that device stands in the group now (from this replica)."""
+    from covey.core import roster
+    from covey.core.identity import DeviceId
+
+    gone = roster.removal(group.log, opened.author)
+    standing = "member" if gone is None else ("left" if gone.left else "removed")
+    return {
+        "device_id": str(DeviceId(opened.author)),
+        "name": opened.author_name,
+        "member": opened.author_is_member,
+        "standing": standing,
+        "removed_by": None
+        if gone is None or gone.by is None
+        else {"name": gone.by_name, "device_id": str(DeviceId(gone.by))},
+        "removed_at": None if gone is None else gone.time,
+        "equivocated": opened.author in group.state.equivocators,
+    }
+
+
+def author_note(author: dict[str, Any], group: str) -> str:
+    """The line `covey open` shows when the author is no longer a member."""
+    name = author["name"]
+    caveat = (
+        "it held the key it sealed under, and covey cannot tell whether it sealed this"
+        " before or after"
+    )
+    if author["equivocated"]:
+        return (
+            f"sealed by {name!r}, which is no longer treated as a member of {group!r} (it"
+            f" signed two different changes with one sequence number); {caveat}"
+        )
+    at = f" at {when(author['removed_at'])} (by the remover's clock)"
+    if author["standing"] == "left":
+        return f"sealed by {name!r}, which left {group!r}{at}; {caveat}"
+    by = author["removed_by"]
+    if by is None:
+        return f"sealed by {name!r}, which is no longer a member of {group!r}; {caveat}"
+    return f"sealed by {name!r}, removed from {group!r} by {by['name']!r}{at}; {caveat}"
+
+
+def cannot_open(file: Path, exc: InvalidInput) -> InvalidInput:
+    """`exc` again, its message saying which file could not be opened."""
+    text = str(exc).rstrip(".")
+    if text[:1].isupper() and text[1:2].islower():  # (a docstring's first line)
+        text = text[0].lower() + text[1:]
+    return type(exc)(f"cannot open {file}: {text}")
 
 
 COMMANDS = (seal, open_)

@@ -181,16 +181,16 @@ class Identity:
         return self.record.device_id
 
 
-def validate_name(name: str) -> str:
-    """A device name as the user typed it, or InvalidArgument saying why not."""
+def validate_name(name: str, what: str = "a device name") -> str:
+    """A device (or group: `what`) name as the user typed it, or InvalidArgument saying why not."""
     try:
         name = unicodedata.normalize("NFC", name.strip())
     except UnicodeError as exc:
-        raise InvalidArgument("a device name must be valid text") from exc
+        raise InvalidArgument(f"{what} must be valid text") from exc
     try:
         fields.get_str({"name": name}, "name", min_len=1, max_len=MAX_NAME_LEN)
     except MalformedMessage as exc:
-        raise InvalidArgument(f"a device name is 1 to {MAX_NAME_LEN} printable characters") from exc
+        raise InvalidArgument(f"{what} is 1 to {MAX_NAME_LEN} printable characters") from exc
     return name
 
 

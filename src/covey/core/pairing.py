@@ -1,7 +1,7 @@
 """Pairing a new device: a short code (SPAKE2) or a link, then Noise_XXpsk3.
 
 The inviter (a member that may add devices) makes an `Invitation`: a short
-code such as `7-velvet-harbor` (a number that names the invitation on the LAN,
+code such as `7-velvet-harvest` (a number that names the invitation on the LAN,
 and two words from the SLIP-39 list) or a link carrying 32 random bytes.
 
 The joiner connects and the two run one Noise_XXpsk3 handshake (prologue
@@ -36,9 +36,10 @@ After that the inviter checks the joiner's proof (the record verifies, and
 its signing key signed the handshake hash under `covey/v1/pair-joiner`),
 adds it (an `add` op with the keys wrapped for it), and sends the group's
 ops with its own proof (`covey/v1/pair-inviter`): the joiner checks the
-device that proved the code is a member of the group. Both sides can show
-the same short authentication string (`sas_words`) derived from the
-handshake hash.
+device that proved the code is a member of the group. Both sides show the
+same four pairing words (`pairing_words`, a short authentication string)
+derived from the handshake hash: if they differ, someone else who knew the
+code paired with one of them.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ MAX_ATTEMPTS: Final = 3
 MAX_NAMEPLATE: Final = 999
 CODE_WORDS: Final = 2
 LINK_PREFIX: Final = "covey:join:"
-SAS_WORDS: Final = 4
+#: Words of a pairing's short authentication string (the pairing words).
+PAIRING_WORDS: Final = 4
 _SPAKE_IDS: Final = {"idA": b"covey/v1/inviter", "idB": b"covey/v1/joiner"}
 #: The welcome message can carry a long log: allow the channel's maximum.
 WELCOME_LIMITS: Final = encoding.Limits(
@@ -88,11 +90,16 @@ def _psk_from_spake(key: bytes) -> bytes:
     return crypto.derive_key(key, crypto.HashDomain.PAIRING_PSK)
 
 
-def sas_words(handshake_hash: bytes) -> list[str]:
-    """A few words both sides derive from the handshake: compare them if you like."""
-    return words.safety_words(crypto.blake2b(handshake_hash, crypto.HashDomain.PAIRING_SAS))[
-        :SAS_WORDS
-    ]
+def pairing_words(handshake_hash: bytes) -> list[str]:
+    """The pairing words: four words both sides derive from the handshake hash.
+
+    (Not a device's eight safety words.) Both devices show them; if they
+    differ, the two did not pair with each other (someone else who knew the
+    code did): the inviter removes the device it admitted, the joiner
+    shreds the group it got.
+    """
+    digest = crypto.blake2b(handshake_hash, crypto.HashDomain.PAIRING_SAS)
+    return words.safety_words(digest)[:PAIRING_WORDS]
 
 
 @dataclass(frozen=True)
@@ -145,10 +152,10 @@ def new_secret(rng: Rng) -> Secret:
 
 
 def parse_code(text: str) -> Secret:
-    """A typed code such as `7-velvet-harbor` (case and spaces forgiven)."""
+    """A typed code such as `7-velvet-harvest` (case and spaces forgiven)."""
     parts = text.strip().lower().replace(" ", "-").split("-")
     if len(parts) != 1 + CODE_WORDS or not parts[0].isdigit():
-        raise InvalidArgument("a code looks like 7-velvet-harbor")
+        raise InvalidArgument("a code looks like 7-velvet-harvest")
     nameplate = int(parts[0])
     if not 1 <= nameplate <= MAX_NAMEPLATE or any(p not in WORD_INDEX_MAP for p in parts[1:]):
         raise InvalidArgument("that is not a covey code")
@@ -247,8 +254,8 @@ class _Side:
         return self.transport.handshake_hash
 
     @property
-    def sas(self) -> list[str]:
-        return sas_words(self.transport.handshake_hash)
+    def pairing_words(self) -> list[str]:
+        return pairing_words(self.transport.handshake_hash)
 
 
 class Joiner(_Side):
@@ -355,30 +362,50 @@ class Inviter(_Side):
         )
         return record, record_bytes
 
-    def welcome(self, group: Group) -> bytes:
-        """The welcome for the joiner: the group's log and this device's proof."""
+    def welcome(self, group: Group, *, already: bool = False) -> bytes:
+        """The welcome for the joiner: the group's log and this device's proof.
+
+        `already`: the joiner was a member before this pairing (nothing was
+        added; the invitation is not used up).
+        """
         mine = channel.proof(
             self.me, crypto.SignDomain.PAIRING_INVITER, self.handshake_hash, record=False
         )
-        return welcome_message(group, mine)
+        return welcome_message(group, mine, already=already)
 
 
-def welcome_message(group: Group, proof: bytes) -> bytes:
-    """What the inviter sends once the joiner is proven:
-    `{g: group ID, o: [every op], p: the inviter's proof}`."""
+def welcome_message(group: Group, proof: bytes, *, already: bool = False) -> bytes:
+    """What the inviter sends once the joiner is proven: `{g: group ID, o: [every
+    op], p: the inviter's proof, m: 1 if the joiner was a member already, else 0}`."""
     ops = [op.raw for op in group.log.order]
-    return encoding.encode({"g": group.id, "o": ops, "p": proof}, WELCOME_LIMITS)
+    body = {"g": group.id, "o": ops, "p": proof, "m": int(already)}
+    return encoding.encode(body, WELCOME_LIMITS)
 
 
-def read_welcome(me: Identity, message: bytes, handshake_hash: bytes) -> tuple[Group, str]:
+@dataclass(frozen=True)
+class Welcome:
+    """What a welcome brought: the group, who invited, whether this device was a member already."""
+
+    group: Group
+    inviter: str
+    already: bool
+
+
+def read_welcome(me: Identity, message: bytes, handshake_hash: bytes) -> Welcome:
     """The group a welcome brings, and the inviter's name, once every check passes.
 
-    This device must now be a member holding the current key, and the device
-    that proved the code (its proof signs this session's `handshake_hash`)
-    a member of that group.
+    This device must now be a member, and the device that proved the code
+    (its proof signs this session's `handshake_hash`) a member of that
+    group. A device the welcome adds must hold the current key; one that
+    was a member already (`m`) is sent the log only (no key was wrapped for
+    it in this pairing: if it lacks the current key, a member's heal gives
+    it one, as for any member).
     """
-    body = fields.as_map(encoding.decode(message, WELCOME_LIMITS), ("g", "o", "p"), what="welcome")
+    body = fields.as_map(
+        encoding.decode(message, WELCOME_LIMITS), ("g", "o", "p", "m"), what="welcome"
+    )
     group_id = fields.get_bytes(body, "g", size=32)
+    already = bool(fields.get_int(body, "m", min_value=0, max_value=1))
     inviter_id, signature = channel.read_proof(fields.get_bytes(body, "p", max_len=1024))
     ops = body["o"]
     if not isinstance(ops, list) or not all(isinstance(op, bytes) for op in ops):
@@ -393,6 +420,6 @@ def read_welcome(me: Identity, message: bytes, handshake_hash: bytes) -> tuple[G
     channel.check_proof(
         inviter.record, signature, crypto.SignDomain.PAIRING_INVITER, handshake_hash
     )
-    if state.current_epoch.id not in group.keys:
+    if not already and state.current_epoch.id not in group.keys:
         raise InvalidInput("the group's current key was not wrapped for this device")
-    return group, inviter.record.name
+    return Welcome(group, inviter.record.name, already)

@@ -37,6 +37,7 @@ from covey.errors import (
     InvalidInput,
     KeyUnavailable,
     MalformedMessage,
+    NeverAMember,
     NotSealedData,
     UnknownDevice,
 )
@@ -213,6 +214,21 @@ class Opened:
     author_is_member: bool
 
 
+def never_a_member(group: Group, author: bytes, name: str) -> str:
+    """Why data sealed by `author` is refused: who added it, and what undid that."""
+    state = group.log.state
+    group_name = "the group" if state is None else repr(state.name)
+    for intro in group.log.introductions.get(author, ()):
+        reason = None if state is None else state.skipped.get(intro.id)
+        adder = group.log.devices.get(intro.author)
+        if reason is not None and adder is not None:
+            return (
+                f"sealed by {name!r}, which was never a member of {group_name}: its addition"
+                f" by {adder.name!r} was undone ({reason})"
+            )
+    return f"sealed by {name!r}, which was never a member of {group_name}"
+
+
 class Opener:
     """Open a sealed stream: `feed(data)` returns plaintext; `close()` checks the end.
 
@@ -324,6 +340,12 @@ class Opener:
         if record is None:
             raise UnknownDevice("the author of the sealed data was never in that group")
         wire.verify_envelope(unverified, {SealHeader.TYPE: SealHeader}, record.signing_key)
+        state = group.log.state
+        if state is None or unverified.author not in state.devices:
+            # Added by a valid op that the merge undid (a concurrent removal of
+            # its adder vetoed it): it holds that op's key, but was never a
+            # member, and what it seals is not the group's (issue 9, 5g).
+            raise NeverAMember(never_a_member(group, unverified.author, record.name))
         epoch_op = group.log.ops.get(header.epoch)
         rotation = None if epoch_op is None else getattr(epoch_op.body, "rotation", None)
         if rotation is None or group.log.validity.get(header.epoch) is not None:

@@ -15,6 +15,12 @@ command that changes state first tries the lock:
   a socket file left by a node that died is refused at once by the kernel,
   and removed by the next command or node that takes the lock.
 
+One node per home: a second `covey up` is refused (`NodeRunning`). The
+holder of the lock notes its process ID, its command and when it started
+in the lock file, so the refusal (and a `NodeBusy`) names that process and
+says how to stop it (`kill PID`, Ctrl-C where it runs) or, for a `covey
+up`, that commands reach it by themselves.
+
 Who may use the socket: whoever can open it, that is the home's owner (the
 same trust as ssh-agent's socket). A command through the socket does not ask
 for the store's passphrase: the node is already unlocked.
@@ -34,8 +40,11 @@ import fcntl
 import json
 import math
 import os
+import re
+import time
 import types
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol, get_args, get_origin, get_type_hints
 
@@ -45,7 +54,15 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from covey import errors
 from covey.core.node import io
-from covey.errors import CoveyError, MalformedMessage, NodeBusy, NodeGone
+from covey.errors import (
+    CoveyError,
+    MalformedMessage,
+    NodeBusy,
+    NodeGone,
+    NodeRunning,
+    NoIdentity,
+    StoreError,
+)
 
 SOCKET_NAME: Final = "node.sock"
 LOCK_NAME: Final = "node.lock"
@@ -75,15 +92,56 @@ NAMES: Final = {kind: name for name, kind in ACTIONS.items()}
 # --- the lock ------------------------------------------------------------------------
 
 
+#: Bytes of the lock file's note of its holder, at most.
+MAX_HOLDER_NOTE: Final = 512
+_COMMAND: Final = re.compile(r"^covey( [a-z]+){0,3}$")
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds the home lock (its note in the lock file): a process, its command, since when."""
+
+    pid: int
+    command: str
+    since: float
+
+    @property
+    def is_node(self) -> bool:
+        return self.command == "covey up"
+
+    def named(self) -> str:
+        """`covey up (process 1234, since 14:02)`."""
+        since = time.strftime("%H:%M", time.localtime(self.since))
+        return f"{self.command} (process {self.pid}, since {since})"
+
+
 class HomeLock:
-    """An exclusive `flock` on `<home>/node.lock` (released when the process ends)."""
+    """An exclusive `flock` on `<home>/node.lock` (released when the process ends).
+
+    Its holder writes a note in the file, `{pid, command, since}`, so a
+    process that finds the lock taken can say which process holds it, and
+    how to stop it or reach it (`refuse_node`, `busy`); the note is cleared
+    on release, and a note whose process is gone (killed) is ignored.
+    """
 
     def __init__(self, home: Path) -> None:
         self.path = home / LOCK_NAME
         self._fd: int | None = None
 
-    def try_acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    def try_acquire(self, command: str = "covey") -> bool:
+        """Take the lock if it is free (noting `command` and this process); False if held.
+
+        A home that does not exist has no identity yet (`NoIdentity`); one
+        that cannot hold the lock file is a `StoreError`, in one line.
+        """
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except FileNotFoundError as exc:
+            raise NoIdentity() from exc
+        except NotADirectoryError as exc:
+            raise StoreError(f"{self.path.parent} is not a directory") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot use {self.path}: {exc.strerror}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -92,16 +150,90 @@ class HomeLock:
                 return False
             raise
         self._fd = fd
+        note = {"pid": os.getpid(), "command": command, "since": time.time()}
+        with contextlib.suppress(OSError):  # (the note only helps others explain)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(note).encode() + b"\n", 0)
         return True
 
     def release(self) -> None:
         if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
             os.close(self._fd)  # closing the descriptor drops the lock
             self._fd = None
 
     @property
     def held(self) -> bool:
         return self._fd is not None
+
+    def holder(self) -> Holder | None:
+        """The holder's note, if there is one and its process is alive (else None)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            raw = os.read(fd, MAX_HOLDER_NOTE)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        try:
+            note = json.loads(raw)
+        except ValueError:
+            return None
+        if not isinstance(note, dict):
+            return None
+        pid, command, since = note.get("pid"), note.get("command"), note.get("since")
+        if not (isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 2**31):
+            return None
+        if not (isinstance(command, str) and _COMMAND.match(command)):
+            return None
+        if not (isinstance(since, (int, float)) and math.isfinite(since)):
+            return None
+        try:
+            os.kill(pid, 0)  # is it alive? (signal 0 sends nothing)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # alive, another user's (cannot be: the home is owner-only)
+        return Holder(pid, command, float(since))
+
+    def refuse_node(self) -> NodeRunning:
+        """Why a second `covey up` cannot start here: who holds the lock, what to do."""
+        holder = self.holder()
+        if holder is None:
+            return NodeRunning(
+                "another covey process holds this device's store (covey up, or a command"
+                " that changes it): stop it first, then start covey up"
+            )
+        if holder.is_node:
+            return NodeRunning(
+                f"{holder.named()} is already running for this device: other covey commands"
+                f" reach it by themselves; to stop it, press Ctrl-C where it runs or run"
+                f" `kill {holder.pid}`"
+            )
+        return NodeRunning(
+            f"{holder.named()} is changing this device's store: wait for it to end, or stop"
+            f" it (Ctrl-C where it runs, or `kill {holder.pid}`), then start covey up"
+        )
+
+    def busy(self) -> NodeBusy:
+        """Why a command could not reach the lock's holder: who it is, what to do."""
+        holder = self.holder()
+        if holder is None:
+            return NodeBusy()
+        if holder.is_node:
+            return NodeBusy(
+                f"{holder.named()} holds this device's store but does not answer on"
+                f" {SOCKET_NAME}: try again in a moment, or restart it (`kill {holder.pid}`,"
+                " then covey up)"
+            )
+        return NodeBusy(
+            f"{holder.named()} is changing this device's store: wait for it to end"
+            f" (or stop it: Ctrl-C where it runs, or `kill {holder.pid}`), then try again"
+        )
 
 
 # --- actions and replies as JSON ------------------------------------------------------

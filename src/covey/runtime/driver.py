@@ -93,6 +93,21 @@ def _leaves(group: BaseExceptionGroup[Any]) -> Iterator[BaseException]:
             yield exc
 
 
+def _unreachable(address: str, port: int, exc: Exception) -> str:
+    """Why a dial to `address` failed, in words (never an exception's class name)."""
+    where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    cause: BaseException | None = exc
+    while cause is not None:  # (anyio raises its own OSError from the real one)
+        if isinstance(cause, TimeoutError):
+            return f"no answer from {where}"
+        if isinstance(cause, ConnectionRefusedError):
+            return f"could not connect to {where}: connection refused"
+        if isinstance(cause, OSError) and cause.strerror:
+            return f"could not connect to {where}: {cause.strerror.lower()}"
+        cause = cause.__cause__
+    return f"could not connect to {where}"
+
+
 class Lan(Protocol):
     """Where adverts go and come from (mDNS in `covey up`, a bus in tests).
 
@@ -381,7 +396,7 @@ class Driver:
                     with anyio.fail_after(CONNECT_TIMEOUT):
                         stream = await anyio.connect_tcp(address, port)
                 except Exception as exc:  # (a bad address fails this dial only)
-                    reason = f"could not connect ({type(exc).__name__})"
+                    reason = _unreachable(address, port, exc)
                     continue
                 connection.stream = stream
                 await self.post(io.Connected(connection.conn, address))

@@ -25,7 +25,9 @@ while (`final`):
 * `liveness`: the current members of each group hold the same ops, the same
   state, and the current key, and the group needs no healing.
 * `no-lost-keys`: every current member opens every sealed note of an epoch of
-  the merged state that its history policy lets it read.
+  the merged state that its history policy lets it read, and refuses
+  (`NeverAMember`) every note by a device the merged state never made a
+  member (its add was vetoed).
 
 "The truth" is a replica per group fed with every op any device stored.
 """
@@ -42,7 +44,7 @@ from covey.core.log import GroupLog
 from covey.core.membership import GroupState
 from covey.core.ops import Add, Genesis, Op, Remove, SetPolicy, SetRole
 from covey.core.seal import open_bytes
-from covey.errors import CoveyError
+from covey.errors import CoveyError, NeverAMember
 from covey.sim.world import Device, Violation, World
 
 #: Who may author each kind of op (PROTOCOL.md 6.1), written again here.
@@ -64,6 +66,8 @@ class Sealed:
     author: str
     data: bytes
     plaintext: bytes
+    #: The author's device ID.
+    author_id: bytes = b""
 
 
 def _kind(op: Op) -> str:
@@ -312,6 +316,9 @@ class Invariants:
             epoch = epochs.get(note.epoch)
             if epoch is None:
                 continue  # sealed under an epoch the merge did not keep (a vetoed rotation)
+            if note.author_id and note.author_id not in state.devices:
+                opened += self._refused(note, state)  # never a member: its add was vetoed
+                continue
             for device_id in sorted(state.members):
                 device = self.by_id.get(device_id)
                 if device is None:
@@ -333,6 +340,27 @@ class Invariants:
                     raise Violation("no-lost-keys", "a note opened to other bytes")
                 opened += 1
         return opened
+
+    def _refused(self, note: Sealed, state: GroupState) -> int:
+        """Every current member refuses a note by a device that was never a member."""
+        checked = 0
+        for device_id in sorted(state.members):
+            device = self.by_id.get(device_id)
+            group = None if device is None else self.world.group_of(device, note.group)
+            if group is None:
+                continue
+            try:
+                open_bytes(partial(_only, group), note.data)
+            except NeverAMember:
+                checked += 1
+                continue
+            except CoveyError as exc:
+                raise Violation(
+                    "no-lost-keys",
+                    f"a note by {note.author}, never a member, failed otherwise: {exc}",
+                ) from exc
+            raise Violation("no-lost-keys", f"a note by {note.author}, never a member, opened")
+        return checked
 
 
 def _only(group: Group, _group_id: bytes) -> Group:

@@ -47,7 +47,7 @@ class Convergence:
         self.invariants = invariants
         self.start = world.now
         self.bytes = world.network.bytes_sent
-        self.syncs = world.counters.get("notify:synced", 0)
+        self.syncs = world.counters.get("syncs", 0)
         self.result: dict[str, float] | None = None
         world.after_step.append(self.check)
 
@@ -74,7 +74,7 @@ class Convergence:
                 return
         self.result = {
             "seconds": self.world.now - self.start,
-            "syncs": self.world.counters.get("notify:synced", 0) - self.syncs,
+            "syncs": self.world.counters.get("syncs", 0) - self.syncs,
             "bytes": self.world.network.bytes_sent - self.bytes,
         }
 
@@ -131,7 +131,7 @@ def run(
                 "refused": dict(sorted(users.refused.items())),
             }
         )
-    metrics["syncs"] = world.counters.get("notify:synced", 0)
+    metrics["syncs"] = world.counters.get("syncs", 0)
     metrics["heals"] = world.counters.get("notify:healed", 0)
     metrics["crashes"] = world.counters.get("crashes", 0)
     metrics["bytes_sent"] = world.network.bytes_sent

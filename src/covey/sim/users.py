@@ -242,7 +242,9 @@ class Users:
             self.notes += 1
             plaintext = f"note {self.notes} from {device.name}".encode()
             data = seal_bytes(group, plaintext, b"", device.rng)
-            self.invariants.sealed.append(Sealed(group.id, epoch, device.name, data, plaintext))
+            self.invariants.sealed.append(
+                Sealed(group.id, epoch, device.name, data, plaintext, device.id)
+            )
             self.world.trace(f"user: {device.name} sealed note {self.notes}")
 
         if self.done:

@@ -230,6 +230,8 @@ class World:
         index = device.index
         match effect:
             case io.Persist():
+                if effect.peers:  # one per finished sync (a sync that changed
+                    self.count("syncs", len(effect.peers))  # nothing notifies nothing)
                 new_ops = device.store.commit(effect, node.groups)
                 self.trace(f"{device.name} persist {len(new_ops)} ops")
                 for check in self.on_persist:

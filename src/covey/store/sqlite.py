@@ -302,7 +302,8 @@ class Store:
             ]
             if len(matches) == 1:
                 return matches[0]
-        raise NoSuchGroup(f"there is no group {name_or_id!r} on this device")
+        shown = name_or_id.hex()[:16] if isinstance(name_or_id, bytes) else repr(name_or_id)
+        raise NoSuchGroup(f"there is no group {shown} on this device")
 
     async def commit(
         self, persist: Persist, groups: Mapping[bytes, Group], data_key: bytes, rng: Rng

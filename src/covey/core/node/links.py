@@ -345,16 +345,18 @@ class InviteLink(Link):
     """The inviter's side of a pairing; `welcome` is called once the joiner is proven.
 
     `welcome(record, record_bytes, out)` adds the device (persisting the add)
-    and returns the group whose log the joiner is sent. Steps: 0, waiting
-    for message 1; 1, for message 3 (the code check: a wrong code is
-    `wrong_code`, one attempt spent); 2, for the joiner's proof.
+    and returns the group whose log the joiner is sent, and whether the
+    device was a member already (then nothing was added, and the invitation
+    is not used up). Steps: 0, waiting for message 1; 1, for message 3 (the
+    code check: a wrong code is `wrong_code`, one attempt spent); 2, for the
+    joiner's proof.
     """
 
     def __init__(
         self,
         me: Identity,
         invitation: pairing.Invitation,
-        welcome: Callable[[DeviceRecord, bytes, list[Effect]], Group],
+        welcome: Callable[[DeviceRecord, bytes, list[Effect]], tuple[Group, bool]],
         conn: ConnId,
         address: str,
         now: float,
@@ -368,7 +370,8 @@ class InviteLink(Link):
         #: Message 3 did not prove the code: this link cost the invitation an attempt.
         self.wrong_code = False
         self.reassembler: Reassembler | None = None
-        self.joined: tuple[DeviceRecord, list[str]] | None = None
+        #: (the joiner's record, the pairing words, whether it was a member already)
+        self.joined: tuple[DeviceRecord, list[str], bool] | None = None
 
     def on_frame(self, frame: bytes, now: float, out: list[Effect]) -> None:
         if self.step == 0:
@@ -393,10 +396,11 @@ class InviteLink(Link):
             return
         record, record_bytes = self.inviter.joiner(proof)
         self.invitation.check_open(int(now))
-        group = self.welcome(record, record_bytes, out)
-        self.invitation.succeeded()
-        self._send_message(out, self.inviter.welcome(group))
-        self.joined = (record, self.inviter.sas)
+        group, already = self.welcome(record, record_bytes, out)
+        if not already:  # (a member proving the code again spends nothing)
+            self.invitation.succeeded()
+        self._send_message(out, self.inviter.welcome(group, already=already))
+        self.joined = (record, self.inviter.pairing_words, already)
         self.finished = True
 
     def _send_message(self, out: list[Effect], message: bytes) -> None:
@@ -424,7 +428,8 @@ class JoinLink(Link):
         self.reassembler: Reassembler | None = None
         #: The inviter's confirmation checked, and this device's proof went out.
         self.identified = False
-        self.joined: tuple[Group, str, list[str]] | None = None
+        #: (what the welcome brought, the pairing words)
+        self.joined: tuple[pairing.Welcome, list[str]] | None = None
 
     def connected(self, out: list[Effect]) -> None:
         self.reached = True
@@ -450,8 +455,8 @@ class JoinLink(Link):
             for piece in channel.fragments(self.joiner.transport, proof):
                 self.send(out, piece)
             return
-        group, inviter = pairing.read_welcome(self.me, message, self.joiner.handshake_hash)
-        self.joined = (group, inviter, self.joiner.sas)
+        welcome = pairing.read_welcome(self.me, message, self.joiner.handshake_hash)
+        self.joined = (welcome, self.joiner.pairing_words)
         self.finished = True
 
 

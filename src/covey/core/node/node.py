@@ -62,15 +62,16 @@ and reads time only from its `now`.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from covey.core import Rng, channel, discovery, introduction, pairing, roster
 from covey.core.group import Group
 from covey.core.identity import DeviceRecord, Identity, validate_name
-from covey.core.node import io
+from covey.core.node import io, views
 from covey.core.node.io import ConnId, Effect
 from covey.core.node.links import (
     Accepted,
@@ -283,10 +284,17 @@ class Node:
         self._probed: dict[tuple[bytes, tuple[str, ...], int], tuple[float, int]] = {}
         #: Introductions for devices, made at this log generation.
         self._introductions: tuple[int, dict[bytes, channel.Introduction]] = (-1, {})
+        #: Per group: what it looked like when last seen (for the report of
+        #: what a sync changed); the connection whose bytes are being fed
+        #: now; per sync connection, per group, what it changed so far.
+        self._views: dict[bytes, views.Snapshot] = {}
+        self._feeding: ConnId | None = None
+        self._sync_changes: dict[ConnId, dict[bytes, dict[str, Any]]] = {}
         for group in self.groups.values():
             if self._is_leaving(group):
                 group.shred()  # (a replay from the ops alone would re-open their wraps)
                 self.leaving[group.id] = 0
+        self._refresh_views()
 
     # --- the one way in -------------------------------------------------------
 
@@ -298,6 +306,7 @@ class Node:
         try:
             self._dispatch(event, out)
             self._housekeeping(out)
+            self._refresh_views()
         except Exception as exc:  # a bug: reported, and the node goes on
             out.append(
                 io.Notify(
@@ -402,6 +411,62 @@ class Node:
                 group.shred()  # keys a late op wrapped for us are not kept either
         out.append(io.Persist(groups=tuple(sorted(groups))))
         self.generation += 1
+        self._note_changes(groups)
+
+    # --- what a sync changed (its `synced` notification) ---------------------------
+
+    def _note_changes(self, groups: Iterable[bytes]) -> None:
+        """Credit what changed in `groups` to the sync being fed now, if any.
+
+        (Only a sync's changes are reported so: a pairing's add is the
+        invitation's reply, a command's change its own reply.)
+        """
+        feeding = self._feeding
+        if feeding is not None and not isinstance(self.links.get(feeding), ChannelLink):
+            feeding = None
+        for group_id in groups:
+            group = self.groups.get(group_id)
+            if group is None:
+                continue
+            before = self._views.get(group_id)
+            after = views.snapshot(group)
+            if feeding is not None and before is not None:
+                found = views.changes(before, group)
+                if found is not None:
+                    merged = self._sync_changes.setdefault(feeding, {})
+                    merged[group_id] = _merge(merged.get(group_id), found)
+            if after is not None:
+                self._views[group_id] = after
+
+    def _refresh_views(self) -> None:
+        """Views of groups changed otherwise (commands, heals, joins): not reported."""
+        for group_id, group in self.groups.items():
+            view = self._views.get(group_id)
+            if view is None or view.ops != len(group.log):
+                after = views.snapshot(group)
+                if after is not None:
+                    self._views[group_id] = after
+        for group_id in [g for g in self._views if g not in self.groups]:
+            del self._views[group_id]
+
+    def _report_sync(self, link: Link, out: list[Effect], *, finished: bool) -> None:
+        """Say what a sync changed (nothing when it changed nothing)."""
+        changed = self._sync_changes.pop(link.conn, None)
+        if not changed or not isinstance(link, ChannelLink) or link.peer is None:
+            return
+        out.append(
+            io.Notify(
+                "synced",
+                {
+                    "peer": link.peer.name,
+                    "peer_id": str(link.peer.device_id),
+                    "address": link.address,
+                    "changes": list(changed.values()),
+                    "refused": link.refused,
+                    "finished": finished,
+                },
+            )
+        )
 
     # --- where this device stands in each group ---------------------------------
 
@@ -481,7 +546,8 @@ class Node:
             while len(self.others) > MAX_ADVERTS:
                 del self.others[next(iter(self.others))]
             return
-        self.adverts[event.name] = Advert(event.addresses, event.port, device)
+        addresses = tuple(dict.fromkeys(plain_address(a) for a in event.addresses))
+        self.adverts[event.name] = Advert(addresses, event.port, device)
         if device is not None:
             peer = self.peers.setdefault(device.device_id.raw, Peer())
             if event.name in peer.adverts:
@@ -701,8 +767,9 @@ class Node:
     # --- connections ----------------------------------------------------------
 
     def _incoming(self, event: io.Incoming, out: list[Effect]) -> None:
+        address = plain_address(event.address)
         accepted = [link for link in self.links.values() if link.conn > 0]
-        if sum(1 for link in accepted if link.address == event.address) >= MAX_PER_ADDRESS:
+        if sum(1 for link in accepted if link.address == address) >= MAX_PER_ADDRESS:
             out.append(io.Close(event.conn))
             return
         if len(accepted) >= MAX_CONNECTIONS:
@@ -711,7 +778,7 @@ class Node:
                 out.append(io.Close(event.conn))
                 return
             self._drop(victim, "dropped to make room for another", out)
-        self.links[event.conn] = Accepted(event.conn, event.address, self.now)
+        self.links[event.conn] = Accepted(event.conn, address, self.now)
 
     def _evictable(self, accepted: list[Link]) -> Link | None:
         """The connection to drop when all are taken, oldest first, if any may go.
@@ -746,7 +813,7 @@ class Node:
         if link is None:
             out.append(io.Close(event.conn))
             return
-        link.address = event.address
+        link.address = plain_address(event.address)
         self._guard(link, lambda: link.connected(out), out)
 
     def _received(self, event: io.Received, out: list[Effect]) -> None:
@@ -804,14 +871,19 @@ class Node:
         else is a bug, reported as `internal_error` (the simulator treats it
         as a violation), and still closes just that connection.
         """
+        failure: Exception | None = None
+        self._feeding = link.conn  # (what a sync changes is credited to it)
         try:
             step()
         except CoveyError as exc:
-            self._failed(self.links.get(link.conn, link), exc, out)
-            return
+            failure = exc
         except Exception as exc:  # nothing a peer sends may stop the node
+            failure = exc
             out.append(io.Notify("internal_error", {"where": "link", "error": type(exc).__name__}))
-            self._failed(self.links.get(link.conn, link), exc, out)
+        finally:
+            self._feeding = None
+        if failure is not None:
+            self._failed(self.links.get(link.conn, link), failure, out)
             return
         current = self.links.get(link.conn)
         if current is not None and current.finished:
@@ -848,6 +920,7 @@ class Node:
 
     def _drop(self, link: Link, reason: str, out: list[Effect]) -> None:
         self._forget(link, failed=True)
+        self._report_sync(link, out, finished=False)  # (what it changed before it failed)
         out.append(io.Close(link.conn))
         out.append(io.Notify("connection_failed", {"address": link.address, "reason": reason}))
 
@@ -885,6 +958,7 @@ class Node:
             # us). Its adverts there go; the last good address stays.
             self._forget_fakes(link.dials_for, link.dialed, keep_good=True)
         self._forget(link, failed=True)
+        self._report_sync(link, out, finished=False)
         if isinstance(link, ChannelLink) and link.proven:
             out.append(io.Notify("connection_failed", {"address": link.address, "reason": reason}))
 
@@ -900,17 +974,7 @@ class Node:
             )
             out.append(io.Persist(peers=(met,)))
             self._heard(result.peer.device_id.raw, link.generation, out)
-            out.append(
-                io.Notify(
-                    "synced",
-                    {
-                        "peer": result.peer.name,
-                        "address": link.address,
-                        "changed": result.changed,
-                        "refused": result.refused,
-                    },
-                )
-            )
+            self._report_sync(link, out, finished=True)
         elif isinstance(link, JoinLink):
             self._joined(link, out)
         elif isinstance(link, InviteLink):
@@ -939,42 +1003,48 @@ class Node:
 
     def _welcome(
         self, request: int, record: DeviceRecord, record_bytes: bytes, out: list[Effect]
-    ) -> Group:
-        """The code is proven: add the device (persisted first), return the group to send."""
+    ) -> tuple[Group, bool]:
+        """The code is proven: add the device (persisted first); (the group to send,
+        whether the device was a member already).
+
+        A device that is a member already is not added again, and the
+        invitation is not used up (`InviteLink`): both sides report
+        `already_member`, and the code still works for the device it was
+        meant for. (Such a device may have held the group all along, or an
+        earlier pairing wrote its add and the welcome never arrived: the log
+        it is sent now brings it the group either way.)
+        """
         open_ = self.invitations[request]
         group = self._group_by_id(open_.invitation.group_id)
-        if record.device_id.raw not in group.state.members:
-            role = open_.invitation.role
-            group.add(
-                record_bytes, "admin" if role == "admin" else "member", int(self.now), self.rng
-            )
-            self.persist({group.id}, out)
-        # (Already a member: an earlier pairing wrote the add but its welcome
-        # never arrived. The code proved it again; just send the log.)
-        return group
+        if record.device_id.raw in group.state.members:
+            return group, True
+        role = open_.invitation.role
+        group.add(record_bytes, "admin" if role == "admin" else "member", int(self.now), self.rng)
+        self.persist({group.id}, out)
+        return group, False
 
     def _invited(self, link: InviteLink, out: list[Effect]) -> None:
         request = link.request
-        open_ = self.invitations.pop(request, None) if request is not None else None
+        open_ = self.invitations.get(request) if request is not None else None
         if request is None or open_ is None or link.joined is None:
             return
+        record, words, already = link.joined
+        group = self._group_by_id(open_.invitation.group_id)
+        document = {
+            "event": "already_member" if already else "joined",
+            "device": record.name,
+            "device_id": str(record.device_id),
+            "pairing_words": words,
+            "group": group.state.name,
+            "group_id": group.id.hex(),
+        }
+        if already:  # nothing spent: the invitation stays open for another device
+            out.append(io.Reply(request, document, final=False))
+            return
+        del self.invitations[request]
         out.append(io.Withdraw(open_.advert))
         self._own_adverts.discard(open_.advert)
-        record, sas = link.joined
-        group = self._group_by_id(open_.invitation.group_id)
-        out.append(
-            io.Reply(
-                request,
-                {
-                    "event": "joined",
-                    "device": record.name,
-                    "device_id": str(record.device_id),
-                    "sas": sas,
-                    "group": group.state.name,
-                    "group_id": group.id.hex(),
-                },
-            )
-        )
+        out.append(io.Reply(request, document))
 
     def _invite_attempt_failed(self, link: InviteLink, exc: Exception, out: list[Effect]) -> None:
         request = link.request
@@ -1074,7 +1144,8 @@ class Node:
         if request is None or link.joined is None:
             return
         del self.joins[request]
-        group, inviter, sas = link.joined
+        welcome, words = link.joined
+        group, inviter = welcome.group, welcome.inviter
         existing = self.groups.get(group.id)
         if existing is None and any(
             g.log.state is not None and g.state.name == group.state.name
@@ -1090,11 +1161,12 @@ class Node:
             )
             return
         if existing is not None:
-            for op in group.log.order:
-                if op.id not in existing.log:
-                    existing.receive(op.raw)
-            existing.keys.update(group.keys)
-            self.persist({group.id}, out)
+            new = [op for op in group.log.order if op.id not in existing.log]
+            for op in new:
+                existing.receive(op.raw)
+            if new or not group.keys.keys() <= existing.keys.keys():
+                existing.keys.update(group.keys)
+                self.persist({group.id}, out)
             group = existing
         else:
             self.groups[group.id] = group
@@ -1104,11 +1176,12 @@ class Node:
             io.Reply(
                 request,
                 {
-                    "event": "joined",
+                    # (as the inviter decided, and reported on its side too)
+                    "event": "already_member" if welcome.already else "joined",
                     "group": group.state.name,
                     "group_id": group.id.hex(),
                     "inviter": inviter,
-                    "sas": sas,
+                    "pairing_words": words,
                 },
             )
         )
@@ -1274,7 +1347,7 @@ class Node:
         me = self.me.device_id.raw
         match action:
             case io.CreateGroup(name, history):
-                name = validate_name(name)
+                name = validate_name(name, "a group name")
                 if any(
                     g.log.state is not None and g.state.name == name for g in self.groups.values()
                 ):
@@ -1346,6 +1419,8 @@ class Node:
                     "link": secret.as_link(),
                     "expires": invitation.expires,
                     "group": group.state.name,
+                    "group_id": group.id.hex(),
+                    "role": role,
                 },
                 final=False,
             )
@@ -1491,6 +1566,33 @@ class Node:
 def _dialing(link: Link) -> bool:
     """A dial of this node's for a device (to sync, to tell, or a probe)."""
     return link.dials_for is not None or link.probe_for is not None
+
+
+def plain_address(address: str) -> str:
+    """An address as people and limits should see it: an IPv4-mapped IPv6
+    address (`::ffff:192.0.2.7`, as a dual-stack listener reports an IPv4
+    peer) as the IPv4 address it is; anything else as it is."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return address
+
+
+def _merge(so_far: dict[str, Any] | None, more: dict[str, Any]) -> dict[str, Any]:
+    """Two reports of changes to one group in one sync, as one."""
+    if so_far is None:
+        return more
+    merged = dict(so_far)
+    merged["ops"] = so_far["ops"] + more["ops"]
+    for key in ("added", "removed", "roles"):
+        merged[key] = [*so_far[key], *more[key]]
+    for key in ("epoch", "history"):
+        if more[key] is not None:
+            merged[key] = more[key]
+    return merged
 
 
 def _unproven(link: Link) -> bool:
