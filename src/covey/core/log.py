@@ -134,6 +134,7 @@ class GroupLog:
         #: whether its signature could be checked when it came.
         self._pending_from: dict[bytes, tuple[bytes | None, bool]] = {}
         self._pending_count: dict[bytes | None, int] = {}
+        self._held_bytes: dict[bytes | None, int] = {}
         self._unchecked: dict[bytes | None, OrderedDict[bytes, None]] = {}
         self._checked: dict[bytes | None, OrderedDict[bytes, None]] = {}
         self.authors = clocks.Authors()
@@ -334,13 +335,16 @@ class GroupLog:
         while not self._restoring and (
             len(self.pending) >= MAX_PENDING_OPS or self.pending_bytes + size > MAX_PENDING_BYTES
         ):
-            busiest = max(self._pending_count, key=lambda s: self._pending_count[s], default=None)
+            # The sender holding most of what is short (places, or bytes) gives way.
+            held = self._pending_count if len(self.pending) >= MAX_PENDING_OPS else self._held_bytes
+            busiest = max(held, key=lambda s: held[s], default=None)
             if busiest is None or not self._evict(busiest):
                 raise BufferFull()
         self.pending[op.id] = op
         self.pending_bytes += size
         self._pending_from[op.id] = (sender, known is not None)
         self._pending_count[sender] = self._pending_count.get(sender, 0) + 1
+        self._held_bytes[sender] = self._held_bytes.get(sender, 0) + size
         queues = self._unchecked if known is None else self._checked
         queues.setdefault(sender, OrderedDict())[op.id] = None
         return Received("pending", op)
@@ -367,6 +371,10 @@ class GroupLog:
         del queue[op_id]
         if not queue:
             del queues[sender]
+        if self._held_bytes[sender] > len(op.raw):
+            self._held_bytes[sender] -= len(op.raw)
+        else:
+            del self._held_bytes[sender]
         left = self._pending_count[sender] - 1
         if left:
             self._pending_count[sender] = left
@@ -484,12 +492,14 @@ class GroupLog:
         else:
             self._fresh.append(op)
             # The state of the op's past is its parent's plus one step, unless
-            # its author signed another op with its number: then that fork may
-            # be in its past (it equivocated there), and a replay decides.
+            # its author signed another op with its number (that fork may be in
+            # its past) or equivocated in it (the replay skips what it signs
+            # from then on, and may remove it again): then a replay decides.
             if (
                 branch is not None
                 and reason != SEQ_REASON
                 and len(self.by_author_seq[(op.author, op.seq)]) == 1
+                and op.author not in branch.state.equivocators
             ):
                 self._grow_branch(op, branch, reason)
         return "applied" if reason is None else "rejected"
@@ -688,10 +698,11 @@ class GroupLog:
             start = min(start, position[rid])
             target = membership.revokes(revocation)[0]  # type: ignore[index]
             start = min(start, self._first_live_from(target, self.clock_value(rid, target) + 1))
-            for grant in self._grants_to.not_before(target, revocation, self):
-                if self.validity[grant.id] is None:  # (the first live one of each chain)
-                    start = min(start, position[grant.id])
-                    break
+            for chain in self._grants_to.not_before(target, revocation, self):
+                for grant in chain:  # (the first valid one of each author's chain)
+                    if self.validity[grant.id] is None:
+                        start = min(start, position[grant.id])
+                        break
         return start
 
     def _first_live_from(self, author: bytes, seq: int) -> int:

@@ -371,11 +371,11 @@ class Chains:
     def __contains__(self, device: bytes) -> bool:
         return device in self._by
 
-    def not_before(self, device: bytes, op: Op, causality: Causality) -> Iterator[Op]:
-        """Per author, the ops about `device` that are not in `op`'s causal past."""
+    def not_before(self, device: bytes, op: Op, causality: Causality) -> Iterator[list[Op]]:
+        """Per author, the ops about `device` that are not in `op`'s causal past (a list each)."""
         for author, (seqs, ops) in self._by.get(device, {}).items():
             start = bisect.bisect_right(seqs, causality.clock_value(op.id, author))
-            yield from ops[start:]
+            yield ops[start:]
 
     def concurrent_with(self, device: bytes, op: Op, causality: Causality) -> Iterator[Op]:
         """The ops about `device` that are neither before nor after `op`."""
