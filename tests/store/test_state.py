@@ -153,3 +153,36 @@ def test_ops_waiting_for_a_parent_survive_a_restart(home: Path) -> None:
     assert left == 0
     assert not again.log.pending
     assert summary(again.state) == summary(theirs.state)
+
+
+def test_loading_judges_no_op_again(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The review measured a node's start (a store load) quadratic in a log with
+    concurrent branches: every op that merges them judged against a replay of
+    its past. The verdicts are kept with the ops; a load judges none again."""
+    anyio.run(make, home, "laptop", None)
+    from covey.core import membership
+
+    async def scenario():
+        async with Store.open(home) as store:
+            identity, data_key = await store.open_identity(None)
+            rng = SeededRng("j")
+            mine = Group.create(identity, "family", "shared", NOW, rng)
+            other = create_identity("tablet", NOW, SeededRng("tablet"))
+            mine.add(other.record_bytes, "admin", NOW, rng)
+            theirs = Group.replica(other, mine.id, [op.raw for op in mine.log.order])
+            for i in range(6):  # apart, then merged, twice over: merge ops
+                mine.rotate(NOW + i, rng)
+                theirs.set_policy("shared", NOW + i)
+                theirs.receive_all([op.raw for op in mine.log.order])
+                mine.receive_all([op.raw for op in theirs.log.order])
+            await store.create_group(mine, data_key, rng)
+            calls = []
+            real = membership.check
+            monkeypatch.setattr(membership, "check", lambda *a: calls.append(a) or real(*a))
+            loaded = await store.load_group(mine.id, identity, data_key)
+            return mine, loaded, calls
+
+    mine, loaded, calls = anyio.run(scenario)
+    assert calls == []
+    assert summary(loaded.state) == summary(mine.state)
+    assert loaded.log.validity == mine.log.validity

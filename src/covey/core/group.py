@@ -13,7 +13,7 @@ against its own epoch's commitment).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from covey.core import Rng, keys, membership
@@ -99,11 +99,13 @@ class Group:
         ops: Iterable[bytes],
         pending: Iterable[bytes],
         held: dict[bytes, bytes],
+        verdicts: Mapping[bytes, tuple[str | None, int]] | None = None,
     ) -> Group:
-        """A replica as a store saved it: its ops (not verified again), pending ops, keys."""
+        """A replica as a store saved it: its ops (not verified or judged again), pending
+        ops, keys."""
         group = cls(me, GroupLog(group_id))
         with collector_paused():
-            group.log.restore(ops, pending)
+            group.log.restore(ops, pending, verdicts)
         group.keys.update(held)
         group.saved_keys = set(held)
         return group

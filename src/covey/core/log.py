@@ -36,7 +36,7 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -164,8 +164,10 @@ class GroupLog:
         self.unsaved: list[Op] = []
         #: The pending ops' IDs as a store last saved them.
         self.pending_saved: frozenset[bytes] = frozenset()
-        #: Restoring from a store: signatures were checked when the ops came.
+        #: Restoring from a store: signatures were checked when the ops came,
+        #: and their verdicts were kept.
         self._restoring = False
+        self._given: dict[bytes, tuple[str | None, int]] = {}
 
     # --- reading -------------------------------------------------------------
 
@@ -261,14 +263,22 @@ class GroupLog:
                 outcomes.append(exc)
         return outcomes
 
-    def restore(self, raws: Iterable[bytes], pending: Iterable[bytes] = ()) -> None:
+    def restore(
+        self,
+        raws: Iterable[bytes],
+        pending: Iterable[bytes] = (),
+        verdicts: Mapping[bytes, tuple[str | None, int]] | None = None,
+    ) -> None:
         """Load ops a store saved (in their arrival order), and the pending ones.
 
         Their signatures were checked when they first arrived, so they are
         not checked again (a store is as trusted as its file, PROTOCOL.md
-        section 5); everything else is, and the state is settled once.
+        section 5), nor are the verdicts a store kept with them (`verdicts`:
+        op ID -> (why it is invalid in its past, or None; its outsider run));
+        everything else is, and the state is settled once.
         """
         self._restoring = True
+        self._given = dict(verdicts or {})
         try:
             for raw in raws:
                 received = self.receive(raw)
@@ -278,8 +288,13 @@ class GroupLog:
                 self.receive(raw)
         finally:
             self._restoring = False
+            self._given = {}
         self.mark_saved(len(self.unsaved))
         self.pending_saved = frozenset(self.pending)
+
+    def verdict(self, op_id: bytes) -> tuple[str | None, int]:
+        """What a store keeps with an op: why it is invalid (or None), its outsider run."""
+        return self.validity[op_id], self._outsiders.get(op_id, 0)
 
     def mark_saved(self, count: int) -> None:
         """A store committed the first `count` unsaved ops."""
@@ -440,21 +455,13 @@ class GroupLog:
             not self.stale and len(parents) == len(heads) and all(p in heads for p in parents)
         )
         branch: _Branch | None = None
-        if on_heads:
-            past_state = self._state
-        elif not parents:
-            past_state = None
+        given = self._given.get(op.id) if self._restoring else None
+        if given is not None:
+            # Judged when it came (a store keeps the verdict with the op):
+            # no state of its past is needed again.
+            reason, run = given
         else:
-            branch = self._branch_of(parents)
-            past_state = branch.state
-        if op.seq != previous + 1:
-            reason: str | None = SEQ_REASON
-        else:
-            reason = membership.check(past_state, op)
-        outsider = not isinstance(op.body, Genesis) and (
-            past_state is None or op.author not in past_state.members
-        )
-        run = self._outsider_run(op) if outsider else 0
+            reason, run, branch = self._judge(op, on_heads, previous)
         if run > MAX_OPS_AFTER_REMOVAL:
             if branch is not None and len(parents) == 1:
                 self._branches[parents[0]] = branch  # (it was not used)
@@ -503,6 +510,27 @@ class GroupLog:
             ):
                 self._grow_branch(op, branch, reason)
         return "applied" if reason is None else "rejected"
+
+    def _judge(
+        self, op: Op, on_heads: bool, previous: int
+    ) -> tuple[str | None, int, _Branch | None]:
+        """(why the op is invalid in its causal past or None, its outsider run, its branch)."""
+        branch: _Branch | None = None
+        if on_heads:
+            past_state = self._state
+        elif not op.parents:
+            past_state = None
+        else:
+            branch = self._branch_of(op.parents)
+            past_state = branch.state
+        if op.seq != previous + 1:
+            reason: str | None = SEQ_REASON
+        else:
+            reason = membership.check(past_state, op)
+        outsider = not isinstance(op.body, Genesis) and (
+            past_state is None or op.author not in past_state.members
+        )
+        return reason, self._outsider_run(op) if outsider else 0, branch
 
     def _refuse(self, op_id: bytes) -> None:
         """Remember a refused op (the last few), so what builds on it is refused too."""

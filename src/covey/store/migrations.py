@@ -71,6 +71,11 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             doc BLOB NOT NULL
         ) STRICT""",
         "CREATE INDEX op_by_group ON op (group_id, arrival)",
+        # Each op's verdict in its causal past, kept so a load judges nothing
+        # twice (`judged` is 0 for ops stored before: they are judged again).
+        "ALTER TABLE op ADD COLUMN judged INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE op ADD COLUMN verdict TEXT",
+        "ALTER TABLE op ADD COLUMN outsider INTEGER NOT NULL DEFAULT 0",
         """CREATE TABLE pending_op (
             group_id BLOB NOT NULL REFERENCES grp (id) ON DELETE CASCADE,
             id BLOB NOT NULL,

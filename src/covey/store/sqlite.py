@@ -374,8 +374,9 @@ class Store:
         log = group.log
         new_ops = list(log.unsaved)
         await db.executemany(
-            "INSERT OR IGNORE INTO op (group_id, id, raw) VALUES (?, ?, ?)",
-            [(group.id, op.id, op.raw) for op in new_ops],
+            "INSERT OR IGNORE INTO op (group_id, id, raw, judged, verdict, outsider)"
+            " VALUES (?, ?, ?, 1, ?, ?)",
+            [(group.id, op.id, op.raw, *log.verdict(op.id)) for op in new_ops],
         )
         prefix = _epoch_prefix(group.id)
         new_keys = [epoch for epoch in group.keys if epoch not in group.saved_keys]
@@ -433,17 +434,22 @@ class Store:
         document["epoch"]["key_held"] = held is not None
         return document
 
-    async def _stored_ops(self, group_id: bytes) -> tuple[list[bytes], list[bytes]]:
-        """(the group's ops in arrival order, its pending ops)."""
+    async def _stored_ops(
+        self, group_id: bytes
+    ) -> tuple[list[bytes], list[bytes], dict[bytes, tuple[str | None, int]]]:
+        """(the group's ops in arrival order, its pending ops, the verdicts kept with them)."""
         async with self._db.execute(
-            "SELECT raw FROM op WHERE group_id = ? ORDER BY arrival", (group_id,)
+            "SELECT raw, id, judged, verdict, outsider FROM op WHERE group_id = ? ORDER BY arrival",
+            (group_id,),
         ) as cursor:
-            raws = [bytes(row[0]) for row in await cursor.fetchall()]
+            rows = await cursor.fetchall()
+        raws = [bytes(row[0]) for row in rows]
+        verdicts = {bytes(row[1]): (row[3], int(row[4])) for row in rows if row[2]}
         async with self._db.execute(
             "SELECT raw FROM pending_op WHERE group_id = ?", (group_id,)
         ) as cursor:
             pending = [bytes(row[0]) for row in await cursor.fetchall()]
-        return raws, pending
+        return raws, pending, verdicts
 
     async def load_group(self, group_id: bytes, me: Identity, data_key: bytes) -> Group:
         """A group as stored: its ops (not verified again), pending ops and epoch keys."""
@@ -451,7 +457,7 @@ class Store:
 
         prefix = _epoch_prefix(group_id)
         async with self.transaction(write=False) as db:
-            raws, pending = await self._stored_ops(group_id)
+            raws, pending, verdicts = await self._stored_ops(group_id)
             async with db.execute(
                 "SELECT name, sealed FROM secret WHERE name >= ? AND name < ?",
                 _prefix_range(prefix),
@@ -466,7 +472,7 @@ class Store:
             for name, sealed in sealed_keys
         }
         try:
-            group = Group.restore(me, group_id, raws, pending, held)
+            group = Group.restore(me, group_id, raws, pending, held, verdicts)
         except InvalidInput as exc:
             raise StoreCorrupt("a stored op of that group does not fit its log") from exc
         if len(group.log) != len(raws):
@@ -483,7 +489,7 @@ class Store:
         """
         from covey.core.log import GroupLog
 
-        raws, pending = await self._stored_ops(group_id)
+        raws, pending, verdicts = await self._stored_ops(group_id)
         if not raws:
             raise NoSuchGroup()
         log = GroupLog(group_id)
@@ -493,7 +499,7 @@ class Store:
                     for raw in raws:
                         log.receive(raw)
                 else:
-                    log.restore(raws, pending)
+                    log.restore(raws, pending, verdicts)
         except InvalidInput as exc:
             raise StoreCorrupt("a stored op of that group does not verify") from exc
         if len(log) != len(raws):
