@@ -564,6 +564,31 @@ class Node:
         out.append(io.Dial(conn, addresses, port))
         return conn
 
+    def _dial_device(
+        self,
+        addresses: tuple[str, ...],
+        port: int,
+        record: DeviceRecord,
+        offered: channel.Introduction | None,
+        out: list[Effect],
+    ) -> ChannelLink:
+        """Dial a device at an address, expecting `record`'s proof (sync, tell or probe)."""
+        conn = self._dial(addresses, port, out)
+        link = ChannelLink(
+            self,
+            conn,
+            "",
+            self.now,
+            self.rng,
+            initiator=True,
+            expect=record,
+            introduction=offered,
+        )
+        link.generation = self.generation
+        link.dialed = (addresses, port)
+        self.links[conn] = link
+        return link
+
     def _dial_due(self, out: list[Effect]) -> None:
         """Dial each fellow member that is due, one connection per device, MAX_DIALS in all.
 
@@ -605,24 +630,12 @@ class Node:
                 if (advert.addresses, advert.port) not in choices:
                     choices.append((advert.addresses, advert.port))
             addresses, port = choices[peer.failures % len(choices)]
-            conn = self._dial(addresses, port, out)
             offered = (
                 self.introduction_for(device_id, probe=False) if device_id in targets else None
             )
-            link = ChannelLink(
-                self,
-                conn,
-                "",
-                self.now,
-                self.rng,
-                initiator=True,
-                expect=record,
-                introduction=offered,
-            )
-            link.dials_for, link.generation = device_id, self.generation
-            link.dialed = (addresses, port)
-            self.links[conn] = link
-            peer.dialing = conn
+            link = self._dial_device(addresses, port, record, offered, out)
+            link.dials_for = device_id
+            peer.dialing = link.conn
             dialing += 1
             if device_id not in targets:
                 self._removed_dials[device_id] = self._removed_dials.get(device_id, 0) + 1
@@ -685,20 +698,8 @@ class Node:
             self._probed[(device_id, addresses, port)] = (self.now + again, made)
             while len(self._probed) > MAX_PROBED:
                 del self._probed[next(iter(self._probed))]
-            conn = self._dial(addresses, port, out)
-            link = ChannelLink(
-                self,
-                conn,
-                "",
-                self.now,
-                self.rng,
-                initiator=True,
-                expect=record,
-                introduction=offered,
-            )
-            link.probe_for, link.generation = device_id, self.generation
-            link.dialed = (addresses, port)
-            self.links[conn] = link
+            link = self._dial_device(addresses, port, record, offered, out)
+            link.probe_for = device_id
             probing.append(device_id)
             dialing += 1
 
