@@ -473,7 +473,8 @@ def test_a_history_gap_is_closed_only_by_a_link_that_opens() -> None:
 
 def test_a_heal_that_cannot_close_a_gap_is_not_repeated_at_once() -> None:
     """Review finding: a bundle nobody could open (over the size a bundle may
-    hold) left its gaps open, and the healer rotated again on every tick."""
+    hold) left its gaps open, and the healer rotated again on every tick.
+    Here, a healing rotation that links nothing."""
     world = World(3, seed="no-storm")
     world.act(0, "add_admin", 1)
     world.sync(0, 1)
