@@ -326,9 +326,9 @@ class Group:
         wrapped for it. What it can lack is a top (`history_tops`) it was not
         a recipient of: one made on the other side of a partition while it
         was added on this side, or one its adder lacked. Such a top counts
-        when every member lacking it joined with the history (else a
-        rotation would cut it, not link it); a rotation by a member holding
-        it links it (`_links`), which closes the gap. Kept until the log
+        when every member lacking it joined with the history (else no
+        rotation may link it yet: `_links`); a rotation by a member holding
+        it links it, which closes the gap. Kept until the log
         grows. Cost: members x tops (and the tops are few).
         """
         state = self.state
