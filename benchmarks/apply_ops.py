@@ -61,7 +61,7 @@ def build(count: int) -> tuple[bytes, list[bytes]]:
         seqs[me] += 1
         if len(raws) % 10 == 0:
             rotation, _ = keys.new_rotation(author.secrets.box_secret, boxes, os.urandom)
-            body = Rotate(rotation, b"")
+            body = Rotate(rotation, ())
         else:
             policy = "shared" if policy == "forward" else "forward"
             body = SetPolicy(policy)  # type: ignore[assignment]

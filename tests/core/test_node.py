@@ -362,7 +362,7 @@ def test_a_key_missed_across_a_partition_is_handed_over_by_a_healing_rotation() 
     """Found by the simulator (family, seed 0, inviters leaving): a device added
     on one side of a partition never got the key of an epoch made on the other
     side, so it could not open what was sealed there, in a `shared` group.
-    A member holding that key now rotates, and its bundle carries it."""
+    A member holding that key now rotates, and its rotation links back to it."""
     world = World(3, seed="history-gap")
     world.act(0, "add_admin", 1)
     world.sync(0, 1)
@@ -378,6 +378,7 @@ def test_a_key_missed_across_a_partition_is_handed_over_by_a_healing_rotation() 
     effects = run(founder, io.Tick(), NOW + 100)
     assert "Persist" in kinds(effects)
     healing = world.replicas[0].log.order[-1]
+    assert rotation.id in {link.epoch for link in healing.body.links if not link.cut}
     world.deliver([healing], 2)
     assert newcomer.keys[rotation.id] == world.replicas[0].keys[rotation.id]
     assert newcomer.history_gaps() == []
@@ -432,11 +433,15 @@ def test_copies_that_cannot_prove_the_device_are_forgotten(answer: str) -> None:
     assert not any(name.startswith("copy") for name in phone.adverts)
 
 
-def test_a_history_gap_is_closed_only_by_a_bundle_that_holds_the_key() -> None:
-    """Review findings: a rotation with an empty bundle, or a skipped
-    (backdated) add with no bundle, once made every replica believe the
-    newcomer had been handed the key it lacked."""
+def test_a_history_gap_is_closed_only_by_a_link_that_opens() -> None:
+    """Review findings (on the bundles before links): a rotation with an empty
+    bundle, or a skipped (backdated) add with no bundle, once made every
+    replica believe the newcomer had been handed the key it lacked. Now: a
+    rotation that links nothing, a backdated add, and a rotation whose link
+    to the missed epoch does not open leave the gap open."""
     import copy
+
+    from covey.core.ops import Link
 
     world = World(5, seed="gap-hiding")
     world.act(0, "add_admin", 1)
@@ -448,10 +453,10 @@ def test_a_history_gap_is_closed_only_by_a_bundle_that_holds_the_key() -> None:
     world.act(1, "add", 2)
     world.converge()
     assert missed is not None
-    world.replicas[3]._history = lambda *args: b""  # type: ignore[method-assign]
-    world.act(3, "rotate")  # a rotation for 2 that carries nothing
+    world.replicas[3]._links = lambda *args: ()  # type: ignore[method-assign]
+    world.act(3, "rotate")  # a rotation for 2 that links nothing
     world.converge()
-    stale._history = lambda *args: b""  # type: ignore[method-assign]
+    stale._links = lambda *args: ()  # type: ignore[method-assign]
     backdated = stale.add(world.identities[2].record_bytes, "member", world.tick(), world.rng)
     world.written.append(backdated)
     world.converge()
@@ -460,11 +465,22 @@ def test_a_history_gap_is_closed_only_by_a_bundle_that_holds_the_key() -> None:
     assert missed.id not in world.replicas[2].keys
     assert (missed.id, world.id(2)) in founder.history_gaps()
     assert founder.needs_history_heal
+    # A link to the missed epoch that does not open (72 bytes of junk) closes nothing.
+    junk = Link(missed.id, bytes(72))
+    world.replicas[1]._links = lambda *args: (junk,)  # type: ignore[method-assign]
+    bad = world.act(1, "rotate")  # (device 3 equivocated above: it is out)
+    world.converge()
+    assert bad is not None
+    assert (bad.id, missed.id) in founder.bad_links
+    assert missed.id not in world.replicas[2].keys
+    assert (missed.id, world.id(2)) in founder.history_gaps()
+    assert founder.needs_history_heal
 
 
 def test_a_heal_that_cannot_close_a_gap_is_not_repeated_at_once() -> None:
     """Review finding: a bundle nobody could open (over the size a bundle may
-    hold) left its gaps open, and the healer rotated again on every tick."""
+    hold) left its gaps open, and the healer rotated again on every tick.
+    Here, a healing rotation that links nothing."""
     world = World(3, seed="no-storm")
     world.act(0, "add_admin", 1)
     world.sync(0, 1)
@@ -473,7 +489,7 @@ def test_a_heal_that_cannot_close_a_gap_is_not_repeated_at_once() -> None:
     world.converge()
     founder = world.replicas[0]
     assert founder.needs_history_heal
-    founder._history = lambda *args: b""  # type: ignore[method-assign]  (a heal that fails)
+    founder._links = lambda *args: ()  # type: ignore[method-assign]  (a heal that fails)
     node = Node(world.identities[0], [founder])
     before = len(founder.log)
     for t in range(20):

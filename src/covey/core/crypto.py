@@ -49,7 +49,7 @@ class HashDomain(bytes, Enum):
     PASSPHRASE = b"covey/v1/kek"
     OP_ID = b"covey/v1/opid"
     EPOCH_COMMIT = b"covey/v1/epochc"
-    HISTORY_KEY = b"covey/v1/histk"
+    HISTORY_LINK = b"covey/v1/histl"
     SEAL_WRAP_KEY = b"covey/v1/sealkw"
     SEAL_DIGEST = b"covey/v1/sealh"
     PAIRING_PSK = b"covey/v1/pairpsk"

@@ -7,13 +7,15 @@ table before it is signed, so a device never publishes an op the others
 would refuse.
 
 Keys are learnt only from ops: a rotation wrapped for this device (checked
-against its commitment), or a history bundle inside one (each key checked
-against its own epoch's commitment).
+against its commitment), then every key the history links of that epoch
+lead back to (each checked against its own epoch's commitment), walked
+once per epoch when its key is first learnt (PROTOCOL.md section 8).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from covey.core import Rng, keys, membership
@@ -21,10 +23,13 @@ from covey.core.identity import Identity, open_device_record
 from covey.core.log import GroupLog, Received
 from covey.core.membership import GroupState
 from covey.core.ops import (
+    MAX_LINKS,
     Add,
     Body,
     Genesis,
     History,
+    Link,
+    Links,
     Op,
     OpContent,
     Remove,
@@ -33,6 +38,7 @@ from covey.core.ops import (
     Rotation,
     SetPolicy,
     SetRole,
+    links_of,
     rotation_of,
     sign_op,
 )
@@ -49,6 +55,27 @@ from covey.gcpause import collector_paused
 
 
 @dataclass
+class _Chain:
+    """The history chain of a log: its epochs, and which later epochs link back to them.
+
+    An epoch is a *top* when no valid epoch links back to it or cuts it:
+    the current epoch, one per branch after a partition, and any epoch an
+    author could not link (it lacked the key). The next epoch links every
+    top its author can, so the tops are few: the size of an op's links is
+    bounded by them, never by the length of the history. Kept up to date op
+    by op (`Group._index`); rebuilt if ops reached the log another way.
+    """
+
+    #: Ops of the log this index has seen.
+    seen: int = 0
+    #: Valid ops that start an epoch, in the order they were integrated (causal).
+    epochs: dict[bytes, None] = field(default_factory=dict)
+    tops: set[bytes] = field(default_factory=set)
+    #: Epoch -> the epochs whose links name it (counted once their link is not known bad).
+    covered_by: dict[bytes, set[bytes]] = field(default_factory=dict)
+
+
+@dataclass
 class Group:
     """One device's replica of a group, with the keys it holds."""
 
@@ -60,12 +87,18 @@ class Group:
     bad_wraps: set[bytes] = field(default_factory=set)
     #: Epochs whose keys a store holds (so a save writes only new ones).
     saved_keys: set[bytes] = field(default_factory=set, repr=False, compare=False)
-    #: `history_gaps()` for a log of the length (and keys held) it was computed at.
+    #: (epoch, earlier epoch): links that did not open here, or held another key
+    #: than the earlier epoch commits to. They count as linking nothing.
+    bad_links: set[tuple[bytes, bytes]] = field(default_factory=set)
+    _chain: _Chain = field(default_factory=_Chain, repr=False, compare=False)
+    #: `history_tops()` for the log (and bad links) it was computed at.
+    _tops: tuple[tuple[int, int], list[bytes]] | None = field(
+        default=None, repr=False, compare=False
+    )
+    #: `history_gaps()` for the log (and bad links) it was computed at, and who can close one.
     _gaps: tuple[tuple[int, int], list[tuple[bytes, bytes]], frozenset[bytes]] | None = field(
         default=None, repr=False, compare=False
     )
-    #: Epoch op ID -> the epochs its history bundle carries (opened once).
-    _bundles: dict[bytes, frozenset[bytes]] = field(default_factory=dict, repr=False, compare=False)
 
     # --- creating and loading ------------------------------------------------
 
@@ -80,6 +113,7 @@ class Group:
         op = sign_op(OpContent(nonce, (), 1, now, body), me.device_id.raw, me.secrets.signing_seed)
         group = cls(me, GroupLog(op.id))
         group.log.receive_op(op)
+        group._index([op])
         group.keys[op.id] = key
         return group
 
@@ -126,7 +160,7 @@ class Group:
     def receive(self, data: bytes, sender: bytes | None = None) -> Received:
         """Take one op's bytes from anywhere; learn any keys it carries for us."""
         received = self.log.receive(data, sender)
-        self._learn_keys(received.integrated)
+        self._took(received.integrated)
         return received
 
     def receive_all(
@@ -141,8 +175,13 @@ class Group:
             outcomes = self.log.receive_all(raws, sender)
             for outcome in outcomes:
                 if isinstance(outcome, Received):
-                    self._learn_keys(outcome.integrated)
+                    self._took(outcome.integrated)
         return outcomes
+
+    def _took(self, ops: list[Op]) -> None:
+        """Index newly integrated ops in the chain, then learn the keys they give us."""
+        self._index(ops)
+        self._learn_keys(ops)
 
     def _learn_keys(self, ops: Iterable[Op]) -> None:
         me = self.me.device_id.raw
@@ -158,13 +197,37 @@ class Group:
             except BadKeyWrap:
                 self.bad_wraps.add(op.id)
                 continue
-            self.keys[op.id] = key
-            bundle = getattr(op.body, "history", b"")
-            if bundle:
+            self._learn(op.id, key)
+
+    def _learn(self, epoch: bytes, key: bytes) -> None:
+        """Hold `key` for `epoch`, and every key its links lead back to.
+
+        Each epoch's links are opened once, when its key is first learnt
+        (so a whole history costs one walk, however it arrives). A link that
+        does not open, or holds a key its epoch does not commit to, gives
+        nothing and is recorded (`bad_links`).
+        """
+        log = self.log
+        stack = [(epoch, key)]
+        while stack:
+            epoch, key = stack.pop()
+            if epoch in self.keys:
+                continue
+            self.keys[epoch] = key
+            op = log.ops[epoch]
+            for link in links_of(op.body):
+                if link.cut:
+                    continue
+                expected = self._commitment_of(link.epoch)
+                if expected is None or not log.before(log.ops[link.epoch], op):
+                    continue  # names no earlier epoch of this op's past: it links nothing
                 try:
-                    self.keys.update(keys.open_history(key, self.id, bundle, self._commitment_of))
+                    earlier = keys.open_link(key, self.id, link, expected)
                 except BadKeyWrap:
-                    self.bad_wraps.add(op.id)
+                    self._bad_link(epoch, link.epoch)
+                    continue
+                if link.epoch not in self.keys:
+                    stack.append((link.epoch, earlier))
 
     def _commitment_of(self, epoch: bytes) -> bytes | None:
         """The commitment of a valid op that started an epoch, if known here."""
@@ -173,6 +236,195 @@ class Group:
             return None
         rotation = rotation_of(op.body)
         return None if rotation is None else rotation.commitment
+
+    # --- the history chain -----------------------------------------------------
+
+    def _index(self, ops: Iterable[Op]) -> None:
+        """Add integrated ops (in integration order) to the chain's index."""
+        chain = self._chain
+        log = self.log
+        for op in ops:
+            chain.seen += 1
+            if log.validity.get(op.id) is not None or rotation_of(op.body) is None:
+                continue
+            chain.epochs[op.id] = None
+            chain.tops.add(op.id)  # nothing later can have linked it yet
+            for link in links_of(op.body):
+                earlier = link.epoch
+                if earlier not in chain.epochs or (op.id, earlier) in self.bad_links:
+                    continue
+                if not log.before(log.ops[earlier], op):
+                    continue
+                chain.covered_by.setdefault(earlier, set()).add(op.id)
+                chain.tops.discard(earlier)
+
+    def _bad_link(self, epoch: bytes, earlier: bytes) -> None:
+        """A link of `epoch` back to `earlier` turned out bad: it covers nothing."""
+        self.bad_links.add((epoch, earlier))
+        covered = self._chain.covered_by.get(earlier)
+        if covered is not None:
+            covered.discard(epoch)
+            if not covered:
+                self._chain.tops.add(earlier)
+
+    def _current_chain(self) -> _Chain:
+        """The chain's index for the whole log (rebuilt if ops came in another way)."""
+        if self._chain.seen != len(self.log):
+            self._chain = _Chain()
+            self._index(list(self.log.ops.values()))  # (integration order is causal)
+        return self._chain
+
+    def _recipients(self, epoch: bytes) -> frozenset[bytes]:
+        rotation = rotation_of(self.log.ops[epoch].body)
+        assert rotation is not None
+        return rotation.recipients
+
+    def history_tops(self) -> list[bytes]:
+        """The epochs a new epoch links back to (or cuts), as this device sees the log.
+
+        The tops that a current member holds (was wrapped: nothing links to
+        a top, so it is held by its recipients alone); and, when some top is
+        held by no current member (its recipients were all removed since),
+        the latest epochs that a current member holds and that no top a
+        member holds leads back to, so the chain a newcomer walks does not
+        stop at a key nobody can give it. O(epochs) in that case, else
+        O(tops); kept until the log grows (or a link turns out bad).
+        """
+        stamp = (len(self.log), len(self.bad_links))
+        if self._tops is not None and self._tops[0] == stamp:
+            return self._tops[1]
+        chain = self._current_chain()
+        members = self.state.members.keys()
+        held = [t for t in chain.tops if not self._recipients(t).isdisjoint(members)]
+        if len(held) < len(chain.tops):
+            reached: set[bytes] = set()
+            self._reach(held, reached)
+            for epoch in reversed(chain.epochs):  # latest first
+                if epoch in reached or self._recipients(epoch).isdisjoint(members):
+                    continue
+                held.append(epoch)
+                self._reach([epoch], reached)
+        self._tops = (stamp, sorted(held))
+        return self._tops[1]
+
+    def _reach(self, starts: Iterable[bytes], reached: set[bytes]) -> None:
+        """Add to `reached` the epochs `starts` and every epoch their good links lead back to."""
+        covered_by = self._chain.covered_by
+        stack = [epoch for epoch in starts if epoch not in reached]
+        reached.update(stack)
+        while stack:
+            epoch = stack.pop()
+            for link in links_of(self.log.ops[epoch].body):
+                earlier = link.epoch
+                if earlier not in reached and epoch in covered_by.get(earlier, ()):
+                    reached.add(earlier)
+                    stack.append(earlier)
+
+    def _entitled(self, device: bytes) -> bool:
+        """Whether `device` joined with the group's history (it may be linked to what it lacks).
+
+        True for the founder, and for a device whose latest applied add (each
+        of them, if concurrent adds of it both applied) was made under
+        `shared`. An add made under `forward` cuts every top (and there is
+        always one), and only such an add cuts anything: an add with a cut
+        was made under `forward`.
+        """
+        state = self.state
+        log = self.log
+        applied = [
+            op for op in log.introductions.get(device, ()) if op.id not in state.skipped
+        ]  # (introductions are valid ops)
+        latest = [a for a in applied if not any(log.before(a, b) for b in applied)]
+        if not latest:
+            return False
+        for op in latest:
+            if isinstance(op.body, Add) and any(link.cut for link in op.body.links):
+                return False
+        return True
+
+    def history_gaps(self) -> list[tuple[bytes, bytes]]:
+        """(epoch, member) pairs: a current member lacks a top it is owed, in a `shared` group.
+
+        A member holds every epoch the chain leads back to from the epochs
+        wrapped for it. What it can lack is a top (`history_tops`) it was not
+        a recipient of: one made on the other side of a partition while it
+        was added on this side, or one its adder lacked. Such a top counts
+        when every member lacking it joined with the history (else no
+        rotation may link it yet: `_links`); a rotation by a member holding
+        it links it, which closes the gap. Kept until the log
+        grows. Cost: members x tops (and the tops are few).
+        """
+        state = self.state
+        if state.history != "shared":
+            return []
+        stamp = (len(self.log), len(self.bad_links))
+        if self._gaps is not None and self._gaps[0] == stamp:
+            return self._gaps[1]
+        members = frozenset(state.members)
+        gaps: list[tuple[bytes, bytes]] = []
+        able: set[bytes] = set()
+        for top in self.history_tops():
+            recipients = self._recipients(top)
+            missing = members - recipients
+            if not missing or not all(self._entitled(device) for device in missing):
+                continue
+            gaps += [(top, device) for device in sorted(missing)]
+            able |= members & recipients
+        self._gaps = (stamp, gaps, frozenset(able))
+        return gaps
+
+    @property
+    def needs_history_heal(self) -> bool:
+        """A history gap that this device can close (it holds a top a member lacks)."""
+        me = self.me.device_id.raw
+        if me not in self.state.members:
+            return False
+        return any(epoch in self.keys for epoch, _ in self.history_gaps())
+
+    def history_healer_rank(self) -> int | None:
+        """This device's place among the members who can close a history gap, or None."""
+        if not self.history_gaps():
+            return None
+        assert self._gaps is not None
+        able = self._gaps[2]
+        order = [d for d in self.state.by_seniority() if d in able]
+        me = self.me.device_id.raw
+        return order.index(me) if me in order else None
+
+    def _links(
+        self, new_key: bytes, recipients: AbstractSet[bytes], newcomer: bytes | None, rng: Rng
+    ) -> Links:
+        """What a new epoch for `recipients` links back to (`history_tops`): linked, cut or not.
+
+        PROTOCOL.md section 8 has the rule. Under `forward` an add
+        (`newcomer` given) cuts every top, and any other op cuts a top one of
+        its recipients was not a recipient of, so walking a link never gives
+        anybody a key it was not wrapped. Under `shared` a top is linked
+        unless a recipient that was not a recipient of it joined without the
+        history (`_entitled`; this add's newcomer joins with it): then it is
+        left out, and linked once no such member remains. A top this device
+        lacks is left out too, for a holder to link (`history_gaps`). At
+        most MAX_LINKS; the rest wait for the next op.
+        """
+        forward = self.state.history == "forward"
+        if forward and newcomer is not None:
+            # Every top, held or not, so that the add shows it cut the history
+            # (`_entitled`); there is always one.
+            tops = sorted(self._current_chain().tops | set(self.history_tops()))
+            return tuple(Link(top, b"") for top in tops[:MAX_LINKS])
+        links: list[Link] = []
+        for top in self.history_tops():
+            if len(links) == MAX_LINKS:
+                break
+            outsiders = recipients - self._recipients(top)
+            if outsiders and forward:
+                links.append(Link(top, b""))
+            elif outsiders and not all(d == newcomer or self._entitled(d) for d in outsiders):
+                continue  # for later, when no member that joined without history is left
+            elif top in self.keys:
+                sealed = keys.seal_link(new_key, self.id, top, self.keys[top], rng)
+                links.append(Link(top, sealed))
+        return tuple(links)
 
     # --- writing -------------------------------------------------------------
 
@@ -193,6 +445,7 @@ class Group:
             raise NotAllowed(f"not allowed: {reason}")
         received = self.log.receive_op(op)
         assert received.outcome == "applied", received
+        self._index(received.integrated)
         return op
 
     def _rotation(
@@ -203,108 +456,6 @@ class Group:
         recipients = {d: state.members[d].record.box_key for d in members}
         recipients.update(extra or {})
         return keys.new_rotation(self.me.secrets.box_secret, recipients, rng)
-
-    def _history(self, new_key: bytes, rng: Rng, epochs: Iterable[bytes]) -> bytes:
-        """A history bundle of the given epochs' keys (those held), in a `shared` group."""
-        if self.state.history != "shared":
-            return b""
-        held = {epoch: self.keys[epoch] for epoch in epochs if epoch in self.keys}
-        # At most what a bundle may hold (`open_history` refuses more): a
-        # longer history goes over in more than one rotation.
-        held = dict(sorted(held.items())[: keys.MAX_HISTORY_EPOCHS])
-        return keys.seal_history(new_key, self.id, held, rng)
-
-    def history_gaps(self) -> list[tuple[bytes, bytes]]:
-        """(epoch, member) pairs: a current member lacks a key its history policy allows.
-
-        In a `shared` group, a member is owed every epoch that is not after
-        its (latest) add: its adder's bundle carries the ones the adder
-        held. An epoch made on the other side of a partition, or one the
-        adder itself lacked, is a gap until a bundle carries it to the
-        member: its add's bundle, or a later rotation's it is a recipient
-        of. What a bundle carried is read from the bundle itself (this
-        device can open those of epochs it holds; one it cannot open counts
-        as carrying nothing, so a gap is never closed by a guess). A member
-        added with no bundle (under `forward`) is owed nothing before it.
-        Kept until the log grows (`_gaps`).
-        """
-        state = self.state
-        if state.history != "shared":
-            return []
-        stamp = (len(self.log), len(self.keys))
-        if self._gaps is not None and self._gaps[0] == stamp:
-            return self._gaps[1]
-        self._gaps = (stamp, *self._find_gaps())
-        return self._gaps[1]
-
-    def _find_gaps(self) -> tuple[list[tuple[bytes, bytes]], frozenset[bytes]]:
-        """(the gaps, the members that can close one: they hold a gap epoch's key)."""
-        state = self.state
-        log = self.log
-        # Set arithmetic per member, not a loop over every (member, epoch):
-        # the check runs after every change of the log.
-        every = {e.id for e in state.epochs}
-        given: dict[bytes, set[bytes]] = {}  # member -> epochs it was wrapped a key of
-        bundles: dict[bytes, list[frozenset[bytes]]] = {}  # member -> bundles it got
-        for epoch in state.epochs:
-            inside = self._bundle_epochs(log.ops[epoch.id])
-            for device in epoch.recipients:
-                given.setdefault(device, set()).add(epoch.id)
-                if inside:
-                    bundles.setdefault(device, []).append(inside)
-        # The add that counts is the member's latest *applied* one, in the
-        # replay order every replica shares (not the last one received: a
-        # vetoed or skipped add must not decide what a member is owed).
-        position = {op_id: i for i, op_id in enumerate(state.applied)}
-        gaps = []
-        for device in sorted(state.members):
-            applied = [i for i in log.introductions.get(device, ()) if i.id in position]
-            if not applied:
-                continue  # the founder: every epoch it was given
-            intro = max(applied, key=lambda op: position[op.id])
-            if isinstance(intro.body, Add) and not intro.body.history:
-                continue  # added under `forward` (or by a device that held no key)
-            got = bundles.get(device, [])
-            for epoch_id in sorted(every - given.get(device, set())):
-                if any(epoch_id in inside for inside in got):
-                    continue
-                if log.clock_value(epoch_id, intro.author) >= intro.seq:
-                    continue  # made after its add, without it: removed by then
-                gaps.append((epoch_id, device))
-        # Who can close a gap: a member holding a gap epoch's key, wrapped
-        # for it or carried to it by a bundle (as far as this device sees).
-        wanted = {epoch for epoch, _ in gaps}
-        able = frozenset(
-            device
-            for device in state.members
-            if wanted & given.get(device, set())
-            or any(wanted & inside for inside in bundles.get(device, []))
-        )
-        return gaps, able
-
-    def _bundle_epochs(self, op: Op) -> frozenset[bytes]:
-        """The epochs whose keys `op`'s history bundle carries (empty if not openable here)."""
-        found = self._bundles.get(op.id)
-        if found is None:
-            key = self.keys.get(op.id)
-            bundle = getattr(op.body, "history", b"")
-            found = frozenset()
-            if key is not None and bundle:
-                try:
-                    found = frozenset(keys.open_history(key, self.id, bundle, self._commitment_of))
-                except BadKeyWrap:
-                    found = frozenset()
-            if key is not None:
-                self._bundles[op.id] = found  # (not cached while the key is unknown)
-        return found
-
-    @property
-    def needs_history_heal(self) -> bool:
-        """A history gap that this device can close (it holds a missed epoch's key)."""
-        me = self.me.device_id.raw
-        if me not in self.state.members:
-            return False
-        return any(epoch in self.keys for epoch, _ in self.history_gaps())
 
     def _finish(self, op: Op, key: bytes) -> Op:
         self.keys[op.id] = key
@@ -320,8 +471,8 @@ class Group:
         if target in self.state.members:
             raise NotAllowed("that device is already a member")
         rotation, key = self._rotation(self.state.members, rng, {target: record.box_key})
-        history = self._history(key, rng, self.keys)  # a newcomer gets every epoch held
-        body = Add(record, device_record, role, rotation, history)
+        links = self._links(key, rotation.recipients, target, rng)
+        body = Add(record, device_record, role, rotation, links)
         return self._finish(self._author(body, now), key)
 
     def remove(self, device: bytes, now: int, rng: Rng) -> Op:
@@ -331,7 +482,8 @@ class Group:
         if len(self.state.members) == 1:
             raise NotAllowed("the last member cannot leave")
         rotation, key = self._rotation([d for d in self.state.members if d != device], rng)
-        op = self._author(Remove(device, rotation), now)
+        links = self._links(key, rotation.recipients, None, rng)
+        op = self._author(Remove(device, rotation, links), now)
         if device == self.me.device_id.raw:
             return op  # we left: the new key is not ours to keep
         return self._finish(op, key)
@@ -345,29 +497,18 @@ class Group:
     def rotate(self, now: int, rng: Rng) -> Op:
         """Start a new epoch for exactly the current members.
 
-        In a `shared` group the rotation also carries the keys of epochs a
-        current member is owed but lacks (`history_gaps`: added on one side of
-        a partition while the other side rotated), so it can still read them;
-        usually there are none.
+        Like every op that starts an epoch, it links back to the tops of
+        this device's log (`_links`): after a partition, to each branch's
+        latest epoch, so a member added on one side can then read the
+        other's (a healing rotation for `history_gaps` is just this).
         """
         rotation, key = self._rotation(self.state.members, rng)
-        missed = {epoch for epoch, _ in self.history_gaps()}
-        body = Rotate(rotation, self._history(key, rng, sorted(missed)))
+        body = Rotate(rotation, self._links(key, rotation.recipients, None, rng))
         return self._finish(self._author(body, now), key)
 
     def heal(self, now: int, rng: Rng) -> Op | None:
         """Rotate if the current epoch's key is not held by exactly the members."""
         return self.rotate(now, rng) if self.state.needs_healing else None
-
-    def history_healer_rank(self) -> int | None:
-        """This device's place among the members who can close a history gap, or None."""
-        if not self.history_gaps():
-            return None
-        assert self._gaps is not None
-        able = self._gaps[2]
-        order = [d for d in self.state.by_seniority() if d in able]
-        me = self.me.device_id.raw
-        return order.index(me) if me in order else None
 
     def healer_rank(self) -> int | None:
         """This device's place in the healing order (0 heals first), or None."""

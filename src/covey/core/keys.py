@@ -4,28 +4,29 @@ A rotation draws a 32-byte key from `rng`, commits to it, and wraps it with
 crypto_box from the rotating device to each member's box key. The commitment
 (BLAKE2b keyed with the epoch key, domain `covey/v1/epochc`) is
 signed inside the op, so every recipient can check that the key it unwrapped
-is the one the op names: a key that arrives any other way (a history bundle,
+is the one the op names: a key that arrives any other way (a history link,
 a re-wrap) is a claim checked against a commitment, never a fact by itself.
 
 Cost: one crypto_box per member and nothing else per member (see
 benchmarks/rotation.py).
 
-History bundles carry earlier epoch keys to a new member of a `shared` group,
-sealed under a key derived from the new epoch key.
+History links: every op that starts an epoch carries, for each epoch it
+directly follows, that epoch's key sealed under a key derived from the new
+one (`seal_link`), so whoever holds a key can walk back to every earlier
+one the chain reaches; `Group` decides what is linked and what is cut
+(PROTOCOL.md section 8).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Final
 
-from covey.core import Rng, crypto, encoding
-from covey.core.ops import Rotation
-from covey.errors import BadKeyWrap, DecryptionFailed, KeyUnavailable, MalformedMessage
+from covey.core import Rng, crypto
+from covey.core.ops import Link, Rotation
+from covey.errors import BadKeyWrap, DecryptionFailed, KeyUnavailable
 
 EPOCH_KEY_BYTES: Final = 32
-#: Earlier epochs one history bundle can carry.
-MAX_HISTORY_EPOCHS: Final = 10_000
 
 
 def commitment(key: bytes) -> bytes:
@@ -69,48 +70,41 @@ def check_key(key: bytes, expected: bytes) -> None:
         raise BadKeyWrap()
 
 
-def seal_history(new_key: bytes, group_id: bytes, keys: Mapping[bytes, bytes], rng: Rng) -> bytes:
-    """Earlier epoch keys (epoch ID -> key), sealed under the new epoch's key."""
-    if not keys:
-        return b""
-    payload = encoding.encode([[epoch, keys[epoch]] for epoch in sorted(keys)])
-    history_key = crypto.derive_key(new_key, crypto.HashDomain.HISTORY_KEY, group_id)
-    return crypto.aead_seal(history_key, payload, group_id, rng)
+def link_key(new_key: bytes, group_id: bytes) -> bytes:
+    """The key an epoch's links are sealed under (BLAKE2b keyed by it, `covey/v1/histl`)."""
+    return crypto.derive_key(new_key, crypto.HashDomain.HISTORY_LINK, group_id)
 
 
-def open_history(
-    new_key: bytes,
-    group_id: bytes,
-    sealed: bytes,
-    commitment_of: Callable[[bytes], bytes | None],
-) -> dict[bytes, bytes]:
-    """The keys in a history bundle whose epochs are known and whose commitments match.
+def _link_context(group_id: bytes, new_commitment: bytes, earlier: bytes) -> bytes:
+    """What a link is bound to: the group, the new epoch (by its commitment), the earlier one.
 
-    A key for an unknown epoch, or one that does not match its epoch's
-    commitment, is left out: a bundle can only hand over real keys.
+    The new epoch's op ID cannot be bound (it is the hash of the op the link
+    is in); its commitment names its key, which is fresh, as well.
     """
-    if not sealed:
-        return {}
-    history_key = crypto.derive_key(new_key, crypto.HashDomain.HISTORY_KEY, group_id)
+    return group_id + new_commitment + earlier
+
+
+def seal_link(
+    new_key: bytes, group_id: bytes, earlier: bytes, earlier_key: bytes, rng: Rng
+) -> bytes:
+    """`earlier_key` (of epoch `earlier`) sealed under the new epoch's key: LINK_BYTES."""
+    context = _link_context(group_id, commitment(new_key), earlier)
+    return crypto.aead_seal(link_key(new_key, group_id), earlier_key, context, rng)
+
+
+def open_link(new_key: bytes, group_id: bytes, link: Link, expected: bytes) -> bytes:
+    """The earlier epoch's key from a link, checked against that epoch's commitment.
+
+    Raises BadKeyWrap if the link is a cut, does not open (altered, or made
+    for another group, epoch or earlier epoch), or holds any key but the one
+    `expected` commits to.
+    """
+    if link.cut:
+        raise BadKeyWrap("that link is a cut: it carries no key")
+    context = _link_context(group_id, commitment(new_key), link.epoch)
     try:
-        value = encoding.decode(crypto.aead_open(history_key, sealed, group_id))
-    except (DecryptionFailed, MalformedMessage) as exc:
-        raise BadKeyWrap("the history bundle does not open") from exc
-    if not isinstance(value, list) or len(value) > MAX_HISTORY_EPOCHS:
-        raise BadKeyWrap("the history bundle is malformed")
-    keys: dict[bytes, bytes] = {}
-    for item in value:
-        if not (isinstance(item, list) and len(item) == 2):
-            raise BadKeyWrap("the history bundle is malformed")
-        if not all(isinstance(x, bytes) for x in item):
-            raise BadKeyWrap("the history bundle is malformed")
-        epoch, key = item
-        expected = commitment_of(epoch)
-        if expected is None:
-            continue
-        try:
-            check_key(key, expected)
-        except BadKeyWrap:
-            continue
-        keys[epoch] = key
-    return keys
+        key = crypto.aead_open(link_key(new_key, group_id), link.sealed, context)
+    except DecryptionFailed as exc:
+        raise BadKeyWrap("a history link does not open") from exc
+    check_key(key, expected)
+    return key

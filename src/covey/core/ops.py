@@ -22,6 +22,7 @@ ops merge, is `covey.core.membership`.
 
 from __future__ import annotations
 
+import bisect
 import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Literal, Self, TypeAlias
@@ -38,8 +39,12 @@ MAX_PARENTS: Final = 64
 WRAPPED_KEY_BYTES: Final = 72
 #: Members a rotation can wrap for (bounded by the wire's array limit too).
 MAX_RECIPIENTS: Final = 20_000
-#: A history bundle: up to this many earlier epoch keys.
-MAX_HISTORY_BYTES: Final = 1 << 20
+#: Links one op carries back to the epochs just before it (the tops of its
+#: causal past: one as a rule, one per merged branch after a partition, and
+#: any an earlier author could not link). More wait for the next op.
+MAX_LINKS: Final = 64
+#: A linked key: XChaCha20-Poly1305 of 32 bytes, 24-byte nonce + 32 + 16-byte tag.
+LINK_BYTES: Final = 24 + 32 + 16
 MAX_SEQ: Final = (1 << 63) - 1
 
 Role = Literal["admin", "member"]
@@ -94,9 +99,10 @@ class Rotation:
         object.__setattr__(self, "recipients", frozenset(device for device, _ in self.wraps))
 
     def wrap_for(self, device: bytes) -> bytes | None:
-        for recipient, wrapped in self.wraps:
-            if recipient == device:
-                return wrapped
+        wraps = self.wraps
+        i = bisect.bisect_left(wraps, (device,))  # sorted by device ID
+        if i < len(wraps) and wraps[i][0] == device:
+            return wraps[i][1]
         return None
 
     def to_wire(self) -> Any:
@@ -126,6 +132,56 @@ class Rotation:
             previous = device
             parsed.append((device, wrapped))
         return cls(fields.get_bytes(body, "c", size=32), tuple(parsed))
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One epoch an op follows, and that epoch's key sealed under the op's new key.
+
+    `sealed` empty is a *cut*: the chain deliberately stops there (walking
+    it would give a recipient of the new epoch a key it was never wrapped,
+    which the group's `forward` history forbids). PROTOCOL.md section 8.
+    """
+
+    #: The earlier epoch (the ID of the op that started it).
+    epoch: bytes
+    #: Its key, sealed under a key derived from the new epoch's (LINK_BYTES), or b"".
+    sealed: bytes
+
+    @property
+    def cut(self) -> bool:
+        return not self.sealed
+
+
+Links: TypeAlias = tuple[Link, ...]
+
+
+def links_to_wire(links: Links) -> Any:
+    return [[link.epoch, link.sealed] for link in links]
+
+
+def links_from_wire(value: Any) -> Links:
+    """The `hist` field: at most MAX_LINKS [epoch ID, sealed key or empty], sorted, once each."""
+    if type(value) is not list or len(value) > MAX_LINKS:
+        raise MalformedMessage(f"an op links back to at most {MAX_LINKS} epochs")
+    links = []
+    previous = b""
+    for item in value:
+        if type(item) is not list or len(item) != 2:
+            raise MalformedMessage("a history link is [epoch ID, sealed key or empty]")
+        epoch, sealed = item
+        if (
+            type(epoch) is not bytes
+            or len(epoch) != ID_BYTES
+            or type(sealed) is not bytes
+            or len(sealed) not in (0, LINK_BYTES)
+        ):
+            raise MalformedMessage(f"a history link is [epoch ID, {LINK_BYTES} bytes or empty]")
+        if epoch <= previous:
+            raise MalformedMessage("history links must be sorted by epoch ID, once each")
+        previous = epoch
+        links.append(Link(epoch, sealed))
+    return tuple(links)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +221,8 @@ class Add:
     device_raw: bytes
     role: Role
     rotation: Rotation
-    #: Earlier epoch keys sealed under the new epoch (shared history), or b"".
-    history: bytes
+    #: The epochs this one follows, linked or cut (PROTOCOL.md section 8).
+    links: Links
 
     @property
     def target(self) -> bytes:
@@ -177,7 +233,7 @@ class Add:
             "device": self.device_raw,
             "role": self.role,
             "rot": self.rotation.to_wire(),
-            "hist": self.history,
+            "hist": links_to_wire(self.links),
         }
 
     @classmethod
@@ -189,7 +245,7 @@ class Add:
             raw,
             _choice(body, "role", ROLES),
             Rotation.from_wire(body["rot"]),
-            fields.get_bytes(body, "hist", max_len=MAX_HISTORY_BYTES),
+            links_from_wire(body["hist"]),
         )
 
 
@@ -198,14 +254,23 @@ class Remove:
     KIND: ClassVar[str] = "remove"
     target: bytes
     rotation: Rotation
+    links: Links
 
     def to_wire(self) -> Any:
-        return {"device": self.target, "rot": self.rotation.to_wire()}
+        return {
+            "device": self.target,
+            "rot": self.rotation.to_wire(),
+            "hist": links_to_wire(self.links),
+        }
 
     @classmethod
     def from_wire(cls, value: Any) -> Self:
-        body = fields.as_map(value, ("device", "rot"), what="remove")
-        return cls(fields.get_bytes(body, "device", size=ID_BYTES), Rotation.from_wire(body["rot"]))
+        body = fields.as_map(value, ("device", "rot", "hist"), what="remove")
+        return cls(
+            fields.get_bytes(body, "device", size=ID_BYTES),
+            Rotation.from_wire(body["rot"]),
+            links_from_wire(body["hist"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,18 +292,15 @@ class SetRole:
 class Rotate:
     KIND: ClassVar[str] = "rotate"
     rotation: Rotation
-    history: bytes
+    links: Links
 
     def to_wire(self) -> Any:
-        return {"rot": self.rotation.to_wire(), "hist": self.history}
+        return {"rot": self.rotation.to_wire(), "hist": links_to_wire(self.links)}
 
     @classmethod
     def from_wire(cls, value: Any) -> Self:
         body = fields.as_map(value, ("rot", "hist"), what="rotate")
-        return cls(
-            Rotation.from_wire(body["rot"]),
-            fields.get_bytes(body, "hist", max_len=MAX_HISTORY_BYTES),
-        )
+        return cls(Rotation.from_wire(body["rot"]), links_from_wire(body["hist"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +326,11 @@ BODIES: Final[dict[str, type[Body]]] = {
 def rotation_of(body: Body) -> Rotation | None:
     """The new epoch an op starts, if it starts one."""
     return getattr(body, "rotation", None)
+
+
+def links_of(body: Body) -> Links:
+    """The epochs an op that starts an epoch links back to (none for genesis)."""
+    return getattr(body, "links", ())
 
 
 @dataclass(frozen=True, slots=True)

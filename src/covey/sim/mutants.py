@@ -41,7 +41,8 @@ def _remove_reusing_the_key(self: Group, device: bytes, now: int, rng: Any) -> O
         (d, crypto.box_wrap(self.me.secrets.box_secret, recipients[d], key, rng))
         for d in sorted(recipients)
     )
-    op = self._author(Remove(device, Rotation(keys.commitment(key), wraps)), now)
+    links = self._links(key, frozenset(recipients), None, rng)
+    op = self._author(Remove(device, Rotation(keys.commitment(key), wraps), links), now)
     self.keys[op.id] = key
     return op
 

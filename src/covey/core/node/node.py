@@ -258,7 +258,7 @@ class Node:
         self._heal_since: dict[bytes, float] = {}
         #: Per group: the history gaps our last healing rotation was for, and
         #: until when not to rotate again for the same ones (no storm when a
-        #: bundle cannot close them).
+        #: healing rotation cannot close them: say, its link does not open).
         self._history_tried: dict[bytes, tuple[frozenset[tuple[bytes, bytes]], float]] = {}
         self._wake: float | None = None
         self._known: tuple[int, dict[bytes, DeviceRecord]] | None = None
