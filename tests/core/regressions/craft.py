@@ -29,16 +29,16 @@ def rotation_for(world: World, who: int, members):
 
 
 def rotate_body(world, who, members):
-    return Rotate(rotation_for(world, who, members), b"")
+    return Rotate(rotation_for(world, who, members), ())
 
 
 def remove_body(world, who, target, members_after):
-    return Remove(world.id(target), rotation_for(world, who, members_after))
+    return Remove(world.id(target), rotation_for(world, who, members_after), ())
 
 
 def add_body(world, who, target, role, members_after):
     ident = world.identities[target]
-    return Add(ident.record, ident.record_bytes, role, rotation_for(world, who, members_after), b"")
+    return Add(ident.record, ident.record_bytes, role, rotation_for(world, who, members_after), ())
 
 
 def policy_body(h="forward"):

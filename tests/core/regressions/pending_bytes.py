@@ -5,7 +5,14 @@ then refused with BufferFull."""
 import sys
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[3]))
 from tests.core.regressions.craft import *  # noqa: F403
-from covey.core.ops import Rotate
+from covey.core.ops import Rotate, Rotation
+
+
+def fat(size):
+    """A rotation of about `size` bytes (made-up wraps: the ops never apply).
+    (Adapted when history bundles became links: the reproducer padded `hist`.)"""
+    count = max(1, size // 110)
+    return Rotation(bytes(32), tuple((i.to_bytes(32, "big"), bytes(72)) for i in range(1, count + 1)))
 from covey.core import log as L
 
 w = World(4, seed="pbytes")
@@ -17,13 +24,13 @@ g = w.replicas[B]
 rot = rotation_for(w, M, [A, B, M])
 big = []
 for k in range(64):
-    op = craft(w, M, [(k + 1).to_bytes(32, "big")], 9, Rotate(rot, bytes(L.MAX_PENDING_BYTES // 64 - 2000)), t=k)
+    op = craft(w, M, [(k + 1).to_bytes(32, "big")], 9, Rotate(fat(L.MAX_PENDING_BYTES // 64 - 2000), ()), t=k)
     w.written.pop(); big.append(op.raw)
 res = g.receive_all(big, sender=w.id(M))
 # one more junk op sized to leave less room than any op needs
 room = L.MAX_PENDING_BYTES - g.log.pending_bytes
-probe = craft(w, M, [(999).to_bytes(32, "big")], 9, Rotate(rot, b""), t=999); w.written.pop()
-filler = craft(w, M, [(1000).to_bytes(32, "big")], 9, Rotate(rot, bytes(room - len(probe.raw) - 40)), t=1000); w.written.pop()
+probe = craft(w, M, [(999).to_bytes(32, "big")], 9, Rotate(rot, ()), t=999); w.written.pop()
+filler = craft(w, M, [(1000).to_bytes(32, "big")], 9, Rotate(fat(room - len(probe.raw) - 200), ()), t=1000); w.written.pop()
 res.append(g.receive_all([filler.raw], sender=w.id(M))[0])
 print("M's big junk buffered:", sum(1 for r in res if not isinstance(r, Exception)),
       "| pending bytes:", g.log.pending_bytes, "of", L.MAX_PENDING_BYTES)
