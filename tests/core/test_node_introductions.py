@@ -450,6 +450,28 @@ def test_a_probed_stranger_learns_nothing_and_is_probed_ever_less_often(
     assert probes_at(start + 3 * PROBE_AGAIN) == 3
 
 
+def test_a_node_seeking_a_member_never_probes_its_own_advert() -> None:
+    """The tablet seeks the phone (which does not know it) and probes every
+    covey advert it does not recognize: never its own, the current one or one
+    withdrawn an hour before and reported late (a manual run on a real LAN
+    showed a node dialing itself: "a connection with <its own address>
+    failed")."""
+    _, _, tablet = apart()
+    wire = Wire(mallory_node(), Node(TABLET, [tablet]))
+    first = advertise(wire, wire.b, NOW + 100)
+    second = advertise(wire, wire.b, NOW + 100 + 3600)  # a new hour: a new name
+    assert first.name != second.name
+    withdrawn = [e.name for who, e in wire.log if who == "tablet" and isinstance(e, io.Withdraw)]
+    assert first.name in withdrawn
+    for seen in (second, first):
+        wire.feed(wire.b, seen)
+    assert [e for who, e in wire.log if who == "tablet" and isinstance(e, io.Dial)] == []
+    # (A stranger's advert is probed: the tablet is seeking.)
+    wire.feed(wire.b, io.AdvertSeen("theirs", ELSEWHERE, 9, first.txt))
+    made = [e for who, e in wire.log if who == "tablet" and isinstance(e, io.Dial)]
+    assert [d.addresses for d in made] == [ELSEWHERE]
+
+
 def test_a_flood_of_adverts_gets_a_few_probes_at_a_time() -> None:
     _, _, tablet = apart()
     node = Node(TABLET, [tablet])

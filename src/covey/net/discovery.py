@@ -193,6 +193,16 @@ def open_zeroconf() -> AsyncZeroconf:
 ADDRESS_CHECK: Final = 10.0
 
 
+def instance_name(service_name: str) -> str:
+    """The name a node gave its advert, from the service name mDNS reports.
+
+    The node names its adverts (`io.Advertise.name`) and knows its own by
+    that name; mDNS reports `<name>._covey._tcp.local.`. Without this, a
+    node took its own advert for a stranger's and dialed itself.
+    """
+    return service_name.removesuffix(f".{SERVICE}")
+
+
 class MdnsLan:
     """The driver's `Lan` on mDNS: adverts published and browsed with zeroconf.
 
@@ -211,10 +221,11 @@ class MdnsLan:
         self._zc = open_zeroconf()
 
         async def seen(advert: Seen) -> None:
-            await post(io.AdvertSeen(advert.name, tuple(advert.addresses), advert.port, advert.txt))
+            name = instance_name(advert.name)
+            await post(io.AdvertSeen(name, tuple(advert.addresses), advert.port, advert.txt))
 
         def lost(name: str) -> None:
-            tg.start_soon(post, io.AdvertLost(name))
+            tg.start_soon(post, io.AdvertLost(instance_name(name)))
 
         self._browser = Browser(self._zc, on_seen=seen, on_lost=lost)
         await self._browser.start()

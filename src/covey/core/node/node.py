@@ -103,6 +103,10 @@ MAX_PER_ADDRESS: Final = 2
 #: Devices dialed at once, and the seconds one dial (connect, handshake, sync) may take.
 MAX_DIALS: Final = 4
 DIAL_TIMEOUT: Final = 60.0
+#: Names of this node's own adverts remembered, withdrawn ones included, so
+#: that one reported late is never taken for a stranger's (a new name an hour
+#: and one per invitation: 64 is days of them).
+MAX_OWN_ADVERTS: Final = 64
 #: Adverts remembered (those that matter: recognized, or an invitation's),
 #: and the most recent adverts kept per known device.
 MAX_ADVERTS: Final = 256
@@ -252,7 +256,9 @@ class Node:
         self.now = 0.0
         self._rng: Rng | None = None
         self._next_dial = -1
-        self._own_adverts: set[str] = set()
+        #: The names of this node's adverts, withdrawn ones too (an advert seen
+        #: late, after its withdrawal, is still ours): at most MAX_OWN_ADVERTS.
+        self._own_adverts: dict[str, None] = {}
         #: The name of this node's own advert for its fellow members, if any.
         self._advert: str | None = None
         self._heal_since: dict[bytes, float] = {}
@@ -735,6 +741,12 @@ class Node:
                     self._removed_since.setdefault(device, self.generation)
         return found
 
+    def _own(self, name: str) -> None:
+        """Remember `name` as one of this node's adverts (the oldest forgotten)."""
+        self._own_adverts[name] = None
+        while len(self._own_adverts) > MAX_OWN_ADVERTS:
+            del self._own_adverts[next(iter(self._own_adverts))]
+
     def _refresh_advert(self, out: list[Effect]) -> None:
         """Advertise for this device's fellow members; a new advert (and name) every
         hour and whenever they change (a member added or removed)."""
@@ -756,13 +768,12 @@ class Node:
         self._advert_at = stamp
         if self._advert is not None:
             out.append(io.Withdraw(self._advert))
-            self._own_adverts.discard(self._advert)
             self._advert = None
         if targets:
             txt = self.discovery.advert(targets.values(), now, self.rng)
             name = self.rng(16).hex()
             out.append(io.Advertise(name, txt))
-            self._own_adverts.add(name)
+            self._own(name)
             self._advert = name
 
     # --- connections ----------------------------------------------------------
@@ -1044,7 +1055,6 @@ class Node:
             return
         del self.invitations[request]
         out.append(io.Withdraw(open_.advert))
-        self._own_adverts.discard(open_.advert)
         out.append(io.Reply(request, document))
 
     def _invite_attempt_failed(self, link: InviteLink, exc: Exception, out: list[Effect]) -> None:
@@ -1077,7 +1087,6 @@ class Node:
         if open_ is None:
             return
         out.append(io.Withdraw(open_.advert))
-        self._own_adverts.discard(open_.advert)
         for link in [x for x in self.links.values() if x.request == request]:
             self._forget(link, failed=True)
             out.append(io.Close(link.conn))
@@ -1409,7 +1418,7 @@ class Node:
         invitation = pairing.Invitation(group.id, role, secret, int(self.now) + lifetime)
         advert = self.rng(16).hex()
         self.invitations[request] = OpenInvitation(invitation, advert)
-        self._own_adverts.add(advert)
+        self._own(advert)
         out.append(io.Advertise(advert, discovery.padded_advert(secret.advert_tags, self.rng)))
         out.append(
             io.Reply(
