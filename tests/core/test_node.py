@@ -311,12 +311,46 @@ def test_a_removed_device_is_dialed_a_bounded_number_of_times() -> None:
     now, total = NOW + 31, len(made)
     for _ in range(12):  # the removed device fails every sync on purpose
         for dial in made:
-            run(laptop, io.Closed(dial.conn, "refused"), now)
+            run(laptop, io.Connected(dial.conn, "10.0.0.2"), now)
+            run(laptop, io.Closed(dial.conn, "reset"), now)
         now += RETRY_MAX + 1
         made = dials(run(laptop, io.Tick(), now))
         total += len(made)
     assert total == MAX_REMOVED_DIALS
     assert dials(run(laptop, io.Tick(), now + 4000)) == []
+
+
+def test_a_device_off_when_it_was_removed_is_told_when_it_comes_back() -> None:
+    """Found in a manual run on a real LAN: the phone's node was stopped, the
+    laptop removed it, and the phone's advert, still cached, was dialed (and
+    refused) MAX_REMOVED_DIALS times: when the phone came back, on a new port,
+    it was never told. Dials that reach nothing now only back off."""
+    wire, group_id = paired()
+    laptop, phone = wire.a, wire.b
+    phone_advert = next(
+        e for name, e in reversed(wire.log) if name == "phone" and isinstance(e, io.Advertise)
+    )
+    run(laptop, io.Command(9, io.RemoveDevice("family", phone.me.device_id.raw)), NOW + 30)
+    stale = io.AdvertSeen(phone_advert.name, ("10.0.0.2",), 4242, phone_advert.txt)
+    made = dials(run(laptop, stale, NOW + 31))
+    now, refused = NOW + 31, 0
+    for _ in range(2 * MAX_REMOVED_DIALS):  # the phone is off: every dial is refused
+        assert len(made) == 1
+        run(laptop, io.Closed(made[0].conn, "refused"), now)
+        refused += 1
+        now += RETRY_MAX + 1
+        made = dials(run(laptop, io.Tick(), now))
+    assert refused > MAX_REMOVED_DIALS
+    # The phone comes back, on a new port, with a new advert: it is dialed and told.
+    if made:
+        run(laptop, io.Closed(made[0].conn, "refused"), now)
+    back = io.AdvertSeen("back", ("10.0.0.2",), 4343, phone_advert.txt)
+    wire.now = now + RETRY_MAX + 1
+    wire.feed(laptop, back)
+    wire.feed(laptop, io.Tick())
+    assert phone.me.device_id.raw not in phone.groups[group_id].state.members
+    told = [e for who, e in wire.log if who == "phone" and isinstance(e, io.Notify)]
+    assert [e.data["group"] for e in told if e.event == "removed"] == ["family"]
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,8 @@ Checked once the network has healed and every device has been online a
 while (`final`):
 
 * `liveness`: the current members of each group hold the same ops, the same
-  state, and the current key, and the group needs no healing.
+  state, and the current key, and the group needs no healing; and every
+  device removed from a group that still holds it knows it was removed.
 * `no-lost-keys`: every current member opens every sealed note of an epoch of
   the merged state that its history policy lets it read, and refuses
   (`NeverAMember`) every note by a device the merged state never made a
@@ -302,8 +303,29 @@ class Invariants:
                     raise Violation(
                         "liveness", f"{device.name} lacks the current key after the network healed"
                     )
+        told = self._check_told()
         opened = self._check_sealed()
-        return {"members_checked": members_checked, "notes_opened": opened}
+        return {"members_checked": members_checked, "notes_opened": opened, "told_removed": told}
+
+    def _check_told(self) -> int:
+        """Every device removed from a group that still holds it knows it was removed."""
+        told = 0
+        for group_id, truth in sorted(self.truth.items()):
+            state = truth.state
+            if state is None or not state.members:
+                continue
+            for device_id in sorted(set(state.devices) - set(state.members)):
+                device = self.by_id.get(device_id)
+                group = None if device is None else self.world.group_of(device, group_id)
+                if device is None or group is None or group.log.state is None:
+                    continue
+                if device_id in group.state.members:
+                    raise Violation(
+                        "liveness",
+                        f"{device.name} was removed and was never told, after the network healed",
+                    )
+                told += 1
+        return told
 
     def _check_sealed(self) -> int:
         opened = 0

@@ -42,6 +42,12 @@ class Faults:
     p_garble: float = 0.0
     #: Per batch of effects holding a Persist: the device crashes somewhere in it.
     p_crash: float = 0.0
+    #: Seconds a device's adverts stay in the others' mDNS caches after it
+    #: goes off without a goodbye (a crash, a laptop closed, a phone that
+    #: left the Wi-Fi): each is seen as lost only after up to this long
+    #: (drawn per advert). Real mDNS keeps them for the record's TTL, 75
+    #: minutes with python-zeroconf. Meanwhile dials to them reach nothing.
+    advert_linger: float = 0.0
 
 
 QUIET = Faults()
@@ -86,6 +92,9 @@ class Network:
         self.pipes: dict[tuple[int, io.ConnId], Pipe] = {}
         self.bytes_sent = 0
         self.now = 0.0
+        #: Adverts of devices gone off without a goodbye -> until when the
+        #: others' caches keep them (`Faults.advert_linger`).
+        self.lingering: dict[str, float] = {}
 
     # --- topology ---------------------------------------------------------------
 
@@ -111,6 +120,11 @@ class Network:
             d.incarnation += 1
             d.next_conn = 1
         else:
+            if self.faults.advert_linger > 0:
+                for name in d.adverts:
+                    self.lingering[name] = self.now + self.rand.uniform(
+                        0, self.faults.advert_linger
+                    )
             d.adverts.clear()
             d.seen.clear()
         self.changed()
@@ -143,11 +157,15 @@ class Network:
             }
             for name in [n for n in d.seen if n not in visible]:
                 del d.seen[name]
-                self._event(observer, io.AdvertLost(name), self.faults.mdns_delay)
+                until = self.lingering.get(name, 0.0)
+                self._event(
+                    observer, io.AdvertLost(name), max(self.faults.mdns_delay, until - self.now)
+                )
             for name, owner in visible.items():
                 if name not in d.seen:
                     d.seen[name] = owner
                     self._advert_to(observer, owner, name)
+        self.lingering = {n: t for n, t in self.lingering.items() if t > self.now}
 
     # --- adverts ------------------------------------------------------------------
 

@@ -19,8 +19,17 @@ from covey.sim.world import DAY, EPOCH, Device, World
 
 #: A flaky but usable network, and devices that sometimes crash mid-write.
 FLAKY: Final = Faults(
-    p_break=0.002, p_drop=0.0005, p_duplicate=0.0005, p_garble=0.0005, p_crash=0.02
+    p_break=0.002,
+    p_drop=0.0005,
+    p_duplicate=0.0005,
+    p_garble=0.0005,
+    p_crash=0.02,
+    advert_linger=4500.0,
 )
+
+#: A reliable network where devices go off without a goodbye: their adverts
+#: stay in the others' caches for up to mDNS's 75 minutes.
+LINGERING: Final = Faults(advert_linger=4500.0)
 
 
 @dataclass(frozen=True)
@@ -273,6 +282,33 @@ def introduce(world: World, users: Users, days: float) -> None:
     users.every(HOUR, EPOCH + 5 * HOUR, end, lambda: users.seal(world.rand.choice(both)))
 
 
+def lost(world: World, users: Users, days: float) -> None:
+    """Three devices on one LAN; the phone goes off without a goodbye, the laptop
+    removes it, and the phone comes back hours later.
+
+    A regression scenario (found in a manual run on a real LAN, issue 9): the
+    phone's advert, still in the laptop's mDNS cache, was dialed and refused
+    MAX_REMOVED_DIALS times, which used up every dial meant to tell the phone
+    of its removal; when it came back it was never told. Dials that reach
+    nothing now only back off (`liveness` checks that it was told).
+    """
+    end = EPOCH + days * DAY
+    laptop = world.add_device("laptop", "ana", 0)
+    phone = world.add_device("phone", "ana", 0)
+    tablet = world.add_device("tablet", "ana", 0)
+    for device in (laptop, phone, tablet):
+        world.at(EPOCH, partial(world.set_online, device, True))
+    world.at(EPOCH + 60, lambda: users.create(laptop))
+    world.at(EPOCH + 120, partial(users.pair, laptop, phone, "member"))
+    world.at(EPOCH + 240, partial(users.pair, laptop, tablet, "member"))
+    gone = EPOCH + HOUR + world.rand.uniform(0, HOUR)
+    world.at(gone, partial(world.set_online, phone, False))
+    world.at(gone + world.rand.uniform(60, 1800), partial(users.remove, laptop, phone))
+    world.at(end - world.rand.uniform(1, 3) * HOUR, partial(world.set_online, phone, True))
+    members = [laptop, tablet]
+    users.every(HOUR, EPOCH + 600, end, lambda: users.seal(world.rand.choice(members)))
+
+
 SCENARIOS: Final = {
     s.name: s
     for s in (
@@ -302,6 +338,14 @@ SCENARIOS: Final = {
             1,
             QUIET,
             introduce,
+        ),
+        Scenario(
+            "lost",
+            "a phone off without a goodbye is removed, and told when it comes back",
+            0.5,
+            1,
+            LINGERING,
+            lost,
         ),
         Scenario(
             "household",

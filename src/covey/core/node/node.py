@@ -50,8 +50,9 @@ everything the protocol decides:
 * **Removed devices.** A device that learns it was removed says so
   (`Notify("removed")`) and stops advertising for and dialing that group.
   A member that sees the advert of a device removed from one of its groups
-  dials it (until one sync worked, at most `MAX_REMOVED_DIALS` times in the
-  node's life) so it learns of its removal: the sync sends it the causal
+  dials it (until one sync worked, at most `MAX_REMOVED_DIALS` connections
+  that reached it in the node's life; a dial that reaches nothing only
+  backs off) so it learns of its removal: the sync sends it the causal
   past of the op that removed it, and nothing after (`covey.core.sync`).
 
 Persist, then send: every change is followed by a `Persist` effect before
@@ -600,9 +601,10 @@ class Node:
 
         Current members are dialed, and only while some advert of theirs is
         up. A device removed from one of our groups that still advertises
-        for us (it does not know yet) is dialed once, at most
-        MAX_REMOVED_DIALS times in the node's life, to tell it: it gets the
-        causal past of its removal and nothing after (`covey.core.sync`).
+        for us (it does not know yet) is dialed to tell it, until one sync
+        worked, at most MAX_REMOVED_DIALS connections that reached it in
+        the node's life (dials that reach nothing only back off): it gets
+        the causal past of its removal and nothing after (`covey.core.sync`).
         The address tried first is the one the last good sync reached
         (`Peer.good`: copied adverts cannot push it out), then the most
         recent adverts, one more after each failure.
@@ -643,8 +645,6 @@ class Node:
             link.dials_for = device_id
             peer.dialing = link.conn
             dialing += 1
-            if device_id not in targets:
-                self._removed_dials[device_id] = self._removed_dials.get(device_id, 0) + 1
 
     def _probe_due(self, out: list[Effect]) -> None:
         """Dial adverts not recognized, for fellow members that may not know this device.
@@ -726,9 +726,9 @@ class Node:
     def _to_tell_removed(self, targets: dict[bytes, DeviceRecord]) -> dict[bytes, DeviceRecord]:
         """Devices removed from a group of ours that may not know it yet.
 
-        Each is dialed until one sync worked, at most MAX_REMOVED_DIALS times
-        in the node's life. (One that knows stops advertising for us, so it
-        is not seen, and not dialed.)
+        Each is dialed until one sync worked, at most MAX_REMOVED_DIALS
+        connections that reached it in the node's life. (One that knows
+        stops advertising for us, so it is not seen, and not dialed.)
         """
         me = self.me.device_id.raw
         found: dict[bytes, DeviceRecord] = {}
@@ -826,6 +826,13 @@ class Node:
             out.append(io.Close(event.conn))
             return
         link.address = plain_address(event.address)
+        told = link.dials_for
+        if told is not None and told not in self._targets() and told in self._removed_since:
+            # A dial to tell a removed device counts once it reaches an
+            # address: one that reaches nothing (a stale advert, a device
+            # off) only backs off, so a device off when it was removed is
+            # still told when it comes back.
+            self._removed_dials[told] = self._removed_dials.get(told, 0) + 1
         self._guard(link, lambda: link.connected(out), out)
 
     def _received(self, event: io.Received, out: list[Effect]) -> None:
