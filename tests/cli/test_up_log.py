@@ -41,7 +41,7 @@ CHANGED = {
                 {"name": "watch", "device_id": "cv1-dddd", "by": "watch", "left": True},
             ],
             "roles": [{"name": "tablet", "device_id": "cv1-bbbb", "by": "laptop", "role": "admin"}],
-            "epoch": {"number": 7, "by": "laptop"},
+            "epoch": {"number": 7, "by": "laptop", "held": True},
             "history": None,
         }
     ],
@@ -97,6 +97,20 @@ def test_every_line_has_the_time_and_a_sync_says_what_changed(
     (failed,) = err.strip().splitlines()
     assert STAMP.match(failed)
     assert failed.endswith("a connection with 192.0.2.9 failed: timed out")
+
+
+def test_a_new_key_this_device_does_not_hold_says_so(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A removed device hears of the rotation that removed it (a manual run
+    printed "new key, epoch 4" there, as if it held that key)."""
+    (change,) = CHANGED["changes"]
+    removal = {**change, "added": [], "roles": [], "removed": []}
+    removal["epoch"] = {"number": 4, "by": "laptop", "held": False}
+    out, _ = run_up(home, monkeypatch, capsys, [("synced", {**CHANGED, "changes": [removal]})])
+    assert out.strip().endswith(
+        "family: new key, epoch 4 (by 'laptop', not for this device) (from 'laptop' at 192.0.2.7)"
+    )
 
 
 def test_json_lines_carry_the_time_and_the_changes(

@@ -351,6 +351,10 @@ def test_a_device_off_when_it_was_removed_is_told_when_it_comes_back() -> None:
     assert phone.me.device_id.raw not in phone.groups[group_id].state.members
     told = [e for who, e in wire.log if who == "phone" and isinstance(e, io.Notify)]
     assert [e.data["group"] for e in told if e.event == "removed"] == ["family"]
+    # Its sync notice says the new key is not for it.
+    (synced,) = [e for e in told if e.event == "synced"]
+    (change,) = synced.data["changes"]
+    assert change["epoch"]["held"] is False
 
 
 @pytest.mark.parametrize(
@@ -750,6 +754,7 @@ def test_a_sync_is_notified_only_when_it_changed_something_and_says_what() -> No
     assert change["epoch"] == {
         "number": len(laptop.groups[group_id].state.epochs),
         "by": "laptop",
+        "held": True,
     }
     assert change["removed"] == change["roles"] == []
 

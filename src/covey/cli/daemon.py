@@ -140,7 +140,8 @@ def change_line(change: dict[str, Any]) -> str:
     parts += [f"{e['name']!r} is now {e['role']}{by(e)}" for e in change["roles"]]
     if change["epoch"] is not None:
         epoch = change["epoch"]
-        parts.append(f"new key, epoch {epoch['number']} (by {epoch['by']!r})")
+        held = "" if epoch.get("held", True) else ", not for this device"
+        parts.append(f"new key, epoch {epoch['number']} (by {epoch['by']!r}{held})")
     if change["history"] is not None:
         parts.append(f"history policy now {change['history']}")
     if not parts:

@@ -91,7 +91,8 @@ def changes(before: Snapshot, group: Group) -> dict[str, Any] | None:
 
     Members added and removed (by whom: the author of the applied op that
     did it; `left` when a device removed itself), roles changed, a new
-    epoch (its number and who started it), a new history policy, and how
+    epoch (its number, who started it, whether this device holds its key:
+    not when it was removed), a new history policy, and how
     many ops arrived. This device's own standing is not listed here (the
     node reports its removal apart).
     """
@@ -120,7 +121,11 @@ def changes(before: Snapshot, group: Group) -> dict[str, Any] | None:
         ],
         "epoch": None
         if after.epoch == before.epoch
-        else {"number": after.epochs, "by": _name(group, state.current_epoch.author)},
+        else {
+            "number": after.epochs,
+            "by": _name(group, state.current_epoch.author),
+            "held": state.current_epoch.id in group.keys,
+        },
         "history": None if after.history == before.history else after.history,
     }
 
