@@ -426,11 +426,23 @@ def parse_op(data: bytes) -> Op:
         raise MalformedMessage(f"expected an op, got a {unverified.type!r} message")
     content = OpContent.from_wire(unverified.body)
     body = content.body
+    # The decoded tree is not kept: the op lives as long as the log, and
+    # those dozen lists per op only cost memory and garbage-collector scans
+    # (about a tenth of a large merge, benchmarks/merge.py).
+    envelope = wire.Unverified(
+        unverified.version,
+        unverified.type,
+        unverified.author,
+        None,
+        unverified.signed,
+        unverified.signature,
+        unverified.raw,
+    )
     return Op(
         op_id(unverified.signed),
         unverified.author,
         content,
-        unverified,
+        envelope,
         body.KIND,
         body,
         content.parents,
