@@ -1,4 +1,4 @@
-"""The adversarial review of the incremental merge, as regression tests.
+"""The adversarial reviews (of the incremental merge, of history links), as regression tests.
 
 Each script in tests/core/regressions/ is a reviewer's reproducer, kept as
 it was written (it prints what it observes); each failed on the code the
@@ -64,6 +64,12 @@ def run(script: str, *args: str) -> str:
         ("outsider_seqskip.py", (), ["ops held by B: 4 -> 20 "]),
         # M1: one sender's bytes cannot pin the buffer
         ("pending_bytes.py", (), ["honest peer A's out-of-order op: pending"]),
+        # History links (PROTOCOL.md 8.1), H1: bad links forgotten on a reload
+        (
+            "history_bad_links_restart.py",
+            (),
+            ["after True; bad_links after reload: 1", "newcomer holds P: True", "OK: "],
+        ),
     ],
 )
 def test_review_finding_stays_fixed(

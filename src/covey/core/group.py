@@ -90,6 +90,12 @@ class Group:
     #: (epoch, earlier epoch): links that did not open here, or held another key
     #: than the earlier epoch commits to. They count as linking nothing.
     bad_links: set[tuple[bytes, bytes]] = field(default_factory=set)
+    #: Bad links a store holds (so a save writes only new ones). A link is
+    #: opened once, when its epoch's key is learnt, so what it showed must be
+    #: kept: a reload that forgot it would count a junk link as a link again.
+    saved_bad_links: set[tuple[bytes, bytes]] = field(
+        default_factory=set, repr=False, compare=False
+    )
     _chain: _Chain = field(default_factory=_Chain, repr=False, compare=False)
     #: `history_tops()` for the log (and bad links) it was computed at.
     _tops: tuple[tuple[int, int], list[bytes]] | None = field(
@@ -134,14 +140,17 @@ class Group:
         pending: Iterable[bytes],
         held: dict[bytes, bytes],
         verdicts: Mapping[bytes, tuple[str | None, int]] | None = None,
+        bad_links: Iterable[tuple[bytes, bytes]] = (),
     ) -> Group:
         """A replica as a store saved it: its ops (not verified or judged again), pending
-        ops, keys."""
+        ops, keys, and the links found bad when those keys were learnt."""
         group = cls(me, GroupLog(group_id))
         with collector_paused():
             group.log.restore(ops, pending, verdicts)
         group.keys.update(held)
         group.saved_keys = set(held)
+        group.bad_links = set(bad_links)
+        group.saved_bad_links = set(group.bad_links)
         return group
 
     @property
@@ -257,6 +266,12 @@ class Group:
                     continue
                 chain.covered_by.setdefault(earlier, set()).add(op.id)
                 chain.tops.discard(earlier)
+
+    def recall_bad_links(self, links: Iterable[tuple[bytes, bytes]]) -> None:
+        """Links a store recorded as bad, for a replica rebuilt from its ops and keys."""
+        for epoch, earlier in links:
+            self._bad_link(epoch, earlier)
+        self.saved_bad_links |= self.bad_links
 
     def _bad_link(self, epoch: bytes, earlier: bytes) -> None:
         """A link of `epoch` back to `earlier` turned out bad: it covers nothing."""

@@ -1,10 +1,11 @@
 """An in-memory device store with the real store's transaction semantics.
 
 `commit(persist, groups)` applies one `Persist` effect all at once, as the
-SQLite store does in one transaction: ops and keys of the named groups that
-are not stored yet, new groups, erased keys, shredded groups, peers met. A crash loses
-exactly what was not committed. `load(me)` rebuilds the groups the way
-`Store.load_group` does: the stored ops replayed, the stored keys added.
+SQLite store does in one transaction: ops, keys and bad history links of
+the named groups that are not stored yet, new groups, erased keys, shredded
+groups, peers met. A crash loses exactly what was not committed. `load(me)`
+rebuilds the groups the way `Store.load_group` does: the stored ops
+replayed, the stored keys and bad links added.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class StoredGroup:
     ops: list[bytes] = field(default_factory=list)
     op_ids: set[bytes] = field(default_factory=set)
     keys: dict[bytes, bytes] = field(default_factory=dict)
+    bad_links: set[tuple[bytes, bytes]] = field(default_factory=set)
 
 
 @dataclass
@@ -47,6 +49,7 @@ class MemoryStore:
                     new_ops.append((group_id, op))
             for epoch, key in group.keys.items():
                 stored.keys.setdefault(epoch, key)
+            stored.bad_links |= group.bad_links
         for group_id in persist.erased:
             if group_id in self.groups:
                 self.groups[group_id].keys.clear()
@@ -61,5 +64,6 @@ class MemoryStore:
         for group_id, stored in self.groups.items():
             group = Group.replica(me, group_id, stored.ops)
             group.keys.update(stored.keys)
+            group.recall_bad_links(stored.bad_links)
             groups.append(group)
         return groups

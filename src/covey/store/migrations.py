@@ -83,6 +83,17 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             PRIMARY KEY (group_id, id)
         ) STRICT""",
     ),
+    # 4 -> 5: history links found bad here (PROTOCOL.md section 8.1). A link
+    # is opened once, when its epoch's key is learnt; a reload that forgot
+    # what it showed would count a junk link as a link again.
+    (
+        """CREATE TABLE bad_link (
+            group_id BLOB NOT NULL REFERENCES grp (id) ON DELETE CASCADE,
+            epoch BLOB NOT NULL,
+            earlier BLOB NOT NULL,
+            PRIMARY KEY (group_id, epoch, earlier)
+        ) STRICT""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

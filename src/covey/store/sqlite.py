@@ -394,12 +394,18 @@ class Store:
             "DELETE FROM pending_op WHERE group_id = ? AND id = ?",
             [(group.id, i) for i in log.pending_saved - pending],
         )
+        new_bad = sorted(group.bad_links - group.saved_bad_links)
+        await db.executemany(
+            "INSERT OR IGNORE INTO bad_link (group_id, epoch, earlier) VALUES (?, ?, ?)",
+            [(group.id, epoch, earlier) for epoch, earlier in new_bad],
+        )
         if log.state is not None:
             await self._write_view(group.log, group.me.device_id.raw)
 
         def saved() -> None:
             log.mark_saved(len(new_ops))
             group.saved_keys.update(new_keys)
+            group.saved_bad_links.update(new_bad)
             log.pending_saved = pending
 
         return saved
@@ -452,7 +458,8 @@ class Store:
         return raws, pending, verdicts
 
     async def load_group(self, group_id: bytes, me: Identity, data_key: bytes) -> Group:
-        """A group as stored: its ops (not verified again), pending ops and epoch keys."""
+        """A group as stored: its ops (not verified again), pending ops, epoch keys and
+        the history links found bad."""
         from covey.core.group import Group
 
         prefix = _epoch_prefix(group_id)
@@ -463,6 +470,10 @@ class Store:
                 _prefix_range(prefix),
             ) as cursor:
                 sealed_keys = await cursor.fetchall()
+            async with db.execute(
+                "SELECT epoch, earlier FROM bad_link WHERE group_id = ?", (group_id,)
+            ) as cursor:
+                bad_links = [(bytes(row[0]), bytes(row[1])) for row in await cursor.fetchall()]
         if not raws:
             raise NoSuchGroup()
         held = {
@@ -472,7 +483,7 @@ class Store:
             for name, sealed in sealed_keys
         }
         try:
-            group = Group.restore(me, group_id, raws, pending, held, verdicts)
+            group = Group.restore(me, group_id, raws, pending, held, verdicts, bad_links)
         except InvalidInput as exc:
             raise StoreCorrupt("a stored op of that group does not fit its log") from exc
         if len(group.log) != len(raws):
