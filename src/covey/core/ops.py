@@ -87,8 +87,9 @@ def _record(body: dict[str, Any], name: str) -> tuple[DeviceRecord, bytes]:
 class Rotation:
     """A new epoch key, committed to and wrapped for every member."""
 
-    #: Keyed BLAKE2b of the group ID under the epoch key: lets a recipient
-    #: check the key it unwrapped is the one every other member got.
+    #: A value derived from the epoch key (`keys.commitment`: BLAKE2b keyed
+    #: by it over nothing, domain "covey/v1/epochc", PROTOCOL.md section 8): lets a
+    #: recipient check the key it unwrapped is the one every other member got.
     commitment: bytes
     #: (device ID, box-wrapped key), sorted by device ID, one per member.
     wraps: tuple[tuple[bytes, bytes], ...]
