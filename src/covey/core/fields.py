@@ -8,6 +8,7 @@ a MalformedMessage naming the field (never a KeyError or TypeError).
 
 from __future__ import annotations
 
+import operator
 import unicodedata
 from typing import Any, Final
 
@@ -72,3 +73,31 @@ def get_int(body: dict[str, Any], name: str, *, min_value: int, max_value: int) 
     if not min_value <= value <= max_value:
         raise MalformedMessage(f"field {name!r} is out of range")
     return value
+
+
+def sorted_pairs(
+    value: Any, *, first: int, second: frozenset[int], shape: str, order: str
+) -> list[tuple[bytes, bytes]]:
+    """`value` as a list of [first, second] byte-string pairs: each `first` of
+    exactly `first` bytes, each `second` of a length in `second`, sorted by
+    `first`, once each (`shape` and `order` are the error messages). The
+    caller checks the list's type and length.
+
+    Checked a column at a time by C-level maps rather than pair by pair:
+    it runs for every wrapped key of every op parsed.
+    """
+    if not value:
+        return []
+    if set(map(type, value)) != {list} or set(map(len, value)) != {2}:
+        raise MalformedMessage(shape)
+    firsts, seconds = zip(*value, strict=True)
+    if (
+        set(map(type, firsts)) != {bytes}
+        or set(map(type, seconds)) != {bytes}
+        or set(map(len, firsts)) != {first}
+        or not set(map(len, seconds)) <= second
+    ):
+        raise MalformedMessage(shape)
+    if not all(map(operator.lt, firsts, firsts[1:])):
+        raise MalformedMessage(order)
+    return list(zip(firsts, seconds, strict=True))

@@ -53,6 +53,11 @@ ROLES: Final = ("admin", "member")
 HISTORIES: Final = ("shared", "forward")
 
 
+#: The lengths a wrapped key and a link's sealed key (or a cut) may have.
+_WRAP_SIZES: Final = frozenset((WRAPPED_KEY_BYTES,))
+_LINK_SIZES: Final = frozenset((0, LINK_BYTES))
+
+
 def op_id(signed: bytes) -> bytes:
     return crypto.blake2b(signed, crypto.HashDomain.OP_ID)
 
@@ -115,23 +120,13 @@ class Rotation:
         wraps = body["w"]
         if type(wraps) is not list or not 0 < len(wraps) <= MAX_RECIPIENTS:
             raise MalformedMessage("a rotation wraps for 1 to 20,000 members")
-        parsed = []
-        previous = b""
-        for item in wraps:
-            if type(item) is not list or len(item) != 2:
-                raise MalformedMessage("a wrapped key is [device ID, 72 bytes]")
-            device, wrapped = item
-            if (
-                type(device) is not bytes
-                or len(device) != ID_BYTES
-                or type(wrapped) is not bytes
-                or len(wrapped) != WRAPPED_KEY_BYTES
-            ):
-                raise MalformedMessage("a wrapped key is [device ID, 72 bytes]")
-            if device <= previous:
-                raise MalformedMessage("wrapped keys must be sorted by device ID, once each")
-            previous = device
-            parsed.append((device, wrapped))
+        parsed = fields.sorted_pairs(
+            wraps,
+            first=ID_BYTES,
+            second=_WRAP_SIZES,
+            shape="a wrapped key is [device ID, 72 bytes]",
+            order="wrapped keys must be sorted by device ID, once each",
+        )
         return cls(fields.get_bytes(body, "c", size=32), tuple(parsed))
 
 
@@ -165,23 +160,14 @@ def links_from_wire(value: Any) -> Links:
     """The `hist` field: at most MAX_LINKS [epoch ID, sealed key or empty], sorted, once each."""
     if type(value) is not list or len(value) > MAX_LINKS:
         raise MalformedMessage(f"an op links back to at most {MAX_LINKS} epochs")
-    links = []
-    previous = b""
-    for item in value:
-        if type(item) is not list or len(item) != 2:
-            raise MalformedMessage("a history link is [epoch ID, sealed key or empty]")
-        epoch, sealed = item
-        if (
-            type(epoch) is not bytes
-            or len(epoch) != ID_BYTES
-            or type(sealed) is not bytes
-            or len(sealed) not in (0, LINK_BYTES)
-        ):
-            raise MalformedMessage(f"a history link is [epoch ID, {LINK_BYTES} bytes or empty]")
-        if epoch <= previous:
-            raise MalformedMessage("history links must be sorted by epoch ID, once each")
-        previous = epoch
-        links.append(Link(epoch, sealed))
+    pairs = fields.sorted_pairs(
+        value,
+        first=ID_BYTES,
+        second=_LINK_SIZES,
+        shape=f"a history link is [epoch ID, {LINK_BYTES} bytes or empty]",
+        order="history links must be sorted by epoch ID, once each",
+    )
+    links = [Link(epoch, sealed) for epoch, sealed in pairs]
     return tuple(links)
 
 
