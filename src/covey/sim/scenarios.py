@@ -230,6 +230,18 @@ def household(world: World, users: Users, days: float) -> None:
     users.every(4 * HOUR, EPOCH + 600, end, lambda: users.rotate(world.rand.choice(members)))
 
 
+def _three_of_ana(world: World, users: Users) -> tuple[Device, Device, Device]:
+    """Ana's laptop, phone and tablet, on one LAN from the start; the laptop
+    creates the group a minute in."""
+    laptop = world.add_device("laptop", "ana", 0)
+    phone = world.add_device("phone", "ana", 0)
+    tablet = world.add_device("tablet", "ana", 0)
+    for device in (laptop, phone, tablet):
+        world.at(EPOCH, partial(world.set_online, device, True))
+    world.at(EPOCH + 60, lambda: users.create(laptop))
+    return laptop, phone, tablet
+
+
 def away(world: World, users: Users, days: float) -> None:
     """Three devices; the tablet is off for most of the run while the others rotate.
 
@@ -239,12 +251,7 @@ def away(world: World, users: Users, days: float) -> None:
     tablet stuck on an old epoch. Pairwise tags do not depend on epochs.
     """
     end = EPOCH + days * DAY
-    laptop = world.add_device("laptop", "ana", 0)
-    phone = world.add_device("phone", "ana", 0)
-    tablet = world.add_device("tablet", "ana", 0)
-    for device in (laptop, phone, tablet):
-        world.at(EPOCH, partial(world.set_online, device, True))
-    world.at(EPOCH + 60, lambda: users.create(laptop))
+    laptop, phone, tablet = _three_of_ana(world, users)
     world.at(EPOCH + 120, partial(users.pair, laptop, phone, "admin"))
     world.at(EPOCH + 240, partial(users.pair, laptop, tablet))
     world.at(EPOCH + HOUR, partial(world.set_online, tablet, False))
@@ -266,12 +273,7 @@ def introduce(world: World, users: Users, days: float) -> None:
     itself. Both rotate and seal while the laptop is away.
     """
     end = EPOCH + days * DAY
-    laptop = world.add_device("laptop", "ana", 0)
-    phone = world.add_device("phone", "ana", 0)
-    tablet = world.add_device("tablet", "ana", 0)
-    for device in (laptop, phone, tablet):
-        world.at(EPOCH, partial(world.set_online, device, True))
-    world.at(EPOCH + 60, lambda: users.create(laptop))
+    laptop, phone, tablet = _three_of_ana(world, users)
     world.at(EPOCH + 120, partial(users.pair, laptop, phone, "member"))
     world.at(EPOCH + HOUR, partial(world.set_online, phone, False))
     world.at(EPOCH + 2 * HOUR, partial(users.pair, laptop, tablet, "member"))
@@ -293,12 +295,7 @@ def lost(world: World, users: Users, days: float) -> None:
     nothing now only back off (`liveness` checks that it was told).
     """
     end = EPOCH + days * DAY
-    laptop = world.add_device("laptop", "ana", 0)
-    phone = world.add_device("phone", "ana", 0)
-    tablet = world.add_device("tablet", "ana", 0)
-    for device in (laptop, phone, tablet):
-        world.at(EPOCH, partial(world.set_online, device, True))
-    world.at(EPOCH + 60, lambda: users.create(laptop))
+    laptop, phone, tablet = _three_of_ana(world, users)
     world.at(EPOCH + 120, partial(users.pair, laptop, phone, "member"))
     world.at(EPOCH + 240, partial(users.pair, laptop, tablet, "member"))
     gone = EPOCH + HOUR + world.rand.uniform(0, HOUR)
