@@ -827,7 +827,7 @@ class Node:
             return
         link.address = plain_address(event.address)
         told = link.dials_for
-        if told is not None and told not in self._targets() and told in self._removed_since:
+        if told is not None and told in self._removed_since and told not in self._targets():
             # A dial to tell a removed device counts once it reaches an
             # address: one that reaches nothing (a stale advert, a device
             # off) only backs off, so a device off when it was removed is
