@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from covey.core import log as log_module
+from covey.core import membership
 from covey.core.group import Group
 from tests.core.test_merge_rules import adversarial_steps, fork, new_world
 from tests.harness import summary
@@ -63,6 +64,23 @@ def test_every_step_equals_a_replay_from_scratch(script, seed: int, batches: boo
     world.converge(shuffle_seed=seed)
     for group in world.replicas:
         same_as_scratch(group)
+    verdicts_as_from_scratch(world.replicas[seed % world.n])
+
+
+def verdicts_as_from_scratch(group: Group) -> None:
+    """Every op's stored verdict is the one a replay of its causal past gives.
+
+    (A verdict is judged once, on whatever state the op's path offered: the
+    merged state, a branch grown op by op, or a replay. A convergence
+    search found branch states that had applied a defeated revocation.)
+    """
+    log = group.log
+    for op in log.order:
+        verdict = log.validity[op.id]
+        if not op.parents or verdict == log_module.SEQ_REASON:
+            continue
+        past, _ = log._replay_past(op.parents)
+        assert verdict == membership.check(past, op), op.id.hex()
 
 
 def test_a_long_concurrent_branch_merges_from_a_checkpoint() -> None:

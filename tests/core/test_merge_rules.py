@@ -16,9 +16,11 @@ import contextlib
 import itertools
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from covey.core import membership
 from covey.core.group import Group
 from covey.core.ops import OpContent, SetPolicy, SetRole, sign_op
 from covey.errors import CoveyError
@@ -201,3 +203,79 @@ def test_forks_at_several_sequence_numbers_take_the_lowest() -> None:
     assert all(r == replicas[0] for r in replicas)
     seqs = {op.seq for op in low}
     assert all(op.seq > min(seqs) for op in high)
+
+
+def test_a_revocation_after_everything_is_still_attacked_through_its_support() -> None:
+    """Found by a convergence search: a revocation that follows every head.
+
+    The fast path took such a revocation to take effect ("nothing is
+    concurrent with it"), but an effective revocation in its past still
+    attacks it through a grant its author holds its right through. Here D
+    was added by admin B concurrently with the founder's removal of D (the
+    removal vetoes that add), then added again; D's leave, written after
+    everything, is defeated by the removal under the rules (PROTOCOL.md
+    6.2, rule 3). D itself (fast path) believed it had left; a replica
+    taking the same ops in one batch, and a replay from scratch, did not.
+    """
+    world = World(4, seed="readd")
+    world.act(0, "add_admin", 1)
+    world.sync(0, 1)
+    assert world.act(1, "add", 2) is not None  # B adds D, apart from the founder
+    world.act(0, "add", 2)
+    world.act(0, "remove", 2)  # concurrent with B's add: vetoes it
+    world.act(0, "add", 2)
+    world.sync(1, 0)
+    world.sync(0, 2)
+    leave = world.act(2, "leave")
+    assert leave is not None
+    fast = world.replicas[2]
+    batch = Group.replica(world.identities[3], fast.id)
+    batch.receive_all([op.raw for op in fast.log.order])
+    assert summary(fast.state) == summary(fast.log.full_replay()) == summary(batch.state)
+    assert fast.state.skipped[leave.id] == membership.DEFEATED
+    # D is still a member, so it writes on; the founder, which wrote
+    # concurrently, judges D's ops on the state of D's branch, grown op by op.
+    after = world.act(2, "rotate")
+    assert after is not None
+    assert after.parents == (leave.id,)
+    world.act(0, "rotate")
+    world.deliver([leave, after], 0)
+    founder = world.replicas[0]
+    assert founder.log.validity[after.id] is None
+    assert summary(founder.state) == summary(founder.log.full_replay())
+
+
+def random_script(seed: int) -> list[tuple]:
+    """A script of `run`'s steps drawn from a seed (the convergence search's generator)."""
+    r = random.Random(seed)
+    steps: list[tuple] = []
+    for _ in range(r.randint(1, 60)):
+        k = r.random()
+        if k < 0.5:
+            who = r.randint(0, 5)
+            action = r.choice(RIGHTS_ACTIONS + WEIGHTED_ACTIONS)
+            steps.append(("act", who, action, r.randint(0, 5)))
+        elif k < 0.75:
+            steps.append(("sync", r.randint(0, 5), r.randint(0, 5), 0))
+        elif k < 0.85:
+            steps.append(("fork", r.randint(0, 5), "", r.randint(2, 4)))
+        else:
+            steps.append(("deliver_one", r.randint(0, 5), r.randint(0, 5), r.randint(0, 10**6)))
+    return steps
+
+
+@pytest.mark.parametrize("seed", [921, 1777, 2316])
+def test_seeds_where_replicas_with_the_same_ops_disagreed(seed: int) -> None:
+    """Seeds of the convergence search that failed before `defeated_when_last`.
+
+    In 1777 replicas holding the same ops differed in members and epoch; in
+    921 and 2316 in why ops were skipped (verdicts judged on a state that
+    had applied a defeated revocation).
+    """
+    world = new_world(seed)
+    run(world, random_script(seed))
+    world.converge(shuffle_seed=seed)
+    first, *rest = world.summaries()
+    assert all(other == first for other in rest)
+    for group in world.replicas:
+        assert summary(group.log.full_replay()) == summary(group.state)

@@ -603,9 +603,16 @@ class GroupLog:
         plan = self._plan
         assert plan is not None
         revoked = membership.revokes(op)
-        if revoked is not None and plan.live(op, self.validity):
+        if (
+            revoked is not None
+            and plan.live(op, self.validity)
+            and not membership.defeated_when_last(
+                op, self._state, self._grants_to, self, self.validity
+            )
+        ):
             # It follows everything: nothing is concurrent with it, so it
-            # vetoes nothing and nothing vetoes it; it takes effect.
+            # vetoes nothing, and nothing attacks it unless through its
+            # author's support; it takes effect.
             plan.in_force.add(revoked[0], op)
             plan = self._plan = Plan(
                 plan.forks, plan.effective | {op.id}, plan.in_force, plan.excluded
@@ -628,7 +635,14 @@ class GroupLog:
     def _grow_branch(self, op: Op, branch: _Branch, reason: str | None) -> None:
         """Extend the branch's state by `op` (last in its own past) and keep it."""
         if reason is None:
-            membership.Replayer(branch.state).apply(op, branch.size)
+            state = branch.state
+            if membership.revokes(op) is None:
+                membership.Replayer(state).apply(op, branch.size)
+            elif membership.defeated_when_last(op, state, self._grants_to, self, self.validity):
+                state.skipped[op.id] = membership.DEFEATED
+            else:
+                membership.Replayer(state).apply(op, branch.size)
+                state.in_force = state.in_force | {op.id}
         branch.size += 1
         self._branches[op.id] = branch
         while len(self._branches) > MAX_BRANCH_STATES:

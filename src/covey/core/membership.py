@@ -371,6 +371,11 @@ class Chains:
     def __contains__(self, device: bytes) -> bool:
         return device in self._by
 
+    def before(self, device: bytes, op: Op, causality: Causality) -> Iterator[Op]:
+        """The ops about `device` in `op`'s causal past."""
+        for author, (seqs, ops) in self._by.get(device, {}).items():
+            yield from ops[: bisect.bisect_right(seqs, causality.clock_value(op.id, author))]
+
     def not_before(self, device: bytes, op: Op, causality: Causality) -> Iterator[list[Op]]:
         """Per author, the ops about `device` that are not in `op`'s causal past (a list each)."""
         for author, (seqs, ops) in self._by.get(device, {}).items():
@@ -562,6 +567,44 @@ def _effective_revocations(
     return effective
 
 
+def defeated_when_last(
+    op: Op,
+    past: GroupState,
+    grants_to: Chains,
+    causality: Causality,
+    validity: Mapping[bytes, str | None],
+) -> bool:
+    """Whether a valid revocation that follows every op of its causal past is defeated.
+
+    Nothing in its past is concurrent with it, so it vetoes nothing there,
+    but an effective revocation in its past still attacks it if it vetoes a
+    grant the revocation's author holds its right through (its support, as
+    `_effective_revocations` defines it: the live grants to the author in
+    its past, and recursively to their authors). Such a grant is exactly
+    one the replay of the past skipped as vetoed, so `past` (the state of
+    the op's causal past) answers without settling the revocations again.
+    (Found by a convergence search: the fast path and the branch states
+    took every such revocation to take effect, and replicas that took it
+    on different paths disagreed for good.)
+    """
+    skipped = past.skipped
+    seen: set[bytes] = set()
+    stack = [op]
+    while stack:
+        current = stack.pop()
+        for grant in grants_to.before(current.author, current, causality):
+            if grant.id in seen:
+                continue
+            seen.add(grant.id)
+            why = skipped.get(grant.id)
+            if validity.get(grant.id, "not checked") is not None or why == EQUIVOCATED:
+                continue  # not live: no one holds a right through it
+            if why in (VETOED_AUTHOR, VETOED_TARGET):
+                return True
+            stack.append(grant)
+    return False
+
+
 class Replayer:
     """Applies ops one at a time to a state (the shared step of every path)."""
 
@@ -715,6 +758,11 @@ def replay(
 
 
 EQUIVOCATED: Final = "its author equivocated"
+#: Why the replay skips an op an effective revocation vetoes (`_vetoes`).
+VETOED_AUTHOR: Final = "vetoed: its author's rights were revoked concurrently"
+VETOED_TARGET: Final = "vetoed: a concurrent revocation of its target took effect"
+#: Why it skips a revocation that does not take effect.
+DEFEATED: Final = "vetoed: a concurrent revocation of its author took effect"
 NOT_A_MEMBER: Final = "its author is not a member"
 #: Rank of an author with no live add (after every real position).
 NO_SENIORITY: Final = 1 << 62
@@ -736,18 +784,18 @@ def _skip_reason(
     if op.id in plan.excluded:
         return "its author had lost the right by the time it would take effect"
     if revokes(op) is not None and op.id not in plan.effective:
-        return "vetoed: a concurrent revocation of its author took effect"
+        return DEFEATED
     needed = author_needs(op)
     in_force = plan.in_force
     if op.author in in_force:
         for r in in_force.concurrent_with(op.author, op, causality):
             if _covers(revokes(r)[1], needed):  # type: ignore[index]
-                return "vetoed: its author's rights were revoked concurrently"
+                return VETOED_AUTHOR
     granted = grants(op)
     if granted is not None and granted[0] in in_force:
         for r in in_force.concurrent_with(granted[0], op, causality):
             if _covers(revokes(r)[1], granted[1]):  # type: ignore[index]
-                return "vetoed: a concurrent revocation of its target took effect"
+                return VETOED_TARGET
     if isinstance(op.body, Genesis):
         return None
     member = state.members.get(op.author)
