@@ -472,6 +472,37 @@ def test_healing_history_for_one_member_hands_a_forward_member_nothing() -> None
     assert apart.id not in world.replicas[D].keys
 
 
+def test_a_switch_to_forward_does_not_cut_an_epoch_owed_to_a_member_that_joined_shared() -> None:
+    """Review of history links, H3: C joins under `shared` on one side while,
+    apart, B rotates and seals a note, and the group turns `forward`
+    concurrently. B's epoch is owed to C (C was a member when it was made,
+    and joined with the history). The next rotation under `forward` cut it,
+    since C was not wrapped it, and no later rotation could link it again:
+    even once the group turned `shared` and healed, C never read the note.
+    Now a rotation under `forward` cuts only for a device that joined
+    without the history, and gaps are healed under either policy."""
+    A, B, C = 0, 1, 2
+    world = World(3, history="shared", seed="h3-forward-cut")
+    world.act(A, "add_admin", B)
+    world.sync(A, B)
+    world.act(A, "add", C)  # one side: C joins with the history
+    apart = world.act(B, "rotate")  # the other side
+    assert apart is not None
+    note = seal_bytes(world.replicas[B], b"apart", b"", SeededRng("h3"))
+    world.act(B, "policy")  # ... and turns the group forward, apart from C's add
+    world.converge()
+    assert world.replicas[A].state.history == "forward"
+    _heal(world)
+    world.act(A, "rotate")
+    world.converge()
+    _heal(world)
+    world.act(A, "policy")  # back to shared
+    world.converge()
+    _heal(world)
+    assert open_bytes(lambda _g: world.replicas[C], note)[0] == b"apart"
+    _only_wrapped_keys(world)
+
+
 # --- links: bounded, strict, and checked -----------------------------------------------
 
 

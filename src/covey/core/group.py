@@ -358,7 +358,7 @@ class Group:
         return True
 
     def history_gaps(self) -> list[tuple[bytes, bytes]]:
-        """(epoch, member) pairs: a current member lacks a top it is owed, in a `shared` group.
+        """(epoch, member) pairs: a current member lacks a top it is owed (either policy).
 
         A member holds every epoch the chain leads back to from the epochs
         wrapped for it. What it can lack is a top (`history_tops`) it was not
@@ -370,8 +370,6 @@ class Group:
         grows. Cost: members x tops (and the tops are few).
         """
         state = self.state
-        if state.history != "shared":
-            return []
         stamp = (len(self.log), len(self.bad_links))
         if self._gaps is not None and self._gaps[0] == stamp:
             return self._gaps[1]
@@ -412,14 +410,17 @@ class Group:
         """What a new epoch for `recipients` links back to (`history_tops`): linked, cut or not.
 
         PROTOCOL.md section 8 has the rule. Under `forward` an add
-        (`newcomer` given) cuts every top, and any other op cuts a top one of
-        its recipients was not a recipient of, so walking a link never gives
-        anybody a key it was not wrapped. Under `shared` a top is linked
-        unless a recipient that was not a recipient of it joined without the
-        history (`_entitled`; this add's newcomer joins with it): then it is
-        left out, and linked once no such member remains. A top this device
-        lacks is left out too, for a holder to link (`history_gaps`). At
-        most MAX_LINKS; the rest wait for the next op.
+        (`newcomer` given) cuts every top. Otherwise a top is linked unless a
+        recipient that was not a recipient of it joined without the history
+        (`_entitled`; under `shared` this add's newcomer joins with it), so
+        walking a link never gives a key to a device that joined without the
+        history and was not wrapped it. Such a top is cut under `forward`,
+        and left out under `shared` (linked once no such member remains). A
+        device that joined with the history is owed the top whatever the
+        policy is now (review of history links, H3: cutting it for that
+        device lost the epoch for good). A top this device lacks is left out
+        too, for a holder to link (`history_gaps`). At most MAX_LINKS; the
+        rest wait for the next op.
         """
         forward = self.state.history == "forward"
         if forward and newcomer is not None:
@@ -432,11 +433,12 @@ class Group:
             if len(links) == MAX_LINKS:
                 break
             outsiders = recipients - self._recipients(top)
-            if outsiders and forward:
-                links.append(Link(top, b""))
-            elif outsiders and not all(d == newcomer or self._entitled(d) for d in outsiders):
-                continue  # for later, when no member that joined without history is left
-            elif top in self.keys:
+            if outsiders and not all(d == newcomer or self._entitled(d) for d in outsiders):
+                if forward:
+                    links.append(Link(top, b""))
+                # (under `shared`: left for later, when no such member is left)
+                continue
+            if top in self.keys:
                 sealed = keys.seal_link(new_key, self.id, top, self.keys[top], rng)
                 links.append(Link(top, sealed))
         return tuple(links)
