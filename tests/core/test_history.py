@@ -95,6 +95,57 @@ def test_rotation_work_does_not_grow_with_members_times_epochs(monkeypatch) -> N
     assert work[60] == work[15], work
 
 
+def test_an_orphan_branch_of_rotations_is_not_scanned_again_on_every_call(monkeypatch) -> None:
+    """Review of history links, H2 (low, denial of service): a removed admin's
+    vetoed branch of rotations, wrapped for itself alone, leaves a top no
+    member holds, which sends `history_tops` through every epoch on every
+    call, at O(members) each (about 110 ms per call at 10,000 rotations and
+    401 members). Counted, not timed: after one more op, the call looks up
+    the recipients of the new epochs only."""
+    A, B, C = 0, 1, 2
+    world = World(3, seed="h2-orphan")
+    world.act(A, "add_admin", B)
+    world.act(A, "add", C)
+    world.converge()
+    world.act(A, "remove", B)  # apart from ...
+    world.act(B, "remove", A)  # ... B's branch (the founder wins the cycle)
+    world.act(B, "remove", C)
+    branch = [world.act(B, "rotate") for _ in range(40)]  # wrapped for B alone
+    world.converge()
+    group = world.replicas[A]
+    assert all(op is not None and op.id in group.state.skipped for op in branch)
+    assert world.id(B) not in group.state.members
+    group.history_tops()
+    world.act(A, "rotate")
+    with monkeypatch.context() as patch:
+        looked_up = _count(patch, Group, "_recipients")
+        tops = group.history_tops()
+    assert looked_up.calls <= 2, looked_up.calls
+    fresh = Group.replica(world.identities[C], group.id, [op.raw for op in group.log.order])
+    assert tops == fresh.history_tops()  # (computed with nothing kept)
+
+
+def test_entitlement_is_linear_in_re_adds(monkeypatch) -> None:
+    """Review of history links, H4 (low, denial of service): whether a device
+    joined with the history compared each of its applied adds with every
+    other (0.32 s per call at 1,000 re-adds by an admin), on every call.
+    Counted: causality queries grow with the adds, not their square."""
+    A, D = 0, 1
+    world = World(2, seed="h4-readds")
+    adds = 0
+    for _ in range(60):
+        world.act(A, "add", D)
+        adds += 1
+        world.act(A, "remove", D)
+    world.act(A, "add", D)
+    group = world.replicas[A]
+    with monkeypatch.context() as patch:
+        queries = _count(patch, GroupLog, "before")
+        assert group._entitled(world.id(D))
+        assert group._entitled(world.id(D))  # (kept until the log grows)
+    assert queries.calls <= 2 * (adds + 1), queries.calls
+
+
 # --- a newcomer in a `shared` group reads everything before it ----------------------
 
 

@@ -226,6 +226,11 @@ class GroupLog:
         index = self.authors.get(author)
         return 0 if index is None else clocks.get(self._clocks[op_id], index)
 
+    def position_of(self, op_id: bytes) -> int:
+        """The op's place in the replay order (an op before another comes first)."""
+        self._settle()
+        return self._position[op_id]
+
     def state_of(self, op_ids: Iterable[bytes]) -> GroupState | None:
         """The state of the causal past of `op_ids` (as their author saw it)."""
         parents = sorted(set(op_ids))
