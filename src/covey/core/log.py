@@ -646,8 +646,9 @@ class GroupLog:
             elif membership.defeated_when_last(op, state, self._grants_to, self, self.validity):
                 state.skipped[op.id] = membership.DEFEATED
             else:
+                # (A branch state only judges ops: its `in_force` is not
+                # kept up, which would copy a set per revocation.)
                 membership.Replayer(state).apply(op, branch.size)
-                state.in_force = state.in_force | {op.id}
         branch.size += 1
         self._branches[op.id] = branch
         while len(self._branches) > MAX_BRANCH_STATES:
