@@ -390,6 +390,10 @@ class Op:
     body: Body
     parents: tuple[bytes, ...]
     seq: int
+    #: (target, what is taken: "all" or "admin") if the op takes rights away.
+    revoked: tuple[bytes, Literal["all", "admin"]] | None
+    #: (target, the role given) if the op gives rights to a device.
+    granted: tuple[bytes, Role] | None
 
     @property
     def raw(self) -> bytes:
@@ -425,6 +429,17 @@ def parse_op(data: bytes) -> Op:
         unverified.signature,
         unverified.raw,
     )
+    revoked: tuple[bytes, Literal["all", "admin"]] | None = None
+    granted: tuple[bytes, Role] | None = None
+    if isinstance(body, Remove):
+        revoked = (body.target, "all")
+    elif isinstance(body, SetRole):
+        if body.role == "member":
+            revoked = (body.target, "admin")
+        else:
+            granted = (body.target, "admin")
+    elif isinstance(body, Add):
+        granted = (body.target, body.role)
     return Op(
         op_id(unverified.signed),
         unverified.author,
@@ -434,6 +449,8 @@ def parse_op(data: bytes) -> Op:
         body,
         content.parents,
         content.seq,
+        revoked,
+        granted,
     )
 
 
