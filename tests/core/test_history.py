@@ -554,6 +554,43 @@ def test_a_switch_to_forward_does_not_cut_an_epoch_owed_to_a_member_that_joined_
     _only_wrapped_keys(world)
 
 
+def test_an_epoch_owed_to_a_shared_member_waits_while_a_forward_member_lacks_it_too() -> None:
+    """The review of the H3 fix: E joins under `shared`, the group turns
+    `forward` and D joins without the history, while B rotates apart and
+    seals. B's epoch is owed to E, not to D. A `forward` rotation cut it
+    (D lacks it), for good: once D was removed and the group turned
+    `shared` again, E still never read B's note. Now only a `forward` add
+    cuts: the epoch is left out while D is a member and linked after."""
+    A, B, D, E = 0, 1, 2, 3
+    world = World(4, history="shared", seed="c2-owed")
+    world.act(A, "add_admin", B)
+    world.sync(A, B)
+    world.act(A, "add", E)  # with the history
+    world.act(A, "policy")  # forward
+    world.act(A, "add", D)  # without it
+    apart = world.act(B, "rotate")
+    assert apart is not None
+    note = seal_bytes(world.replicas[B], b"apart", b"", SeededRng("n"))
+    world.converge()
+    assert world.replicas[A].state.history == "forward"
+    _heal(world)
+    world.act(A, "rotate")
+    world.converge()
+    _heal(world)
+    assert apart.id not in world.replicas[D].keys
+    assert not any(
+        link.epoch == apart.id and link.cut for op in world.written for link in links_of(op.body)
+    )
+    world.act(A, "remove", D)
+    world.converge()
+    _heal(world)
+    world.act(A, "policy")  # shared again
+    world.converge()
+    _heal(world)
+    assert open_bytes(lambda _g: world.replicas[E], note)[0] == b"apart"
+    _only_wrapped_keys(world)
+
+
 # --- links: bounded, strict, and checked -----------------------------------------------
 
 

@@ -461,17 +461,16 @@ class Group:
         """What a new epoch for `recipients` links back to (`history_tops`): linked, cut or not.
 
         PROTOCOL.md section 8 has the rule. Under `forward` an add
-        (`newcomer` given) cuts every top. Otherwise a top is linked unless a
-        recipient that was not a recipient of it joined without the history
-        (`_entitled`; under `shared` this add's newcomer joins with it), so
-        walking a link never gives a key to a device that joined without the
-        history and was not wrapped it. Such a top is cut under `forward`,
-        and left out under `shared` (linked once no such member remains). A
-        device that joined with the history is owed the top whatever the
-        policy is now (review of history links, H3: cutting it for that
-        device lost the epoch for good). A top this device lacks is left out
-        too, for a holder to link (`history_gaps`). At most MAX_LINKS; the
-        rest wait for the next op.
+        (`newcomer` given) cuts every top, and only such an add cuts. Any
+        other top is linked unless a recipient that was not a recipient of it
+        joined without the history (`_entitled`; under `shared` this add's
+        newcomer joins with it): then it is left out, and linked once no
+        such member remains, so walking a link never gives a key to a device
+        that joined without the history and was not wrapped it. Cutting it
+        instead (as a `forward` remove or rotate did) lost it for good for
+        the members owed it (review of history links, H3, and its review).
+        A top this device lacks is left out too, for a holder to link
+        (`history_gaps`). At most MAX_LINKS; the rest wait for the next op.
         """
         forward = self.state.history == "forward"
         if forward and newcomer is not None:
@@ -485,10 +484,7 @@ class Group:
                 break
             outsiders = recipients - self._recipients(top)
             if outsiders and not all(d == newcomer or self._entitled(d) for d in outsiders):
-                if forward:
-                    links.append(Link(top, b""))
-                # (under `shared`: left for later, when no such member is left)
-                continue
+                continue  # for later, when no member that joined without history is left
             if top in self.keys:
                 sealed = keys.seal_link(new_key, self.id, top, self.keys[top], rng)
                 links.append(Link(top, sealed))
