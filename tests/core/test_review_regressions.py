@@ -64,6 +64,26 @@ def run(script: str, *args: str) -> str:
         ("outsider_seqskip.py", (), ["ops held by B: 4 -> 20 "]),
         # M1: one sender's bytes cannot pin the buffer
         ("pending_bytes.py", (), ["honest peer A's out-of-order op: pending"]),
+        # Review of the merge fixes (2026-12-03), F1: a support grant outside the past
+        (
+            "c1_equivocator_support.py",
+            (),
+            ["O1 == full_replay: True  O2 == full_replay: True", "OK"],
+        ),
+        # F2: a revocation written last won a seniority cycle above it
+        ("c1_seniority_cycle.py", (), ["converged", "OK"]),
+        # F1 and F3 (a revocation the settle leaves out, applied by the fast path)
+        (
+            "merge_search_seeds.py",
+            (),
+            [
+                "seed 100117 small=True: ok",
+                "seed 105466 small=False: ok",
+                "seed 105466 small=True: ok",
+            ],
+        ),
+        # F4: an invalid twin with the same number hid a removed admin's add
+        ("pre_invalid_twin_escapes_veto.py", (), ["e_b skipped='its author equivocated'", "OK"]),
         # History links (PROTOCOL.md 8.1), H1: bad links forgotten on a reload
         (
             "history_bad_links_restart.py",

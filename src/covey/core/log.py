@@ -36,7 +36,7 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -76,7 +76,7 @@ MAX_BRANCH_STATES: Final = 8
 CHECKPOINT_EVERY: Final = 512
 
 Outcome = Literal["applied", "rejected", "pending", "duplicate"]
-SEQ_REASON: Final = "its sequence number does not follow its author's last"
+SEQ_REASON: Final = membership.SEQ_REASON
 
 
 @dataclass(slots=True)
@@ -477,8 +477,11 @@ class GroupLog:
             )
         if run:
             self._outsiders[op.id] = run
-        forked = self._note_seq(op, reason is None)
-        fast = on_heads and not forked
+        forked = self._note_seq(op, membership.is_evidence(reason))
+        # A revocation under a plan that had to leave revocations out is
+        # settled with the rest: which ones are left out depends on every
+        # pass of the settle, not on the last one alone.
+        fast = on_heads and not forked and not (self._plan_excludes() and op.revoked)
         if on_heads and not fast:
             branch = None  # (the merged state is not ours to grow; rare: a new fork)
 
@@ -563,11 +566,9 @@ class GroupLog:
     def _note_seq(self, op: Op, valid: bool) -> bool:
         """Record the op's (author, sequence number); True if that made new evidence.
 
-        Only valid ops are evidence (PROTOCOL.md 6.2, rule 6): an op that
-        reuses a number its author already used in its own past fails the
-        sequence check and is never applied, so it harms nobody; counting
-        it let a device, even one removed long ago, void its own old ops
-        (its add of others, a genesis) by signing one op with an old number.
+        `valid`: whether the op counts as evidence (`membership.is_evidence`:
+        its number follows its author's last in its own past, PROTOCOL.md
+        6.2, rule 6).
         """
         key = (op.author, op.seq)
         ids = self.by_author_seq.get(key)
@@ -593,6 +594,9 @@ class GroupLog:
         self._forked.add(op.author)
         return True
 
+    def _plan_excludes(self) -> bool:
+        return self._plan is not None and bool(self._plan.excluded)
+
     def _extend(self, op: Op, reason: str | None) -> None:
         """The fast path: `op` follows every head, so it is last in the order."""
         position = len(self._order)
@@ -612,7 +616,7 @@ class GroupLog:
             revoked is not None
             and plan.live(op, self.validity)
             and not membership.defeated_when_last(
-                op, self._state, self._grants_to, self, self.validity
+                op, self._state, self._grants_before(op), self.validity
             )
         ):
             # It follows everything: nothing is concurrent with it, so it
@@ -641,9 +645,11 @@ class GroupLog:
         """Extend the branch's state by `op` (last in its own past) and keep it."""
         if reason is None:
             state = branch.state
-            if membership.revokes(op) is None:
+            if op.revoked is None:
                 membership.Replayer(state).apply(op, branch.size)
-            elif membership.defeated_when_last(op, state, self._grants_to, self, self.validity):
+            elif state.excluded:
+                return  # (settled with its past, like the merged state: `_integrate`)
+            elif membership.defeated_when_last(op, state, self._grants_before(op), self.validity):
                 state.skipped[op.id] = membership.DEFEATED
             else:
                 # (A branch state only judges ops: its `in_force` is not
@@ -653,6 +659,28 @@ class GroupLog:
         self._branches[op.id] = branch
         while len(self._branches) > MAX_BRANCH_STATES:
             self._branches.popitem(last=False)
+
+    def _grants_before(self, op: Op) -> Callable[[Op], Iterator[Op]]:
+        """The grants to an op's author in its causal past, exactly (for `defeated_when_last`).
+
+        The clock answers for authors that signed one op per number; for a
+        grant whose author signed another with its number, the clock may
+        name the other (the fork is not in this past, so nothing there marks
+        the author as an equivocator): the ancestry decides.
+        """
+        past: set[bytes] | None = None
+
+        def before(current: Op) -> Iterator[Op]:
+            nonlocal past
+            for grant in self._grants_to.before(current.author, current, self):
+                if len(self.by_author_seq[(grant.author, grant.seq)]) > 1:
+                    if past is None:
+                        past = self.ancestors(op.parents)
+                    if grant.id not in past:
+                        continue
+                yield grant
+
+        return before
 
     def _replay_past(self, parents: Iterable[bytes]) -> tuple[GroupState | None, int]:
         past = self.ancestors(parents)
@@ -813,6 +841,7 @@ class GroupLog:
             )
             return
         state.in_force = plan.effective
+        state.excluded = plan.excluded
         self._plan = plan
 
     def _checkpoint(self, position: int) -> None:

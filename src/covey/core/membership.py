@@ -37,7 +37,7 @@ How a set of ops becomes a state (PROTOCOL.md section 7 has worked examples):
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
@@ -165,6 +165,8 @@ class GroupState:
     notices: list[str] = field(default_factory=list)
     #: The revocations that took effect (each one applied, never skipped).
     in_force: frozenset[bytes] = frozenset()
+    #: Revocations the settle left out (`Plan.excluded`).
+    excluded: frozenset[bytes] = frozenset()
 
     @property
     def history(self) -> History:
@@ -327,10 +329,10 @@ def fork_of(ids_by_seq: Mapping[int, Iterable[bytes]]) -> Fork | None:
 
 
 def forks_of(ops: Iterable[Op], validity: Mapping[bytes, str | None]) -> dict[bytes, Fork]:
-    """Every author's equivocation evidence within a set of ops (valid ops only)."""
+    """Every author's equivocation evidence within a set of ops (`is_evidence`)."""
     seen: dict[bytes, dict[int, list[bytes]]] = {}
     for op in ops:
-        if validity.get(op.id, "not checked") is None:
+        if is_evidence(validity.get(op.id, SEQ_REASON)):
             seen.setdefault(op.author, {}).setdefault(op.seq, []).append(op.id)
     forks = {}
     for author, by_seq in seen.items():
@@ -339,6 +341,26 @@ def forks_of(ops: Iterable[Op], validity: Mapping[bytes, str | None]) -> dict[by
             assert fork is not None
             forks[author] = fork
     return forks
+
+
+#: Why an op whose number does not follow its author's last one in its own
+#: past is invalid (`covey.core.log`).
+SEQ_REASON: Final = "its sequence number does not follow its author's last"
+
+
+def is_evidence(verdict: str | None) -> bool:
+    """Whether an op with this verdict counts toward its author's equivocation.
+
+    Every op whose number follows its author's last in its own past does,
+    valid or not. Counting valid ops only let a removed admin escape the
+    veto of its removal: an invalid twin of its concurrent add, with the
+    add's number, reached the remover first, so the remover's clock put
+    the add in the removal's past (review of the merge fixes). An op that
+    reuses a number its author already used in its own past never counts:
+    it fails the sequence check and harms nobody, and counting it let a
+    device void its own old ops (PROTOCOL.md 6.2, rule 6).
+    """
+    return verdict != SEQ_REASON
 
 
 class Chains:
@@ -551,9 +573,11 @@ def _effective_revocations(
                     continue
                 undecided.remove(rid)
                 changed = True
-        if undecided:  # only cycles are left: the most senior author wins
+        if undecided:  # only cycles, and what they attack: the most senior in a cycle wins
+            waiting = set(undecided)
+            live_attackers = {rid: attackers[rid] & waiting for rid in undecided}
             winner = min(
-                undecided,
+                _first_cycles(live_attackers),
                 key=lambda rid: (seniority.get(author_of[rid], NO_SENIORITY), position[rid]),
             )
             effective.add(winner)
@@ -561,11 +585,71 @@ def _effective_revocations(
     return effective
 
 
+def _first_cycles(attackers: Mapping[bytes, set[bytes]]) -> list[bytes]:
+    """The revocations of the cycles that nothing outside them attacks.
+
+    `attackers` holds the undecided revocations, each with its undecided
+    attackers (every one has some). Seniority settles a cycle; a revocation
+    that a cycle attacks waits for the cycle to be settled, so that a
+    revocation attacking nothing never decides anything but itself. (A
+    convergence search found a member's leave, written after everything,
+    winning by seniority against the cycle above it and undoing a removal
+    settled before it came: the result then depended on whether a replica
+    settled the two together.) Tarjan's strongly connected components,
+    iteratively; the cycles are few and small.
+    """
+    index: dict[bytes, int] = {}
+    low: dict[bytes, int] = {}
+    component: dict[bytes, int] = {}
+    stack: list[bytes] = []
+    on_stack: set[bytes] = set()
+    counter = 0
+    components = 0
+    for root in sorted(attackers):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(attackers[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(attackers[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component[member] = components
+                    if member == node:
+                        break
+                components += 1
+    attacked_from_outside = {
+        component[rid]
+        for rid, sources in attackers.items()
+        if any(component[a] != component[rid] for a in sources)
+    }
+    return [rid for rid in attackers if component[rid] not in attacked_from_outside]
+
+
 def defeated_when_last(
     op: Op,
     past: GroupState,
-    grants_to: Chains,
-    causality: Causality,
+    grants_before: Callable[[Op], Iterable[Op]],
     validity: Mapping[bytes, str | None],
 ) -> bool:
     """Whether a valid revocation that follows every op of its causal past is defeated.
@@ -574,9 +658,13 @@ def defeated_when_last(
     but an effective revocation in its past still attacks it if it vetoes a
     grant the revocation's author holds its right through (its support, as
     `_effective_revocations` defines it: the live grants to the author in
-    its past, and recursively to their authors). Such a grant is exactly
-    one the replay of the past skipped as vetoed, so `past` (the state of
-    the op's causal past) answers without settling the revocations again.
+    its past, `grants_before(op)`, and recursively to their authors). Such
+    a grant is exactly one the replay of the past skipped as vetoed, so
+    `past` (the state of the op's causal past) answers without settling the
+    revocations again. The op attacks nothing (nothing in its past is
+    concurrent with it), and seniority settles cycles before what they
+    attack (`_first_cycles`), so it changes no other revocation's fate.
+    Valid only when the past's settle left no revocation out (`excluded`).
     (Found by a convergence search: the fast path and the branch states
     took every such revocation to take effect, and replicas that took it
     on different paths disagreed for good.)
@@ -586,7 +674,7 @@ def defeated_when_last(
     stack = [op]
     while stack:
         current = stack.pop()
-        for grant in grants_to.before(current.author, current, causality):
+        for grant in grants_before(current):
             if grant.id in seen:
                 continue
             seen.add(grant.id)
@@ -726,6 +814,7 @@ def settle(
         stray = unapplied_revocations(state, plan)
         if not stray:
             state.in_force = plan.effective
+            state.excluded = plan.excluded
             return state, plan
         excluded |= stray
 
