@@ -338,3 +338,33 @@ def test_a_device_that_knows_it_was_removed_adds_a_bounded_number_of_ops(
     fresh.receive_all([op.raw for op in reversed(ops)])
     fresh.receive_all([op.raw for op in ops])
     assert set(fresh.log.ops) == set(world.replicas[0].log.ops)
+
+
+class _CountingDict(dict):
+    """A dict that counts full scans (values())."""
+
+    scans = 0
+
+    def values(self):  # type: ignore[override]
+        _CountingDict.scans += 1
+        return super().values()
+
+
+def test_an_op_that_arrives_does_not_scan_the_whole_buffer(world: World) -> None:
+    """Review finding M4 (denial of service): each op received scanned every
+    op waiting for a parent, twice, so a buffer full of junk (10,000 ops)
+    made each honest op cost milliseconds. Now an op frees only the ops
+    waiting for it. Counted, not timed."""
+    replica = world.replicas[1]
+    replica.receive_all([op.raw for op in junk_ops(world, 50)], sender=b"m" * 32)
+    counting = _CountingDict(replica.log.pending)
+    replica.log.pending = counting
+    _CountingDict.scans = 0
+    first = world.act(0, "rotate")
+    later = [world.act(0, "rotate") for _ in range(5)]
+    for op in reversed(later):  # out of order: they wait for `first`
+        assert replica.receive(op.raw).outcome == "pending"
+    replica.receive(first.raw)  # frees all five
+    assert _CountingDict.scans == 0
+    assert summary(replica.state) == summary(world.replicas[0].state)
+    assert len(replica.log.pending) == 50
