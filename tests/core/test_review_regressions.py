@@ -84,6 +84,19 @@ def run(script: str, *args: str) -> str:
         ),
         # F4: an invalid twin with the same number hid a removed admin's add
         ("pre_invalid_twin_escapes_veto.py", (), ["e_b skipped='its author equivocated'", "OK"]),
+        # Second review of the merge fixes: a removed admin's promoted old member
+        # won the cycle with its remover on its seniority
+        (
+            "senior_puppet.py",
+            (),
+            [
+                "readd    members=['A:admin', 'B:admin']",
+                "promote  members=['A:admin', 'B:admin', 'P:member']",
+                "OK",
+            ],
+        ),
+        # ... and the outsider run read an op outside the op's past
+        ("outsider_run_order.py", (), ["OK"]),
         # History links (PROTOCOL.md 8.1), H1: bad links forgotten on a reload
         (
             "history_bad_links_restart.py",

@@ -572,6 +572,15 @@ class GroupLog:
         if len(before) > 1:  # a fork: the one in the op's past
             past = self.ancestors(op.parents)
             before = [i for i in before if i in past]
+        elif before:
+            # The only op with that number may not be in this op's past (the
+            # op skips numbers: review of the merge fixes, where replicas
+            # that got the two in different orders kept different ops).
+            previous = self.ops[before[0]]
+            if not any(
+                p == previous.id or self.before(previous, self.ops[p]) for p in op.parents
+            ):
+                before = []
         # (and its own ops it names as parents: numbers need not follow)
         before = [*before, *(p for p in op.parents if self.ops[p].author == op.author)]
         return 1 + max((self._outsiders.get(i, 0) for i in before), default=0)

@@ -542,15 +542,17 @@ def _effective_revocations(
             if granted is not None and held is not r:
                 exposed.setdefault(granted[0], []).append((r, held))
     attackers: dict[bytes, set[bytes]] = {r.id: set() for r in revocations}
+    #: The attackers that veto a grant of the revocation's support (not it).
+    through_support: dict[bytes, set[bytes]] = {r.id: set() for r in revocations}
     for r1 in revocations:
         target, taken = revokes(r1)  # type: ignore[misc]
         for r2, held in exposed.get(target, ()):
-            if (
-                r2.id != r1.id
-                and r1.id not in attackers[r2.id]
-                and _vetoes(causality, r1, target, taken, held)
-            ):
+            if r2.id == r1.id:
+                continue
+            kind = attackers[r2.id] if held is r2 else through_support[r2.id]
+            if r1.id not in kind and _vetoes(causality, r1, target, taken, held):
                 attackers[r2.id].add(r1.id)
+                kind.add(r1.id)
     attacked_by_me: dict[bytes, set[bytes]] = {r.id: set() for r in revocations}
     for rid, sources in attackers.items():
         for source in sources:
@@ -576,8 +578,15 @@ def _effective_revocations(
         if undecided:  # only cycles, and what they attack: the most senior in a cycle wins
             waiting = set(undecided)
             live_attackers = {rid: attackers[rid] & waiting for rid in undecided}
+            cycles = _first_cycles(live_attackers)
+            # A revocation whose author holds its right through a grant that
+            # another revocation of the cycle vetoes yields to it, whatever
+            # its seniority (review of the merge fixes: a removed admin
+            # promoted an old member, which then removed the remover and
+            # won on the member's seniority).
+            uncontested = [rid for rid in cycles if not through_support[rid] & waiting]
             winner = min(
-                _first_cycles(live_attackers),
+                uncontested or cycles,
                 key=lambda rid: (seniority.get(author_of[rid], NO_SENIORITY), position[rid]),
             )
             effective.add(winner)
