@@ -279,3 +279,48 @@ def test_seeds_where_replicas_with_the_same_ops_disagreed(seed: int) -> None:
     assert all(other == first for other in rest)
     for group in world.replicas:
         assert summary(group.log.full_replay()) == summary(group.state)
+
+
+def test_independent_cycles_are_settled_in_one_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review of the merge fixes (denial of service by two admins): m pairs of
+    admins demoting each other concurrently made m seniority rounds, each a
+    pass over every undecided revocation: 3.3 s per settle at 800 pairs.
+    Independent cycles are now settled together. Counted, not timed; and in
+    each pair the senior author's demotion takes effect."""
+    from types import SimpleNamespace
+
+    class AllConcurrent:
+        def before(self, a, b) -> bool:
+            return False
+
+        def clock_value(self, op_id, author) -> int:
+            return 0
+
+    revocations, seniority, places = [], {}, {}
+    for i in range(50):
+        a, b = b"a%07d" % i, b"b%07d" % i
+        seniority[a], seniority[b] = 2 * i + 1, 2 * i + 2
+        for k, (author, target) in enumerate(((a, b), (b, a))):
+            op = SimpleNamespace(
+                id=b"r%07d%d" % (i, k),
+                author=author,
+                kind="set_role",
+                body=SetRole(target, "member"),
+                revoked=(target, "admin"),
+                granted=None,
+            )
+            revocations.append(op)
+            places[op.id] = len(places)
+    rounds = []
+    original = membership._first_cycles
+
+    def counted(attackers):
+        rounds.append(len(attackers))
+        return original(attackers)
+
+    monkeypatch.setattr(membership, "_first_cycles", counted)
+    effective = membership._effective_revocations(
+        revocations, {}, AllConcurrent(), seniority, places
+    )
+    assert rounds == [100]
+    assert effective == {b"r%07d0" % i for i in range(50)}

@@ -577,9 +577,7 @@ class GroupLog:
             # op skips numbers: review of the merge fixes, where replicas
             # that got the two in different orders kept different ops).
             previous = self.ops[before[0]]
-            if not any(
-                p == previous.id or self.before(previous, self.ops[p]) for p in op.parents
-            ):
+            if not any(p == previous.id or self.before(previous, self.ops[p]) for p in op.parents):
                 before = []
         # (and its own ops it names as parents: numbers need not follow)
         before = [*before, *(p for p in op.parents if self.ops[p].author == op.author)]
