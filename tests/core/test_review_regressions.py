@@ -97,6 +97,9 @@ def run(script: str, *args: str) -> str:
         ),
         # ... and the outsider run read an op outside the op's past
         ("outsider_run_order.py", (), ["OK"]),
+        # ... and one op reusing an old number sent every later op down a walk
+        # of the log (counted: the walks, not the times)
+        ("twin_ancestors.py", ("400",), ["full-log ancestor walks 0", "full-log ancestor walks 1"]),
         # History links (PROTOCOL.md 8.1), H1: bad links forgotten on a reload
         (
             "history_bad_links_restart.py",

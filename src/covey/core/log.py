@@ -145,7 +145,7 @@ class GroupLog:
         #: Per author, its ops' sequence numbers -> IDs (for the evidence), and sorted.
         self._seqs: dict[bytes, dict[int, list[bytes]]] = {}
         self._numbers: dict[bytes, list[int]] = {}
-        #: The same for valid ops only: equivocation evidence.
+        #: The same for the ops that follow their number (`membership.is_evidence`).
         self._valid_seqs: dict[bytes, dict[int, list[bytes]]] = {}
         #: Genesis, adds, removes and role changes: what settles revocations.
         self._rights_ops: list[Op] = []
@@ -526,7 +526,7 @@ class GroupLog:
             if (
                 branch is not None
                 and reason != SEQ_REASON
-                and len(self.by_author_seq[(op.author, op.seq)]) == 1
+                and self._numbered(op.author, op.seq) == 1
                 and op.author not in branch.state.equivocators
             ):
                 self._grow_branch(op, branch, reason)
@@ -582,6 +582,17 @@ class GroupLog:
         # (and its own ops it names as parents: numbers need not follow)
         before = [*before, *(p for p in op.parents if self.ops[p].author == op.author)]
         return 1 + max((self._outsiders.get(i, 0) for i in before), default=0)
+
+    def _numbered(self, author: bytes, seq: int) -> int:
+        """How many ops `author` numbered `seq` that follow its number (evidence ops).
+
+        Where only one does, a clock that counts the number names it
+        exactly: ops that reuse a number never enter clocks, so a removed
+        device's op reusing an old number sends no one down the slow path
+        of walking ancestors (review of the merge fixes: with one such op,
+        every op by the device the old one added cost a walk of the log).
+        """
+        return len(self._valid_seqs.get(author, {}).get(seq, ()))
 
     def _note_seq(self, op: Op, valid: bool) -> bool:
         """Record the op's (author, sequence number); True if that made new evidence.
@@ -693,7 +704,7 @@ class GroupLog:
         def before(current: Op) -> Iterator[Op]:
             nonlocal past
             for grant in self._grants_to.before(current.author, current, self):
-                if len(self.by_author_seq[(grant.author, grant.seq)]) > 1:
+                if self._numbered(grant.author, grant.seq) > 1:
                     if past is None:
                         past = self.ancestors(op.parents)
                     if grant.id not in past:
@@ -919,7 +930,7 @@ class GroupLog:
             index = self.authors.get(intro.author)
             if index is None or clocks.get(parents_clock, index) < intro.seq:
                 continue
-            if len(self.by_author_seq[(intro.author, intro.seq)]) == 1:
+            if self._numbered(intro.author, intro.seq) == 1:
                 return self.devices[op.author]
             if intro.id in self.ancestors(op.parents):
                 return self.devices[op.author]
