@@ -186,3 +186,46 @@ def test_loading_judges_no_op_again(home: Path, monkeypatch: pytest.MonkeyPatch)
     assert calls == []
     assert summary(loaded.state) == summary(mine.state)
     assert loaded.log.validity == mine.log.validity
+
+
+def test_verdicts_kept_under_older_rules_are_judged_again(home: Path) -> None:
+    """The merge rules changed (PROTOCOL.md 6.2, rules 3 and 6), so a verdict a
+    store kept under the old ones may be wrong (a review restored a rotation
+    as valid that a fresh replica of the same ops refused). Migration 6 marks
+    every stored verdict unjudged and drops the views: the next load judges
+    every op again, and the next save writes the verdicts back."""
+    import sqlite3
+
+    from covey.store.home import db_path
+
+    anyio.run(make, home, "laptop", None)
+
+    async def build():
+        async with Store.open(home) as store:
+            return await grown(store, SeededRng("m6"))
+
+    group, data_key = anyio.run(build)
+    rotation = group.log.order[-1]
+    # A store as the old code left it: a wrong verdict, judged, at schema 5.
+    with sqlite3.connect(db_path(home)) as db:
+        db.execute(
+            "UPDATE op SET verdict = 'a stale verdict', judged = 1 WHERE id = ?", (rotation.id,)
+        )
+        db.execute("PRAGMA user_version = 5")
+
+    async def reload():
+        async with Store.open(home) as store:
+            loaded = await store.load_group(group.id, group.me, data_key)
+            verdict = loaded.log.validity[rotation.id]
+            await store.save_group(loaded, data_key, SeededRng("m6-save"))
+            again = await store.load_group(group.id, group.me, data_key)
+            return loaded, verdict, again
+
+    loaded, verdict, again = anyio.run(reload)
+    assert verdict is None
+    assert summary(loaded.state) == summary(group.state)
+    assert again.log.rejudged == []  # the verdicts were written back
+    with sqlite3.connect(db_path(home)) as db:
+        rows = db.execute("SELECT count(*) FROM op WHERE judged = 0").fetchone()[0]
+        assert rows == 0
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 6

@@ -129,6 +129,9 @@ class GroupLog:
         #: device -> (sequence number, op ID, op ID): its equivocation evidence.
         self.equivocations: dict[bytes, Fork] = {}
         self.pending: dict[bytes, Op] = {}
+        #: Ops a restore judged because the store kept no verdict for them
+        #: (a store saves their verdicts at its next save).
+        self.rejudged: list[bytes] = []
         #: Missing parent -> the pending ops that wait for it (so an op that
         #: arrives frees its waiting children without a scan of the buffer).
         self._waiting: dict[bytes, set[bytes]] = {}
@@ -293,6 +296,7 @@ class GroupLog:
                     raise InvalidInput("a stored op waits for a parent the store lacks")
             for raw in pending:
                 self.receive(raw)
+            self.rejudged = [i for i in self.ops if i not in self._given]
         finally:
             self._restoring = False
             self._given = {}

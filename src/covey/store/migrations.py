@@ -94,6 +94,16 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             PRIMARY KEY (group_id, epoch, earlier)
         ) STRICT""",
     ),
+    # 5 -> 6: the merge rules changed (PROTOCOL.md 6.2, rules 3 and 6: which
+    # ops are evidence, how cycles settle), so a verdict kept under the old
+    # ones may be wrong, and so may a view: every op is judged again at the
+    # next load (and its verdict written back at the next save), and every
+    # view is made again. A review found a store keeping a rotation valid
+    # that a fresh replica of the same ops refused.
+    (
+        "UPDATE op SET judged = 0",
+        "DELETE FROM grp_view",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

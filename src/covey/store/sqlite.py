@@ -378,6 +378,11 @@ class Store:
             " VALUES (?, ?, ?, 1, ?, ?)",
             [(group.id, op.id, op.raw, *log.verdict(op.id)) for op in new_ops],
         )
+        rejudged = list(log.rejudged)
+        await db.executemany(
+            "UPDATE op SET judged = 1, verdict = ?, outsider = ? WHERE group_id = ? AND id = ?",
+            [(*log.verdict(op_id), group.id, op_id) for op_id in rejudged],
+        )
         prefix = _epoch_prefix(group.id)
         new_keys = [epoch for epoch in group.keys if epoch not in group.saved_keys]
         rows = []
@@ -404,6 +409,7 @@ class Store:
 
         def saved() -> None:
             log.mark_saved(len(new_ops))
+            del log.rejudged[: len(rejudged)]
             group.saved_keys.update(new_keys)
             group.saved_bad_links.update(new_bad)
             log.pending_saved = pending
