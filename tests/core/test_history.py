@@ -523,6 +523,16 @@ def test_healing_history_for_one_member_hands_a_forward_member_nothing() -> None
     assert apart.id not in world.replicas[D].keys
 
 
+def _merged_forward_then_rotated(world: World, rotator: int) -> None:
+    """Every device syncs (the group is `forward` now) and heals; then one rotation."""
+    world.converge()
+    assert world.replicas[rotator].state.history == "forward"
+    _heal(world)
+    world.act(rotator, "rotate")
+    world.converge()
+    _heal(world)
+
+
 def test_a_switch_to_forward_does_not_cut_an_epoch_owed_to_a_member_that_joined_shared() -> None:
     """Review of history links, H3: C joins under `shared` on one side while,
     apart, B rotates and seals a note, and the group turns `forward`
@@ -541,12 +551,7 @@ def test_a_switch_to_forward_does_not_cut_an_epoch_owed_to_a_member_that_joined_
     assert apart is not None
     note = seal_bytes(world.replicas[B], b"apart", b"", SeededRng("h3"))
     world.act(B, "policy")  # ... and turns the group forward, apart from C's add
-    world.converge()
-    assert world.replicas[A].state.history == "forward"
-    _heal(world)
-    world.act(A, "rotate")
-    world.converge()
-    _heal(world)
+    _merged_forward_then_rotated(world, A)
     world.act(A, "policy")  # back to shared
     world.converge()
     _heal(world)
@@ -571,12 +576,7 @@ def test_an_epoch_owed_to_a_shared_member_waits_while_a_forward_member_lacks_it_
     apart = world.act(B, "rotate")
     assert apart is not None
     note = seal_bytes(world.replicas[B], b"apart", b"", SeededRng("n"))
-    world.converge()
-    assert world.replicas[A].state.history == "forward"
-    _heal(world)
-    world.act(A, "rotate")
-    world.converge()
-    _heal(world)
+    _merged_forward_then_rotated(world, A)
     assert apart.id not in world.replicas[D].keys
     assert not any(
         link.epoch == apart.id and link.cut for op in world.written for link in links_of(op.body)
