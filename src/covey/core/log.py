@@ -296,7 +296,8 @@ class GroupLog:
                     raise InvalidInput("a stored op waits for a parent the store lacks")
             for raw in pending:
                 self.receive(raw)
-            self.rejudged = [i for i in self.ops if i not in self._given]
+            if verdicts is not None:  # (from a store: it writes these back)
+                self.rejudged = [i for i in self.ops if i not in self._given]
         finally:
             self._restoring = False
             self._given = {}
