@@ -219,13 +219,21 @@ def _prewalk(data: bytes, limits: Limits) -> None:
         raise MalformedMessage("message has trailing bytes")
 
 
-def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Value:
+def decode(data: bytes, limits: Limits = DEFAULT_LIMITS, *, walk_types: bool = True) -> Value:
     """Decode canonical msgpack strictly; raise MalformedMessage on anything else.
 
     Two checks make "canonical": every value's type, and every map's keys
     (text, sorted); then the value is re-encoded and must give back exactly
     the input bytes, which rules out repeated map keys and every
     wider-than-needed integer, length or string header.
+
+    `walk_types=False` leaves the first check to the caller, which must then
+    read every value of the result against a closed schema: each value's
+    exact type, and each map's keys in order (`fields.as_map`). Until it
+    has, the result may hold floats, timestamps or unsorted maps. Ops are
+    read that way (`ops.parse_op`): the schema reads every value anyway,
+    and the walk was about a tenth of parsing an op. Size, nesting (over
+    `PREWALK_ABOVE`) and the re-encoding are checked either way.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise MalformedMessage("message is not bytes")
@@ -258,7 +266,9 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Value:
         # ValueError subclasses; the message is msgpack's, which holds no data.
         raise MalformedMessage(f"not valid msgpack ({type(exc).__name__})") from exc
     kind = type(value)
-    if kind is list or kind is dict:
+    if not walk_types:
+        pass
+    elif kind is list or kind is dict:
         _check_types(value, 1, limits)
     elif kind not in _SCALARS:
         raise MalformedMessage(f"values of type {kind.__name__} are not allowed")

@@ -21,17 +21,25 @@ from covey.errors import MalformedMessage
 INVISIBLE: Final = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs", "Co"))
 
 
-_KEY_SETS: dict[tuple[str, ...], frozenset[str]] = {}
+#: Each schema's keys in canonical order (by their UTF-8 bytes).
+_KEY_ORDERS: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 def as_map(value: Any, keys: tuple[str, ...], *, what: str = "body") -> dict[str, Any]:
-    """`value` as a map with exactly `keys` (no more, no fewer)."""
+    """`value` as a map with exactly `keys` (no more, no fewer), in canonical order.
+
+    The order is checked here too (a map keeps the order it was decoded
+    in), so a value decoded without the type walk (`encoding.decode`,
+    `walk_types=False`) is held to canonical key order all the same.
+    """
     if type(value) is not dict:
         raise MalformedMessage(f"{what} must be a map")
-    expected = _KEY_SETS.get(keys)
+    expected = _KEY_ORDERS.get(keys)
     if expected is None:
-        expected = _KEY_SETS[keys] = frozenset(keys)
-    if value.keys() != expected:
+        expected = _KEY_ORDERS[keys] = tuple(sorted(keys, key=lambda k: k.encode("utf-8")))
+    if tuple(value) != expected:
+        if set(value) == set(expected):
+            raise MalformedMessage(f"{what} has its fields out of order")
         raise MalformedMessage(f"{what} has the wrong fields")
     return value
 

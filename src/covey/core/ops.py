@@ -412,23 +412,17 @@ class Op:
 def parse_op(data: bytes) -> Op:
     """Parse an op envelope's structure (not its signature: the log checks that,
     once the author's key is known from the op's causal past)."""
-    unverified = wire.parse_envelope(data)
-    if unverified.type != OpContent.TYPE:
-        raise MalformedMessage(f"expected an op, got a {unverified.type!r} message")
-    content = OpContent.from_wire(unverified.body)
+    # Every value of an op is read against its schema below (exact types,
+    # map keys in order: `fields`), so the generic type walk is skipped.
+    type_, author, value, signed, signature = wire.read_envelope(data, walk_types=False)
+    if type_ != OpContent.TYPE:
+        raise MalformedMessage(f"expected an op, got a {type_!r} message")
+    content = OpContent.from_wire(value)
     body = content.body
     # The decoded tree is not kept: the op lives as long as the log, and
     # those dozen lists per op only cost memory and garbage-collector scans
     # (about a tenth of a large merge, benchmarks/merge.py).
-    envelope = wire.Unverified(
-        unverified.version,
-        unverified.type,
-        unverified.author,
-        None,
-        unverified.signed,
-        unverified.signature,
-        unverified.raw,
-    )
+    envelope = wire.Unverified(wire.VERSION, type_, author, None, signed, signature, bytes(data))
     revoked: tuple[bytes, Literal["all", "admin"]] | None = None
     granted: tuple[bytes, Role] | None = None
     if isinstance(body, Remove):
@@ -441,8 +435,8 @@ def parse_op(data: bytes) -> Op:
     elif isinstance(body, Add):
         granted = (body.target, body.role)
     return Op(
-        op_id(unverified.signed),
-        unverified.author,
+        op_id(signed),
+        author,
         content,
         envelope,
         body.KIND,

@@ -128,12 +128,25 @@ def _split(data: bytes, limits: Limits) -> tuple[bytes, bytes]:
 
 def parse_envelope(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Unverified:
     """Check the structure of an envelope, without verifying its signature."""
+    type_, author, body, signed, signature = read_envelope(data, limits)
+    return Unverified(VERSION, type_, author, body, signed, signature, bytes(data))
+
+
+def read_envelope(
+    data: bytes, limits: Limits = DEFAULT_LIMITS, *, walk_types: bool = True
+) -> tuple[str, bytes, Any, bytes, bytes]:
+    """(type, author, body, signed, signature) of an envelope, its signature unchecked.
+
+    `walk_types=False`: the body's values are not type-checked here; the
+    caller must read all of them against a closed schema
+    (`encoding.decode`). The envelope's own fields are checked either way.
+    """
     signed, signature = _split(data, limits)
-    inner = encoding.decode(signed, limits)
-    if not isinstance(inner, list) or not inner:
+    inner = encoding.decode(signed, limits, walk_types=walk_types)
+    if type(inner) is not list or not inner:
         raise MalformedMessage("signed part must be a list")
     version = inner[0]
-    if isinstance(version, bool) or not isinstance(version, int):
+    if type(version) is not int:  # (a bool is not an integer here)
         raise MalformedMessage("version must be an integer")
     if version != VERSION:
         raise UnsupportedVersion(
@@ -142,11 +155,11 @@ def parse_envelope(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Unverified:
     if len(inner) != 4:
         raise MalformedMessage("signed part must have four fields")
     _, type_, author, body = inner
-    if not isinstance(type_, str) or not 0 < len(type_) <= MAX_TYPE_LEN or not type_.isascii():
+    if type(type_) is not str or not 0 < len(type_) <= MAX_TYPE_LEN or not type_.isascii():
         raise MalformedMessage("message type must be a short ASCII name")
-    if not isinstance(author, bytes) or len(author) != AUTHOR_BYTES:
+    if type(author) is not bytes or len(author) != AUTHOR_BYTES:
         raise MalformedMessage("author must be a 32-byte device ID")
-    return Unverified(version, type_, author, body, signed, signature, bytes(data))
+    return type_, author, body, signed, signature
 
 
 def verify_envelope(
