@@ -3,7 +3,7 @@
 `sorted_pairs` checks a list of [bytes, bytes] pairs a column at a time (it
 runs for every wrapped key of every op parsed); the reference below reads
 it pair by pair, the obvious way. On any input, both accept the same
-lists and give the same pairs, and a refusal is a MalformedMessage.
+lists and give the same pairs (as two columns), and a refusal is a MalformedMessage.
 """
 
 from __future__ import annotations
@@ -63,7 +63,10 @@ pair = st.one_of(
 def test_sorted_pairs_accepts_what_a_plain_reading_accepts(value: list[Any]) -> None:
     expected = reference(value)
     try:
-        got = fields.sorted_pairs(value, first=2, second=SIZES, shape="shape", order="order")
+        firsts, seconds = fields.sorted_pairs(
+            value, first=2, second=SIZES, shape="shape", order="order"
+        )
+        got = list(zip(firsts, seconds, strict=True))
     except MalformedMessage:
         got = None
     assert got == expected

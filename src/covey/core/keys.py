@@ -43,7 +43,7 @@ def new_rotation(
         (device, crypto.box_wrap(sender_box_secret, recipients[device], key, rng))
         for device in sorted(recipients)
     )
-    return Rotation(commitment(key), wraps), key
+    return Rotation.of(commitment(key), wraps), key
 
 
 def unwrap(

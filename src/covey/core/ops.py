@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Literal, Self, TypeAlias
 
@@ -96,19 +97,32 @@ class Rotation:
     #: by it over nothing, domain "covey/v1/epochc", PROTOCOL.md section 8): lets a
     #: recipient check the key it unwrapped is the one every other member got.
     commitment: bytes
-    #: (device ID, box-wrapped key), sorted by device ID, one per member.
-    wraps: tuple[tuple[bytes, bytes], ...]
-    #: The devices of `wraps`, built once (the merge and the heal ask often).
+    #: The recipients' device IDs, sorted, once each.
+    devices: tuple[bytes, ...]
+    #: The box-wrapped key for each of `devices`, in the same order.
+    wrapped: tuple[bytes, ...]
+    #: The devices as a set, built once (the merge and the heal ask often).
     recipients: frozenset[bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "recipients", frozenset(device for device, _ in self.wraps))
+        object.__setattr__(self, "recipients", frozenset(self.devices))
+
+    @classmethod
+    def of(cls, commitment: bytes, wraps: Iterable[tuple[bytes, bytes]]) -> Rotation:
+        """A rotation from (device ID, wrapped key) pairs, sorted by device ID."""
+        pairs = tuple(wraps)
+        return cls(commitment, tuple(d for d, _ in pairs), tuple(w for _, w in pairs))
+
+    @property
+    def wraps(self) -> tuple[tuple[bytes, bytes], ...]:
+        """(device ID, wrapped key) pairs, sorted by device ID."""
+        return tuple(zip(self.devices, self.wrapped, strict=True))
 
     def wrap_for(self, device: bytes) -> bytes | None:
-        wraps = self.wraps
-        i = bisect.bisect_left(wraps, (device,))  # sorted by device ID
-        if i < len(wraps) and wraps[i][0] == device:
-            return wraps[i][1]
+        devices = self.devices
+        i = bisect.bisect_left(devices, device)  # sorted by device ID
+        if i < len(devices) and devices[i] == device:
+            return self.wrapped[i]
         return None
 
     def to_wire(self) -> Any:
@@ -120,14 +134,14 @@ class Rotation:
         wraps = body["w"]
         if type(wraps) is not list or not 0 < len(wraps) <= MAX_RECIPIENTS:
             raise MalformedMessage("a rotation wraps for 1 to 20,000 members")
-        parsed = fields.sorted_pairs(
+        devices, wrapped = fields.sorted_pairs(
             wraps,
             first=ID_BYTES,
             second=_WRAP_SIZES,
             shape="a wrapped key is [device ID, 72 bytes]",
             order="wrapped keys must be sorted by device ID, once each",
         )
-        return cls(fields.get_bytes(body, "c", size=32), tuple(parsed))
+        return cls(fields.get_bytes(body, "c", size=32), devices, wrapped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,15 +174,14 @@ def links_from_wire(value: Any) -> Links:
     """The `hist` field: at most MAX_LINKS [epoch ID, sealed key or empty], sorted, once each."""
     if type(value) is not list or len(value) > MAX_LINKS:
         raise MalformedMessage(f"an op links back to at most {MAX_LINKS} epochs")
-    pairs = fields.sorted_pairs(
+    epochs, sealed = fields.sorted_pairs(
         value,
         first=ID_BYTES,
         second=_LINK_SIZES,
         shape=f"a history link is [epoch ID, {LINK_BYTES} bytes or empty]",
         order="history links must be sorted by epoch ID, once each",
     )
-    links = [Link(epoch, sealed) for epoch, sealed in pairs]
-    return tuple(links)
+    return tuple(map(Link, epochs, sealed))
 
 
 @dataclass(frozen=True, slots=True)

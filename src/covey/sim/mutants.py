@@ -42,7 +42,7 @@ def _remove_reusing_the_key(self: Group, device: bytes, now: int, rng: Any) -> O
         for d in sorted(recipients)
     )
     links = self._links(key, frozenset(recipients), None, rng)
-    op = self._author(Remove(device, Rotation(keys.commitment(key), wraps), links), now)
+    op = self._author(Remove(device, Rotation.of(keys.commitment(key), wraps), links), now)
     self.keys[op.id] = key
     return op
 

@@ -12,7 +12,7 @@ def fat(size):
     """A rotation of about `size` bytes (made-up wraps: the ops never apply).
     (Adapted when history bundles became links: the reproducer padded `hist`.)"""
     count = max(1, size // 110)
-    return Rotation(bytes(32), tuple((i.to_bytes(32, "big"), bytes(72)) for i in range(1, count + 1)))
+    return Rotation.of(bytes(32), ((i.to_bytes(32, "big"), bytes(72)) for i in range(1, count + 1)))
 from covey.core import log as L
 
 w = World(4, seed="pbytes")
