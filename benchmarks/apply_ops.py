@@ -96,8 +96,8 @@ def main() -> None:
     # message, as PyNaCl's own VerifyKey.verify does.
     signed = [
         (
-            op.envelope.signature,
-            prefix + op.envelope.signed,
+            op.signature,
+            prefix + op.signed,
             signing_keys[op.author],
         )
         for op in parsed

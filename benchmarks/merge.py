@@ -126,9 +126,9 @@ def measure(n: int, repeats: int) -> dict[str, float]:
     def bare(_: object) -> None:
         for op in ops:
             crypto.verify(
-                author_key, crypto.SignDomain.ENVELOPE, op.envelope.signed, op.envelope.signature
+                author_key, crypto.SignDomain.ENVELOPE, op.signed, op.signature
             )
-            op_id(op.envelope.signed)
+            op_id(op.signed)
         for wrapped in wraps:
             key = sodium.crypto_box_open(
                 wrapped[24:], wrapped[:24], sender_box, me.secrets.box_secret

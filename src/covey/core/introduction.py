@@ -233,8 +233,6 @@ def _closed(log: GroupLog | None, ops: list[Op]) -> bool:
 def _as_costly(record: DeviceRecord, raw: bytes) -> None:
     """About the work of refusing a group's first op (a parse and a signature
     check), for a group not taken, so that held and not held cost alike."""
-    envelope = parse_op(raw).envelope
+    op = parse_op(raw)
     with contextlib.suppress(BadSignature):
-        crypto.verify(
-            record.signing_key, crypto.SignDomain.ENVELOPE, envelope.signed, envelope.signature
-        )
+        crypto.verify(record.signing_key, crypto.SignDomain.ENVELOPE, op.signed, op.signature)

@@ -348,8 +348,8 @@ class GroupLog:
             crypto.verify(
                 known.signing_key,
                 crypto.SignDomain.ENVELOPE,
-                op.envelope.signed,
-                op.envelope.signature,
+                op.signed,
+                op.signature,
             )
         size = len(op.raw)
         if size > MAX_PENDING_BYTES:
@@ -460,8 +460,8 @@ class GroupLog:
             crypto.verify(
                 record.signing_key,
                 crypto.SignDomain.ENVELOPE,
-                op.envelope.signed,
-                op.envelope.signature,
+                op.signed,
+                op.signature,
             )
         index = self.authors.of(op.author)
         previous = clocks.get(clock, index)

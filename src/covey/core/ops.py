@@ -398,7 +398,11 @@ class Op:
     id: bytes
     author: bytes
     content: OpContent
-    envelope: wire.Unverified
+    #: The envelope's signed part, exactly as received (what the signature covers).
+    signed: bytes
+    signature: bytes
+    #: The whole envelope, exactly as received.
+    raw: bytes
     kind: str
     body: Body
     parents: tuple[bytes, ...]
@@ -407,10 +411,6 @@ class Op:
     revoked: tuple[bytes, Literal["all", "admin"]] | None
     #: (target, the role given) if the op gives rights to a device.
     granted: tuple[bytes, Role] | None
-
-    @property
-    def raw(self) -> bytes:
-        return self.envelope.raw
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Op) and self.id == other.id
@@ -435,7 +435,6 @@ def parse_op(data: bytes) -> Op:
     # The decoded tree is not kept: the op lives as long as the log, and
     # those dozen lists per op only cost memory and garbage-collector scans
     # (about a tenth of a large merge, benchmarks/merge.py).
-    envelope = wire.Unverified(wire.VERSION, type_, author, None, signed, signature, bytes(data))
     revoked: tuple[bytes, Literal["all", "admin"]] | None = None
     granted: tuple[bytes, Role] | None = None
     if isinstance(body, Remove):
@@ -451,7 +450,9 @@ def parse_op(data: bytes) -> Op:
         op_id(signed),
         author,
         content,
-        envelope,
+        signed,
+        signature,
+        bytes(data),
         body.KIND,
         body,
         content.parents,
