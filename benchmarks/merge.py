@@ -125,9 +125,7 @@ def measure(n: int, repeats: int) -> dict[str, float]:
 
     def bare(_: object) -> None:
         for op in ops:
-            crypto.verify(
-                author_key, crypto.SignDomain.ENVELOPE, op.signed, op.signature
-            )
+            crypto.verify(author_key, crypto.SignDomain.ENVELOPE, op.signed, op.signature)
             op_id(op.signed)
         for wrapped in wraps:
             key = sodium.crypto_box_open(
