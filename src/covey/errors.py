@@ -101,6 +101,77 @@ class NeverAMember(InvalidInput):
     """The data was sealed by a device that was never a member of the group."""
 
 
+class RelayRefused(InvalidInput):
+    """The relay refused the request."""
+
+    #: The relay's code for it (PROTOCOL.md section 18.4), the same on both sides.
+    reason = "refused"
+
+
+class RelayItemTooLarge(RelayRefused):
+    """That item is larger than the relay takes (4 MiB)."""
+
+    reason = "too-large"
+
+
+class RelayInboxFull(RelayRefused):
+    """That device's inbox on the relay is full; try again once it has fetched."""
+
+    reason = "inbox-full"
+
+
+class RelaySegmentFull(RelayRefused):
+    """The group's mirror on the relay is full for this key epoch."""
+
+    reason = "segment-full"
+
+
+class RelayBadLifetime(RelayRefused):
+    """The relay keeps items for 1 second to 30 days; that lifetime is outside it."""
+
+    reason = "bad-ttl"
+
+
+class RelaySlowDown(RelayRefused):
+    """Too many requests to the relay at once; wait a moment."""
+
+    reason = "slow-down"
+
+
+class RelayNotAllowed(RelayRefused):
+    """The relay did not accept this device's right to do that."""
+
+    reason = "not-allowed"
+
+
+class RelayNothingThere(RelayRefused):
+    """The relay holds nothing under that name (it may have expired)."""
+
+    reason = "unknown"
+
+
+class RelayMalformed(RelayRefused):
+    """The relay could not read the request."""
+
+    reason = "malformed"
+
+
+#: Each relay refusal by its code (what a device raises for an answer).
+RELAY_REFUSALS: dict[str, type[RelayRefused]] = {
+    cls.reason: cls
+    for cls in (
+        RelayItemTooLarge,
+        RelayInboxFull,
+        RelaySegmentFull,
+        RelayBadLifetime,
+        RelaySlowDown,
+        RelayNotAllowed,
+        RelayNothingThere,
+        RelayMalformed,
+    )
+}
+
+
 # --- local misuse ----------------------------------------------------------
 
 

@@ -76,10 +76,12 @@ class Deframer:
         return messages
 
 
-def fragments(transport: noise.Transport, message: bytes) -> list[bytes]:
+def fragments(
+    transport: noise.Transport, message: bytes, max_message: int = MAX_MESSAGE
+) -> list[bytes]:
     """`message` as framed Noise transport messages."""
-    if len(message) > MAX_MESSAGE:
-        raise OversizeMessage(f"a channel message is at most {MAX_MESSAGE} bytes")
+    if len(message) > max_message:
+        raise OversizeMessage(f"a channel message is at most {max_message} bytes")
     pieces = [message[i : i + FRAGMENT] for i in range(0, len(message), FRAGMENT)] or [b""]
     out = []
     for index, piece in enumerate(pieces):
@@ -89,10 +91,12 @@ def fragments(transport: noise.Transport, message: bytes) -> list[bytes]:
 
 
 class Reassembler:
-    """Puts fragments back together; refuses a message over `MAX_MESSAGE`."""
+    """Puts fragments back together; refuses a message over `max_message`."""
 
-    def __init__(self, transport: noise.Transport) -> None:
+    def __init__(self, transport: noise.Transport, max_message: int = MAX_MESSAGE) -> None:
         self._transport = transport
+        self._max = max_message
+        self._max_fragments = -(-max_message // FRAGMENT)
         self._parts: list[bytes] = []
         self._size = 0
 
@@ -103,11 +107,11 @@ class Reassembler:
             raise MalformedMessage("a channel fragment has no valid flag")
         if plain[:1] == MORE and len(plain) == 1:
             raise MalformedMessage("a channel fragment that is not the last may not be empty")
-        if len(self._parts) >= MAX_FRAGMENTS:
+        if len(self._parts) >= self._max_fragments:
             raise OversizeMessage("a channel message has too many fragments")
         self._size += len(plain) - 1
-        if self._size > MAX_MESSAGE:
-            raise OversizeMessage(f"a channel message is at most {MAX_MESSAGE} bytes")
+        if self._size > self._max:
+            raise OversizeMessage(f"a channel message is at most {self._max} bytes")
         self._parts.append(plain[1:])
         if plain[:1] == MORE:
             return None

@@ -59,6 +59,15 @@ class HashDomain(bytes, Enum):
     INVITATION_TAG = b"covey/v1/invtag"
     DISCOVERY_TAG = b"covey/v1/disct"
     DISCOVERY_PAIR = b"covey/v1/discpk"
+    #: Relays (PROTOCOL.md section 18): a device's inbox key from its signing
+    #: seed (over the group ID and the relay key), an inbox ID from the inbox's public
+    #: key, the hash of an inbox's write token, a mirror segment's ID from
+    #: its read token, the hash of a segment's write token.
+    RELAY_INBOX_KEY = b"covey/v1/inboxk"
+    RELAY_INBOX_ID = b"covey/v1/inbox"
+    RELAY_INBOX_WRITER = b"covey/v1/inboxwh"
+    RELAY_SEGMENT_ID = b"covey/v1/mirrid"
+    RELAY_SEGMENT_WRITER = b"covey/v1/mirrwh"
 
 
 class SignDomain(bytes, Enum):
@@ -69,6 +78,10 @@ class SignDomain(bytes, Enum):
     CHANNEL_RESPONDER = b"covey/v1/chan-responder"
     PAIRING_JOINER = b"covey/v1/pair-joiner"
     PAIRING_INVITER = b"covey/v1/pair-inviter"
+    #: A relay's proof over a connection's handshake hash.
+    RELAY_PROOF = b"covey/v1/relay-proof"
+    #: An inbox owner's signature over a connection's challenge and the inbox ID.
+    RELAY_INBOX_AUTH = b"covey/v1/inbox-auth"
 
 
 def blake2b(data: bytes, domain: HashDomain, *, size: int = 32, key: bytes = b"") -> bytes:

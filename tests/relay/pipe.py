@@ -1,0 +1,78 @@
+"""A device's relay client wired to a relay session and a store, in memory.
+
+`Pipe.call(op, **fields)` sends one request and returns its answer (or the
+refusal); every byte goes through the real Noise channel both ways, and
+every store action through the store's one entry point, as the relay
+process does it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from covey.errors import RelayRefused
+from covey.relay import client, session, store
+from covey.relay.limits import DEFAULT_LIMITS, RelayLimits
+from tests.conftest import SeededRng
+
+RELAY = session.RelayIdentity.from_seed(bytes(range(32)))
+
+
+class Pipe:
+    def __init__(
+        self,
+        relay_store: store.RelayStore | None = None,
+        limits: RelayLimits = DEFAULT_LIMITS,
+        *,
+        pinned: bytes | None = None,
+        seed: str = "pipe",
+        now: int = 1_000_000,
+    ) -> None:
+        self.store = relay_store if relay_store is not None else store.MemoryStore(limits)
+        self.now = now
+        self.rng = SeededRng(f"{seed}-relay")
+        self.session = session.RelaySession(RELAY, limits, now)
+        self.client = client.RelayClient(
+            RELAY.public if pinned is None else pinned, SeededRng(seed)
+        )
+        self.ended: list[str] = []
+        self.events: list[client.Event] = []
+        self._to_client(self.session.receive(self.client.start(), now, self.rng))
+
+    @property
+    def ready(self) -> client.Ready:
+        assert self.client.ready is not None
+        return self.client.ready
+
+    def _to_client(self, outputs: list[session.Output]) -> None:
+        for output in outputs:
+            if isinstance(output, session.Send):
+                self.events += self.client.receive(output.data)
+            elif isinstance(output, session.Run):
+                try:
+                    result: store.Result | RelayRefused = self.store.execute(
+                        output.action, self.now
+                    )
+                except RelayRefused as refusal:
+                    result = refusal
+                self._to_client(self.session.answer(output.number, result))
+            else:
+                self.ended.append(output.reason)
+
+    def send_raw(self, data: bytes) -> None:
+        self._to_client(self.session.receive(data, self.now, self.rng))
+
+    def call(self, op: str, **fields: Any) -> Any:
+        """The answer's value, or the RelayRefused the relay answered with."""
+        number, data = self.client.request(op, **fields)
+        self.events.clear()
+        self.send_raw(data)
+        answers = [e for e in self.events if not isinstance(e, client.Ready)]
+        assert len(answers) == 1, answers
+        event = answers[0]
+        # (a request that does not parse is answered as number 0: it has none)
+        assert event.number in (number, 0)
+        if isinstance(event, client.Refused):
+            return event.refusal
+        assert isinstance(event, client.Answer)
+        return event.value
