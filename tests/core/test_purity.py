@@ -19,6 +19,7 @@ def pure_files() -> list[Path]:
     relay = [p for p in RELAY.rglob("*.py") if p.name not in RELAY_EDGES]
     return sorted([*CORE.rglob("*.py"), *relay])
 
+
 #: Modules the core must never import: I/O, clocks, OS randomness, concurrency.
 FORBIDDEN = {
     "anyio", "asyncio", "trio", "socket", "ssl", "select", "selectors", "sqlite3",

@@ -16,6 +16,7 @@ from covey.relay.limits import DEFAULT_LIMITS, RelayLimits
 from tests.conftest import SeededRng
 
 RELAY = session.RelayIdentity.from_seed(bytes(range(32)))
+ACCESS = b"A" * 32
 
 
 class Pipe:
@@ -27,17 +28,22 @@ class Pipe:
         pinned: bytes | None = None,
         seed: str = "pipe",
         now: int = 1_000_000,
+        access: bool = True,
     ) -> None:
+        """`access`: present the relay's access secret first (as a device with
+        the relay's link does)."""
         self.store = relay_store if relay_store is not None else store.MemoryStore(limits)
         self.now = now
         self.rng = SeededRng(f"{seed}-relay")
-        self.session = session.RelaySession(RELAY, limits, now)
+        self.session = session.RelaySession(RELAY, limits, now, ACCESS)
         self.client = client.RelayClient(
             RELAY.public if pinned is None else pinned, SeededRng(seed)
         )
         self.ended: list[str] = []
         self.events: list[client.Event] = []
         self._to_client(self.session.receive(self.client.start(), now, self.rng))
+        if access and self.client.ready is not None:
+            assert self.call("access", secret=ACCESS) is True
 
     @property
     def ready(self) -> client.Ready:

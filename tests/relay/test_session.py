@@ -27,7 +27,7 @@ from covey.errors import (
 )
 from covey.relay import client, requests, session
 from covey.relay.limits import DEFAULT_LIMITS, ITEM_SIZES, padded_size
-from tests.relay.pipe import RELAY, Pipe
+from tests.relay.pipe import ACCESS, RELAY, Pipe
 
 ITEM = b"\x07" * ITEM_SIZES[0]
 GROUP = b"g" * 32
@@ -212,52 +212,91 @@ def test_padded_sizes_are_the_seven() -> None:
 
 def test_requests_past_the_burst_are_told_to_slow_down_and_pass_again_later() -> None:
     limits = dataclasses.replace(DEFAULT_LIMITS, request_burst=3, requests_per_second=1)
-    relay = Pipe(limits=limits)
+    relay = Pipe(limits=limits, access=False)
     answers = [relay.call("blob-get", id=b"i" * 32) for _ in range(4)]
     assert [type(a) for a in answers] == [RelayNothingThere] * 3 + [RelaySlowDown]
     relay.now += 2
     assert isinstance(relay.call("blob-get", id=b"i" * 32), RelayNothingThere)
 
 
-def test_a_mirror_segment_is_read_with_its_read_token_and_written_with_its_first_writer() -> None:
+def test_a_mirror_segment_is_bound_to_its_tokens() -> None:
     relay = Pipe()
-    read = b"r" * 32
-    segment = session.segment_id(read)
-    assert relay.call("mirror-put", seg=segment, token=TOKEN, item=ITEM, ttl=0) == 1
-    other = relay.call("mirror-put", seg=segment, token=b"z" * 32, item=ITEM, ttl=0)
-    assert isinstance(other, RelayNotAllowed)
-    reader = Pipe(relay.store, seed="reader")
-    got = reader.call("mirror-get", read=read, after=0)
+    assert relay.call("mirror-put", token=TOKEN, item=ITEM, ttl=0) == 1
+    assert relay.call("mirror-put", token=b"z" * 32, item=ITEM, ttl=0) == 1  # another segment
+    reader = Pipe(relay.store, seed="reader", access=False)
+    got = reader.call("mirror-get", read=session.read_token(TOKEN), after=0)
     assert [n for n, _, _ in got["items"]] == [1]
-    assert reader.call("mirror-get", read=read, after=1)["items"] == []
-    assert isinstance(reader.call("mirror-get", read=b"q" * 32, after=0), RelayNothingThere)
+    assert reader.call("mirror-get", read=session.read_token(TOKEN), after=1)["items"] == []
+    assert isinstance(reader.call("mirror-get", read=TOKEN, after=0), RelayNothingThere)
 
 
 def test_a_segment_and_its_blobs_share_one_quota() -> None:
     limits = dataclasses.replace(DEFAULT_LIMITS, segment_items=2)
     relay = Pipe(limits=limits)
-    segment = session.segment_id(b"r" * 32)
-    relay.call("mirror-put", seg=segment, token=TOKEN, item=ITEM, ttl=0)
-    blob_id = relay.call("blob-put", seg=segment, token=TOKEN, blob=ITEM, ttl=0)
+    relay.call("mirror-put", token=TOKEN, item=ITEM, ttl=0)
+    blob_id = relay.call("blob-put", token=TOKEN, blob=ITEM, ttl=0)
     assert len(blob_id) == 32
-    full = relay.call("mirror-put", seg=segment, token=TOKEN, item=ITEM, ttl=0)
+    full = relay.call("mirror-put", token=TOKEN, item=ITEM, ttl=0)
     assert isinstance(full, RelaySegmentFull)
-    assert Pipe(relay.store, seed="getter").call("blob-get", id=blob_id) == ITEM
+    assert Pipe(relay.store, seed="getter", access=False).call("blob-get", id=blob_id) == ITEM
 
 
-def test_a_blob_needs_its_segments_writer_and_expires() -> None:
+def test_a_blob_goes_only_into_a_segment_that_exists_and_expires() -> None:
     relay = Pipe()
-    segment = session.segment_id(b"r" * 32)
-    relay.call("mirror-put", seg=segment, token=TOKEN, item=ITEM, ttl=0)
-    refused = relay.call("blob-put", seg=segment, token=b"z" * 32, blob=ITEM, ttl=0)
+    refused = relay.call("blob-put", token=TOKEN, blob=ITEM, ttl=0)
     assert isinstance(refused, RelayNotAllowed)
-    blob_id = relay.call("blob-put", seg=segment, token=TOKEN, blob=ITEM, ttl=5)
+    relay.call("mirror-put", token=TOKEN, item=ITEM, ttl=0)
+    blob_id = relay.call("blob-put", token=TOKEN, blob=ITEM, ttl=5)
     relay.now += 5
     assert isinstance(relay.call("blob-get", id=blob_id), RelayNothingThere)
 
 
+def test_without_the_access_secret_nothing_new_is_made_and_what_exists_still_works() -> None:
+    relay = Pipe()
+    box = owner_inbox(relay)
+    relay.call("mirror-put", token=TOKEN, item=ITEM, ttl=0)
+    stranger = Pipe(relay.store, seed="stranger", access=False)
+    inbox_seed, _ = client.inbox_key(b"s" * 32, GROUP, RELAY.public)
+    auth = client.inbox_auth(inbox_seed, stranger.ready.challenge)
+    assert stranger.call("inbox-auth", **auth) is True  # (proving a key makes nothing)
+    made = stranger.call("inbox-writers", box=auth["box"], hashes=[])
+    assert isinstance(made, RelayNotAllowed)
+    assert isinstance(
+        stranger.call("mirror-put", token=b"n" * 32, item=ITEM, ttl=0), RelayNotAllowed
+    )
+    assert isinstance(stranger.call("access", secret=b"B" * 32), RelayNotAllowed)
+    # A member without the link still writes where the relay's users let it.
+    assert stranger.call("inbox-put", box=box, token=TOKEN, item=ITEM, ttl=0) == 1
+    assert stranger.call("mirror-put", token=TOKEN, item=ITEM, ttl=0) == 2
+
+
+def test_a_connection_reads_one_inbox_only() -> None:
+    relay = Pipe()
+    owner_inbox(relay)
+    other_seed, _ = client.inbox_key(b"p" * 32, GROUP, RELAY.public)
+    second = client.inbox_auth(other_seed, relay.ready.challenge)
+    assert isinstance(relay.call("inbox-auth", **second), RelayNotAllowed)
+
+
+def test_a_page_holds_at_most_the_advertised_number_of_items() -> None:
+    limits = dataclasses.replace(DEFAULT_LIMITS, fetch_items=3)
+    relay = Pipe(limits=limits)
+    for _ in range(5):
+        relay.call("mirror-put", token=TOKEN, item=ITEM, ttl=0)
+    page = relay.call("mirror-get", read=session.read_token(TOKEN), after=0)
+    assert [n for n, _, _ in page["items"]] == [1, 2, 3]
+    assert page["more"] is True
+
+
+def test_an_inbox_gone_idle_is_reported_to_its_owner() -> None:
+    relay = Pipe()
+    box = owner_inbox(relay)
+    relay.now += DEFAULT_LIMITS.inbox_idle
+    assert isinstance(relay.call("inbox-fetch", box=box, after=0), RelayNothingThere)
+
+
 def test_bytes_that_are_not_a_relay_connection_end_it_at_once() -> None:
-    relay = session.RelaySession(RELAY, DEFAULT_LIMITS, 0)
+    relay = session.RelaySession(RELAY, DEFAULT_LIMITS, 0, ACCESS)
     outputs = relay.receive(b"GET / HTTP/1.1\r\n", 0, lambda n: bytes(n))
     assert outputs == [session.End("not a relay connection")]
     assert relay.receive(b"more", 0, lambda n: bytes(n)) == []
@@ -266,7 +305,7 @@ def test_bytes_that_are_not_a_relay_connection_end_it_at_once() -> None:
 @settings(max_examples=200)
 @given(st.binary(max_size=300))
 def test_junk_after_the_handshake_only_ever_ends_the_connection(junk: bytes) -> None:
-    relay = Pipe()
+    relay = Pipe(access=False)
     relay.send_raw(junk)
     # Whatever the junk: the session neither raised nor answered anything but
     # a refusal, and the connection ended if (and only if) a frame came whole.
@@ -291,7 +330,7 @@ def test_junk_after_the_handshake_only_ever_ends_the_connection(junk: bytes) -> 
     )
 )
 def test_any_request_map_is_answered_or_ends_the_connection(value: dict) -> None:
-    relay = Pipe()
+    relay = Pipe(access=False)
     data = encoding.encode(value)
     transport = relay.client._transport
     assert transport is not None

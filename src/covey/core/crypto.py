@@ -61,13 +61,13 @@ class HashDomain(bytes, Enum):
     DISCOVERY_PAIR = b"covey/v1/discpk"
     #: Relays (PROTOCOL.md section 18): a device's inbox key from its signing
     #: seed (over the group ID and the relay key), an inbox ID from the inbox's public
-    #: key, the hash of an inbox's write token, a mirror segment's ID from
-    #: its read token, the hash of a segment's write token.
+    #: key, the hash of an inbox's write token, a mirror segment's read
+    #: token from its write token, and its ID from its read token.
     RELAY_INBOX_KEY = b"covey/v1/inboxk"
     RELAY_INBOX_ID = b"covey/v1/inbox"
     RELAY_INBOX_WRITER = b"covey/v1/inboxwh"
+    RELAY_SEGMENT_READ = b"covey/v1/mirrrd"
     RELAY_SEGMENT_ID = b"covey/v1/mirrid"
-    RELAY_SEGMENT_WRITER = b"covey/v1/mirrwh"
 
 
 class SignDomain(bytes, Enum):

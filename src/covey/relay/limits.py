@@ -56,8 +56,10 @@ class RelayLimits:
     #: Requests per second on one connection, and the burst allowed.
     requests_per_second: int = 50
     request_burst: int = 100
-    #: What one fetch or mirror read returns at most (items' bytes).
+    #: What one fetch or mirror read returns at most: items' bytes (or the
+    #: first item alone, if larger), and items.
     fetch_bytes: int = 1 * MIB
+    fetch_items: int = 1_000
 
     def to_wire(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _NAMES}

@@ -46,14 +46,15 @@ LIMITS: Final = encoding.Limits(
 
 #: Each request's fields besides `n` and `op`.
 FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    "access": ("secret",),
     "inbox-auth": ("box", "pub", "sig"),
     "inbox-put": ("box", "token", "item", "ttl"),
     "inbox-fetch": ("box", "after"),
     "inbox-ack": ("box", "numbers"),
     "inbox-writers": ("box", "hashes"),
-    "mirror-put": ("seg", "token", "item", "ttl"),
+    "mirror-put": ("token", "item", "ttl"),
     "mirror-get": ("read", "after"),
-    "blob-put": ("seg", "token", "blob", "ttl"),
+    "blob-put": ("token", "blob", "ttl"),
     "blob-get": ("id",),
 }
 MAX_NUMBER: Final = (1 << 63) - 1
@@ -97,7 +98,7 @@ def read_request(data: bytes, limits: RelayLimits) -> Request:
 
 
 def _field(body: dict[str, Any], name: str, limits: RelayLimits) -> Any:
-    if name in ("box", "pub", "token", "seg", "read", "id"):
+    if name in ("box", "pub", "token", "read", "id", "secret"):
         return fields.get_bytes(body, name, size=ID_BYTES)
     if name == "sig":
         return fields.get_bytes(body, name, size=SIGNATURE_BYTES)
@@ -204,8 +205,11 @@ class Hello:
         )
         if fields.get_int(body, "v", min_value=0, max_value=MAX_NUMBER) != VERSION:
             raise MalformedMessage("the relay speaks another version of the protocol")
+        limits = RelayLimits.from_wire(body["limits"])
+        if limits.fetch_items > MAX_ACK:
+            raise MalformedMessage(f"a relay page holds at most {MAX_ACK} items")
         return cls(
             fields.get_bytes(body, "proof", size=SIGNATURE_BYTES),
-            RelayLimits.from_wire(body["limits"]),
+            limits,
             fields.get_bytes(body, "challenge", size=CHALLENGE_BYTES),
         )

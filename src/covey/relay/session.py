@@ -39,8 +39,11 @@ from covey.relay.limits import RelayLimits
 PREAMBLE: Final = b"cv1r"
 PROLOGUE: Final = b"covey/v1/relay"
 PATTERN: Final = "NN"
-#: Inboxes one connection may be authorized for (a device's groups at this relay).
-MAX_INBOXES_PER_CONNECTION: Final = 64
+#: Inboxes one connection may be authorized for: one, so that the relay
+#: cannot link a device's inboxes (its groups) by the connection they share
+#: (a device reads each inbox on a connection of its own; review of the
+#: relay design).
+MAX_INBOXES_PER_CONNECTION: Final = 1
 #: Requests waiting for the store on one connection; more are refused.
 MAX_IN_FLIGHT: Final = 16
 
@@ -95,20 +98,30 @@ def writer_hash(token: bytes) -> bytes:
     return crypto.blake2b(token, crypto.HashDomain.RELAY_INBOX_WRITER)
 
 
-def segment_id(read_token: bytes) -> bytes:
-    return crypto.blake2b(read_token, crypto.HashDomain.RELAY_SEGMENT_ID)
+def read_token(write_token: bytes) -> bytes:
+    """A mirror segment's read token, from its write token (a writer can read)."""
+    return crypto.blake2b(write_token, crypto.HashDomain.RELAY_SEGMENT_READ)
 
 
-def segment_writer_hash(token: bytes) -> bytes:
-    return crypto.blake2b(token, crypto.HashDomain.RELAY_SEGMENT_WRITER)
+def segment_id(read: bytes) -> bytes:
+    """A mirror segment's ID, from its read token: a segment is bound to its
+    tokens, so nobody can take one by writing first (review of the relay design)."""
+    return crypto.blake2b(read, crypto.HashDomain.RELAY_SEGMENT_ID)
 
 
 class RelaySession:
     """The relay's side of one connection."""
 
-    def __init__(self, identity: RelayIdentity, limits: RelayLimits, now: float) -> None:
+    def __init__(
+        self, identity: RelayIdentity, limits: RelayLimits, now: float, access: bytes
+    ) -> None:
+        """`access`: the relay's access secret (its link carries it); a connection
+        that presented it may make inboxes and segments."""
         self._identity = identity
+        self._access = access
         self.limits = limits
+        #: The device presented the access secret: it may make inboxes and segments.
+        self.may_create = False
         self._preamble = b""
         self._deframer = channel.Deframer()
         self._handshake: noise.Handshake | None = None
@@ -213,20 +226,24 @@ class RelaySession:
         f = request.fields
         op = request.op
         expires = now + f.get("ttl", 0)  # (puts: ttl is checked, in seconds)
+        if op == "access":
+            if not crypto.equal(f["secret"], self._access):
+                raise RelayNotAllowed()
+            self.may_create = True
+            return None
         if op == "inbox-auth":
             self._authorize(f["box"], f["pub"], f["sig"])
             return None
         if op == "inbox-put":
             return store.InboxPut(f["box"], writer_hash(f["token"]), f["item"], expires)
         if op == "mirror-put":
-            return store.MirrorPut(f["seg"], segment_writer_hash(f["token"]), f["item"], expires)
+            segment = segment_id(read_token(f["token"]))
+            return store.MirrorPut(segment, f["item"], expires, self.may_create)
         if op == "mirror-get":
             return store.MirrorGet(segment_id(f["read"]), f["after"])
         if op == "blob-put":
-            blob_id = rng(requests.ID_BYTES)
-            return store.BlobPut(
-                f["seg"], segment_writer_hash(f["token"]), blob_id, f["blob"], expires
-            )
+            segment = segment_id(read_token(f["token"]))
+            return store.BlobPut(segment, rng(requests.ID_BYTES), f["blob"], expires)
         if op == "blob-get":
             return store.BlobGet(f["id"])
         # The owner's requests: inbox-fetch, inbox-ack, inbox-writers.
@@ -237,7 +254,7 @@ class RelaySession:
         if op == "inbox-ack":
             return store.InboxAck(f["box"], f["numbers"])
         assert op == "inbox-writers"
-        return store.InboxWriters(f["box"], f["hashes"])
+        return store.InboxWriters(f["box"], f["hashes"], self.may_create)
 
     def _authorize(self, box: bytes, public: bytes, signature: bytes) -> None:
         if inbox_id(public) != box or len(self.authorized) >= MAX_INBOXES_PER_CONNECTION:

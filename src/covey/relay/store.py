@@ -8,6 +8,10 @@ action atomically (`RelayStore.execute`: one transaction in a database, so
 several relay processes sharing one cannot pass a quota together) and
 returns its result, or raises the `RelayRefused` the device will be told.
 
+A refused action changes nothing, but for what time did: items that
+expired, and inboxes idle too long, are deleted wherever an action meets
+them (and by `Expire`, run now and then), refused or not.
+
 Tokens arrive here hashed (the session hashes them), so a store holds no
 token, only hashes of high-entropy tokens: a database lookup by hash may
 take time that depends on the hash, which tells nothing about a token.
@@ -37,10 +41,11 @@ from covey.relay.limits import DEFAULT_LIMITS, RelayLimits
 
 @dataclass(frozen=True)
 class InboxWriters:
-    """Set an inbox's write-token hashes (creating the inbox): its owner asked."""
+    """Set an inbox's write-token hashes: its owner asked (`create`: it may be new)."""
 
     box: bytes
     hashes: tuple[bytes, ...]
+    create: bool
 
 
 @dataclass(frozen=True)
@@ -69,10 +74,12 @@ class InboxAck:
 
 @dataclass(frozen=True)
 class MirrorPut:
+    """An item for a segment (its ID derived from the write token presented)."""
+
     segment: bytes
-    writer: bytes
     item: bytes
     expires: int
+    create: bool
 
 
 @dataclass(frozen=True)
@@ -83,8 +90,9 @@ class MirrorGet:
 
 @dataclass(frozen=True)
 class BlobPut:
+    """A blob, counted against a segment that exists (its write token presented)."""
+
     segment: bytes
-    writer: bytes
     blob_id: bytes  # drawn by the session
     blob: bytes
     expires: int
@@ -166,7 +174,6 @@ class _Inbox:
 
 @dataclass
 class _Segment:
-    writer: bytes
     touched: int
     items: OrderedDict[int, tuple[bytes, int]] = field(default_factory=OrderedDict)
     next_number: int = 1
@@ -175,7 +182,8 @@ class _Segment:
     blobs: dict[bytes, tuple[bytes, int]] = field(default_factory=dict)
 
 
-def _matches(writer: bytes, registered: tuple[bytes, ...]) -> bool:
+def matches(writer: bytes, registered: tuple[bytes, ...]) -> bool:
+    """Whether a presented write-token hash is one of those registered."""
     found = False
     for candidate in registered:  # (every one compared: constant time in their number)
         found |= hmac.compare_digest(writer, candidate)
@@ -229,6 +237,8 @@ class MemoryStore:
     def _writers(self, action: InboxWriters, now: int) -> Result:
         inbox = self._live_inbox(action.box, now)
         if inbox is None:
+            if not action.create:
+                raise RelayNotAllowed()
             self.inboxes[action.box] = _Inbox(action.hashes, now)
         else:
             inbox.writers = action.hashes
@@ -237,7 +247,7 @@ class MemoryStore:
 
     def _inbox_put(self, action: InboxPut, now: int) -> Result:
         inbox = self._live_inbox(action.box, now)
-        if inbox is None or not _matches(action.writer, inbox.writers):
+        if inbox is None or not matches(action.writer, inbox.writers):
             raise RelayNotAllowed()
         self._expire_items(inbox, now)
         limits = self.limits
@@ -254,8 +264,8 @@ class MemoryStore:
 
     def _inbox_fetch(self, action: InboxFetch, now: int) -> Result:
         inbox = self._live_inbox(action.box, now)
-        if inbox is None:
-            return Items((), False)
+        if inbox is None:  # (never made, or idle too long: its writers are gone too)
+            raise RelayNothingThere()
         inbox.touched = now
         self._expire_items(inbox, now)
         return self._page(inbox.items, action.after)
@@ -263,7 +273,7 @@ class MemoryStore:
     def _inbox_ack(self, action: InboxAck, now: int) -> Result:
         inbox = self._live_inbox(action.box, now)
         if inbox is None:
-            return Done(0)
+            raise RelayNothingThere()
         inbox.touched = now
         count = 0
         for number in action.numbers:
@@ -275,28 +285,28 @@ class MemoryStore:
 
     # --- mirror segments and blobs
 
-    def _segment_for_write(self, segment: bytes, writer: bytes, now: int) -> _Segment:
+    def _segment_for_write(self, segment: bytes, size: int, create: bool, now: int) -> _Segment:
+        """The segment to put `size` bytes into, made if new and allowed (refusals
+        change nothing)."""
         found = self.segments.get(segment)
         if found is None:
-            found = self.segments[segment] = _Segment(writer, now)
-        elif not hmac.compare_digest(writer, found.writer):
-            raise RelayNotAllowed()
+            if not create:
+                raise RelayNotAllowed()
+            found = _Segment(now)
+        self._expire_items(found, now)
+        self._expire_blobs(found, now)
+        limits = self.limits
+        if (
+            len(found.items) + len(found.blobs) >= limits.segment_items
+            or found.size + size > limits.segment_bytes
+        ):
+            raise RelaySegmentFull()
+        self.segments[segment] = found
         found.touched = now
         return found
 
-    def _make_room(self, segment: _Segment, size: int, now: int) -> None:
-        self._expire_items(segment, now)
-        self._expire_blobs(segment, now)
-        limits = self.limits
-        if (
-            len(segment.items) + len(segment.blobs) >= limits.segment_items
-            or segment.size + size > limits.segment_bytes
-        ):
-            raise RelaySegmentFull()
-
     def _mirror_put(self, action: MirrorPut, now: int) -> Result:
-        segment = self._segment_for_write(action.segment, action.writer, now)
-        self._make_room(segment, len(action.item), now)
+        segment = self._segment_for_write(action.segment, len(action.item), action.create, now)
         number = segment.next_number
         segment.next_number += 1
         segment.items[number] = (action.item, action.expires)
@@ -311,8 +321,7 @@ class MemoryStore:
         return self._page(segment.items, action.after)
 
     def _blob_put(self, action: BlobPut, now: int) -> Result:
-        segment = self._segment_for_write(action.segment, action.writer, now)
-        self._make_room(segment, len(action.blob), now)
+        segment = self._segment_for_write(action.segment, len(action.blob), False, now)
         segment.blobs[action.blob_id] = (action.blob, action.expires)
         segment.size += len(action.blob)
         self.blob_segments[action.blob_id] = action.segment
@@ -342,7 +351,7 @@ class MemoryStore:
         for number, (data, expires) in items.items():
             if number <= after:
                 continue
-            if page and budget < len(data):
+            if page and (budget < len(data) or len(page) >= self.limits.fetch_items):
                 more = True
                 break
             page.append((number, data, expires))
