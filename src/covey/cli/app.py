@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from covey import __version__
-from covey.cli import daemon, groups, identity, members, pairing, sealing
+from covey.cli import daemon, groups, identity, members, pairing, relay, sealing
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,6 +21,7 @@ for command in (
     *pairing.COMMANDS,
     *daemon.COMMANDS,
     *members.COMMANDS,
+    *relay.COMMANDS,
 ):
     cli.add_command(command)
 for command in members.GROUP_COMMANDS:  # covey group role, covey group leave

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import aiosqlite
+import anyio
 
 from covey.errors import (
     RelayInboxFull,
@@ -104,6 +105,9 @@ class SqliteRelayStore:
     def __init__(self, db: aiosqlite.Connection, limits: RelayLimits) -> None:
         self._db = db
         self.limits = limits
+        #: One action at a time on the one connection (the relay's
+        #: connections run concurrently; their transactions must not mix).
+        self._lock = anyio.Lock()
 
     @classmethod
     @asynccontextmanager
@@ -145,6 +149,10 @@ class SqliteRelayStore:
 
     async def execute(self, action: store.Action | Expire, now: int) -> store.Result:
         """Carry out one action in one transaction (see `covey.relay.store`)."""
+        async with self._lock:
+            return await self._transaction(action, now)
+
+    async def _transaction(self, action: store.Action | Expire, now: int) -> store.Result:
         db = self._db
         await db.execute("BEGIN IMMEDIATE")
         try:

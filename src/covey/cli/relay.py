@@ -1,0 +1,107 @@
+"""`covey relay serve`: run a relay (PROTOCOL.md section 18).
+
+(`covey relay add / list / remove`, a group's relays, come with the relay
+ops in the log.)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+from pathlib import Path
+from typing import Final
+
+import click
+
+from covey.cli.common import run
+from covey.errors import InvalidArgument
+
+#: Where a relay keeps its key and store unless told (`--data`).
+DEFAULT_DATA: Final = "~/.local/share/covey-relay"
+
+
+@click.group(name="relay")
+def relay_cli() -> None:
+    """Run a relay: an untrusted mailbox for devices on different networks."""
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, colon, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not colon or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise InvalidArgument("--listen takes HOST:PORT, such as 0.0.0.0:4433 or [::]:4433")
+    return host, int(port)
+
+
+def _wildcard(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+@relay_cli.command(name="serve")
+@click.option("--listen", "listen", required=True, help="HOST:PORT to listen on (port 0: any).")
+@click.option(
+    "--host",
+    "public_host",
+    default=None,
+    help="The name or address devices reach it by, for its link "
+    "(needed when listening on 0.0.0.0 or ::).",
+)
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=f"Where the relay keeps its key and store (default: {DEFAULT_DATA}).",
+)
+@click.option(
+    "--db",
+    "db_url",
+    default=None,
+    help="Its store: sqlite:PATH (default: relay.db in the data directory).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the link as one JSON line.")
+def serve(
+    listen: str, public_host: str | None, data: Path | None, db_url: str | None, as_json: bool
+) -> None:
+    """Run a relay until interrupted; print its link (give it to `covey relay add`)."""
+    from covey.relay.link import RelayLink
+    from covey.relay.server import RelayServer, load_or_create_identity
+    from covey.relay.sqlite import SqliteRelayStore
+
+    host, port = _listen(listen)
+    if public_host is None and _wildcard(host):
+        raise InvalidArgument(
+            "listening on every address: say which name devices use with --host NAME"
+        )
+    data = (data or Path(DEFAULT_DATA)).expanduser()
+    if db_url is None:
+        db_path = data / "relay.db"
+    elif db_url.startswith("sqlite:"):
+        db_path = Path(db_url.removeprefix("sqlite:")).expanduser()
+    else:
+        raise InvalidArgument("--db takes sqlite:PATH (PostgreSQL is not supported yet)")
+    identity, access = load_or_create_identity(data)
+
+    def started(bound: int) -> None:
+        link = RelayLink(public_host or host, bound, identity.public, access)
+        if as_json:
+            click.echo(json.dumps({"event": "listening", "port": bound, "link": str(link)}))
+        else:
+            click.echo(f"covey relay listening on {host}:{bound}")
+            click.echo(f"Link (give it to the groups that use this relay): {link}")
+
+    async def go() -> None:
+        async with SqliteRelayStore.open(db_path) as backend:
+            server = RelayServer(identity, access, backend, clock=time.time)
+            try:
+                await server.serve(host, port, started=started)
+            except OSError as exc:
+                raise InvalidArgument(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+    run(go)  # (until interrupted: every action was its own transaction, nothing to flush)
+
+
+COMMANDS = (relay_cli,)

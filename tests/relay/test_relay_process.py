@@ -1,0 +1,114 @@
+"""`covey relay serve` as a real process on loopback: a device's items survive a restart.
+
+The relay runs as `python -m covey relay serve`; devices talk to it over
+real TCP with the pure client (`covey.relay.client`), as a device's node
+will. What the owner fetches after the relay was stopped and started again
+is what was put before.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from covey.relay import client, session
+from covey.relay.limits import ITEM_SIZES
+from covey.relay.link import RelayLink, parse_link
+from tests.conftest import SeededRng
+
+pytestmark = pytest.mark.anyio
+
+ITEM = b"\x05" * ITEM_SIZES[0]
+TOKEN = b"t" * 32
+
+
+@contextmanager
+def relay_process(data: Path) -> Iterator[RelayLink]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "covey", "relay", "serve", "--listen", "127.0.0.1:0",
+         "--data", str(data), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line, process.stderr.read() if process.stderr else ""
+        yield parse_link(json.loads(line)["link"])
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.communicate(timeout=10)  # (waits, and closes its pipes)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise
+
+
+class Device:
+    """One connection to the relay, driven by the pure client."""
+
+    def __init__(self, stream: Any, relay: client.RelayClient) -> None:
+        self.stream = stream
+        self.relay = relay
+
+    @classmethod
+    async def connect(cls, link: RelayLink, seed: str) -> Device:
+        stream = await anyio.connect_tcp(link.host, link.port)
+        device = cls(stream, client.RelayClient(link.key, SeededRng(seed)))
+        await stream.send(device.relay.start())
+        while device.relay.ready is None:
+            device.relay.receive(await stream.receive())
+        assert await device.call("access", secret=link.access) is True
+        return device
+
+    async def call(self, op: str, **fields: Any) -> Any:
+        number, data = self.relay.request(op, **fields)
+        await self.stream.send(data)
+        while True:
+            for event in self.relay.receive(await self.stream.receive()):
+                if isinstance(event, client.Refused):
+                    return event.refusal
+                if isinstance(event, client.Answer) and event.number == number:
+                    return event.value
+
+
+async def test_items_put_before_a_restart_are_fetched_after_it(tmp_path: Path) -> None:
+    inbox_seed, _ = client.inbox_key(b"o" * 32, b"g" * 32, b"r" * 32)
+    with relay_process(tmp_path / "relay") as link:
+        owner = await Device.connect(link, "owner")
+        auth = client.inbox_auth(inbox_seed, owner.relay.ready.challenge)  # type: ignore[union-attr]
+        assert await owner.call("inbox-auth", **auth) is True
+        box = auth["box"]
+        assert await owner.call("inbox-writers", box=box, hashes=[session.writer_hash(TOKEN)]) == 1
+        sender = await Device.connect(link, "sender")
+        assert await sender.call("inbox-put", box=box, token=TOKEN, item=ITEM, ttl=0) == 1
+        await owner.stream.aclose()
+        await sender.stream.aclose()
+    with relay_process(tmp_path / "relay") as again:
+        assert again.key == link.key  # the same relay: its key was kept
+        owner = await Device.connect(again, "owner-again")
+        auth = client.inbox_auth(inbox_seed, owner.relay.ready.challenge)  # type: ignore[union-attr]
+        assert await owner.call("inbox-auth", **auth) is True
+        got = await owner.call("inbox-fetch", box=box, after=0)
+        assert [(n, data) for n, data, _ in got["items"]] == [(1, ITEM)]
+        await owner.stream.aclose()
+
+
+def test_a_wildcard_listen_without_a_host_is_one_clear_error(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "covey", "relay", "serve", "--listen", "0.0.0.0:0",
+         "--data", str(tmp_path)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1
+    assert "--host NAME" in done.stderr
