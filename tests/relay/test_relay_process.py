@@ -32,10 +32,11 @@ TOKEN = b"t" * 32
 
 
 @contextmanager
-def relay_process(data: Path) -> Iterator[RelayLink]:
+def relay_process(data: Path, db: str | None = None) -> Iterator[RelayLink]:
+    extra = [] if db is None else ["--db", db]
     process = subprocess.Popen(
         [sys.executable, "-m", "covey", "relay", "serve", "--listen", "127.0.0.1:0",
-         "--data", str(data), "--json"],
+         "--data", str(data), "--json", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -112,3 +113,36 @@ def test_a_wildcard_listen_without_a_host_is_one_clear_error(tmp_path: Path) -> 
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1
     assert "--host NAME" in done.stderr
+
+
+async def test_two_relay_processes_on_one_postgres_serve_one_population(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    inbox_seed, _ = client.inbox_key(b"o" * 32, b"g" * 32, b"r" * 32)
+    data = tmp_path / "relay"  # (one key, so both answer for one link)
+    with relay_process(data, postgres_dsn) as first, relay_process(data, postgres_dsn) as second:
+        assert first.key == second.key
+        assert first.port != second.port
+        owner = await Device.connect(first, "owner")
+        auth = client.inbox_auth(inbox_seed, owner.relay.ready.challenge)  # type: ignore[union-attr]
+        assert await owner.call("inbox-auth", **auth) is True
+        box = auth["box"]
+        assert await owner.call("inbox-writers", box=box, hashes=[session.writer_hash(TOKEN)]) == 1
+        sender = await Device.connect(second, "sender")
+        assert await sender.call("inbox-put", box=box, token=TOKEN, item=ITEM, ttl=0) == 1
+        got = await owner.call("inbox-fetch", box=box, after=0)
+        assert [(n, item) for n, item, _ in got["items"]] == [(1, ITEM)]
+        await owner.stream.aclose()
+        await sender.stream.aclose()
+
+
+def test_an_unreachable_database_is_one_clear_error(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "covey", "relay", "serve", "--listen", "127.0.0.1:0",
+         "--data", str(tmp_path), "--db", f"postgresql://covey:s3cret@/x?host={tmp_path}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1
+    assert "cannot reach the PostgreSQL database" in done.stderr
+    assert "s3cret" not in done.stderr

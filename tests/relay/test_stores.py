@@ -1,10 +1,11 @@
-"""The relay's SQLite store answers every action as the reference store does.
+"""The relay's database stores answer every action as the reference store does.
 
 Random sequences of actions (small pools of inboxes, segments, writers and
-blobs, small quotas, time moving on) run on `MemoryStore` and on
-`SqliteRelayStore` side by side; after each, both gave the same result or
-the same refusal. Between sequences the SQLite file is reopened, so what it
-answers is what it wrote, not what it held in memory.
+blobs, small quotas, time moving on), and named ones at each limit's edge,
+run on `MemoryStore` and on a database store side by side (SQLite, and a
+real PostgreSQL: `conftest.postgres_dsn`); after each, both gave the same
+result or the same refusal. Halfway through, the database store is closed
+and opened again, so what it answers is what it wrote.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from covey.errors import RelayRefused
 from covey.relay import store
 from covey.relay.limits import DEFAULT_LIMITS, ITEM_SIZES
+from covey.relay.postgres import PostgresRelayStore
 from covey.relay.sqlite import SqliteRelayStore
 
 LIMITS = dataclasses.replace(
@@ -106,13 +108,35 @@ def _outcome(run: Any) -> Any:
         return type(refusal)
 
 
-async def _compare(steps: list[Any], path: Path) -> None:
+def _opener(where: Path | str) -> Any:
+    """Opens the database store at `where`: a SQLite path, or a PostgreSQL DSN."""
+    if isinstance(where, Path):
+        return lambda: SqliteRelayStore.open(where, LIMITS)
+    return lambda: PostgresRelayStore.open(where, LIMITS)
+
+
+async def _empty_postgres(dsn: str) -> None:
+    async with PostgresRelayStore.open(dsn, LIMITS):
+        pass  # (the schema exists now)
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("TRUNCATE inbox, inbox_item, segment, segment_item, blob")
+    finally:
+        await conn.close()
+
+
+async def _compare(steps: list[Any], where: Path | str) -> None:
+    if isinstance(where, str):
+        await _empty_postgres(where)
+    open_store = _opener(where)
     memory = store.MemoryStore(LIMITS)
     now = 1_000
     blobs: list[bytes] = []
     half = len(steps) // 2
-    for part in (steps[:half], steps[half:]):  # (the file is reopened between them)
-        async with SqliteRelayStore.open(path, LIMITS) as sqlite:
+    for part in (steps[:half], steps[half:]):  # (the store is reopened between them)
+        async with open_store() as sqlite:
             for step in part:
                 action = _concrete(step, now, blobs)
                 if action is None:
@@ -131,6 +155,12 @@ async def _compare(steps: list[Any], path: Path) -> None:
 def test_sqlite_answers_as_the_reference_store(steps: list[Any]) -> None:
     with tempfile.TemporaryDirectory() as folder:
         anyio.run(_compare, steps, Path(folder) / "relay.db")
+
+
+@settings(max_examples=100, deadline=None)
+@given(steps=st.lists(actions, min_size=1, max_size=60))
+def test_postgres_answers_as_the_reference_store(postgres_dsn: str, steps: list[Any]) -> None:
+    anyio.run(_compare, steps, postgres_dsn)
 
 
 _box, _w, _seg = BOXES[0], WRITERS[0], SEGMENTS[0]
@@ -192,3 +222,8 @@ SCENARIOS: dict[str, list[Any]] = {
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_sqlite_answers_as_the_reference_store_at_each_edge(name: str, tmp_path: Path) -> None:
     anyio.run(_compare, SCENARIOS[name], tmp_path / "relay.db")
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_postgres_answers_as_the_reference_store_at_each_edge(name: str, postgres_dsn: str) -> None:
+    anyio.run(_compare, SCENARIOS[name], postgres_dsn)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import click
 
@@ -41,6 +43,50 @@ def _wildcard(host: str) -> bool:
         return False
 
 
+@asynccontextmanager
+async def _reachable(opening: Any) -> AsyncIterator[Any]:
+    """`opening`, with a database that cannot be reached as one clear line
+    (the URL is not repeated: it may hold a password)."""
+    try:
+        entered = await opening.__aenter__()
+    except (OSError, ImportError) as exc:
+        raise InvalidArgument(
+            "cannot reach the PostgreSQL database named by --db: check the URL and "
+            "that the server runs"
+        ) from exc
+    except Exception as exc:
+        if type(exc).__module__.startswith("asyncpg"):
+            raise InvalidArgument(
+                f"the PostgreSQL database named by --db refused: {type(exc).__name__}"
+            ) from exc
+        raise
+    try:
+        yield entered
+    except BaseException as exc:
+        if not await opening.__aexit__(type(exc), exc, exc.__traceback__):
+            raise
+    else:
+        await opening.__aexit__(None, None, None)
+
+
+def _store(url: str) -> Any:
+    """What opens the store `url` names (an async context manager factory)."""
+    if url.startswith("sqlite:"):
+        from covey.relay.sqlite import SqliteRelayStore
+
+        path = Path(url.removeprefix("sqlite:")).expanduser()
+        return lambda: SqliteRelayStore.open(path)
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            from covey.relay.postgres import PostgresRelayStore
+        except ImportError:
+            raise InvalidArgument(
+                "a PostgreSQL store needs asyncpg: pip install 'covey[postgres]'"
+            ) from None
+        return lambda: _reachable(PostgresRelayStore.open(url))
+    raise InvalidArgument("--db takes sqlite:PATH or postgresql://...")
+
+
 @relay_cli.command(name="serve")
 @click.option("--listen", "listen", required=True, help="HOST:PORT to listen on (port 0: any).")
 @click.option(
@@ -60,7 +106,8 @@ def _wildcard(host: str) -> bool:
     "--db",
     "db_url",
     default=None,
-    help="Its store: sqlite:PATH (default: relay.db in the data directory).",
+    help="Its store: sqlite:PATH (default: relay.db in the data directory), or "
+    "postgresql://... (a database several relay processes may share).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the link as one JSON line.")
 def serve(
@@ -69,7 +116,6 @@ def serve(
     """Run a relay until interrupted; print its link (give it to `covey relay add`)."""
     from covey.relay.link import RelayLink
     from covey.relay.server import RelayServer, load_or_create_identity
-    from covey.relay.sqlite import SqliteRelayStore
 
     host, port = _listen(listen)
     if public_host is None and _wildcard(host):
@@ -77,12 +123,7 @@ def serve(
             "listening on every address: say which name devices use with --host NAME"
         )
     data = (data or Path(DEFAULT_DATA)).expanduser()
-    if db_url is None:
-        db_path = data / "relay.db"
-    elif db_url.startswith("sqlite:"):
-        db_path = Path(db_url.removeprefix("sqlite:")).expanduser()
-    else:
-        raise InvalidArgument("--db takes sqlite:PATH (PostgreSQL is not supported yet)")
+    opener = _store(db_url or f"sqlite:{data / 'relay.db'}")
     identity, access = load_or_create_identity(data)
 
     def started(bound: int) -> None:
@@ -94,7 +135,7 @@ def serve(
             click.echo(f"Link (give it to the groups that use this relay): {link}")
 
     async def go() -> None:
-        async with SqliteRelayStore.open(db_path) as backend:
+        async with opener() as backend:
             server = RelayServer(identity, access, backend, clock=time.time)
             try:
                 await server.serve(host, port, started=started)
