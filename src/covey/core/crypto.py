@@ -62,10 +62,15 @@ class HashDomain(bytes, Enum):
     #: Relays (PROTOCOL.md section 18): a device's inbox key from its signing
     #: seed (over the group ID and the relay key), an inbox ID from the inbox's public
     #: key, the hash of an inbox's write token, a mirror segment's read
-    #: token from its write token, and its ID from its read token.
+    #: token from its write token, and its ID from its read token; from an
+    #: epoch key, an inbox's write token, a segment's write token, and the
+    #: key of a segment's items.
     RELAY_INBOX_KEY = b"covey/v1/inboxk"
     RELAY_INBOX_ID = b"covey/v1/inbox"
     RELAY_INBOX_WRITER = b"covey/v1/inboxwh"
+    RELAY_INBOX_WRITE = b"covey/v1/inboxw"
+    RELAY_SEGMENT_WRITE = b"covey/v1/mirrw"
+    RELAY_MIRROR_KEY = b"covey/v1/mirrk"
     RELAY_SEGMENT_READ = b"covey/v1/mirrrd"
     RELAY_SEGMENT_ID = b"covey/v1/mirrid"
 
@@ -214,6 +219,13 @@ def open_anonymous(recipient_secret: bytes, sealed: bytes) -> bytes:
 def derive_key(key: bytes, domain: HashDomain, context: bytes = b"") -> bytes:
     """A 32-byte subkey of `key` for one purpose: keyed BLAKE2b over `context`."""
     return blake2b(context, domain, key=key)
+
+
+#: Bytes `aead_seal` adds: the nonce and the tag.
+AEAD_OVERHEAD: Final = (
+    sodium.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+    + sodium.crypto_aead_xchacha20poly1305_ietf_ABYTES
+)
 
 
 def aead_seal(key: bytes, plaintext: bytes, associated: bytes, rng: Rng) -> bytes:

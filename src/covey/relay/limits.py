@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from covey.core import fields
+from covey.core import fields, relayitems
 from covey.errors import MalformedMessage
 
 KIB: Final = 1 << 10
@@ -21,7 +21,7 @@ DAY: Final = 86_400
 #: as stored: padding and encryption included). A device pads inside its
 #: encryption to the next of these, so the relay sees one of seven sizes;
 #: the relay refuses any other size, so a device that forgot cannot leak.
-ITEM_SIZES: Final = (1 * KIB, 4 * KIB, 16 * KIB, 64 * KIB, 256 * KIB, 1 * MIB, 4 * MIB)
+ITEM_SIZES: Final = relayitems.ITEM_SIZES  # (1, 4, 16, 64, 256 KiB, 1 and 4 MiB)
 
 
 def padded_size(length: int) -> int:

@@ -1,0 +1,157 @@
+"""What a device puts on a relay, and the keys it derives to do so (PROTOCOL.md 18.2, 18.3).
+
+Everything here is pure: keys in, bytes out.
+
+* **Inbox items** are sealed to the recipient device's box key (a sealed box
+  from a fresh key pair: the relay cannot tell who sent it) around an
+  envelope the sender signs (type `relay-item`: the group, the recipient,
+  what it carries, the bytes), so the recipient knows who did, and can
+  check that the item was meant for this inbox (a relay cannot move an
+  item from one of a device's inboxes to another).
+* **Mirror items** are encrypted under a key derived from the epoch key
+  (XChaCha20-Poly1305, the segment ID as associated data) around the same
+  signed envelope.
+* Both are padded *inside* the encryption so that what the relay stores is
+  exactly one of `ITEM_SIZES` bytes: a 4-byte length, the envelope, zeros.
+* **Tokens**: an inbox's write token for an epoch; a segment's write token,
+  from which the relay derives the read token and the segment ID.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, Self
+
+from covey.core import Rng, crypto, fields, wire
+from covey.core.identity import Identity
+from covey.errors import MalformedMessage, OversizeMessage
+
+#: The sizes a relay stores (the relay checks them too: `covey.relay.limits`).
+ITEM_SIZES: Final = (1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20)
+LENGTH_BYTES: Final = 4
+#: What sealing adds around the padded plaintext.
+INBOX_OVERHEAD: Final = crypto.ANONYMOUS_OVERHEAD
+MIRROR_OVERHEAD: Final = crypto.AEAD_OVERHEAD
+#: What an item may carry.
+KINDS: Final = ("ops", "welcome", "share")
+ID_BYTES: Final = 32
+
+
+@dataclass(frozen=True)
+class ItemBody:
+    """The signed inside of a relay item."""
+
+    TYPE: ClassVar[str] = "relay-item"
+    group: bytes
+    #: The device it is for (an inbox item), or empty (a mirror item: all members).
+    recipient: bytes
+    kind: str
+    payload: bytes
+
+    def to_wire(self) -> Any:
+        return {"g": self.group, "k": self.kind, "p": self.payload, "r": self.recipient}
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        body = fields.as_map(value, ("g", "k", "p", "r"), what="relay item")
+        kind = fields.get_str(body, "k", max_len=16)
+        if kind not in KINDS:
+            raise MalformedMessage("a relay item carries ops, a welcome or a share")
+        recipient = fields.get_bytes(body, "r", max_len=ID_BYTES)
+        if len(recipient) not in (0, ID_BYTES):
+            raise MalformedMessage("a relay item's recipient is a device ID or none")
+        return cls(
+            fields.get_bytes(body, "g", size=ID_BYTES),
+            recipient,
+            kind,
+            fields.get_bytes(body, "p", max_len=ITEM_SIZES[-1]),
+        )
+
+
+ACCEPT: Final = {ItemBody.TYPE: ItemBody}
+
+
+def _pad(data: bytes, overhead: int) -> bytes:
+    need = LENGTH_BYTES + len(data) + overhead
+    for size in ITEM_SIZES:
+        if need <= size:
+            return len(data).to_bytes(LENGTH_BYTES, "big") + data + bytes(size - need)
+    raise OversizeMessage(f"a relay item holds at most {ITEM_SIZES[-1] - overhead - 4} bytes")
+
+
+def _unpad(plain: bytes) -> bytes:
+    length = int.from_bytes(plain[:LENGTH_BYTES], "big")
+    end = LENGTH_BYTES + length
+    if len(plain) < end or any(plain[end:]):
+        raise MalformedMessage("a relay item's padding is not zeros")
+    return plain[LENGTH_BYTES:end]
+
+
+def seal_for_inbox(
+    me: Identity, recipient: bytes, recipient_box_key: bytes, body: ItemBody, rng: Rng
+) -> bytes:
+    """An inbox item for `recipient`, signed by this device, padded, sealed to it."""
+    if body.recipient != recipient:
+        raise ValueError("the item names another recipient")
+    envelope = wire.seal_envelope(body, me.device_id.raw, me.secrets.signing_seed)
+    return crypto.seal_anonymous(recipient_box_key, _pad(envelope, INBOX_OVERHEAD), rng)
+
+
+def open_from_inbox(
+    me: Identity, group: bytes, item: bytes, keys: wire.KeyLookup
+) -> wire.Envelope[ItemBody]:
+    """Open an item from this device's inbox for `group`: who sent it, what it carries.
+
+    Refused (a typed InvalidInput) unless it is sealed to this device, signed
+    by a device `keys` knows, and names this group and this device.
+    """
+    if len(item) not in ITEM_SIZES:
+        raise MalformedMessage("a relay item has none of the padded sizes")
+    plain = crypto.open_anonymous(me.secrets.box_secret, item)
+    envelope = wire.open_envelope(_unpad(plain), ACCEPT, keys)
+    body = envelope.body
+    if body.group != group or body.recipient != me.device_id.raw:
+        raise MalformedMessage("that relay item was meant for another inbox")
+    return envelope
+
+
+def seal_for_mirror(
+    me: Identity, key: bytes, segment: bytes, body: ItemBody, rng: Rng
+) -> bytes:
+    """A mirror item: signed by this device, padded, encrypted under the epoch's
+    mirror key (`mirror_key`), bound to its segment."""
+    if body.recipient:
+        raise ValueError("a mirror item is for every member")
+    envelope = wire.seal_envelope(body, me.device_id.raw, me.secrets.signing_seed)
+    return crypto.aead_seal(key, _pad(envelope, MIRROR_OVERHEAD), segment, rng)
+
+
+def open_from_mirror(
+    key: bytes, segment: bytes, group: bytes, item: bytes, keys: wire.KeyLookup
+) -> wire.Envelope[ItemBody]:
+    """Open a mirror item of `segment` for `group`: who put it, what it carries."""
+    if len(item) not in ITEM_SIZES:
+        raise MalformedMessage("a relay item has none of the padded sizes")
+    plain = crypto.aead_open(key, item, segment)
+    envelope = wire.open_envelope(_unpad(plain), ACCEPT, keys)
+    if envelope.body.group != group or envelope.body.recipient:
+        raise MalformedMessage("that mirror item belongs to another group")
+    return envelope
+
+
+# --- keys and tokens ---------------------------------------------------------------
+
+
+def inbox_token(epoch_key: bytes, inbox: bytes) -> bytes:
+    """Who holds the epoch may write to this inbox (its owner registers the hash)."""
+    return crypto.derive_key(epoch_key, crypto.HashDomain.RELAY_INBOX_WRITE, inbox)
+
+
+def segment_token(epoch_key: bytes, relay_key: bytes) -> bytes:
+    """The write token of this epoch's mirror segment at a relay."""
+    return crypto.derive_key(epoch_key, crypto.HashDomain.RELAY_SEGMENT_WRITE, relay_key)
+
+
+def mirror_key(epoch_key: bytes, relay_key: bytes) -> bytes:
+    """The key this epoch's mirror items at a relay are encrypted under."""
+    return crypto.derive_key(epoch_key, crypto.HashDomain.RELAY_MIRROR_KEY, relay_key)
