@@ -6,6 +6,7 @@ ops in the log.)
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import time
@@ -18,6 +19,7 @@ import click
 
 from covey.cli.common import run
 from covey.errors import InvalidArgument
+from covey.relay.limits import DEFAULT_LIMITS, RelayLimits
 
 #: Where a relay keeps its key and store unless told (`--data`).
 DEFAULT_DATA: Final = "~/.local/share/covey-relay"
@@ -69,13 +71,13 @@ async def _reachable(opening: Any) -> AsyncIterator[Any]:
         await opening.__aexit__(None, None, None)
 
 
-def _store(url: str) -> Any:
+def _store(url: str, limits: RelayLimits) -> Any:
     """What opens the store `url` names (an async context manager factory)."""
     if url.startswith("sqlite:"):
         from covey.relay.sqlite import SqliteRelayStore
 
         path = Path(url.removeprefix("sqlite:")).expanduser()
-        return lambda: SqliteRelayStore.open(path)
+        return lambda: SqliteRelayStore.open(path, limits)
     if url.startswith(("postgresql://", "postgres://")):
         try:
             from covey.relay.postgres import PostgresRelayStore
@@ -83,7 +85,7 @@ def _store(url: str) -> Any:
             raise InvalidArgument(
                 "a PostgreSQL store needs asyncpg: pip install 'covey[postgres]'"
             ) from None
-        return lambda: _reachable(PostgresRelayStore.open(url))
+        return lambda: _reachable(PostgresRelayStore.open(url, limits))
     raise InvalidArgument("--db takes sqlite:PATH or postgresql://...")
 
 
@@ -109,9 +111,21 @@ def _store(url: str) -> Any:
     help="Its store: sqlite:PATH (default: relay.db in the data directory), or "
     "postgresql://... (a database several relay processes may share).",
 )
+@click.option(
+    "--requests-per-second",
+    "rate",
+    type=click.IntRange(1, 100_000),
+    default=None,
+    help="Requests one connection may make per second (default: 50; bursts of twice it).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the link as one JSON line.")
 def serve(
-    listen: str, public_host: str | None, data: Path | None, db_url: str | None, as_json: bool
+    listen: str,
+    public_host: str | None,
+    data: Path | None,
+    db_url: str | None,
+    rate: int | None,
+    as_json: bool,
 ) -> None:
     """Run a relay until interrupted; print its link (give it to `covey relay add`)."""
     from covey.relay.link import RelayLink
@@ -123,7 +137,10 @@ def serve(
             "listening on every address: say which name devices use with --host NAME"
         )
     data = (data or Path(DEFAULT_DATA)).expanduser()
-    opener = _store(db_url or f"sqlite:{data / 'relay.db'}")
+    limits = DEFAULT_LIMITS
+    if rate is not None:
+        limits = dataclasses.replace(limits, requests_per_second=rate, request_burst=2 * rate)
+    opener = _store(db_url or f"sqlite:{data / 'relay.db'}", limits)
     identity, access = load_or_create_identity(data)
 
     def started(bound: int) -> None:

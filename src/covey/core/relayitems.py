@@ -115,9 +115,7 @@ def open_from_inbox(
     return envelope
 
 
-def seal_for_mirror(
-    me: Identity, key: bytes, segment: bytes, body: ItemBody, rng: Rng
-) -> bytes:
+def seal_for_mirror(me: Identity, key: bytes, segment: bytes, body: ItemBody, rng: Rng) -> bytes:
     """A mirror item: signed by this device, padded, encrypted under the epoch's
     mirror key (`mirror_key`), bound to its segment."""
     if body.recipient:
