@@ -26,7 +26,7 @@ from __future__ import annotations
 import hmac
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 from covey.errors import (
     RelayInboxFull,
@@ -162,6 +162,9 @@ class RelayStore(Protocol):
 
 # --- in memory ------------------------------------------------------------------
 
+#: An expiry later than any (the `soonest` of a holder with no items).
+NEVER: Final = 1 << 62
+
 
 @dataclass
 class _Inbox:
@@ -170,6 +173,8 @@ class _Inbox:
     items: OrderedDict[int, tuple[bytes, int]] = field(default_factory=OrderedDict)
     next_number: int = 1
     size: int = 0
+    #: No item expires before this (so most actions scan nothing).
+    soonest: int = NEVER
 
 
 @dataclass
@@ -180,6 +185,7 @@ class _Segment:
     #: Bytes of its items and blobs (blobs count against the segment's quota).
     size: int = 0
     blobs: dict[bytes, tuple[bytes, int]] = field(default_factory=dict)
+    soonest: int = NEVER
 
 
 def matches(writer: bytes, registered: tuple[bytes, ...]) -> bool:
@@ -260,6 +266,7 @@ class MemoryStore:
         inbox.next_number += 1
         inbox.items[number] = (action.item, action.expires)
         inbox.size += len(action.item)
+        inbox.soonest = min(inbox.soonest, action.expires)
         return Stored(number)
 
     def _inbox_fetch(self, action: InboxFetch, now: int) -> Result:
@@ -311,6 +318,7 @@ class MemoryStore:
         segment.next_number += 1
         segment.items[number] = (action.item, action.expires)
         segment.size += len(action.item)
+        segment.soonest = min(segment.soonest, action.expires)
         return Stored(number)
 
     def _mirror_get(self, action: MirrorGet, now: int) -> Result:
@@ -360,10 +368,13 @@ class MemoryStore:
 
     @staticmethod
     def _expire_items(holder: _Inbox | _Segment, now: int) -> None:
+        if holder.soonest > now:
+            return  # (nothing has expired yet: no scan)
         gone = [n for n, (_, expires) in holder.items.items() if expires <= now]
         for number in gone:
             data, _ = holder.items.pop(number)
             holder.size -= len(data)
+        holder.soonest = min((e for _, e in holder.items.values()), default=NEVER)
 
     def _expire(self, now: int) -> Result:
         count = 0
