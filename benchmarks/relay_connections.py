@@ -27,7 +27,7 @@ import anyio
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from _common import SeededRng, machine, table
-from covey.relay import client
+from covey.net.relay import RelayConnection
 from covey.relay.link import RelayLink, parse_link
 from relay_throughput import ECHO
 
@@ -48,15 +48,7 @@ async def hold_relay(link: RelayLink, count: int, pid: int) -> tuple[int, int, f
     start = time.perf_counter()
     for i in range(count):
         source = f"127.0.{1 + i // PER_ADDRESS // 250}.{2 + i // PER_ADDRESS % 250}"
-        stream = await anyio.connect_tcp(link.host, link.port, local_host=source)
-        relay = client.RelayClient(link.key, SeededRng(f"c{i}"))
-        await stream.send(relay.start())
-        while relay.ready is None:
-            relay.receive(await stream.receive())
-        _, data = relay.request("access", secret=link.access)
-        await stream.send(data)
-        relay.receive(await stream.receive())
-        streams.append(stream)
+        streams.append(await RelayConnection.open(link, SeededRng(f"c{i}"), local_host=source))
     elapsed = time.perf_counter() - start
     await anyio.sleep(1)
     after = rss(pid)

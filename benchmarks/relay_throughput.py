@@ -37,6 +37,7 @@ import anyio
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from _common import SeededRng, machine, table
+from covey.net.relay import RelayConnection
 from covey.relay import client, session
 from covey.relay.limits import ITEM_SIZES
 from covey.relay.link import RelayLink, parse_link
@@ -64,44 +65,18 @@ anyio.run(main)
 """
 
 
-class Connection:
-    def __init__(self, stream: Any, relay: client.RelayClient) -> None:
-        self.stream = stream
-        self.relay = relay
-
-    @classmethod
-    async def open(cls, link: RelayLink, seed: str) -> Connection:
-        stream = await anyio.connect_tcp(link.host, link.port)
-        conn = cls(stream, client.RelayClient(link.key, SeededRng(seed)))
-        await stream.send(conn.relay.start())
-        while conn.relay.ready is None:
-            conn.relay.receive(await stream.receive())
-        await conn.call("access", secret=link.access)
-        return conn
-
-    async def call(self, op: str, **fields: Any) -> Any:
-        number, data = self.relay.request(op, **fields)
-        await self.stream.send(data)
-        while True:
-            for event in self.relay.receive(await self.stream.receive()):
-                if isinstance(event, client.Refused):
-                    raise event.refusal
-                if isinstance(event, client.Answer) and event.number == number:
-                    return event.value
-
-
 async def relay_run(link: RelayLink, items: int, connections: int) -> tuple[float, int]:
     """C inboxes, each with its owner's connection and a sender's: puts, then fetches."""
     boxes, owners, senders = [], [], []
     for i in range(connections):
-        owner = await Connection.open(link, f"owner{i}")
+        owner = await RelayConnection.open(link, SeededRng(f"owner{i}"))
         inbox_seed, _ = client.inbox_key(bytes([i]) * 32, b"g" * 32, link.key)
-        auth = client.inbox_auth(inbox_seed, owner.relay.ready.challenge)  # type: ignore[union-attr]
+        auth = client.inbox_auth(inbox_seed, owner.ready.challenge)
         await owner.call("inbox-auth", **auth)
         await owner.call("inbox-writers", box=auth["box"], hashes=[session.writer_hash(TOKEN)])
         boxes.append(auth["box"])
         owners.append(owner)
-        senders.append(await Connection.open(link, f"sender{i}"))
+        senders.append(await RelayConnection.open(link, SeededRng(f"sender{i}")))
     each = items // connections
     counts = [0] * connections
     start = time.perf_counter()
@@ -130,7 +105,7 @@ async def relay_run(link: RelayLink, items: int, connections: int) -> tuple[floa
                 tasks.start_soon(step, i)
     elapsed = time.perf_counter() - start
     for conn in [*owners, *senders]:
-        await conn.stream.aclose()
+        await conn.aclose()
     return elapsed, sum(counts)
 
 

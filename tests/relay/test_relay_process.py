@@ -15,11 +15,10 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-import anyio
 import pytest
 
+from covey.net.relay import RelayConnection
 from covey.relay import client, session
 from covey.relay.limits import ITEM_SIZES
 from covey.relay.link import RelayLink, parse_link
@@ -54,54 +53,26 @@ def relay_process(data: Path, db: str | None = None) -> Iterator[RelayLink]:
             raise
 
 
-class Device:
-    """One connection to the relay, driven by the pure client."""
-
-    def __init__(self, stream: Any, relay: client.RelayClient) -> None:
-        self.stream = stream
-        self.relay = relay
-
-    @classmethod
-    async def connect(cls, link: RelayLink, seed: str) -> Device:
-        stream = await anyio.connect_tcp(link.host, link.port)
-        device = cls(stream, client.RelayClient(link.key, SeededRng(seed)))
-        await stream.send(device.relay.start())
-        while device.relay.ready is None:
-            device.relay.receive(await stream.receive())
-        assert await device.call("access", secret=link.access) is True
-        return device
-
-    async def call(self, op: str, **fields: Any) -> Any:
-        number, data = self.relay.request(op, **fields)
-        await self.stream.send(data)
-        while True:
-            for event in self.relay.receive(await self.stream.receive()):
-                if isinstance(event, client.Refused):
-                    return event.refusal
-                if isinstance(event, client.Answer) and event.number == number:
-                    return event.value
-
-
 async def test_items_put_before_a_restart_are_fetched_after_it(tmp_path: Path) -> None:
     inbox_seed, _ = client.inbox_key(b"o" * 32, b"g" * 32, b"r" * 32)
     with relay_process(tmp_path / "relay") as link:
-        owner = await Device.connect(link, "owner")
-        auth = client.inbox_auth(inbox_seed, owner.relay.ready.challenge)  # type: ignore[union-attr]
+        owner = await RelayConnection.open(link, SeededRng("owner"))
+        auth = client.inbox_auth(inbox_seed, owner.ready.challenge)
         assert await owner.call("inbox-auth", **auth) is True
         box = auth["box"]
         assert await owner.call("inbox-writers", box=box, hashes=[session.writer_hash(TOKEN)]) == 1
-        sender = await Device.connect(link, "sender")
+        sender = await RelayConnection.open(link, SeededRng("sender"))
         assert await sender.call("inbox-put", box=box, token=TOKEN, item=ITEM, ttl=0) == 1
-        await owner.stream.aclose()
-        await sender.stream.aclose()
+        await owner.aclose()
+        await sender.aclose()
     with relay_process(tmp_path / "relay") as again:
         assert again.key == link.key  # the same relay: its key was kept
-        owner = await Device.connect(again, "owner-again")
-        auth = client.inbox_auth(inbox_seed, owner.relay.ready.challenge)  # type: ignore[union-attr]
+        owner = await RelayConnection.open(again, SeededRng("owner-again"))
+        auth = client.inbox_auth(inbox_seed, owner.ready.challenge)
         assert await owner.call("inbox-auth", **auth) is True
         got = await owner.call("inbox-fetch", box=box, after=0)
         assert [(n, data) for n, data, _ in got["items"]] == [(1, ITEM)]
-        await owner.stream.aclose()
+        await owner.aclose()
 
 
 def test_a_wildcard_listen_without_a_host_is_one_clear_error(tmp_path: Path) -> None:
@@ -123,17 +94,17 @@ async def test_two_relay_processes_on_one_postgres_serve_one_population(
     with relay_process(data, postgres_dsn) as first, relay_process(data, postgres_dsn) as second:
         assert first.key == second.key
         assert first.port != second.port
-        owner = await Device.connect(first, "owner")
-        auth = client.inbox_auth(inbox_seed, owner.relay.ready.challenge)  # type: ignore[union-attr]
+        owner = await RelayConnection.open(first, SeededRng("owner"))
+        auth = client.inbox_auth(inbox_seed, owner.ready.challenge)
         assert await owner.call("inbox-auth", **auth) is True
         box = auth["box"]
         assert await owner.call("inbox-writers", box=box, hashes=[session.writer_hash(TOKEN)]) == 1
-        sender = await Device.connect(second, "sender")
+        sender = await RelayConnection.open(second, SeededRng("sender"))
         assert await sender.call("inbox-put", box=box, token=TOKEN, item=ITEM, ttl=0) == 1
         got = await owner.call("inbox-fetch", box=box, after=0)
         assert [(n, item) for n, item, _ in got["items"]] == [(1, ITEM)]
-        await owner.stream.aclose()
-        await sender.stream.aclose()
+        await owner.aclose()
+        await sender.aclose()
 
 
 def test_an_unreachable_database_is_one_clear_error(tmp_path: Path) -> None:

@@ -136,26 +136,7 @@ class PostgresRelayStore:
         return result
 
     async def _run(self, conn: Any, action: store.Action | Expire, now: int) -> store.Result:
-        match action:
-            case InboxWriters():
-                return await self._writers(conn, action, now)
-            case InboxPut():
-                return await self._inbox_put(conn, action, now)
-            case InboxFetch():
-                return await self._inbox_fetch(conn, action, now)
-            case InboxAck():
-                return await self._inbox_ack(conn, action, now)
-            case MirrorPut():
-                return await self._mirror_put(conn, action, now)
-            case MirrorGet():
-                return await self._mirror_get(conn, action, now)
-            case BlobPut():
-                return await self._blob_put(conn, action, now)
-            case BlobGet():
-                return await self._blob_get(conn, action, now)
-            case Expire():
-                return await self._expire(conn, now)
-        raise TypeError(f"not a relay action: {action!r}")
+        return await getattr(self, store.handler(action))(conn, action, now)
 
     # --- inboxes
 
@@ -351,7 +332,7 @@ class PostgresRelayStore:
             budget -= len(data)
         return store.Items(tuple(page), more)
 
-    async def _expire(self, conn: Any, now: int) -> store.Result:
+    async def _expire(self, conn: Any, action: Expire, now: int) -> store.Result:
         idle = now - self.limits.inbox_idle
         count = await conn.fetchval(
             "SELECT count(*) FROM inbox_item WHERE expires <= $1"

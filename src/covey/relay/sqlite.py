@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -165,26 +165,8 @@ class SqliteRelayStore:
         return result
 
     def _run(self, action: store.Action | Expire, now: int) -> store.Result:
-        match action:
-            case InboxWriters():
-                return self._writers(action, now)
-            case InboxPut():
-                return self._inbox_put(action, now)
-            case InboxFetch():
-                return self._inbox_fetch(action, now)
-            case InboxAck():
-                return self._inbox_ack(action, now)
-            case MirrorPut():
-                return self._mirror_put(action, now)
-            case MirrorGet():
-                return self._mirror_get(action, now)
-            case BlobPut():
-                return self._blob_put(action, now)
-            case BlobGet():
-                return self._blob_get(action, now)
-            case Expire():
-                return self._expire(now)
-        raise TypeError(f"not a relay action: {action!r}")
+        handle: Callable[[Any, int], store.Result] = getattr(self, store.handler(action))
+        return handle(action, now)
 
     # --- inboxes
 
@@ -348,7 +330,7 @@ class SqliteRelayStore:
             budget -= len(data)
         return store.Items(tuple(page), more)
 
-    def _expire(self, now: int) -> store.Result:
+    def _expire(self, action: Expire, now: int) -> store.Result:
         db = self._db
         idle = now - self.limits.inbox_idle
         count = _one(

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import hmac
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from covey.errors import (
     RelayInboxFull,
@@ -149,6 +150,28 @@ class Blob:
 
 Result = Stored | BlobStored | Items | Done | Blob
 
+#: The method each store carries an action out with (the same names in
+#: every store, so that they read side by side).
+HANDLERS: Final[dict[type, str]] = {
+    InboxWriters: "_writers",
+    InboxPut: "_inbox_put",
+    InboxFetch: "_inbox_fetch",
+    InboxAck: "_inbox_ack",
+    MirrorPut: "_mirror_put",
+    MirrorGet: "_mirror_get",
+    BlobPut: "_blob_put",
+    BlobGet: "_blob_get",
+    Expire: "_expire",
+}
+
+
+def handler(action: object) -> str:
+    """The name of the store method for `action` (TypeError if it is none)."""
+    name = HANDLERS.get(type(action))
+    if name is None:
+        raise TypeError(f"not a relay action: {action!r}")
+    return name
+
 
 class RelayStore(Protocol):
     """The port every relay store implements (in memory, SQLite, PostgreSQL)."""
@@ -207,26 +230,8 @@ class MemoryStore:
         self.blob_segments: dict[bytes, bytes] = {}
 
     def execute(self, action: Action | Expire, now: int) -> Result:
-        match action:
-            case InboxWriters():
-                return self._writers(action, now)
-            case InboxPut():
-                return self._inbox_put(action, now)
-            case InboxFetch():
-                return self._inbox_fetch(action, now)
-            case InboxAck():
-                return self._inbox_ack(action, now)
-            case MirrorPut():
-                return self._mirror_put(action, now)
-            case MirrorGet():
-                return self._mirror_get(action, now)
-            case BlobPut():
-                return self._blob_put(action, now)
-            case BlobGet():
-                return self._blob_get(action, now)
-            case Expire():
-                return self._expire(now)
-        raise TypeError(f"not a relay action: {action!r}")
+        handle: Callable[[Any, int], Result] = getattr(self, handler(action))
+        return handle(action, now)
 
     # --- inboxes
 
@@ -376,7 +381,7 @@ class MemoryStore:
             holder.size -= len(data)
         holder.soonest = min((e for _, e in holder.items.values()), default=NEVER)
 
-    def _expire(self, now: int) -> Result:
+    def _expire(self, action: Expire, now: int) -> Result:
         count = 0
         for box in list(self.inboxes):
             inbox = self.inboxes[box]
