@@ -13,13 +13,15 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
 from covey.cli.common import run
 from covey.errors import InvalidArgument
-from covey.relay.limits import DEFAULT_LIMITS, RelayLimits
+
+if TYPE_CHECKING:  # (imported where used: `covey --help` loads no protocol code)
+    from covey.relay.limits import RelayLimits
 
 #: Where a relay keeps its key and store unless told (`--data`).
 DEFAULT_DATA: Final = "~/.local/share/covey-relay"
@@ -136,6 +138,8 @@ def serve(
         raise InvalidArgument(
             "listening on every address: say which name devices use with --host NAME"
         )
+    from covey.relay.limits import DEFAULT_LIMITS
+
     data = (data or Path(DEFAULT_DATA)).expanduser()
     limits = DEFAULT_LIMITS
     if rate is not None:
