@@ -13,7 +13,6 @@ from typing import Any, Final
 from covey.core import fields, relayitems
 from covey.errors import MalformedMessage
 
-KIB: Final = 1 << 10
 MIB: Final = 1 << 20
 DAY: Final = 86_400
 

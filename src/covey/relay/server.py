@@ -13,7 +13,6 @@ The relay's identity (its Ed25519 seed) and access secret live in
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ import anyio
 import anyio.abc
 
 from covey.core import Rng
+from covey.core.node.node import plain_address
 from covey.entropy import system_rng
 from covey.errors import RelayRefused, StoreCorrupt
 from covey.relay import session, store
@@ -47,17 +47,6 @@ class AsyncStore(Protocol):
     async def execute(self, action: store.Action | store.Expire, now: int) -> store.Result: ...
 
 
-class MemoryAsync:
-    """The reference store behind the async port (tests, a relay with no disk)."""
-
-    def __init__(self, memory: store.MemoryStore) -> None:
-        self.memory = memory
-        self.limits = memory.limits
-
-    async def execute(self, action: store.Action | store.Expire, now: int) -> store.Result:
-        return self.memory.execute(action, now)
-
-
 def load_or_create_identity(
     data: Path, rng: Rng = system_rng
 ) -> tuple[session.RelayIdentity, bytes]:
@@ -77,15 +66,9 @@ def load_or_create_identity(
 
 
 def address_of(peer: object) -> str:
-    """The peer's address as a string (an IPv4-mapped IPv6 address as IPv4)."""
-    host = peer[0] if isinstance(peer, tuple) else str(peer)
-    try:
-        parsed = ipaddress.ip_address(host)
-    except ValueError:
-        return str(host)
-    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
-        return str(parsed.ipv4_mapped)
-    return str(parsed)
+    """The peer's address as limits count it (`plain_address`: an IPv4-mapped
+    IPv6 address as the IPv4 address it is)."""
+    return plain_address(str(peer[0] if isinstance(peer, tuple) else peer))
 
 
 @dataclass
