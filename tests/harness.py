@@ -12,6 +12,7 @@ replays exactly.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,7 +25,28 @@ from covey.core.ops import History, Op
 from covey.errors import CoveyError, UsageError
 from tests.conftest import NOW, SeededRng
 
-ACTIONS = ("add", "add_admin", "remove", "leave", "promote", "demote", "rotate", "policy", "heal")
+ACTIONS = (
+    "add",
+    "add_admin",
+    "remove",
+    "leave",
+    "promote",
+    "demote",
+    "rotate",
+    "policy",
+    "heal",
+    "relay_add",
+    "relay_move",
+    "relay_remove",
+    "inbox",
+)
+#: Actions about the group's relays; their `j` picks one of RELAYS.
+RELAY_ACTIONS = ("relay_add", "relay_move", "relay_remove", "inbox")
+#: The relays scripts name: (key, access), made up (nothing is dialed).
+RELAYS = tuple(
+    (hashlib.blake2b(f"relay-{r}".encode(), digest_size=32).digest(), bytes([r]) * 32)
+    for r in range(3)
+)
 #: The same, weighted towards changes that grow the group, so that random
 #: scripts build groups big enough to conflict in interesting ways.
 WEIGHTED_ACTIONS = (*ACTIONS, "add", "add", "add", "add_admin", "rotate", "heal", "promote")
@@ -42,6 +64,8 @@ def summary(state: GroupState) -> dict[str, Any]:
         "equivocators": sorted(d.hex() for d in state.equivocators),
         "notices": list(state.notices),
         "needs_healing": state.needs_healing,
+        "relays": {k.hex(): (r.host, r.port, r.access.hex()) for k, r in state.relays.items()},
+        "inboxes": {f"{d.hex()}@{r.hex()}": b.hex() for (d, r), b in sorted(state.inboxes.items())},
     }
 
 
@@ -97,6 +121,18 @@ class World:
                 op = group.set_policy(
                     "forward" if group.state.history == "shared" else "shared", self.tick()
                 )
+            elif action in ("relay_add", "relay_move"):
+                key, access = RELAYS[j % len(RELAYS)]
+                port = 4443 if action == "relay_add" else 5000 + self.clock % 7
+                op = group.add_relay(
+                    key, f"relay-{j % len(RELAYS)}.test", port, access, self.tick()
+                )
+            elif action == "relay_remove":
+                op = group.remove_relay(RELAYS[j % len(RELAYS)][0], self.tick())
+            elif action == "inbox":
+                relay = RELAYS[j % len(RELAYS)][0]
+                box = hashlib.blake2b(b"%d-%d" % (i, self.clock), digest_size=32).digest()
+                op = group.set_inbox(relay, box, self.tick())
             elif action == "heal":
                 healed = group.heal(self.tick(), self.rng)
                 if healed is None:
@@ -122,6 +158,8 @@ class World:
         actor = actors[i % len(actors)]
         state = self.replicas[actor].state
         members = [k for k in range(self.n) if self.id(k) in state.members]
+        if action in RELAY_ACTIONS:
+            return self.act(actor, action, j)
         if action in ("add", "add_admin"):
             candidates = [k for k in range(self.n) if k not in members]
         else:

@@ -25,6 +25,7 @@ from covey.core.membership import GroupState
 from covey.core.ops import (
     MAX_LINKS,
     Add,
+    AddRelay,
     Body,
     Genesis,
     History,
@@ -33,9 +34,11 @@ from covey.core.ops import (
     Op,
     OpContent,
     Remove,
+    RemoveRelay,
     Role,
     Rotate,
     Rotation,
+    SetInbox,
     SetPolicy,
     SetRole,
     links_of,
@@ -557,6 +560,18 @@ class Group:
 
     def set_policy(self, history: History, now: int) -> Op:
         return self._author(SetPolicy(history), now)
+
+    def add_relay(self, key: bytes, host: str, port: int, access: bytes, now: int) -> Op:
+        """Name a relay for the group's members (or its new address): an admin's op."""
+        return self._author(AddRelay(key, host, port, access), now)
+
+    def remove_relay(self, key: bytes, now: int) -> Op:
+        """The members stop using a relay: an admin's op."""
+        return self._author(RemoveRelay(key), now)
+
+    def set_inbox(self, relay: bytes, box: bytes, now: int) -> Op:
+        """Announce this device's inbox at one of the group's relays."""
+        return self._author(SetInbox(relay, box), now)
 
     def rotate(self, now: int, rng: Rng) -> Op:
         """Start a new epoch for exactly the current members.

@@ -43,7 +43,7 @@ from typing import Final, Literal
 from covey.core import clocks, crypto, membership
 from covey.core.identity import DeviceRecord
 from covey.core.membership import Fork, GroupState, Plan
-from covey.core.ops import Add, Genesis, History, Op, parse_op
+from covey.core.ops import Add, AddRelay, Genesis, History, Op, parse_op
 from covey.errors import (
     BadSignature,
     BufferFull,
@@ -96,6 +96,8 @@ class _Checkpoint:
     position: int
     members: dict[bytes, membership.Member]
     policy_frontier: dict[bytes, History]
+    relay_frontier: dict[bytes, dict[bytes, AddRelay | None]]
+    inboxes: dict[tuple[bytes, bytes], bytes]
     devices: int
     epochs: int
     applied: int
@@ -888,6 +890,8 @@ class GroupLog:
                 position,
                 dict(state.members),
                 dict(state.policy_frontier),
+                {key: dict(ops) for key, ops in state.relay_frontier.items()},
+                dict(state.inboxes),
                 len(state.devices),
                 len(state.epochs),
                 len(state.applied),
@@ -901,6 +905,8 @@ class GroupLog:
         """Put the merged state back as it was at the checkpoint (in place)."""
         state.members = dict(checkpoint.members)
         state.policy_frontier = dict(checkpoint.policy_frontier)
+        state.relay_frontier = {key: dict(ops) for key, ops in checkpoint.relay_frontier.items()}
+        state.inboxes = dict(checkpoint.inboxes)
         while len(state.devices) > checkpoint.devices:
             state.devices.popitem()
         while len(state.skipped) > checkpoint.skipped:

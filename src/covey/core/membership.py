@@ -46,13 +46,16 @@ from typing import Final, Literal, Protocol
 from covey.core.identity import DeviceRecord
 from covey.core.ops import (
     Add,
+    AddRelay,
     Genesis,
     History,
     Op,
     Remove,
+    RemoveRelay,
     Role,
     Rotate,
     Rotation,
+    SetInbox,
     SetPolicy,
     SetRole,
     rotation_of,
@@ -60,6 +63,10 @@ from covey.core.ops import (
 
 Need = Literal["founder", "admin", "member", "self_or_admin"]
 Level = Literal["admin", "member"]
+
+#: Relays one group uses (`add_relay` is refused beyond this many; a merge
+#: of concurrent adds that passes it keeps the first this many by key).
+MAX_RELAYS: Final = 8
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,25 @@ RULES: Final[Mapping[str, Rule]] = {
         ),
         Rule("rotate", "member", True, "starts a new epoch for the current members"),
         Rule("set_policy", "admin", False, "sets the history policy for later joiners"),
+        Rule(
+            "add_relay",
+            "admin",
+            False,
+            "names a relay the members use (its key, address and access secret), "
+            f"or its new address; at most {MAX_RELAYS} relays",
+        ),
+        Rule(
+            "remove_relay",
+            "admin",
+            False,
+            "members stop using a relay; wins over a concurrent add_relay of it",
+        ),
+        Rule(
+            "set_inbox",
+            "member",
+            False,
+            "announces its author's inbox at one of the group's relays",
+        ),
     )
 }
 
@@ -156,6 +182,11 @@ class GroupState:
     epochs: list[Epoch] = field(default_factory=list)
     #: Applied set_policy ops not followed by another (plus genesis's value).
     policy_frontier: dict[bytes, History] = field(default_factory=dict)
+    #: Per relay key, the applied add_relay and remove_relay ops about it not
+    #: followed by another: op ID -> the relay it names, or None (a removal).
+    relay_frontier: dict[bytes, dict[bytes, AddRelay | None]] = field(default_factory=dict)
+    #: (device, relay key) -> the device's inbox there, from its latest set_inbox.
+    inboxes: dict[tuple[bytes, bytes], bytes] = field(default_factory=dict)
     #: IDs of applied ops, in replay order.
     applied: list[bytes] = field(default_factory=list)
     #: Ops not applied, with the reason.
@@ -174,6 +205,26 @@ class GroupState:
         """The history policy: if concurrent changes disagree, `forward` wins."""
         values = set(self.policy_frontier.values())
         return "forward" if "forward" in values else "shared"
+
+    @property
+    def relays(self) -> dict[bytes, AddRelay]:
+        """The group's relays by key, sorted by key (at most MAX_RELAYS).
+
+        For each relay, the ops about it that no other follows decide: a
+        removal among them wins (the relay is not used), else the add with
+        the smallest op ID gives its address (concurrent moves, rare).
+        """
+        relays: dict[bytes, AddRelay] = {}
+        for key in sorted(self.relay_frontier):
+            frontier = self.relay_frontier[key]
+            if len(relays) == MAX_RELAYS or any(v is None for v in frontier.values()):
+                continue
+            relays[key] = frontier[min(frontier)]  # type: ignore[assignment]
+        return relays
+
+    def inbox_of(self, device: bytes, relay: bytes) -> bytes | None:
+        """The inbox a member announced at one of the group's relays, if it did."""
+        return self.inboxes.get((device, relay))
 
     @property
     def current_epoch(self) -> Epoch:
@@ -286,9 +337,30 @@ def check(state: GroupState | None, op: Op) -> str | None:
             return "the device already has that role"
         if body.role == "member" and state.admins == [body.target]:
             return "the last admin cannot be demoted"
+    elif isinstance(body, (AddRelay, RemoveRelay, SetInbox)):
+        return _check_relay(state, op.author, body)
     rotation = rotation_of(body)
     if rotation is not None and rotation.recipients != members:
         return "the new epoch must be wrapped for exactly the members"
+    return None
+
+
+def _check_relay(
+    state: GroupState, author: bytes, body: AddRelay | RemoveRelay | SetInbox
+) -> str | None:
+    relays = state.relays
+    if isinstance(body, AddRelay):
+        current = relays.get(body.key)
+        if current == body:
+            return "the relay is already one of the group's, at that address"
+        if current is None and len(relays) >= MAX_RELAYS:
+            return f"a group has at most {MAX_RELAYS} relays"
+        return None
+    key = body.key if isinstance(body, RemoveRelay) else body.relay
+    if key not in relays:
+        return "the relay is not one of the group's"
+    if isinstance(body, SetInbox) and state.inboxes.get((author, key)) == body.box:
+        return "that inbox is already announced"
     return None
 
 
@@ -765,6 +837,19 @@ class Replayer:
                     if not before(ops[pid], op)
                 }
                 state.policy_frontier[op.id] = body.history
+        elif isinstance(body, (AddRelay, RemoveRelay)):
+            value = body if isinstance(body, AddRelay) else None
+            frontier = state.relay_frontier.get(body.key, {})
+            if self._causality is None:  # the op follows everything about the relay
+                frontier = {}
+            else:
+                assert self._ops is not None
+                before, ops = self._causality.before, self._ops
+                frontier = {pid: v for pid, v in frontier.items() if not before(ops[pid], op)}
+            frontier[op.id] = value
+            state.relay_frontier[body.key] = frontier
+        elif isinstance(body, SetInbox):
+            state.inboxes[(op.author, body.relay)] = body.box
         else:
             assert isinstance(body, Rotate)
         rotation = rotation_of(body)

@@ -317,9 +317,98 @@ class SetPolicy:
         return cls(_choice(body, "history", HISTORIES))
 
 
-Body: TypeAlias = Genesis | Add | Remove | SetRole | Rotate | SetPolicy
+#: Characters of a relay's host: a DNS name, an IPv4 or an IPv6 address.
+MAX_RELAY_HOST: Final = 253
+#: A relay's Ed25519 key and its access secret (PROTOCOL.md section 18.1).
+RELAY_KEY_BYTES: Final = 32
+
+
+def valid_relay_host(host: str) -> bool:
+    """Whether `host` may name a relay: a DNS name, an IPv4 or an IPv6 address (lowercase).
+
+    Only letters, digits, dots, dashes and (for IPv6) colons, so a host read
+    from the log can be shown and dialed without escaping anything.
+    """
+    return (
+        0 < len(host) <= MAX_RELAY_HOST
+        and host == host.lower()
+        and all((c.isalnum() and c.isascii()) or c in ".-:" for c in host)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AddRelay:
+    """A relay the group's members use (or where it moved): its pinned key, address, access."""
+
+    KIND: ClassVar[str] = "add_relay"
+    #: The relay's Ed25519 public key: it identifies the relay in the group.
+    key: bytes
+    host: str
+    port: int
+    #: The relay's access secret (members may make inboxes and segments there).
+    access: bytes
+
+    def to_wire(self) -> Any:
+        return {"access": self.access, "host": self.host, "key": self.key, "port": self.port}
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        body = fields.as_map(value, ("access", "host", "key", "port"), what="add_relay")
+        host = fields.get_str(body, "host", min_len=1, max_len=MAX_RELAY_HOST)
+        if not valid_relay_host(host):
+            raise MalformedMessage("a relay's host is a lowercase name or address")
+        return cls(
+            fields.get_bytes(body, "key", size=RELAY_KEY_BYTES),
+            host,
+            fields.get_int(body, "port", min_value=1, max_value=65535),
+            fields.get_bytes(body, "access", size=RELAY_KEY_BYTES),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveRelay:
+    """Members stop using a relay (named by its key)."""
+
+    KIND: ClassVar[str] = "remove_relay"
+    key: bytes
+
+    def to_wire(self) -> Any:
+        return {"key": self.key}
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        body = fields.as_map(value, ("key",), what="remove_relay")
+        return cls(fields.get_bytes(body, "key", size=RELAY_KEY_BYTES))
+
+
+@dataclass(frozen=True, slots=True)
+class SetInbox:
+    """Its author's inbox at one of the group's relays, where members put items for it."""
+
+    KIND: ClassVar[str] = "set_inbox"
+    #: The relay's key.
+    relay: bytes
+    #: The inbox ID (`covey.core.relayitems`: a hash of the inbox's public key).
+    box: bytes
+
+    def to_wire(self) -> Any:
+        return {"box": self.box, "relay": self.relay}
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        body = fields.as_map(value, ("box", "relay"), what="set_inbox")
+        return cls(
+            fields.get_bytes(body, "relay", size=RELAY_KEY_BYTES),
+            fields.get_bytes(body, "box", size=ID_BYTES),
+        )
+
+
+Body: TypeAlias = (
+    Genesis | Add | Remove | SetRole | Rotate | SetPolicy | AddRelay | RemoveRelay | SetInbox
+)
 BODIES: Final[dict[str, type[Body]]] = {
-    cls.KIND: cls for cls in (Genesis, Add, Remove, SetRole, Rotate, SetPolicy)
+    cls.KIND: cls
+    for cls in (Genesis, Add, Remove, SetRole, Rotate, SetPolicy, AddRelay, RemoveRelay, SetInbox)
 }
 
 
