@@ -27,8 +27,8 @@ import anyio
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from _common import SeededRng, machine, table
+from covey.core.relaylink import RelayLink, parse_link
 from covey.net.relay import RelayConnection
-from covey.relay.link import RelayLink, parse_link
 from relay_throughput import ECHO
 
 PER_ADDRESS = 30  # (under the relay's 32 per address)

@@ -37,10 +37,11 @@ import anyio
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from _common import SeededRng, machine, table
+from covey.core import relayitems
+from covey.core.relaylink import RelayLink, parse_link
 from covey.net.relay import RelayConnection
 from covey.relay import client, session
 from covey.relay.limits import ITEM_SIZES
-from covey.relay.link import RelayLink, parse_link
 
 TARGET = 0.5
 ITEM = b"\x01" * ITEM_SIZES[0]
@@ -70,7 +71,7 @@ async def relay_run(link: RelayLink, items: int, connections: int) -> tuple[floa
     boxes, owners, senders = [], [], []
     for i in range(connections):
         owner = await RelayConnection.open(link, SeededRng(f"owner{i}"))
-        inbox_seed, _ = client.inbox_key(bytes([i]) * 32, b"g" * 32, link.key)
+        inbox_seed, _ = relayitems.inbox_key(bytes([i]) * 32, b"g" * 32, link.key)
         auth = client.inbox_auth(inbox_seed, owner.ready.challenge)
         await owner.call("inbox-auth", **auth)
         await owner.call("inbox-writers", box=auth["box"], hashes=[session.writer_hash(TOKEN)])

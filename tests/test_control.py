@@ -23,6 +23,8 @@ ACTIONS = [
     io.Invite("family", "admin", 3600),
     io.Join(code="7-academic-acid", timeout=12.5),
     io.Join(link="covey:join:abc", address=("::1", 4242)),
+    io.AddRelay("family", "covey-relay://relay.example:4433/abc#def"),
+    io.RemoveRelay("family", b"\x03" * 32),
 ]
 
 

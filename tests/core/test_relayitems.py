@@ -104,7 +104,7 @@ def test_an_item_goes_through_a_relay_and_opens_at_the_other_end() -> None:
     from covey.relay import client
 
     relay = Pipe()
-    inbox_seed, _ = client.inbox_key(BOB.secrets.signing_seed, GROUP, b"r" * 32)
+    inbox_seed, _ = relayitems.inbox_key(BOB.secrets.signing_seed, GROUP, b"r" * 32)
     auth = client.inbox_auth(inbox_seed, relay.ready.challenge)
     assert relay.call("inbox-auth", **auth) is True
     token = relayitems.inbox_token(b"e" * 32, auth["box"])

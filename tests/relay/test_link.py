@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from covey.core.relaylink import RelayLink, parse_link
 from covey.errors import InvalidArgument
-from covey.relay.link import RelayLink, parse_link
 
 hosts = st.one_of(
     st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\.[a-z0-9]{1,10}){0,3}", fullmatch=True),

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from covey.core import relayitems
+from covey.core.relaylink import RelayLink, parse_link
 from covey.net.relay import RelayConnection
 from covey.relay import client, session
 from covey.relay.limits import ITEM_SIZES
-from covey.relay.link import RelayLink, parse_link
 from tests.conftest import SeededRng
 
 pytestmark = pytest.mark.anyio
@@ -54,7 +55,7 @@ def relay_process(data: Path, db: str | None = None) -> Iterator[RelayLink]:
 
 
 async def test_items_put_before_a_restart_are_fetched_after_it(tmp_path: Path) -> None:
-    inbox_seed, _ = client.inbox_key(b"o" * 32, b"g" * 32, b"r" * 32)
+    inbox_seed, _ = relayitems.inbox_key(b"o" * 32, b"g" * 32, b"r" * 32)
     with relay_process(tmp_path / "relay") as link:
         owner = await RelayConnection.open(link, SeededRng("owner"))
         auth = client.inbox_auth(inbox_seed, owner.ready.challenge)
@@ -89,7 +90,7 @@ def test_a_wildcard_listen_without_a_host_is_one_clear_error(tmp_path: Path) -> 
 async def test_two_relay_processes_on_one_postgres_serve_one_population(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
-    inbox_seed, _ = client.inbox_key(b"o" * 32, b"g" * 32, b"r" * 32)
+    inbox_seed, _ = relayitems.inbox_key(b"o" * 32, b"g" * 32, b"r" * 32)
     data = tmp_path / "relay"  # (one key, so both answer for one link)
     with relay_process(data, postgres_dsn) as first, relay_process(data, postgres_dsn) as second:
         assert first.key == second.key

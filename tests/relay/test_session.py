@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from covey.core import channel, crypto, encoding
+from covey.core import channel, crypto, encoding, relayitems
 from covey.errors import (
     HandshakeFailed,
     RelayBadLifetime,
@@ -37,7 +37,7 @@ TOKEN = b"t" * 32
 
 def owner_inbox(pipe: Pipe, seed: bytes = OWNER_SEED) -> bytes:
     """Authorize the owner's inbox on this connection and let TOKEN write; its ID."""
-    inbox_seed, _ = client.inbox_key(seed, GROUP, RELAY.public)
+    inbox_seed, _ = relayitems.inbox_key(seed, GROUP, RELAY.public)
     auth = client.inbox_auth(inbox_seed, pipe.ready.challenge)
     assert pipe.call("inbox-auth", **auth) is True
     assert pipe.call("inbox-writers", box=auth["box"], hashes=[session.writer_hash(TOKEN)]) == 1
@@ -97,7 +97,7 @@ def test_only_the_owner_reads_acknowledges_or_sets_writers() -> None:
 
 def test_an_owner_signature_from_another_connection_is_not_accepted() -> None:
     first, second = Pipe(seed="a"), Pipe(seed="b")
-    inbox_seed, _ = client.inbox_key(OWNER_SEED, GROUP, RELAY.public)
+    inbox_seed, _ = relayitems.inbox_key(OWNER_SEED, GROUP, RELAY.public)
     replayed = client.inbox_auth(inbox_seed, first.ready.challenge)
     assert first.call("inbox-auth", **replayed) is True
     assert isinstance(second.call("inbox-auth", **replayed), RelayNotAllowed)
@@ -105,9 +105,9 @@ def test_an_owner_signature_from_another_connection_is_not_accepted() -> None:
 
 def test_an_inbox_key_that_is_not_the_inbox_is_not_accepted() -> None:
     relay = Pipe()
-    mine, my_public = client.inbox_key(OWNER_SEED, GROUP, RELAY.public)
-    _, their_public = client.inbox_key(b"v" * 32, GROUP, RELAY.public)
-    theirs = session.inbox_id(their_public)
+    mine, my_public = relayitems.inbox_key(OWNER_SEED, GROUP, RELAY.public)
+    _, their_public = relayitems.inbox_key(b"v" * 32, GROUP, RELAY.public)
+    theirs = relayitems.inbox_id(their_public)
     # A valid signature by my inbox key over their inbox's ID: still not theirs.
     signature = crypto.sign(
         mine,
@@ -120,7 +120,7 @@ def test_an_inbox_key_that_is_not_the_inbox_is_not_accepted() -> None:
 
 def test_inbox_ids_differ_per_group_and_per_relay() -> None:
     ids = {
-        session.inbox_id(client.inbox_key(OWNER_SEED, group, relay)[1])
+        relayitems.inbox_id(relayitems.inbox_key(OWNER_SEED, group, relay)[1])
         for group in (b"a" * 32, b"b" * 32)
         for relay in (b"r" * 32, b"s" * 32)
     }
@@ -256,7 +256,7 @@ def test_without_the_access_secret_nothing_new_is_made_and_what_exists_still_wor
     box = owner_inbox(relay)
     relay.call("mirror-put", token=TOKEN, item=ITEM, ttl=0)
     stranger = Pipe(relay.store, seed="stranger", access=False)
-    inbox_seed, _ = client.inbox_key(b"s" * 32, GROUP, RELAY.public)
+    inbox_seed, _ = relayitems.inbox_key(b"s" * 32, GROUP, RELAY.public)
     auth = client.inbox_auth(inbox_seed, stranger.ready.challenge)
     assert stranger.call("inbox-auth", **auth) is True  # (proving a key makes nothing)
     made = stranger.call("inbox-writers", box=auth["box"], hashes=[])
@@ -273,7 +273,7 @@ def test_without_the_access_secret_nothing_new_is_made_and_what_exists_still_wor
 def test_a_connection_reads_one_inbox_only() -> None:
     relay = Pipe()
     owner_inbox(relay)
-    other_seed, _ = client.inbox_key(b"p" * 32, GROUP, RELAY.public)
+    other_seed, _ = relayitems.inbox_key(b"p" * 32, GROUP, RELAY.public)
     second = client.inbox_auth(other_seed, relay.ready.challenge)
     assert isinstance(relay.call("inbox-auth", **second), RelayNotAllowed)
 

@@ -1,7 +1,11 @@
-"""`covey relay serve`: run a relay (PROTOCOL.md section 18).
+"""`covey relay serve`: run a relay; `covey relay add / list / remove`: a group's relays.
 
-(`covey relay add / list / remove`, a group's relays, come with the relay
-ops in the log.)
+A group's relays are in its signed log (an admin's `add_relay` and
+`remove_relay` ops, PROTOCOL.md sections 6.1 and 18), so its members agree
+which relays to use and which key each must prove it holds. `list` reads
+the view the store keeps beside the ops (no passphrase); `add` and
+`remove` are changes, made by the node like every change
+(`covey.cli.common.node_command`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import click
 
-from covey.cli.common import run
+from covey.cli.common import Context, common_options, confirm, node_command, run
 from covey.errors import InvalidArgument
 
 if TYPE_CHECKING:  # (imported where used: `covey --help` loads no protocol code)
@@ -130,7 +134,7 @@ def serve(
     as_json: bool,
 ) -> None:
     """Run a relay until interrupted; print its link (give it to `covey relay add`)."""
-    from covey.relay.link import RelayLink
+    from covey.core.relaylink import RelayLink
     from covey.relay.server import RelayServer, load_or_create_identity
 
     host, port = _listen(listen)
@@ -164,6 +168,132 @@ def serve(
                 raise InvalidArgument(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
     run(go)  # (until interrupted: every action was its own transaction, nothing to flush)
+
+
+@relay_cli.command(name="add")
+@click.argument("link")
+@click.option("--group", "-g", "group_name", required=True, help="The group whose relay it is.")
+@common_options
+def add(ctx: Context, link: str, group_name: str) -> None:
+    """Make the relay at LINK one of a group's relays (an admin's change).
+
+    LINK is what `covey relay serve` printed (covey-relay://HOST:PORT/ACCESS#KEY).
+    The group's members then keep an inbox there, and put what a member
+    that is away needs (new keys, changes) into it. The same relay with a
+    new address moves it. A group has at most 8 relays.
+    """
+    from covey.cli.members import read_group, told_lines
+    from covey.core import relaylink, roster
+    from covey.core.node import io
+    from covey.core.ops import AddRelay
+
+    parsed = relaylink.parse_link(link)
+    log, me = read_group(ctx, group_name)
+    relay = AddRelay(parsed.key, parsed.host, parsed.port, parsed.access)
+    roster.check_add_relay(log, me, relay)
+    document = node_command(
+        ctx, io.AddRelay(log.group_id.hex(), link), needs="named", group=log.group_id.hex()
+    )
+
+    def human() -> None:
+        where = _where(document["relay"])
+        click.echo(f"Added relay {where} to {document['name']!r}.")
+        for line in told_lines(document, "the relay"):
+            click.echo(line)
+
+    ctx.emit(document, human)
+
+
+@relay_cli.command(name="remove")
+@click.argument("relay")
+@click.option("--group", "-g", "group_name", required=True, help="The group.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@common_options
+def remove(ctx: Context, relay: str, group_name: str, yes: bool) -> None:
+    """Stop a group's members using RELAY (an admin's change).
+
+    RELAY is the relay's host, HOST:PORT, or the start of its key (4
+    characters or more), as `covey relay list` shows it.
+    """
+    from covey.cli.members import read_group, told_lines
+    from covey.core import roster
+    from covey.core.node import io
+
+    log, me = read_group(ctx, group_name)
+    assert log.state is not None
+    key = roster.resolve_relay(log.state, relay)
+    roster.check_remove_relay(log, me, key)
+    group = log.state.name
+    where = f"{log.state.relays[key].host}:{log.state.relays[key].port}"
+    confirm(
+        yes,
+        f"Stop using the relay {where} for {group!r}? Members away from the others then "
+        "depend on the group's other relays.",
+        f"removing the relay {where} from {group!r}",
+    )
+    document = node_command(
+        ctx, io.RemoveRelay(log.group_id.hex(), key), needs="named", group=log.group_id.hex()
+    )
+
+    def human() -> None:
+        click.echo(f"Removed relay {_where(document['relay'])} from {group!r}.")
+        for line in told_lines(document, "the change"):
+            click.echo(line)
+
+    ctx.emit(document, human)
+
+
+@relay_cli.command(name="list")
+@click.option("--group", "-g", "group_name", default=None, help="Only this group's relays.")
+@common_options
+def list_relays(ctx: Context, group_name: str | None) -> None:
+    """List the relays of this device's groups (or of one group)."""
+    from covey.store import reader
+
+    if group_name is None:
+        from covey.store.sqlite import Store
+
+        async def names() -> list[str]:
+            async with Store.open(ctx.home) as store:
+                return [group_id.hex() for group_id, _ in await store.list_groups()]
+
+        wanted = run(names)
+    else:
+        wanted = [group_name]
+    groups = []
+    for name in wanted:
+        group_id, view = reader.group_view(ctx.home, name)
+        if view is None or "relays" not in view:  # (none kept yet, or kept by an older covey)
+            from covey.store.sqlite import Store
+
+            async def rebuild(group_id: bytes = group_id) -> dict[str, Any]:
+                async with Store.open(ctx.home) as store:
+                    return await store.rebuild_view(group_id)
+
+            view = run(rebuild)
+        groups.append(
+            {"name": view["name"], "group_id": view["group_id"], "relays": view["relays"]}
+        )
+    document = {"groups": groups}
+
+    def human() -> None:
+        if not groups:
+            click.echo("No groups yet: `covey group create NAME` makes one.")
+        for group in groups:
+            if not group["relays"]:
+                click.echo(f"{group['name']}: no relays (`covey relay add LINK -g NAME` adds one)")
+                continue
+            click.echo(f"{group['name']}:")
+            for relay in group["relays"]:
+                inbox = "" if relay["inbox"] else "  (this device has no inbox there yet)"
+                click.echo(f"  {_where(relay)}  key {relay['key'][:16]}{inbox}")
+
+    ctx.emit(document, human)
+
+
+def _where(relay: dict[str, Any]) -> str:
+    host = f"[{relay['host']}]" if ":" in relay["host"] else relay["host"]
+    return f"{host}:{relay['port']}"
 
 
 COMMANDS = (relay_cli,)

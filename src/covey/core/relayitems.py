@@ -140,6 +140,25 @@ def open_from_mirror(
 # --- keys and tokens ---------------------------------------------------------------
 
 
+def inbox_key(signing_seed: bytes, group_id: bytes, relay_key: bytes) -> tuple[bytes, bytes]:
+    """(seed, public key) of a device's inbox for a group at a relay (PROTOCOL.md 18.2).
+
+    Derived, never stored: a device's inbox at one relay for one group is
+    always the same, so it is announced once (`set_inbox`)."""
+    seed = crypto.derive_key(signing_seed, crypto.HashDomain.RELAY_INBOX_KEY, group_id + relay_key)
+    return seed, crypto.signing_public_key(seed)
+
+
+def inbox_id(public: bytes) -> bytes:
+    """An inbox's ID: the hash of its owner's public key for it."""
+    return crypto.blake2b(public, crypto.HashDomain.RELAY_INBOX_ID)
+
+
+def my_inbox(signing_seed: bytes, group_id: bytes, relay_key: bytes) -> bytes:
+    """The ID of a device's inbox for a group at a relay."""
+    return inbox_id(inbox_key(signing_seed, group_id, relay_key)[1])
+
+
 def inbox_token(epoch_key: bytes, inbox: bytes) -> bytes:
     """Who holds the epoch may write to this inbox (its owner registers the hash)."""
     return crypto.derive_key(epoch_key, crypto.HashDomain.RELAY_INBOX_WRITE, inbox)

@@ -24,10 +24,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from covey.core import relaylink
 from covey.core.identity import ID_PREFIX, DeviceId, DeviceRecord
 from covey.core.log import GroupLog
-from covey.core.membership import GroupState, may_author
-from covey.core.ops import Op, Remove
+from covey.core.membership import MAX_RELAYS, GroupState, may_author
+from covey.core.ops import AddRelay, Op, Remove
 from covey.core.words import WORD_COUNT
 from covey.errors import AmbiguousDevice, InvalidArgument, NoSuchDevice, NotAllowed, NotAMember
 
@@ -372,3 +373,51 @@ def names(state: GroupState, devices: Iterable[bytes]) -> list[dict[str, str]]:
             }
         )
     return out
+
+
+def check_add_relay(log: GroupLog, me: bytes, relay: AddRelay) -> None:
+    """Refuse, in one line, an `add_relay` the rules would refuse."""
+    state = _member_state(log, me)
+    group = state.name
+    if not may_author(state, me, "add_relay"):
+        raise NotAllowed(f"only an admin of {group!r} can add relays: ask {admins_label(state)}")
+    current = state.relays.get(relay.key)
+    if current == relay:
+        raise NotAllowed(f"that relay is already one of {group!r}'s, at that address")
+    if current is None and len(state.relays) >= MAX_RELAYS:
+        raise NotAllowed(
+            f"{group!r} has {MAX_RELAYS} relays, the most a group has: remove one first"
+            f" (`covey relay remove RELAY -g {command_arg(group)}`)"
+        )
+
+
+def check_remove_relay(log: GroupLog, me: bytes, key: bytes) -> None:
+    """Refuse, in one line, a `remove_relay` the rules would refuse."""
+    state = _member_state(log, me)
+    group = state.name
+    if not may_author(state, me, "remove_relay"):
+        raise NotAllowed(f"only an admin of {group!r} can remove relays: ask {admins_label(state)}")
+    if key not in state.relays:
+        raise NotAllowed(
+            f"that relay is not one of {group!r}'s (`covey relay list -g {command_arg(group)}`)"
+        )
+
+
+def resolve_relay(state: GroupState, text: str) -> bytes:
+    """The key of the group relay that `text` names: its host, HOST:PORT, or its key's start
+    (4 characters or more of the base32 key `covey relay list` shows)."""
+    text = text.strip().lower()
+    found = [
+        key
+        for key, relay in state.relays.items()
+        if text in (relay.host, f"{relay.host}:{relay.port}", f"[{relay.host}]:{relay.port}")
+        or (len(text) >= 4 and relaylink.encode_key(key).startswith(text))
+    ]
+    if len(found) == 1:
+        return found[0]
+    group = command_arg(state.name)
+    if not found:
+        raise InvalidArgument(
+            f"no relay of {state.name!r} is named that: `covey relay list -g {group}` shows them"
+        )
+    raise InvalidArgument("more than one relay is named that: give more of its key")

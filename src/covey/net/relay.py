@@ -15,9 +15,9 @@ import anyio
 import anyio.abc
 
 from covey.core import Rng
+from covey.core.relaylink import RelayLink
 from covey.errors import HandshakeFailed
 from covey.relay import client
-from covey.relay.link import RelayLink
 
 #: Bytes read from the socket at once.
 READ_SIZE: Final = 65_536

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from covey.core import Rng, channel, crypto, noise
+from covey.core import Rng, channel, crypto, noise, relayitems
 from covey.errors import BadSignature, HandshakeFailed, MalformedMessage, RelayRefused
 from covey.relay import requests, session
 from covey.relay.limits import RelayLimits
@@ -112,16 +112,10 @@ class RelayClient:
         return number, b"".join(channel.fragments(self._transport, message, requests.MAX_REQUEST))
 
 
-def inbox_key(signing_seed: bytes, group_id: bytes, relay_key: bytes) -> tuple[bytes, bytes]:
-    """(seed, public key) of this device's inbox for a group at a relay."""
-    seed = crypto.derive_key(signing_seed, crypto.HashDomain.RELAY_INBOX_KEY, group_id + relay_key)
-    return seed, crypto.signing_public_key(seed)
-
-
 def inbox_auth(seed: bytes, challenge: bytes) -> dict[str, bytes]:
     """The fields of an `inbox-auth` request for the inbox of `seed`, on one connection."""
     public = crypto.signing_public_key(seed)
-    box = session.inbox_id(public)
+    box = relayitems.inbox_id(public)
     signature = crypto.sign(
         seed, crypto.SignDomain.RELAY_INBOX_AUTH, session.inbox_auth_message(challenge, box)
     )

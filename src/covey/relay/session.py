@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from covey.core import Rng, channel, crypto, noise
+from covey.core.relayitems import inbox_id
 from covey.errors import (
     BadSignature,
     InvalidInput,
@@ -81,11 +82,6 @@ class End:
 
 
 Output = Send | Run | End
-
-
-def inbox_id(public: bytes) -> bytes:
-    """An inbox's ID: the hash of its owner's public key for it."""
-    return crypto.blake2b(public, crypto.HashDomain.RELAY_INBOX_ID)
 
 
 def inbox_auth_message(challenge: bytes, box: bytes) -> bytes:

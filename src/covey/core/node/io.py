@@ -179,7 +179,37 @@ class Join:
     timeout: float = 30.0
 
 
-Action = CreateGroup | Rotate | Heal | RemoveDevice | ChangeRole | Leave | Shred | Invite | Join
+@dataclass(frozen=True, slots=True)
+class AddRelay:
+    """Name a relay for a group's members (an admin's act): `link` as `covey relay serve`
+    printed it. The same relay with a new address moves it."""
+
+    group: str
+    link: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveRelay:
+    """The group's members stop using a relay (an admin's act), named by its key."""
+
+    group: str
+    #: The relay's key (32 bytes).
+    key: bytes
+
+
+Action = (
+    CreateGroup
+    | Rotate
+    | Heal
+    | RemoveDevice
+    | ChangeRole
+    | Leave
+    | Shred
+    | Invite
+    | Join
+    | AddRelay
+    | RemoveRelay
+)
 Event = Tick | AdvertSeen | AdvertLost | Incoming | Connected | Received | Closed | Command | Cancel
 
 # --- effects -------------------------------------------------------------------

@@ -69,7 +69,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from covey.core import Rng, channel, discovery, introduction, pairing, roster
+from covey.core import Rng, channel, discovery, introduction, pairing, relayitems, relaylink, roster
 from covey.core.group import Group
 from covey.core.identity import DeviceRecord, Identity, validate_name
 from covey.core.node import io, views
@@ -83,7 +83,7 @@ from covey.core.node.links import (
     closed_early,
 )
 from covey.core.node.views import describe
-from covey.core.ops import Op
+from covey.core.ops import AddRelay, Op
 from covey.errors import (
     CoveyError,
     GroupExists,
@@ -263,6 +263,8 @@ class Node:
         #: The name of this node's own advert for its fellow members, if any.
         self._advert: str | None = None
         self._heal_since: dict[bytes, float] = {}
+        #: (group, relay key) -> this device's inbox ID there (`_announce_inboxes`).
+        self._my_inboxes: dict[tuple[bytes, bytes], bytes] = {}
         #: Per group: the history gaps our last healing rotation was for, and
         #: until when not to rotate again for the same ones (no storm when a
         #: healing rotation cannot close them: say, its link does not open).
@@ -1399,6 +1401,24 @@ class Node:
                 self.persist({group.id}, out)
                 changed = {**roster.names(group.state, [device])[0], "role": role}
                 self._tell(request, group, {**describe(group), "changed": changed}, out)
+            case io.AddRelay(name, text):
+                group = self.find_group(name)
+                link = relaylink.parse_link(text)
+                relay = AddRelay(link.key, link.host, link.port, link.access)
+                roster.check_add_relay(group.log, me, relay)
+                group.add_relay(link.key, link.host, link.port, link.access, now)
+                self.persist({group.id}, out)
+                self._announce_inboxes(group, out)
+                added = views.relay_view(group.state.relays[link.key])
+                self._tell(request, group, {**describe(group), "relay": added}, out)
+            case io.RemoveRelay(name, key):
+                group = self.find_group(name)
+                roster.check_remove_relay(group.log, me, key)
+                gone = group.state.relays[key]
+                group.remove_relay(key, now)
+                self.persist({group.id}, out)
+                removed = views.relay_view(gone)
+                self._tell(request, group, {**describe(group), "relay": removed}, out)
             case io.Leave(name):
                 self._leave(request, name, out)
             case io.Shred(name):
@@ -1491,12 +1511,33 @@ class Node:
             if self.now >= open_.invitation.expires:
                 self._end_invitation(request, NotAllowed("the invitation expired"), out)
         self._watch_standing(out)
+        for group in list(self.groups.values()):
+            self._announce_inboxes(group, out)
         self._heal(out)
         self._refresh_advert(out)
         self._advance_joins(out)
         self._dial_due(out)
         self._probe_due(out)
         self._advance_tellings(out)
+
+    def _announce_inboxes(self, group: Group, out: list[Effect]) -> None:
+        """Announce this device's inbox at each of the group's relays it has not yet
+        (`set_inbox`: members put items for it there, PROTOCOL.md 18.2)."""
+        state = group.log.state
+        me = self.me.device_id.raw
+        if state is None or me not in state.members or self._is_leaving(group):
+            return
+        announced = False
+        for key in state.relays:
+            box = self._my_inboxes.get((group.id, key))
+            if box is None:
+                box = relayitems.my_inbox(self.me.secrets.signing_seed, group.id, key)
+                self._my_inboxes[(group.id, key)] = box
+            if state.inbox_of(me, key) != box:
+                group.set_inbox(key, box, int(self.now))
+                announced = True
+        if announced:
+            self.persist({group.id}, out)
 
     def _heal(self, out: list[Effect]) -> None:
         """Rotate a group whose current key is not held by exactly its members.

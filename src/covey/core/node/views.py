@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from covey.core import relaylink
 from covey.core.group import Group
 from covey.core.identity import DeviceId
 from covey.core.log import GroupLog
-from covey.core.ops import Add, Remove, SetRole
+from covey.core.ops import Add, AddRelay, Remove, SetRole
 from covey.errors import NotAMember
 
 
@@ -55,7 +56,16 @@ def describe_log(log: GroupLog, me: bytes) -> dict[str, Any]:
         "ops": len(log),
         "equivocators": [str(DeviceId(device)) for device in state.equivocators],
         "notices": list(state.notices),
+        "relays": [
+            {**relay_view(relay), "inbox": state.inbox_of(me, key) is not None}
+            for key, relay in state.relays.items()
+        ],
     }
+
+
+def relay_view(relay: AddRelay) -> dict[str, Any]:
+    """One of a group's relays, as `covey relay list` shows it (never its access secret)."""
+    return {"key": relaylink.encode_key(relay.key), "host": relay.host, "port": relay.port}
 
 
 # --- what a sync changed, for people ---------------------------------------------------

@@ -7,7 +7,9 @@ without padding (52 characters), so a device needs nothing else to check
 the relay (PROTOCOL.md section 18.1). ACCESS is the relay's access secret,
 32 bytes the same way: whoever has the link may make inboxes and segments
 on the relay (a stranger who only found the port may not). HOST is a DNS
-name, an IPv4 address or an IPv6 address in brackets.
+name, an IPv4 address or an IPv6 address in brackets. A group's relays are
+in its signed log as `add_relay` ops with the same four fields
+(`covey.core.ops.AddRelay`).
 """
 
 from __future__ import annotations
@@ -17,12 +19,11 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Final
 
+from covey.core.ops import RELAY_KEY_BYTES as KEY_BYTES
+from covey.core.ops import valid_relay_host
 from covey.errors import InvalidArgument
 
 SCHEME: Final = "covey-relay://"
-KEY_BYTES: Final = 32
-#: Characters of a DNS name or a bracketed IPv6 address.
-MAX_HOST: Final = 253
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,14 @@ def parse_link(text: str) -> RelayLink:
     if not colon or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise InvalidArgument("the relay link needs a port: covey-relay://HOST:PORT#KEY")
     if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
+        host = host[1:-1].lower()
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
             raise InvalidArgument("the relay link's address in brackets is not IPv6") from None
-    elif not host or len(host) > MAX_HOST or not all(c.isalnum() or c in ".-" for c in host):
+        if not valid_relay_host(host):  # (a zone, "%eth0", means nothing to other devices)
+            raise InvalidArgument("the relay link's IPv6 address has a zone: leave it out")
+    elif ":" in host or not valid_relay_host(host.lower()):
         raise InvalidArgument("the relay link's host is not a name or an address")
     return RelayLink(host.lower(), int(port_text), key, access)
 
