@@ -93,7 +93,8 @@ DONE: Final = _encode({"t": "done"})
 BYE: Final = _encode({"t": "bye"})
 
 
-def _ops_messages(group_id: bytes, ops: Iterable[Op]) -> list[bytes]:
+def ops_messages(group_id: bytes, ops: Iterable[Op]) -> list[bytes]:
+    """`ops` messages carrying `ops` in their order (also a relay item's payload)."""
     messages = []
     batch: list[bytes] = []
     size = 0
@@ -106,6 +107,29 @@ def _ops_messages(group_id: bytes, ops: Iterable[Op]) -> list[bytes]:
     if batch:
         messages.append(_encode({"t": "ops", "g": group_id, "o": batch}))
     return messages
+
+
+def read_ops(data: bytes) -> tuple[bytes, list[bytes]]:
+    """An `ops` message on its own (a relay item's payload): (group ID, op bytes).
+
+    MalformedMessage unless it is exactly an `ops` message within the limits.
+    """
+    value = encoding.decode(data, LIMITS)
+    message = fields.as_map(value, _KEYS["ops"], what="ops message")
+    if message["t"] != "ops":
+        raise MalformedMessage("expected an ops message")
+    group = message["g"]
+    if type(group) is not bytes or len(group) != 32:
+        raise MalformedMessage("a group ID is 32 bytes")
+    return group, _op_list(message["o"])
+
+
+def _op_list(ops: Any) -> list[bytes]:
+    if not isinstance(ops, list) or len(ops) > MAX_OPS_PER_MESSAGE:
+        raise MalformedMessage(f"an ops message carries at most {MAX_OPS_PER_MESSAGE} ops")
+    if not all(isinstance(raw, bytes) for raw in ops):
+        raise MalformedMessage("ops are byte strings")
+    return ops
 
 
 def news_of_removal(group: Group, device: bytes, vector: Mapping[bytes, int]) -> list[Op]:
@@ -231,18 +255,14 @@ class SyncSession:
                 ops = missing_for(group, vector)
             else:
                 ops = news_of_removal(group, self.peer, vector)
-            outcome.send += _ops_messages(group.id, ops)
+            outcome.send += ops_messages(group.id, ops)
         self.peer_named = frozenset(g for g in named if g in self.groups)
         return outcome
 
     def _on_ops(self, message: dict[str, Any]) -> Outcome:
         outcome = Outcome()
         group = self._group(message["g"], members_only=False)
-        ops = message["o"]
-        if not isinstance(ops, list) or len(ops) > MAX_OPS_PER_MESSAGE:
-            raise MalformedMessage(f"an ops message carries at most {MAX_OPS_PER_MESSAGE} ops")
-        if not all(isinstance(raw, bytes) for raw in ops):
-            raise MalformedMessage("ops are byte strings")
+        ops = _op_list(message["o"])
         if group is None:
             return outcome
         for received in group.receive_all(ops, self.peer):
@@ -267,7 +287,7 @@ class SyncSession:
         ids = {w for w in wanted if isinstance(w, bytes) and len(w) == 32}
         ancestors = group.log.ancestors(i for i in ids if i in group.log)
         ops = [op for op in group.log.order if op.id in ancestors]
-        outcome.send += _ops_messages(group.id, ops)
+        outcome.send += ops_messages(group.id, ops)
         return outcome
 
 

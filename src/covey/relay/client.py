@@ -112,6 +112,34 @@ class RelayClient:
         return number, b"".join(channel.fragments(self._transport, message, requests.MAX_REQUEST))
 
 
+def read_items(value: Any) -> tuple[list[tuple[int, bytes]], bool]:
+    """A fetch's or mirror read's answer, from a relay that may lie: ([(number, item)], more).
+
+    MalformedMessage unless it is `{items: [[number, item, expires], ...], more}`
+    with numbers rising and items of the padded sizes.
+    """
+    if type(value) is not dict or set(value) != {"items", "more"}:
+        raise MalformedMessage("a relay's page is {items, more}")
+    items, more = value["items"], value["more"]
+    if type(items) is not list or type(more) is not bool:
+        raise MalformedMessage("a relay's page is {items, more}")
+    read: list[tuple[int, bytes]] = []
+    for entry in items:
+        if (
+            type(entry) is not list
+            or len(entry) != 3
+            or type(entry[0]) is not int
+            or type(entry[1]) is not bytes
+            or type(entry[2]) is not int
+            or len(entry[1]) not in relayitems.ITEM_SIZES
+            or (read and entry[0] <= read[-1][0])
+            or not 0 < entry[0] <= requests.MAX_NUMBER
+        ):
+            raise MalformedMessage("a relay's page holds [number, item, expires], numbers rising")
+        read.append((entry[0], entry[1]))
+    return read, more
+
+
 def inbox_auth(seed: bytes, challenge: bytes) -> dict[str, bytes]:
     """The fields of an `inbox-auth` request for the inbox of `seed`, on one connection."""
     public = crypto.signing_public_key(seed)

@@ -43,7 +43,17 @@ from typing import Any, Final
 from covey.core.group import Group
 from covey.core.log import GroupLog
 from covey.core.membership import GroupState
-from covey.core.ops import Add, Genesis, Op, Remove, SetPolicy, SetRole
+from covey.core.ops import (
+    Add,
+    AddRelay,
+    Genesis,
+    Op,
+    Remove,
+    RemoveRelay,
+    SetInbox,
+    SetPolicy,
+    SetRole,
+)
 from covey.core.seal import open_bytes
 from covey.errors import CoveyError, NeverAMember
 from covey.sim.world import Device, Violation, World
@@ -55,6 +65,9 @@ REFERENCE_RULES: Final = {
     "set_role": "admin",
     "rotate": "member",
     "set_policy": "admin",
+    "add_relay": "admin",
+    "remove_relay": "admin",
+    "set_inbox": "member",
 }
 
 
@@ -83,6 +96,12 @@ def _kind(op: Op) -> str:
         return "set_role"
     if isinstance(body, SetPolicy):
         return "set_policy"
+    if isinstance(body, AddRelay):
+        return "add_relay"
+    if isinstance(body, RemoveRelay):
+        return "remove_relay"
+    if isinstance(body, SetInbox):
+        return "set_inbox"
     return "rotate"
 
 
@@ -93,6 +112,8 @@ def summary(state: GroupState) -> tuple[Any, ...]:
         state.history,
         state.needs_healing,
         tuple(sorted(d.hex() for d in state.equivocators)),
+        tuple(sorted((k.hex(), r.host, r.port) for k, r in state.relays.items())),
+        tuple(sorted((d.hex(), r.hex(), b.hex()) for (d, r), b in state.inboxes.items())),
     )
 
 
@@ -141,7 +162,7 @@ class Invariants:
 
     def step(self) -> None:
         for index in sorted(self._dirty_devices):
-            self._check_device(self.world.devices[index])
+            self._check_device(self.world.device_at(index))
         self._dirty_devices.clear()
         for group_id in sorted(self._dirty_groups):
             self._check_truth(group_id)
@@ -172,7 +193,7 @@ class Invariants:
                 if other != device.index and their_digest == digest and theirs != mine:
                     raise Violation(
                         "convergence",
-                        f"{device.name} and {self.world.devices[other].name} hold the same "
+                        f"{device.name} and {self.world.device_at(other).name} hold the same "
                         f"{len(group.log)} ops of a group but disagree: {mine} vs {theirs}",
                     )
 

@@ -72,6 +72,9 @@ class NetDevice:
     adverts: dict[str, bytes] = field(default_factory=dict)
     #: Adverts delivered to it: name -> owner.
     seen: dict[str, int] = field(default_factory=dict)
+    #: On the internet (a relay): every online device reaches it, by `name`.
+    public: bool = False
+    name: str = ""
 
 
 Deliver = Callable[[int, int, io.Event, float], None]
@@ -102,13 +105,21 @@ class Network:
         self.devices.append(NetDevice(home=home))
         return len(self.devices) - 1
 
+    def add_public(self, name: str) -> int:
+        """A host on the internet (a relay), reached by its name from every home."""
+        self.devices.append(NetDevice(public=True, name=name))
+        return len(self.devices) - 1
+
     def address(self, device: int) -> str:
-        return f"10.{self.devices[device].home}.0.{device + 1}"
+        d = self.devices[device]
+        return d.name if d.public else f"10.{d.home}.0.{device + 1}"
 
     def reachable(self, a: int, b: int) -> bool:
         da, db = self.devices[a], self.devices[b]
         if not (da.online and db.online):
             return False
+        if da.public or db.public:
+            return True
         return da.home == db.home or (min(da.home, db.home), max(da.home, db.home)) in self.links
 
     def set_online(self, device: int, online: bool) -> None:
@@ -147,12 +158,12 @@ class Network:
             if not self.reachable(device, pipe.device):
                 self._break(device, conn, "the network went away")
         for observer, d in enumerate(self.devices):
-            if not d.online:
+            if not d.online or d.public:  # (mDNS stays on the LANs)
                 continue
             visible = {
                 name: owner
                 for owner, o in enumerate(self.devices)
-                if owner != observer and self.reachable(observer, owner)
+                if owner != observer and not o.public and self.reachable(observer, owner)
                 for name in o.adverts
             }
             for name in [n for n in d.seen if n not in visible]:
@@ -172,7 +183,7 @@ class Network:
     def advertise(self, owner: int, name: str, txt: bytes) -> None:
         self.devices[owner].adverts[name] = txt
         for observer, d in enumerate(self.devices):
-            if observer != owner and d.online and self.reachable(observer, owner):
+            if observer != owner and d.online and not d.public and self.reachable(observer, owner):
                 d.seen[name] = owner
                 self._advert_to(observer, owner, name)
 

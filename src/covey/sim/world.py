@@ -29,8 +29,10 @@ from covey.core.group import Group
 from covey.core.identity import Identity, create_identity
 from covey.core.node import Node, io
 from covey.core.ops import Op
+from covey.relay import session
 from covey.sim.network import Faults, Network
 from covey.sim.rand import Rand, Stream
+from covey.sim.relay import HONEST, Lies, SimRelay
 from covey.sim.store import MemoryStore
 
 #: The virtual clock starts at 2026-11-01 00:00 UTC (a Sunday), so hours and
@@ -90,6 +92,9 @@ class World:
         self.now = float(EPOCH)
         self.network = Network(homes, Rand(seed, "network"), faults, self._schedule_event)
         self.devices: list[Device] = []
+        #: Network index -> the device or relay there.
+        self._at: dict[int, Device] = {}
+        self.relays: dict[int, SimRelay] = {}
         self._queue: list[tuple[float, int, Callable[[], object]]] = []
         self._seq = 0
         self.steps = 0
@@ -109,7 +114,41 @@ class World:
         me = create_identity(name, EPOCH, Stream(self.seed, f"identity:{name}"))
         device = Device(index, name, person, me, Stream(self.seed, f"rng:{name}"))
         self.devices.append(device)
+        self._at[index] = device
         return device
+
+    def device_at(self, index: int) -> Device:
+        return self._at[index]
+
+    def add_relay(self, name: str, lies: Lies = HONEST) -> SimRelay:
+        """A relay on the internet, up from now on (`set_relay_up`)."""
+        index = self.network.add_public(name)
+        seed = Stream(self.seed, f"relay:{name}")
+        relay = SimRelay(
+            index,
+            name,
+            session.RelayIdentity.from_seed(seed(32)),
+            seed(32),
+            Stream(self.seed, f"relay-rng:{name}"),
+            Rand(self.seed, f"relay-lies:{name}"),
+            lies,
+        )
+        self.relays[index] = relay
+        self.network.set_online(index, True)
+        self.trace(f"relay {name} up")
+        return relay
+
+    def set_relay_up(self, relay: SimRelay, up: bool) -> None:
+        """A relay goes down (its connections break) or comes back (with what it stored)."""
+        if up == relay.up:
+            return
+        relay.up = up
+        relay.sessions.clear()
+        if up:
+            self.network.set_online(relay.index, True)
+        else:
+            self.network.down(relay.index)
+        self.trace(f"relay {relay.name} {'up' if up else 'down'}")
 
     # --- the clock and the queue ------------------------------------------------------
 
@@ -194,7 +233,17 @@ class World:
         return True
 
     def deliver(self, index: int, incarnation: int, event: io.Event) -> None:
-        device = self.devices[index]
+        relay = self.relays.get(index)
+        if relay is not None:
+            if relay.up and self.network.devices[index].incarnation == incarnation:
+                self.trace(f"relay {relay.name} <- {_describe(event)}")
+                for effect in relay.handle(event, self.now):
+                    if isinstance(effect, io.Send):
+                        self.network.send(index, effect.conn, effect.data)
+                    elif isinstance(effect, io.Close):
+                        self.network.close(index, effect.conn)
+            return
+        device = self._at[index]
         node = device.node
         if node is None or self.network.devices[index].incarnation != incarnation:
             return

@@ -72,7 +72,7 @@ from typing import Any, Final
 from covey.core import Rng, channel, discovery, introduction, pairing, relayitems, relaylink, roster
 from covey.core.group import Group
 from covey.core.identity import DeviceRecord, Identity, validate_name
-from covey.core.node import io, views
+from covey.core.node import io, relays, views
 from covey.core.node.io import ConnId, Effect
 from covey.core.node.links import (
     Accepted,
@@ -82,6 +82,7 @@ from covey.core.node.links import (
     Link,
     closed_early,
 )
+from covey.core.node.relays import DeliverVisit, FetchVisit, RelaySchedule, Visit, puts_for
 from covey.core.node.views import describe
 from covey.core.ops import AddRelay, Op
 from covey.errors import (
@@ -265,6 +266,8 @@ class Node:
         self._heal_since: dict[bytes, float] = {}
         #: (group, relay key) -> this device's inbox ID there (`_announce_inboxes`).
         self._my_inboxes: dict[tuple[bytes, bytes], bytes] = {}
+        #: When each group's relays are due, and what each member is believed to hold.
+        self.relay_schedule = RelaySchedule()
         #: Per group: the history gaps our last healing rotation was for, and
         #: until when not to rotate again for the same ones (no storm when a
         #: healing rotation cannot close them: say, its link does not open).
@@ -421,6 +424,7 @@ class Node:
         out.append(io.Persist(groups=tuple(sorted(groups))))
         self.generation += 1
         self._note_changes(groups)
+        self._deliver_soon(groups)
 
     # --- what a sync changed (its `synced` notification) ---------------------------
 
@@ -947,6 +951,8 @@ class Node:
 
     def _forget(self, link: Link, *, failed: bool) -> None:
         self.links.pop(link.conn, None)
+        if isinstance(link, Visit):
+            self._visit_ended(link, failed)
         peer = self.peers.get(link.dials_for) if link.dials_for is not None else None
         if peer is not None and peer.dialing == link.conn:
             peer.dialing = None
@@ -996,6 +1002,8 @@ class Node:
             out.append(io.Persist(peers=(met,)))
             self._heard(result.peer.device_id.raw, link.generation, out)
             self._report_sync(link, out, finished=True)
+            if link.generation == self.generation:  # nothing changed while it ran
+                self._believe_synced(result.peer.device_id.raw)
         elif isinstance(link, JoinLink):
             self._joined(link, out)
         elif isinstance(link, InviteLink):
@@ -1514,6 +1522,7 @@ class Node:
         for group in list(self.groups.values()):
             self._announce_inboxes(group, out)
         self._heal(out)
+        self._visit_relays(out)
         self._refresh_advert(out)
         self._advance_joins(out)
         self._dial_due(out)
@@ -1584,6 +1593,83 @@ class Node:
             self.persist({group.id}, out)
             out.append(io.Notify("healed", {"group": group.state.name}))
 
+    # --- relays (`covey.core.node.relays`) ----------------------------------------
+
+    def _deliver_soon(self, groups: Iterable[bytes]) -> None:
+        """Logs changed: members away may lack it; deliver through the relays soon."""
+        schedule = self.relay_schedule
+        for group_id in groups:
+            group = self.groups.get(group_id)
+            if group is None or group.log.state is None:
+                continue
+            for key in group.state.relays:
+                schedule.deliver_at.setdefault((group_id, key), self.now + relays.DELIVER_DELAY)
+
+    def _believe_synced(self, device: bytes) -> None:
+        """A direct sync with `device` ended with nothing changed meanwhile: it holds
+        what this device holds of every group it is a member of."""
+        for group in self.groups.values():
+            if group.log.state is not None and device in group.state.members:
+                self.relay_schedule.believed[(device, group.id)] = group.log.version_vector()
+
+    def _visit_relays(self, out: list[Effect]) -> None:
+        """Start the relay visits that are due (at most MAX_VISITS at once)."""
+        if not self.config.serve:
+            return
+        schedule = self.relay_schedule
+        me = self.me.device_id.raw
+        slots: list[tuple[Group, AddRelay]] = []
+        for group in list(self.groups.values()):
+            state = group.log.state
+            if state is not None and me in state.members and not self._is_leaving(group):
+                slots += [(group, relay) for relay in state.relays.values()]
+        live = {(group.id, relay.key) for group, relay in slots}
+        for table in (schedule.fetch_at, schedule.deliver_at):
+            for slot in [s for s in table if s not in live]:
+                del table[slot]  # (the relay, or the group, is gone)
+        busy = {
+            (v.group_id, v.relay.key, v.job) for v in self.links.values() if isinstance(v, Visit)
+        }
+        for group, relay in slots:
+            slot = (group.id, relay.key)
+            fetch = schedule.fetch_at.setdefault(slot, self.now) <= self.now
+            if fetch and (*slot, "fetch") not in busy and len(busy) < relays.MAX_VISITS:
+                conn = self._dial((relay.host,), relay.port, out)
+                self.links[conn] = FetchVisit(self, conn, self.now, group.id, relay, self.rng)
+                schedule.fetch_at[slot] = self.now + relays.FETCH_EVERY
+                busy.add((*slot, "fetch"))
+            due = schedule.deliver_at.get(slot)
+            if (
+                due is None
+                or due > self.now
+                or (*slot, "deliver") in busy
+                or len(busy) >= relays.MAX_VISITS
+            ):
+                continue
+            del schedule.deliver_at[slot]
+            believed = {
+                device: vector
+                for (device, gid), vector in schedule.believed.items()
+                if gid == group.id
+            }
+            puts = puts_for(group, relay.key, self.me, believed, self.rng)
+            if puts:
+                conn = self._dial((relay.host,), relay.port, out)
+                visit = DeliverVisit(self, conn, self.now, group.id, relay, self.rng, puts)
+                self.links[conn] = visit
+                busy.add((*slot, "deliver"))
+
+    def _visit_ended(self, visit: Visit, failed: bool) -> None:
+        schedule = self.relay_schedule
+        slot = (visit.group_id, visit.relay.key)
+        if isinstance(visit, DeliverVisit):
+            for member, vector in visit.delivered.items():
+                schedule.believed[(member, visit.group_id)] = vector
+            if failed or len(visit.delivered) < len(visit.puts):
+                schedule.deliver_at.setdefault(slot, self.now + relays.RETRY_AFTER)
+        elif failed:
+            schedule.fetch_at[slot] = self.now + relays.RETRY_AFTER
+
     @staticmethod
     def _heal_rank(group: Group) -> int | None:
         """This device's healing rank if the group needs a healing rotation, else None.
@@ -1610,6 +1696,11 @@ class Node:
             if rank is not None:
                 times.append(since + rank * HEAL_DELAY)
         times += [until for _, until in self._history_tried.values() if until > self.now]
+        if self.config.serve:
+            # (A due time already past waits for a visit to end: an event too.)
+            schedule = self.relay_schedule
+            times += [t for t in schedule.fetch_at.values() if t > self.now]
+            times += [t for t in schedule.deliver_at.values() if t > self.now]
         if self.config.serve:
             times += [
                 peer.retry_at

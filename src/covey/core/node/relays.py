@@ -1,0 +1,347 @@
+"""The node's relay path: one connection to one relay, for one group, with one job.
+
+DESIGN (PROTOCOL.md section 18.6). A group's relays are in its signed
+state, and each member announces its inbox at each (`set_inbox`). While
+it serves, a node *visits* them:
+
+* `FetchVisit`: for each group and relay, at start, when it learns of the
+  relay, and every `FETCH_EVERY` seconds after, it proves it owns its
+  inbox there, registers the write tokens of the epochs it holds
+  (`writer_tokens`), takes the items waiting, hands the ops inside to the
+  group (through the same checks as ops from a direct sync: signatures,
+  causal validity, the merge), has the change persisted, and only then
+  acknowledges the items (a crash before the ack fetches them again, and
+  ops are idempotent).
+* `DeliverVisit`: after its logs changed, for each member with an inbox
+  there that may lack ops (what the node believes each member holds: its
+  logs' version vector when their last direct sync ended, or after the
+  last put to its inbox), it seals those ops to that member and puts
+  them, with the write token of the newest epoch the member is in first,
+  then older ones (`sender_tokens`: the member may not know the newest).
+
+The two jobs never share a connection, so a relay cannot tie a device's
+inbox to the inboxes it writes to by the connection (section 18.5).
+Everything a relay answers is read as hostile: a page that does not parse
+ends the visit; an item that does not open is acknowledged and dropped
+(it can never open); the ops inside are only ever offered to the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, Protocol
+
+from covey.core import Rng, relayitems, sync
+from covey.core.group import Group
+from covey.core.identity import Identity
+from covey.core.node.io import ConnId, Effect
+from covey.core.node.links import Link
+from covey.core.ops import AddRelay, Remove
+from covey.errors import InvalidInput, MalformedMessage, RelayNotAllowed, RelayRefused
+from covey.relay import client, session
+from covey.relay.client import Answer, Ready, Refused
+
+#: Seconds between fetches of one inbox while serving.
+FETCH_EVERY: Final = 300.0
+#: Seconds after a change before its delivery visit (a direct sync in the
+#: meantime makes it unneeded; changes in a burst go together).
+DELIVER_DELAY: Final = 2.0
+#: Seconds before a relay that failed is visited again for the same job.
+RETRY_AFTER: Final = 60.0
+#: Relay connections of this node's at once.
+MAX_VISITS: Final = 8
+#: Pages one fetch visit reads (each up to the relay's page limit).
+MAX_PAGES: Final = 16
+#: Epochs whose write tokens an owner registers (the relay takes 4 at most).
+WRITER_EPOCHS: Final = 2
+#: Epochs whose tokens a sender tries for one member, newest first.
+SENDER_EPOCHS: Final = 3
+
+Job = Literal["fetch", "deliver"]
+
+
+class VisitHost(Protocol):
+    """What a visit needs of its node."""
+
+    @property
+    def me(self) -> Identity: ...
+
+    @property
+    def groups(self) -> Mapping[bytes, Group]: ...
+
+    def persist(self, groups: set[bytes], out: list[Effect]) -> None: ...
+
+
+def writer_tokens(group: Group, box: bytes) -> list[bytes]:
+    """The write tokens an inbox owner registers: its newest epochs' (WRITER_EPOCHS).
+
+    After a rotation that removed a device, only the newest: the removed
+    device holds the epoch before (PROTOCOL.md 18.2).
+    """
+    tokens: list[bytes] = []
+    for epoch in reversed(group.state.epochs):
+        key = group.keys.get(epoch.id)
+        if key is None:
+            continue
+        tokens.append(relayitems.inbox_token(key, box))
+        op = group.log.ops.get(epoch.id)
+        if len(tokens) == WRITER_EPOCHS or (op is not None and isinstance(op.body, Remove)):
+            break
+    return tokens
+
+
+def sender_tokens(group: Group, member: bytes, box: bytes) -> list[bytes]:
+    """Tokens a sender tries for `member`'s inbox, newest epoch first (SENDER_EPOCHS)."""
+    tokens: list[bytes] = []
+    for epoch in reversed(group.state.epochs):
+        key = group.keys.get(epoch.id)
+        if key is not None and member in epoch.recipients:
+            tokens.append(relayitems.inbox_token(key, box))
+            if len(tokens) == SENDER_EPOCHS:
+                break
+    return tokens
+
+
+@dataclass
+class Put:
+    """Ops for one member, sealed item by item, and the tokens left to try."""
+
+    member: bytes
+    box: bytes
+    items: list[bytes]
+    tokens: list[bytes]
+    #: The group's version vector these ops bring the member to.
+    vector: dict[bytes, int]
+    done: int = 0
+
+
+class Visit(Link):
+    """One relay connection: the relay's proof, then requests and their answers."""
+
+    job: Job
+
+    def __init__(
+        self, host: VisitHost, conn: ConnId, now: float, group: bytes, relay: AddRelay, rng: Rng
+    ) -> None:
+        super().__init__(conn, relay.host, now)
+        self.host = host
+        self.group_id = group
+        self.relay = relay
+        self.client = client.RelayClient(relay.key, rng)
+        self._rng = rng
+        self._waiting: dict[int, Callable[[Any], None]] = {}
+        self.dialed = ((relay.host,), relay.port)
+        #: Effects of the event being handled (answers are handled inside `feed`).
+        self.out: list[Effect] = []
+
+    @property
+    def group(self) -> Group | None:
+        return self.host.groups.get(self.group_id)
+
+    def connected(self, out: list[Effect]) -> None:
+        self.send(out, self.client.start())
+
+    def feed(self, data: bytes, now: float, out: list[Effect]) -> None:
+        self.out = out
+        for event in self.client.receive(data):
+            self.last_read = now
+            self.heard = True
+            if isinstance(event, Ready):
+                self.proven = True
+                self.ready(event, out)
+            elif isinstance(event, (Answer, Refused)):
+                handler = self._waiting.pop(event.number, None)
+                if handler is None:
+                    raise MalformedMessage("the relay answered a request not made")
+                handler(event.value if isinstance(event, Answer) else event.refusal)
+        if self.proven and not self._waiting:
+            self.finished = True
+
+    def ask(self, op: str, then: Callable[[Any], None], **values: Any) -> None:
+        number, data = self.client.request(op, **values)
+        self._waiting[number] = then
+        self.send(self.out, data)
+
+    def ready(self, ready: Ready, out: list[Effect]) -> None:
+        raise NotImplementedError
+
+
+def _refused(value: Any) -> RelayRefused | None:
+    return value if isinstance(value, RelayRefused) else None
+
+
+class FetchVisit(Visit):
+    """Take this device's inbox items for one group at one relay."""
+
+    job: Job = "fetch"
+
+    def __init__(
+        self, host: VisitHost, conn: ConnId, now: float, group: bytes, relay: AddRelay, rng: Rng
+    ) -> None:
+        super().__init__(host, conn, now, group, relay, rng)
+        seed, _ = relayitems.inbox_key(host.me.secrets.signing_seed, group, relay.key)
+        self._seed = seed
+        self.box = b""
+        self.pages = 0
+        #: Ops taken from items (handed to the log), and items that did not open.
+        self.taken = 0
+        self.dropped = 0
+
+    def ready(self, ready: Ready, out: list[Effect]) -> None:
+        group = self.group
+        if group is None:
+            return  # (left or shredded meanwhile: nothing to ask)
+        auth = client.inbox_auth(self._seed, ready.challenge)
+        self.box = auth["box"]
+        self.ask("access", self._check, secret=self.relay.access)
+        self.ask("inbox-auth", self._check, **auth)
+        hashes = [session.writer_hash(t) for t in writer_tokens(group, self.box)]
+        self.ask("inbox-writers", self._check, box=self.box, hashes=hashes)
+        self._fetch(0)
+
+    def _check(self, value: Any) -> None:
+        refusal = _refused(value)
+        if refusal is not None:
+            raise refusal
+
+    def _fetch(self, after: int) -> None:
+        self.pages += 1
+        self.ask("inbox-fetch", self._page, box=self.box, after=after)
+
+    def _page(self, value: Any) -> None:
+        refusal = _refused(value)
+        if refusal is not None:
+            raise refusal
+        items, more = client.read_items(value)
+        group = self.group
+        if group is None:
+            return
+        me = self.host.me
+        devices = group.state.devices
+        changed = False
+        for _, item in items:
+            try:
+                envelope = relayitems.open_from_inbox(
+                    me,
+                    group.id,
+                    item,
+                    lambda d: devices[d].signing_key if d in devices else None,
+                )
+                if envelope.body.kind != "ops":
+                    raise MalformedMessage("this node takes only ops from its inbox")
+                group_id, raws = sync.read_ops(envelope.body.payload)
+                if group_id != group.id:
+                    raise MalformedMessage("the ops are for another group")
+            except InvalidInput:
+                self.dropped += 1  # (it will never open: acknowledged, so it goes)
+                continue
+            for received in group.receive_all(raws, envelope.author):
+                if not isinstance(received, InvalidInput) and received.integrated:
+                    changed = True
+            self.taken += len(raws)
+        if changed:
+            self.host.persist({group.id}, self.out)  # before the acknowledgement
+        if items:
+            numbers = [n for n, _ in items]
+            self.ask("inbox-ack", self._check, box=self.box, numbers=numbers)
+        if more and items and self.pages < MAX_PAGES:
+            self._fetch(items[-1][0])
+
+
+class DeliverVisit(Visit):
+    """Put ops into the inboxes of members that may lack them, for one group at one relay."""
+
+    job: Job = "deliver"
+
+    def __init__(
+        self,
+        host: VisitHost,
+        conn: ConnId,
+        now: float,
+        group: bytes,
+        relay: AddRelay,
+        rng: Rng,
+        puts: list[Put],
+    ) -> None:
+        super().__init__(host, conn, now, group, relay, rng)
+        self.puts = puts
+        #: Members whose puts all went in: member -> the vector they now hold.
+        self.delivered: dict[bytes, dict[bytes, int]] = {}
+
+    def ready(self, ready: Ready, out: list[Effect]) -> None:
+        for put in self.puts:
+            self._next(put)
+
+    def _next(self, put: Put) -> None:
+        if put.done == len(put.items):
+            self.delivered[put.member] = put.vector
+            return
+        if not put.tokens:
+            return  # no token of ours is registered there (yet): another time
+        item = put.items[put.done]
+
+        def answered(value: Any) -> None:
+            if isinstance(value, RelayNotAllowed):
+                put.tokens.pop(0)  # the owner registered another epoch's: try the next
+            elif isinstance(value, RelayRefused):
+                put.tokens.clear()  # full, unknown, too large: not this time
+            else:
+                put.done += 1
+            self._next(put)
+
+        self.ask("inbox-put", answered, box=put.box, token=put.tokens[0], item=item, ttl=0)
+
+
+def puts_for(
+    group: Group,
+    relay: bytes,
+    me: Identity,
+    believed: Mapping[bytes, Mapping[bytes, int]],
+    rng: Rng,
+) -> list[Put]:
+    """What to put at `relay` for each member with an inbox there that may lack ops.
+
+    `believed`: member -> the version vector it is believed to hold. The
+    ops go sealed to each member (`relayitems.seal_for_inbox`), in `ops`
+    messages as a direct sync sends them.
+    """
+    state = group.state
+    vector = dict(group.log.version_vector())
+    puts = []
+    for member, info in sorted(state.members.items()):
+        if member == me.device_id.raw:
+            continue
+        box = state.inbox_of(member, relay)
+        if box is None:
+            continue
+        missing = sync.missing_for(group, believed.get(member, {}))
+        if not missing:
+            continue
+        tokens = sender_tokens(group, member, box)
+        if not tokens:
+            continue
+        items = [
+            relayitems.seal_for_inbox(
+                me,
+                member,
+                info.record.box_key,
+                relayitems.ItemBody(group.id, member, "ops", message),
+                rng,
+            )
+            for message in sync.ops_messages(group.id, missing)
+        ]
+        puts.append(Put(member, box, items, tokens, vector))
+    return puts
+
+
+@dataclass
+class RelaySchedule:
+    """When each group's relays are due for a fetch, and when its changes are to be delivered."""
+
+    #: (group, relay key) -> when to fetch next.
+    fetch_at: dict[tuple[bytes, bytes], float] = field(default_factory=dict)
+    #: (group, relay key) -> when to deliver (set by a change, cleared by a visit).
+    deliver_at: dict[tuple[bytes, bytes], float] = field(default_factory=dict)
+    #: (member, group) -> the version vector the member is believed to hold.
+    believed: dict[tuple[bytes, bytes], dict[bytes, int]] = field(default_factory=dict)

@@ -1,0 +1,122 @@
+"""Relays in the simulator: a change made while a device is off reaches it through a relay alone.
+
+The world: Ana's laptop, phone and tablet pair at home (home 0), the
+laptop names a relay for the group, and the devices announce their inboxes
+there. Then the phone goes to another home (home 1), never linked to home
+0, and is switched off. The laptop removes the lost tablet (a new epoch
+without it) and is switched off too. When the phone comes back, nothing
+but the relay connects it to anyone: it must learn of the removal and hold
+the new key from its inbox there. A lying relay (drops, replays, reorders,
+tampers) may delay that, never mislead the phone: the invariants (keys
+agree, secrecy, integrity, convergence) hold after every step.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+
+from covey.core.node import io
+from covey.sim.invariants import Invariants
+from covey.sim.network import QUIET
+from covey.sim.relay import HONEST, Lies, SimRelay
+from covey.sim.users import HOUR, Users
+from covey.sim.world import EPOCH, Device, World
+
+MINUTE = 60.0
+
+
+def household(seed: int, lies: Lies = HONEST) -> tuple[World, Users, SimRelay, list[Device]]:
+    world = World(seed, 2, QUIET)
+    invariants = Invariants(world)
+    users = Users(world, invariants)
+    relay = world.add_relay("relay-0.sim", lies)
+    devices = [world.add_device(name, "ana", 0) for name in ("laptop", "phone", "tablet")]
+    laptop, phone, tablet = devices
+    for device in devices:
+        world.at(EPOCH, partial(world.set_online, device, True))
+    world.at(EPOCH + MINUTE, lambda: users.create(laptop))
+    world.at(EPOCH + 2 * MINUTE, lambda: users.pair(laptop, phone))
+    world.at(EPOCH + 4 * MINUTE, lambda: users.pair(laptop, tablet))
+    world.at(
+        EPOCH + 8 * MINUTE,
+        lambda: world.command(laptop, io.AddRelay("family", relay.link), lambda r: None),
+    )
+    return world, users, relay, devices
+
+
+def group_id(device: Device) -> bytes:
+    assert device.node is not None
+    (only,) = device.node.groups
+    return only
+
+
+def test_a_removal_reaches_a_device_that_was_off_through_the_relay_alone() -> None:
+    world, users, relay, (laptop, phone, tablet) = household(1)
+    world.run_until(EPOCH + 20 * MINUTE)
+    gid = group_id(laptop)
+    state = world.group_of(laptop, gid).state  # type: ignore[union-attr]
+    assert list(state.relays) == [relay.identity.public]
+    # Every member announced its inbox at the relay (and the others know it).
+    for device in (laptop, phone, tablet):
+        assert state.inbox_of(device.id, relay.identity.public) is not None, device.name
+
+    world.network.move(phone.index, 1)  # never linked to home 0 from now on
+    world.set_online(phone, False)
+    world.at(EPOCH + 30 * MINUTE, lambda: users.remove(laptop, tablet))
+    world.run_until(EPOCH + 40 * MINUTE)
+    after = world.group_of(laptop, gid)
+    assert after is not None
+    assert tablet.id not in after.state.members
+    epoch = after.state.current_epoch.id
+    world.set_online(laptop, False)
+    assert world.group_of(phone, gid).state.current_epoch.id != epoch  # type: ignore[union-attr]
+
+    world.run_until(EPOCH + 2 * HOUR)
+    world.set_online(phone, True)  # alone at home 1: only the relay reaches it
+    world.run_until(EPOCH + 2 * HOUR + 5 * MINUTE)
+    mine = world.group_of(phone, gid)
+    assert mine is not None
+    assert tablet.id not in mine.state.members
+    assert mine.state.current_epoch.id == epoch
+    assert epoch in mine.keys  # it holds the new key
+    assert world.counters.get("syncs", 0) >= 1  # (the direct syncs at home, before)
+
+
+@pytest.mark.parametrize(
+    "lies",
+    [
+        Lies(replay=0.7, reorder=0.7),
+        Lies(tamper=0.5),
+        Lies(drop=0.5),
+        Lies(drop=0.3, replay=0.3, reorder=0.3, tamper=0.3),
+    ],
+    ids=["replays-and-reorders", "tampers", "drops", "all-of-it"],
+)
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_lying_relay_delays_but_never_misleads(lies: Lies, seed: int) -> None:
+    """Safety under every lie (the invariants run after each step); and where the
+    relay only replays and reorders, the phone still gets there."""
+    world, users, relay, (laptop, phone, tablet) = household(seed, lies)
+    world.run_until(EPOCH + 20 * MINUTE)
+    gid = group_id(laptop)
+    world.network.move(phone.index, 1)
+    world.set_online(phone, False)
+    world.at(EPOCH + 30 * MINUTE, lambda: users.remove(laptop, tablet))
+    world.run_until(EPOCH + 40 * MINUTE)
+    epoch = world.group_of(laptop, gid).state.current_epoch.id  # type: ignore[union-attr]
+    world.set_online(laptop, False)
+    world.set_online(phone, True)
+    world.run_until(EPOCH + 3 * HOUR)
+    mine = world.group_of(phone, gid)
+    assert mine is not None
+    # Never misled: whatever it holds is what the laptop signed, and keys agree
+    # (the invariants); a removed device is never taken back as a member.
+    if mine.state.current_epoch.id == epoch:
+        assert tablet.id not in mine.state.members
+        assert epoch in mine.keys
+    if not (lies.drop or lies.tamper):
+        assert mine.state.current_epoch.id == epoch
+    told = {kind for kind in ("drop", "replay", "reorder", "tamper") if getattr(lies, kind)}
+    assert set(relay.lied) & told  # (the run saw some of its lies, or it proves nothing)
