@@ -81,7 +81,9 @@ def test_a_removal_reaches_a_device_that_was_off_through_the_relay_alone() -> No
     assert tablet.id not in mine.state.members
     assert mine.state.current_epoch.id == epoch
     assert epoch in mine.keys  # it holds the new key
-    assert world.counters.get("syncs", 0) >= 1  # (the direct syncs at home, before)
+    # `covey status` on the phone: it last synced with the laptop through the relay.
+    name, address, _ = phone.store.peers[laptop.id]
+    assert (name, address) == ("laptop", "relay relay-0.sim:4433")
 
 
 @pytest.mark.parametrize(

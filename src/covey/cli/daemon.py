@@ -161,6 +161,7 @@ def status(ctx: Context) -> None:
     """
     from covey.core import roster
     from covey.core.identity import DeviceId
+    from covey.core.node.relays import VIA_RELAY
     from covey.store.sqlite import Store
 
     async def go() -> dict[str, Any]:
@@ -189,6 +190,7 @@ def status(ctx: Context) -> None:
                     "device_id": str(DeviceId(device)),
                     "name": name,
                     "address": address,
+                    "via": "relay" if address.startswith(VIA_RELAY) else "direct",
                     "last_seen": seen,
                     "last_sync": synced,
                 }
@@ -210,7 +212,11 @@ def status(ctx: Context) -> None:
             click.echo("No devices met yet (is `covey up` running?).")
         for peer in document["peers"]:
             synced = when(peer["last_sync"])
-            click.echo(f"  {peer['name']:<20} {peer['address']:<16} last sync {synced}")
+            how = "through" if peer["via"] == "relay" else "directly at"
+            where = peer["address"].removeprefix(VIA_RELAY)
+            if peer["via"] == "relay":
+                where = f"relay {where}"
+            click.echo(f"  {peer['name']:<20} last sync {synced}, {how} {where}")
 
     ctx.emit(document, human)
 

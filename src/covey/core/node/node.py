@@ -1008,6 +1008,8 @@ class Node:
             self._joined(link, out)
         elif isinstance(link, InviteLink):
             self._invited(link, out)
+        elif isinstance(link, FetchVisit):
+            self._heard_through_relay(link, out)
         out.append(io.Close(link.conn))
 
     def _knows(self, link: ChannelLink, device: bytes, named: frozenset[bytes]) -> None:
@@ -1658,6 +1660,20 @@ class Node:
                 visit = DeliverVisit(self, conn, self.now, group.id, relay, self.rng, puts)
                 self.links[conn] = visit
                 busy.add((*slot, "deliver"))
+
+    def _heard_through_relay(self, visit: FetchVisit, out: list[Effect]) -> None:
+        """Record the members whose items a fetch took, as synced through that relay."""
+        group = self.groups.get(visit.group_id)
+        if group is None or group.log.state is None or not visit.heard_from:
+            return
+        devices = group.state.devices
+        where = relays.via_relay(visit.relay)
+        met = tuple(
+            io.PeerMet(device, devices[device].name, where, int(self.now))
+            for device in sorted(visit.heard_from)
+            if device in devices
+        )
+        out.append(io.Persist(peers=met))
 
     def _visit_ended(self, visit: Visit, failed: bool) -> None:
         schedule = self.relay_schedule

@@ -57,6 +57,14 @@ MAX_PAGES: Final = 16
 WRITER_EPOCHS: Final = 2
 #: Epochs whose tokens a sender tries for one member, newest first.
 SENDER_EPOCHS: Final = 3
+#: How a peer met through a relay is recorded (`PeerMet.address`): "relay HOST:PORT".
+VIA_RELAY: Final = "relay "
+
+
+def via_relay(relay: AddRelay) -> str:
+    host = f"[{relay.host}]" if ":" in relay.host else relay.host
+    return f"{VIA_RELAY}{host}:{relay.port}"
+
 
 Job = Literal["fetch", "deliver"]
 
@@ -187,6 +195,8 @@ class FetchVisit(Visit):
         #: Ops taken from items (handed to the log), and items that did not open.
         self.taken = 0
         self.dropped = 0
+        #: Members whose items this visit took (for `covey status`: synced through a relay).
+        self.heard_from: set[bytes] = set()
 
     def ready(self, ready: Ready, out: list[Effect]) -> None:
         group = self.group
@@ -240,6 +250,7 @@ class FetchVisit(Visit):
                 if not isinstance(received, InvalidInput) and received.integrated:
                     changed = True
             self.taken += len(raws)
+            self.heard_from.add(envelope.author)
         if changed:
             self.host.persist({group.id}, self.out)  # before the acknowledgement
         if items:
