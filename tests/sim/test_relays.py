@@ -122,3 +122,73 @@ def test_a_lying_relay_delays_but_never_misleads(lies: Lies, seed: int) -> None:
         assert mine.state.current_epoch.id == epoch
     told = {kind for kind in ("drop", "replay", "reorder", "tamper") if getattr(lies, kind)}
     assert set(relay.lied) & told  # (the run saw some of its lies, or it proves nothing)
+
+
+def pair_through_relay(world: World, relay: SimRelay, inviter: Device, joiner: Device) -> dict:
+    """The inviter shows a code; the joiner types it with `--relay LINK`. The replies."""
+    replies: dict = {}
+
+    def on_join(reply: io.Reply) -> None:
+        replies["join"] = reply
+
+    def on_invite(reply: io.Reply) -> None:
+        if reply.data.get("event") == "invitation":
+            replies["invitation"] = reply.data
+            join = io.Join(code=reply.data["code"], timeout=60, relay=relay.link)
+            world.at(world.now + 10, lambda: world.command(joiner, join, on_join))
+        elif reply.final:
+            replies["invite"] = reply
+
+    world.command(inviter, io.Invite("family", "member", 600), on_invite)
+    return replies
+
+
+def test_a_device_on_another_network_pairs_through_the_relay_then_gets_a_removal() -> None:
+    """The acceptance story: invite with a code, join from another home through the
+    relay (both online), then a removal made while the joiner is off reaches it
+    through the relay alone."""
+    world = World(7, 2, QUIET)
+    users = Users(world, Invariants(world))
+    relay = world.add_relay("relay-0.sim")
+    laptop = world.add_device("laptop", "ana", 0)
+    tablet = world.add_device("tablet", "ana", 0)
+    phone = world.add_device("phone", "ana", 1)  # never on home 0's network
+    for device in (laptop, tablet, phone):
+        world.at(EPOCH, partial(world.set_online, device, True))
+    world.at(EPOCH + MINUTE, lambda: users.create(laptop))
+    world.at(EPOCH + 2 * MINUTE, lambda: users.pair(laptop, tablet))
+    world.at(
+        EPOCH + 4 * MINUTE,
+        lambda: world.command(laptop, io.AddRelay("family", relay.link), lambda r: None),
+    )
+    world.run_until(EPOCH + 6 * MINUTE)
+    assert not world.network.reachable(laptop.index, phone.index)
+    replies = pair_through_relay(world, relay, laptop, phone)
+    world.run_until(EPOCH + 8 * MINUTE)
+    assert replies["invitation"]["relays"] == [relay.link]
+    joined = replies["join"]
+    assert joined.error is None, joined.data
+    assert joined.data["event"] == "joined"
+    assert replies["invite"].error is None
+    gid = group_id(laptop)
+    assert phone.id in world.group_of(laptop, gid).state.members  # type: ignore[union-attr]
+    # The words both screens show are the same (the same session, end to end).
+    assert joined.data["pairing_words"] == replies["invite"].data["pairing_words"]
+
+    # The phone announces its inbox and tells the laptop through the relay.
+    world.run_until(EPOCH + 12 * MINUTE)
+    state = world.group_of(laptop, gid).state  # type: ignore[union-attr]
+    assert state.inbox_of(phone.id, relay.identity.public) is not None
+
+    world.set_online(phone, False)
+    world.at(EPOCH + 13 * MINUTE, lambda: users.remove(laptop, tablet))
+    world.run_until(EPOCH + 15 * MINUTE)
+    epoch = world.group_of(laptop, gid).state.current_epoch.id  # type: ignore[union-attr]
+    world.set_online(laptop, False)
+    world.set_online(phone, True)
+    world.run_until(EPOCH + 20 * MINUTE)
+    mine = world.group_of(phone, gid)
+    assert mine is not None
+    assert tablet.id not in mine.state.members
+    assert mine.state.current_epoch.id == epoch
+    assert epoch in mine.keys

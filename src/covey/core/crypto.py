@@ -73,6 +73,9 @@ class HashDomain(bytes, Enum):
     RELAY_MIRROR_KEY = b"covey/v1/mirrk"
     RELAY_SEGMENT_READ = b"covey/v1/mirrrd"
     RELAY_SEGMENT_ID = b"covey/v1/mirrid"
+    #: Pairing through a relay: the rendezvous segment's write token, from the
+    #: relay key and an invitation's number, or from a link's key.
+    RELAY_RENDEZVOUS = b"covey/v1/pairrv"
 
 
 class SignDomain(bytes, Enum):

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Self
 
-from covey.core import Rng, crypto, fields, wire
+from covey.core import Rng, crypto, encoding, fields, wire
 from covey.core.identity import Identity
 from covey.errors import MalformedMessage, OversizeMessage
 
@@ -172,3 +172,68 @@ def segment_token(epoch_key: bytes, relay_key: bytes) -> bytes:
 def mirror_key(epoch_key: bytes, relay_key: bytes) -> bytes:
     """The key this epoch's mirror items at a relay are encrypted under."""
     return crypto.derive_key(epoch_key, crypto.HashDomain.RELAY_MIRROR_KEY, relay_key)
+
+
+# --- pairing through a relay (PROTOCOL.md 18.6) ---------------------------------------
+
+#: Bytes of a tunnel session's ID (drawn by the joiner).
+SESSION_BYTES: Final = 16
+#: Bytes of pairing data one tunnel item carries (a welcome is sent in pieces).
+TUNNEL_DATA: Final = 60 << 10
+TUNNEL_LIMITS: Final = encoding.Limits(
+    total=ITEM_SIZES[3], bin_len=TUNNEL_DATA, str_len=1, array_len=0, map_len=5, depth=2, objects=16
+)
+
+
+def rendezvous_token(
+    relay_key: bytes, *, nameplate: int | None = None, link_key: bytes | None = None
+) -> bytes:
+    """The write token of an invitation's rendezvous segment at a relay.
+
+    From a link's key when the joiner has the link (the relay learns nothing
+    of it); from the invitation's number otherwise: the number is not secret
+    (it names the invitation, as magic-wormhole's nameplate does), and the
+    code's words never reach the relay in any form.
+    """
+    if link_key is not None:
+        return crypto.derive_key(link_key, crypto.HashDomain.RELAY_RENDEZVOUS, b"k" + relay_key)
+    if nameplate is None:
+        raise ValueError("a rendezvous needs a number or a link key")
+    number = b"n" + nameplate.to_bytes(2, "big")
+    return crypto.derive_key(relay_key, crypto.HashDomain.RELAY_RENDEZVOUS, number)
+
+
+@dataclass(frozen=True)
+class TunnelItem:
+    """One piece of a pairing's byte stream through a rendezvous segment."""
+
+    session: bytes
+    #: "i" (the inviter) or "j" (the joiner).
+    sender: str
+    #: 1, 2, ... per session and sender: the stream's order (the relay's may lie).
+    seq: int
+    data: bytes
+    #: The sender closed the stream after this piece.
+    end: bool
+
+    def to_bytes(self) -> bytes:
+        value = {"d": self.data, "e": self.end, "f": self.sender, "n": self.seq, "s": self.session}
+        return _pad(encoding.encode(value, TUNNEL_LIMITS), 0)
+
+    @classmethod
+    def from_bytes(cls, item: bytes) -> TunnelItem:
+        """MalformedMessage unless it is exactly a padded tunnel item."""
+        if len(item) not in ITEM_SIZES:
+            raise MalformedMessage("a relay item has none of the padded sizes")
+        value = encoding.decode(_unpad(item), TUNNEL_LIMITS)
+        body = fields.as_map(value, ("d", "e", "f", "n", "s"), what="tunnel item")
+        sender = fields.get_str(body, "f", max_len=1)
+        if sender not in ("i", "j") or type(body["e"]) is not bool:
+            raise MalformedMessage("a tunnel item is from the inviter or the joiner")
+        return cls(
+            fields.get_bytes(body, "s", size=SESSION_BYTES),
+            sender,
+            fields.get_int(body, "n", min_value=1, max_value=1 << 32),
+            fields.get_bytes(body, "d", max_len=TUNNEL_DATA),
+            body["e"],
+        )

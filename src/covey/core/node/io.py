@@ -170,13 +170,15 @@ class Invite:
 @dataclass(frozen=True, slots=True)
 class Join:
     """Pair with an inviter: `code` (typed) or `link` (scanned), found on the LAN
-    by its advert, or at `address` (host, port) when given."""
+    by its advert, or at `address` (host, port) when given, or through the
+    relay at `relay` (a relay link: the inviter's group uses that relay)."""
 
     code: str | None = None
     link: str | None = None
     address: tuple[str, int] | None = None
     #: Seconds to look for the inviter.
     timeout: float = 30.0
+    relay: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

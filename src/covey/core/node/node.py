@@ -67,6 +67,7 @@ import ipaddress
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 from covey.core import Rng, channel, discovery, introduction, pairing, relayitems, relaylink, roster
@@ -83,6 +84,7 @@ from covey.core.node.links import (
     closed_early,
 )
 from covey.core.node.relays import DeliverVisit, FetchVisit, RelaySchedule, Visit, puts_for
+from covey.core.node.tunnel import Rendezvous
 from covey.core.node.views import describe
 from covey.core.ops import AddRelay, Op
 from covey.errors import (
@@ -124,6 +126,8 @@ JOIN_ATTEMPTS: Final = pairing.MAX_ATTEMPTS
 RETRY_GRACE: Final = 3.0
 #: Open invitations and joins at once.
 MAX_INVITATIONS: Final = 16
+#: Relays an invitation waits at for a joiner (the first of the group's, by key).
+PAIR_RELAYS: Final = 2
 #: Seconds an invitation may stay open, and a join may look for its inviter.
 MIN_INVITATION: Final = 10
 MAX_INVITATION: Final = 24 * 3600
@@ -230,6 +234,9 @@ class Joining:
     attempts: int = 0
     link: ConnId | None = None
     last_error: str | None = None
+    #: The relay to meet the inviter at (`covey join --relay`), and the rendezvous there.
+    relay: AddRelay | None = None
+    rendezvous: ConnId | None = None
 
 
 class Node:
@@ -268,6 +275,10 @@ class Node:
         self._my_inboxes: dict[tuple[bytes, bytes], bytes] = {}
         #: When each group's relays are due, and what each member is believed to hold.
         self.relay_schedule = RelaySchedule()
+        #: Pairing through a relay: virtual connection -> (its rendezvous, session),
+        #: and back (`covey.core.node.tunnel`).
+        self.virtual: dict[ConnId, tuple[ConnId, bytes]] = {}
+        self.sessions: dict[tuple[ConnId, bytes], ConnId] = {}
         #: Per group: the history gaps our last healing rotation was for, and
         #: until when not to rotate again for the same ones (no storm when a
         #: healing rotation cannot close them: say, its link does not open).
@@ -318,6 +329,8 @@ class Node:
         try:
             self._dispatch(event, out)
             self._housekeeping(out)
+            self._orphans(out)
+            out = self._route_virtual(out)
             self._refresh_views()
         except Exception as exc:  # a bug: reported, and the node goes on
             out.append(
@@ -857,7 +870,11 @@ class Node:
             return
         kind, tag, rest = head
         successor: Link
+        tunnel = self.virtual.get(link.conn)
+        meeting = self.links.get(tunnel[0]) if tunnel is not None else None
         if kind == channel.CHANNEL_PREAMBLE:
+            if tunnel is not None:
+                raise HandshakeFailed("only pairing goes through a rendezvous")
             if not self.config.serve:
                 raise HandshakeFailed("this device is not syncing now")
             successor = ChannelLink(
@@ -871,6 +888,7 @@ class Node:
                 (request, open_)
                 for request, open_ in self.invitations.items()
                 if tag in open_.invitation.secret.advert_tags
+                and (meeting is None or meeting.request == request)
             ]
             if not found:
                 raise HandshakeFailed("no open invitation has that tag")
@@ -1125,11 +1143,15 @@ class Node:
                 continue
             if self.now >= joining.deadline:
                 del self.joins[request]
+                self._leave_rendezvous(joining, out)
                 if joining.last_error is not None:
                     error = HandshakeFailed(f"pairing failed: {joining.last_error}")
                 else:
                     error = HandshakeFailed("no inviting device with that code on this network")
                 out.append(_error_reply(request, error))
+                continue
+            if joining.relay is not None:
+                self._join_through_relay(joining, out)
                 continue
             target: tuple[tuple[str, ...], int] | None = None
             if joining.address is not None:
@@ -1162,7 +1184,7 @@ class Node:
         # stop after as many as an inviter allows.
         joining.attempts += 1
         if joining.attempts >= JOIN_ATTEMPTS:
-            del self.joins[request]
+            self._leave_rendezvous(self.joins.pop(request), out)
             out.append(_error_reply(request, HandshakeFailed(f"pairing failed: {exc}")))
             return
         # After a failure, wait only briefly for another device to try.
@@ -1172,7 +1194,7 @@ class Node:
         request = next((r for r, j in self.joins.items() if j.link == link.conn), None)
         if request is None or link.joined is None:
             return
-        del self.joins[request]
+        self._leave_rendezvous(self.joins.pop(request), out)
         welcome, words = link.joined
         group, inviter = welcome.group, welcome.inviter
         existing = self.groups.get(group.id)
@@ -1439,8 +1461,8 @@ class Node:
                 out.append(io.Reply(request, {"group_id": group.id.hex()}))
             case io.Invite(name, role, lifetime):
                 self._invite(request, name, role, lifetime, out)
-            case io.Join(code, link, address, timeout):
-                self._join(request, code, link, address, timeout)
+            case io.Join(code, link, address, timeout, relay):
+                self._join(request, code, link, address, timeout, relay)
 
     def _invite(self, request: int, name: str, role: str, lifetime: int, out: list[Effect]) -> None:
         if not MIN_INVITATION <= lifetime <= MAX_INVITATION:
@@ -1457,6 +1479,19 @@ class Node:
         self.invitations[request] = OpenInvitation(invitation, advert)
         self._own(advert)
         out.append(io.Advertise(advert, discovery.padded_advert(secret.advert_tags, self.rng)))
+        links = []
+        for relay in list(group.state.relays.values())[:PAIR_RELAYS]:
+            tokens = [
+                relayitems.rendezvous_token(relay.key, nameplate=secret.nameplate),
+                relayitems.rendezvous_token(relay.key, link_key=secret.link_key),
+            ]
+            conn = self._dial((relay.host,), relay.port, out)
+            meeting = Rendezvous(
+                self, conn, self.now, relay, tokens, "i", invitation.expires, self.rng
+            )
+            meeting.request = request
+            self.links[conn] = meeting
+            links.append(str(relaylink.RelayLink(relay.host, relay.port, relay.key, relay.access)))
         out.append(
             io.Reply(
                 request,
@@ -1468,6 +1503,7 @@ class Node:
                     "group": group.state.name,
                     "group_id": group.id.hex(),
                     "role": role,
+                    "relays": links,
                 },
                 final=False,
             )
@@ -1480,6 +1516,7 @@ class Node:
         link: str | None,
         address: tuple[str, int] | None,
         timeout: float,
+        relay: str | None = None,
     ) -> None:
         if (code is None) == (link is None):
             raise InvalidArgument("give either a code or a link")
@@ -1491,6 +1528,9 @@ class Node:
             raise NotAllowed("too many pairings are under way on this device")
         secret = pairing.parse_code(code) if code is not None else pairing.parse_link(link or "")
         joining = Joining(secret, self.now + timeout, address)
+        if relay is not None:
+            meet = relaylink.parse_link(relay)
+            joining.relay = AddRelay(meet.key, meet.host, meet.port, meet.access)
         self.joins[request] = joining
         # Adverts already seen with the invitation's tag are candidates at once.
         for seen in list(self.others.values()):
@@ -1503,11 +1543,12 @@ class Node:
         if request in self.invitations:
             self._end_invitation(request, UsageError("cancelled"), out)
         joining = self.joins.pop(request, None)
-        if joining is not None and joining.link is not None:
-            link = self.links.get(joining.link)
-            if link is not None:
-                self._forget(link, failed=True)
-                out.append(io.Close(link.conn))
+        if joining is not None:
+            for conn in (joining.link, joining.rendezvous):
+                link = self.links.get(conn) if conn is not None else None
+                if link is not None:
+                    self._forget(link, failed=True)
+                    out.append(io.Close(link.conn))
 
     # --- the schedule -------------------------------------------------------------
 
@@ -1525,6 +1566,9 @@ class Node:
             self._announce_inboxes(group, out)
         self._heal(out)
         self._visit_relays(out)
+        for meeting in [x for x in self.links.values() if isinstance(x, Rendezvous)]:
+            if meeting.due(self.now):
+                self._guard(meeting, partial(meeting.poll, self.now, out), out)
         self._refresh_advert(out)
         self._advance_joins(out)
         self._dial_due(out)
@@ -1661,6 +1705,107 @@ class Node:
                 self.links[conn] = visit
                 busy.add((*slot, "deliver"))
 
+    # --- pairing through a relay (`covey.core.node.tunnel`) ------------------------
+
+    def _join_through_relay(self, joining: Joining, out: list[Effect]) -> None:
+        """Meet the inviter at the relay: open the rendezvous, then an attempt on it."""
+        relay = joining.relay
+        assert relay is not None
+        meeting = self.links.get(joining.rendezvous) if joining.rendezvous is not None else None
+        if meeting is None:
+            secret = joining.secret
+            token = relayitems.rendezvous_token(
+                relay.key, nameplate=secret.nameplate, link_key=secret.link_key
+            )
+            conn = self._dial((relay.host,), relay.port, out)
+            meeting = Rendezvous(
+                self, conn, self.now, relay, [token], "j", joining.deadline, self.rng
+            )
+            self.links[conn] = meeting
+            joining.rendezvous = conn
+            return  # (the attempt starts once the relay proved its key: `tunnel_ready`)
+        if isinstance(meeting, Rendezvous) and meeting.proven:
+            self._attempt_through(meeting, joining, out)
+
+    def _attempt_through(self, meeting: Rendezvous, joining: Joining, out: list[Effect]) -> None:
+        session_id = self.rng(relayitems.SESSION_BYTES)
+        meeting.open(session_id)
+        conn = self._virtual(meeting, session_id)
+        link = JoinLink(self.me, joining.secret, conn, meeting.address, self.now, self.rng)
+        self.links[conn] = link
+        joining.link = conn
+        link.connected(out)
+
+    def _virtual(self, meeting: Rendezvous, session_id: bytes) -> ConnId:
+        conn = self._next_dial
+        self._next_dial -= 1
+        self.virtual[conn] = (meeting.conn, session_id)
+        self.sessions[(meeting.conn, session_id)] = conn
+        return conn
+
+    def _leave_rendezvous(self, joining: Joining, out: list[Effect]) -> None:
+        meeting = self.links.get(joining.rendezvous) if joining.rendezvous is not None else None
+        if meeting is not None:
+            self._forget(meeting, failed=False)
+            out.append(io.Close(meeting.conn))
+
+    def tunnel_ready(self, rendezvous: Rendezvous, out: list[Effect]) -> None:
+        for joining in self.joins.values():
+            if joining.rendezvous == rendezvous.conn and joining.link is None:
+                self._attempt_through(rendezvous, joining, out)
+
+    def tunnel_opened(self, rendezvous: Rendezvous, session: bytes, out: list[Effect]) -> None:
+        conn = self._virtual(rendezvous, session)
+        self.links[conn] = Accepted(conn, rendezvous.address, self.now)
+
+    def tunnel_data(
+        self, rendezvous: Rendezvous, session: bytes, data: bytes, out: list[Effect]
+    ) -> None:
+        conn = self.sessions.get((rendezvous.conn, session))
+        if conn is not None:
+            self._received(io.Received(conn, data), out)
+
+    def tunnel_closed(self, rendezvous: Rendezvous, session: bytes, out: list[Effect]) -> None:
+        conn = self.sessions.pop((rendezvous.conn, session), None)
+        if conn is not None:
+            self.virtual.pop(conn, None)
+            self._closed(conn, "closed by the peer", out)
+
+    def _orphans(self, out: list[Effect]) -> None:
+        """Virtual connections whose rendezvous ended end too."""
+        for conn, (meeting, session) in list(self.virtual.items()):
+            if meeting not in self.links:
+                del self.virtual[conn]
+                self.sessions.pop((meeting, session), None)
+                self._closed(conn, "the relay connection ended", out)
+
+    def _route_virtual(self, out: list[Effect]) -> list[Effect]:
+        """Carry what links said on virtual connections through their rendezvous.
+
+        What a rendezvous sends for them goes last: it is encrypted now, after
+        everything already said on the rendezvous's own connection (and after
+        every Persist before it)."""
+        if not self.virtual:
+            return out
+        routed: list[Effect] = []
+        carried: list[Effect] = []
+        for effect in out:
+            if isinstance(effect, (io.Send, io.Close)) and effect.conn in self.virtual:
+                meeting_conn, session = self.virtual[effect.conn]
+                meeting = self.links.get(meeting_conn)
+                if isinstance(effect, io.Close):
+                    del self.virtual[effect.conn]
+                    self.sessions.pop((meeting_conn, session), None)
+                if not isinstance(meeting, Rendezvous):
+                    continue
+                if isinstance(effect, io.Send):
+                    meeting.send_data(session, effect.data, self.now, carried)
+                else:
+                    meeting.end(session, self.now, carried)
+            else:
+                routed.append(effect)
+        return routed + carried
+
     def _heard_through_relay(self, visit: FetchVisit, out: list[Effect]) -> None:
         """Record the members whose items a fetch took, as synced through that relay."""
         group = self.groups.get(visit.group_id)
@@ -1712,6 +1857,11 @@ class Node:
             if rank is not None:
                 times.append(since + rank * HEAL_DELAY)
         times += [until for _, until in self._history_tried.values() if until > self.now]
+        times += [
+            x.next_poll
+            for x in self.links.values()
+            if isinstance(x, Rendezvous) and x.next_poll is not None
+        ]
         if self.config.serve:
             # (A due time already past waits for a visit to end: an event too.)
             schedule = self.relay_schedule

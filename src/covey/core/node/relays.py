@@ -124,34 +124,34 @@ class Put:
     done: int = 0
 
 
-class Visit(Link):
-    """One relay connection: the relay's proof, then requests and their answers."""
+class OnRelay(Link):
+    """A connection to a relay: the relay's proof, then requests and their answers.
 
-    job: Job
+    `ask` sends a request and names what to do with its answer (the value,
+    or the `RelayRefused` it was refused with); an answer to a request not
+    made ends the connection. The link is finished once the relay proved
+    its key and every request was answered (`settled`), unless a subclass
+    says otherwise.
+    """
 
-    def __init__(
-        self, host: VisitHost, conn: ConnId, now: float, group: bytes, relay: AddRelay, rng: Rng
-    ) -> None:
+    def __init__(self, conn: ConnId, now: float, relay: AddRelay, rng: Rng) -> None:
         super().__init__(conn, relay.host, now)
-        self.host = host
-        self.group_id = group
         self.relay = relay
         self.client = client.RelayClient(relay.key, rng)
         self._rng = rng
         self._waiting: dict[int, Callable[[Any], None]] = {}
         self.dialed = ((relay.host,), relay.port)
-        #: Effects of the event being handled (answers are handled inside `feed`).
+        #: Effects, and the time, of the event being handled (answers are
+        #: handled inside `feed`).
         self.out: list[Effect] = []
-
-    @property
-    def group(self) -> Group | None:
-        return self.host.groups.get(self.group_id)
+        self.now = now
 
     def connected(self, out: list[Effect]) -> None:
         self.send(out, self.client.start())
 
     def feed(self, data: bytes, now: float, out: list[Effect]) -> None:
         self.out = out
+        self.now = now
         for event in self.client.receive(data):
             self.last_read = now
             self.heard = True
@@ -163,8 +163,16 @@ class Visit(Link):
                 if handler is None:
                     raise MalformedMessage("the relay answered a request not made")
                 handler(event.value if isinstance(event, Answer) else event.refusal)
-        if self.proven and not self._waiting:
+        if self.proven and not self._waiting and self.settles():
             self.finished = True
+
+    def settles(self) -> bool:
+        """Whether the link ends once every request was answered."""
+        return True
+
+    @property
+    def settled(self) -> bool:
+        return not self._waiting
 
     def ask(self, op: str, then: Callable[[Any], None], **values: Any) -> None:
         number, data = self.client.request(op, **values)
@@ -175,8 +183,25 @@ class Visit(Link):
         raise NotImplementedError
 
 
+class Visit(OnRelay):
+    """A visit to one relay for one group (`FetchVisit`, `DeliverVisit`)."""
+
+    job: Job
+
+    def __init__(
+        self, host: VisitHost, conn: ConnId, now: float, group: bytes, relay: AddRelay, rng: Rng
+    ) -> None:
+        super().__init__(conn, now, relay, rng)
+        self.host = host
+        self.group_id = group
+
+
 def _refused(value: Any) -> RelayRefused | None:
     return value if isinstance(value, RelayRefused) else None
+
+
+def _group_of(visit: Visit) -> Group | None:
+    return visit.host.groups.get(visit.group_id)
 
 
 class FetchVisit(Visit):
@@ -199,7 +224,7 @@ class FetchVisit(Visit):
         self.heard_from: set[bytes] = set()
 
     def ready(self, ready: Ready, out: list[Effect]) -> None:
-        group = self.group
+        group = _group_of(self)
         if group is None:
             return  # (left or shredded meanwhile: nothing to ask)
         auth = client.inbox_auth(self._seed, ready.challenge)
@@ -224,7 +249,7 @@ class FetchVisit(Visit):
         if refusal is not None:
             raise refusal
         items, more = client.read_items(value)
-        group = self.group
+        group = _group_of(self)
         if group is None:
             return
         me = self.host.me
