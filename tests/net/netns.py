@@ -92,3 +92,49 @@ class Lan:
         for name in reversed(self._made):
             subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
         self._made.clear()
+
+
+class Internet(Lan):
+    """n hosts, each alone on a network of its own, joined by a router (no multicast).
+
+    Host i is 10.214.<k+i>.2/24 behind the router's 10.214.<k+i>.1; the
+    router forwards unicast between them and nothing else, so mDNS never
+    leaves a host: devices on two of them find each other only through a
+    relay on a third (issue 10's acceptance).
+    """
+
+    def _build(self) -> None:
+        self.subnet = 1 + secrets.randbelow(200)
+        self.addresses = [f"10.214.{self.subnet + i}.2" for i in range(len(self.hosts))]
+        _ip("netns", "add", self.switch)
+        self._made.append(self.switch)
+        router = ["-n", self.switch]
+        _ip(*router, "link", "set", "lo", "up")
+        subprocess.run(
+            ["ip", "netns", "exec", self.switch, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+            check=True,
+            capture_output=True,
+        )
+        for i, host in enumerate(self.hosts):
+            _ip("netns", "add", host)
+            self._made.append(host)
+            _ip(
+                *router,
+                "link",
+                "add",
+                f"r{i}",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                host,
+            )
+            _ip(*router, "addr", "add", f"10.214.{self.subnet + i}.1/24", "dev", f"r{i}")
+            _ip(*router, "link", "set", f"r{i}", "up")
+            h = ["-n", host]
+            _ip(*h, "link", "set", "lo", "up")
+            _ip(*h, "addr", "add", f"{self.addresses[i]}/24", "dev", "eth0")
+            _ip(*h, "link", "set", "eth0", "up")
+            _ip(*h, "route", "add", "default", "via", f"10.214.{self.subnet + i}.1")

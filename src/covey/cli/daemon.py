@@ -28,8 +28,15 @@ SHUTDOWN_LIMIT: Final = 4.5
 
 @click.command()
 @click.option("--port", type=int, default=0, help="TCP port to listen on (default: any).")
+@click.option(
+    "--relay-every",
+    type=click.FloatRange(1, 86_400),
+    default=60.0,
+    show_default=True,
+    help="Seconds between checks of this device's inbox at each of its groups' relays.",
+)
 @common_options
-def up(ctx: Context, port: int) -> None:
+def up(ctx: Context, port: int, relay_every: float) -> None:
     """Run this device's node: find group members on the LAN and keep in sync.
 
     Runs until interrupted (Ctrl-C, SIGTERM), then shuts down within five
@@ -76,7 +83,9 @@ def up(ctx: Context, port: int) -> None:
 
                 tg.start_soon(watch_signals)
                 with node:
-                    await serve(ctx.home, store, me, data_key, port=port, emit=emit)
+                    await serve(
+                        ctx.home, store, me, data_key, port=port, emit=emit, relay_every=relay_every
+                    )
                 tg.cancel_scope.cancel()
         emit("stopped", {})
 

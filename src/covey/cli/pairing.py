@@ -94,6 +94,7 @@ def invite(ctx: Context, group_name: str, role: str, expires: str, port: int, ye
                 role=data["role"],
                 expires=data["expires"],
                 port=data.get("port", 0),
+                relays=data.get("relays", []),
             )
             if not ctx.json:
                 show_qr(data["link"])
@@ -182,13 +183,22 @@ def article(role: str) -> str:
 
 def invitation_lines(data: dict[str, Any], lifetime: int) -> str:
     """What `covey invite` prints first: the group, role and expiry; the code and the link."""
-    return (
+    lines = (
         f"Invitation to {data['group']!r} as {article(data['role'])}, for one device, until"
         f" {when(data['expires'])} ({duration_words(lifetime)}; 3 wrong codes end it).\n"
         f"On the new device, run:\n"
         f"  covey join {data['code']}\n"
-        f"or, with the link (the QR code below holds the same link):\n"
-        f"  covey join --link {data['link']}"
+    )
+    relays = data.get("relays") or []
+    if relays:
+        lines += (
+            "or, on another network (the code meets this device at the group's relay):\n"
+            f"  covey join {data['code']} --relay '{relays[0]}'\n"
+        )
+    return lines + (
+        "or, with the link (the QR code below holds the same link"
+        + (", and the relay" if relays else "")
+        + f"):\n  covey join --link '{data['link']}'"
     )
 
 
@@ -206,20 +216,31 @@ def show_qr(link: str) -> None:
 @click.argument("code", required=False)
 @click.option("--link", help="The link from the inviter's QR code, instead of a code.")
 @click.option("--address", help="HOST:PORT of the inviter, instead of looking on the LAN.")
+@click.option(
+    "--relay", "relay", help="Meet the inviter at this relay (a link `covey invite` printed)."
+)
 @click.option("--timeout", type=float, default=JOIN_TIMEOUT, show_default=True)
 @common_options
 def join(
-    ctx: Context, code: str | None, link: str | None, address: str | None, timeout: float
+    ctx: Context,
+    code: str | None,
+    link: str | None,
+    address: str | None,
+    relay: str | None,
+    timeout: float,
 ) -> None:
     """Join a group with the code (or link) another device shows.
 
-    The inviter is found on the LAN by its advert (or reached at --address).
-    Anyone can copy an advert, so a device that answers first may be an
-    impostor: it cannot pass the handshake without the code, and the next
-    advert is tried, up to three handshakes in all.
+    The inviter is found on the LAN by its advert (or reached at --address),
+    or, on another network, met at one of its group's relays (--relay, or
+    the relay a link names). Anyone can copy an advert or write to a
+    rendezvous, so whoever answers first may be an impostor: it cannot pass
+    the handshake without the code, and the joiner tries again, up to three
+    handshakes in all. The relay sees the handshake, never the code.
     """
     from covey.core.node import io
-    from covey.core.pairing import parse_code, parse_link
+    from covey.core.pairing import link_relays, parse_code, parse_link
+    from covey.core.relaylink import parse_link as parse_relay_link
     from covey.core.roster import command_arg
     from covey.errors import InvalidArgument
 
@@ -227,6 +248,8 @@ def join(
         raise InvalidArgument("give either a code or --link")
     # A code that does not parse fails here, before any passphrase or network.
     parse_code(code) if code is not None else parse_link(link or "")
+    for text in [relay] if relay is not None else link_relays(link or ""):
+        parse_relay_link(text)
     target: tuple[str, int] | None = None
     if address:
         host, _, port_text = address.rpartition(":")
@@ -237,9 +260,9 @@ def join(
         raise InvalidArgument("the timeout is from 1 second to an hour")
     joined = node_command(
         ctx,
-        io.Join(code=code, link=link, address=target, timeout=timeout),
+        io.Join(code=code, link=link, address=target, timeout=timeout, relay=relay),
         needs="all",
-        network=target is None,
+        network=target is None and relay is None and not link_relays(link or ""),
     )
     events = Events(ctx)
     if joined.get("event") == "already_member":

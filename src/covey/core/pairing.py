@@ -162,9 +162,33 @@ def parse_code(text: str) -> Secret:
     return Secret(nameplate, "-".join(parts))
 
 
+#: What joins a link's relays to it: `covey:join:...?relay=LINK&relay=LINK`.
+RELAY_QUERY: Final = "?relay="
+#: Relays one invitation link names, at most.
+MAX_LINK_RELAYS: Final = 2
+
+
+def with_relays(link: str, relays: list[str]) -> str:
+    """An invitation link that names the relays to meet the inviter at."""
+    if not relays:
+        return link
+    return link + RELAY_QUERY + "&relay=".join(relays[:MAX_LINK_RELAYS])
+
+
+def link_relays(text: str) -> list[str]:
+    """The relay links an invitation link names (none for a LAN-only link)."""
+    _, query, rest = text.strip().partition(RELAY_QUERY)
+    if not query:
+        return []
+    relays = rest.split("&relay=")
+    if len(relays) > MAX_LINK_RELAYS or not all(relays):
+        raise InvalidArgument("the link names its relays in a way covey does not read")
+    return relays
+
+
 def parse_link(text: str) -> Secret:
-    """A link as the QR code carries it."""
-    text = text.strip()
+    """A link as the QR code carries it (any relays it names aside: `link_relays`)."""
+    text = text.strip().partition(RELAY_QUERY)[0]
     if not text.lower().startswith(LINK_PREFIX):
         raise InvalidArgument(f"a link starts with {LINK_PREFIX}")
     body = text[len(LINK_PREFIX) :].upper()

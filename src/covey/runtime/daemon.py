@@ -22,6 +22,7 @@ import anyio
 
 from covey.core.identity import Identity
 from covey.core.node import Node, NodeConfig
+from covey.core.node.relays import FETCH_EVERY
 from covey.entropy import system_rng
 from covey.net.discovery import MdnsLan
 from covey.runtime import control
@@ -37,13 +38,14 @@ async def serve(
     *,
     port: int,
     emit: Callable[[str, dict[str, Any]], None],
+    relay_every: float = FETCH_EVERY,
 ) -> None:
     """Run the node with every stored group until cancelled."""
     groups = [
         await store.load_group(group_id, me, data_key) for group_id, _ in await store.list_groups()
     ]
     driver = Driver(
-        Node(me, groups, NodeConfig(serve=True)),
+        Node(me, groups, NodeConfig(serve=True, relay_every=relay_every)),
         store,
         data_key,
         system_rng,

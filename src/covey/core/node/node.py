@@ -161,6 +161,8 @@ class NodeConfig:
     invite` or `covey join` with no `covey up` running)."""
 
     serve: bool = True
+    #: Seconds between fetches of this device's inbox at each group relay.
+    relay_every: float = relays.FETCH_EVERY
 
 
 @dataclass
@@ -1028,6 +1030,8 @@ class Node:
             self._invited(link, out)
         elif isinstance(link, FetchVisit):
             self._heard_through_relay(link, out)
+        if isinstance(link, Visit):
+            self._report_visit(link, out)
         out.append(io.Close(link.conn))
 
     def _knows(self, link: ChannelLink, device: bytes, named: frozenset[bytes]) -> None:
@@ -1498,7 +1502,7 @@ class Node:
                 {
                     "event": "invitation",
                     "code": secret.code,
-                    "link": secret.as_link(),
+                    "link": pairing.with_relays(secret.as_link(), links),
                     "expires": invitation.expires,
                     "group": group.state.name,
                     "group_id": group.id.hex(),
@@ -1528,6 +1532,8 @@ class Node:
             raise NotAllowed("too many pairings are under way on this device")
         secret = pairing.parse_code(code) if code is not None else pairing.parse_link(link or "")
         joining = Joining(secret, self.now + timeout, address)
+        if relay is None and link is not None and address is None:
+            relay = next(iter(pairing.link_relays(link)), None)  # (the link names them)
         if relay is not None:
             meet = relaylink.parse_link(relay)
             joining.relay = AddRelay(meet.key, meet.host, meet.port, meet.access)
@@ -1678,11 +1684,16 @@ class Node:
         }
         for group, relay in slots:
             slot = (group.id, relay.key)
+            if slot not in schedule.fetch_at:
+                # A relay new to this node (it started, or the relay was just
+                # added): fetch now, and deliver what members may lack, since
+                # nothing says what they hold (`believed` starts empty).
+                schedule.deliver_at.setdefault(slot, self.now + relays.DELIVER_DELAY)
             fetch = schedule.fetch_at.setdefault(slot, self.now) <= self.now
             if fetch and (*slot, "fetch") not in busy and len(busy) < relays.MAX_VISITS:
                 conn = self._dial((relay.host,), relay.port, out)
                 self.links[conn] = FetchVisit(self, conn, self.now, group.id, relay, self.rng)
-                schedule.fetch_at[slot] = self.now + relays.FETCH_EVERY
+                schedule.fetch_at[slot] = self.now + self.config.relay_every
                 busy.add((*slot, "fetch"))
             due = schedule.deliver_at.get(slot)
             if (
@@ -1819,6 +1830,29 @@ class Node:
             if device in devices
         )
         out.append(io.Persist(peers=met))
+
+    def _report_visit(self, visit: Visit, out: list[Effect]) -> None:
+        """Say what a relay visit did (nothing when it did nothing)."""
+        group = self.groups.get(visit.group_id)
+        name = group.state.name if group is not None and group.log.state is not None else "?"
+        where = relays.via_relay(visit.relay).removeprefix(relays.VIA_RELAY)
+        if isinstance(visit, FetchVisit) and (visit.taken or visit.dropped):
+            data = {"group": name, "relay": where, "ops": visit.taken, "dropped": visit.dropped}
+            out.append(io.Notify("relay_fetched", data))
+        elif isinstance(visit, DeliverVisit) and visit.puts:
+            devices = group.state.devices if group is not None and group.log.state else {}
+            names = [devices[m].name for m in sorted(visit.delivered) if m in devices]
+            waiting = [
+                devices[p.member].name
+                for p in visit.puts
+                if p.member not in visit.delivered and p.member in devices
+            ]
+            out.append(
+                io.Notify(
+                    "relay_delivered",
+                    {"group": name, "relay": where, "to": names, "not_delivered": waiting},
+                )
+            )
 
     def _visit_ended(self, visit: Visit, failed: bool) -> None:
         schedule = self.relay_schedule

@@ -43,7 +43,7 @@ from covey.relay import client, session
 from covey.relay.client import Answer, Ready, Refused
 
 #: Seconds between fetches of one inbox while serving.
-FETCH_EVERY: Final = 300.0
+FETCH_EVERY: Final = 60.0
 #: Seconds after a change before its delivery visit (a direct sync in the
 #: meantime makes it unneeded; changes in a burst go together).
 DELIVER_DELAY: Final = 2.0
