@@ -192,3 +192,68 @@ def test_a_device_on_another_network_pairs_through_the_relay_then_gets_a_removal
     assert tablet.id not in mine.state.members
     assert mine.state.current_epoch.id == epoch
     assert epoch in mine.keys
+
+
+def test_what_a_relay_sees_identifies_nobody(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 10, item 2: after a whole scenario (add a relay, pair through it, a
+    removal delivered through it), nothing the relay received in the clear (every
+    request, decrypted from its channel) or stored holds a device ID, a key, a
+    device's record, a name, the group's ID or name, or an epoch key."""
+    from covey.relay import requests
+
+    seen: list[bytes] = []
+    read = requests.read_request
+
+    def recording(data: bytes, limits):  # type: ignore[no-untyped-def]
+        seen.append(bytes(data))
+        return read(data, limits)
+
+    monkeypatch.setattr(requests, "read_request", recording)
+    world = World(7, 2, QUIET)
+    users = Users(world, Invariants(world))
+    relay = world.add_relay("relay-0.sim")
+    laptop = world.add_device("laptop", "ana", 0)
+    tablet = world.add_device("tablet", "ana", 0)
+    phone = world.add_device("phone", "ana", 1)
+    for device in (laptop, tablet, phone):
+        world.at(EPOCH, partial(world.set_online, device, True))
+    world.at(EPOCH + MINUTE, lambda: users.create(laptop))
+    world.at(EPOCH + 2 * MINUTE, lambda: users.pair(laptop, tablet))
+    world.at(
+        EPOCH + 4 * MINUTE,
+        lambda: world.command(laptop, io.AddRelay("family", relay.link), lambda r: None),
+    )
+    world.run_until(EPOCH + 6 * MINUTE)
+    replies = pair_through_relay(world, relay, laptop, phone)
+    world.run_until(EPOCH + 12 * MINUTE)
+    assert replies["join"].error is None
+    world.at(EPOCH + 13 * MINUTE, lambda: users.remove(laptop, tablet))
+    world.run_until(EPOCH + 20 * MINUTE)
+    gid = group_id(laptop)
+
+    stored = [
+        data
+        for holder in (*relay.store.inboxes.values(), *relay.store.segments.values())
+        for data, _ in holder.items.values()
+    ]
+    assert seen
+    assert stored
+    haystack = b"\0".join(seen + stored)
+    assert relay.access in haystack  # (the scan sees the clear: devices present this)
+    needles = [gid, b"family"]
+    for device in (laptop, tablet, phone):
+        me = device.me
+        needles += [
+            me.device_id.raw,
+            me.record.signing_key,
+            me.record.box_key,
+            me.record.channel_key,
+            me.record_bytes,
+            device.name.encode(),
+        ]
+        group = world.group_of(device, gid)
+        if group is not None:
+            needles += list(group.keys.values())
+    assert len(needles) > 20
+    for needle in needles:
+        assert needle not in haystack, needle
