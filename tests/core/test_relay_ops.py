@@ -116,6 +116,44 @@ def test_concurrent_moves_agree_on_the_smallest_op_id(world: World) -> None:
     assert everyone_agrees(world)["relays"][KEY.hex()][1] == 4443
 
 
+def test_a_relay_left_out_past_the_limit_can_still_be_removed_or_moved(world: World) -> None:
+    """Review finding: one left out by a merge was hidden, could be neither removed
+    nor moved, and came back by itself when another relay went."""
+    keys = [bytes([k]) * 32 for k in range(1, 11)]
+    for key in keys[:6]:
+        world.written.append(world.replicas[0].add_relay(key, "r.test", 1, ACCESS, world.tick()))
+    world.deliver(world.written, 1)
+    for key in keys[6:8]:  # apart: 0 adds two more, and 1 adds two others
+        world.written.append(world.replicas[0].add_relay(key, "r.test", 1, ACCESS, world.tick()))
+    for key in keys[8:]:
+        world.written.append(world.replicas[1].add_relay(key, "r.test", 1, ACCESS, world.tick()))
+    everyone_agrees(world)
+    state = world.replicas[0].state
+    assert len(state.named_relays) == 10
+    assert list(state.relays) == sorted(keys)[:MAX_RELAYS]
+    hidden = sorted(keys)[-1]
+    world.written.append(world.replicas[0].add_relay(hidden, "moved.test", 2, ACCESS, world.tick()))
+    world.written.append(world.replicas[0].remove_relay(hidden, world.tick()))
+    assert hidden not in everyone_agrees(world)["relays"]
+    assert hidden not in world.replicas[2].state.named_relays
+
+
+def test_a_log_names_at_most_64_relays_in_all(world: World) -> None:
+    """Review finding: adding and removing thousands of relays made every later
+    merge quadratic (a removed relay's ops stay, so its removal keeps winning)."""
+    group = world.replicas[0]
+    for k in range(membership.MAX_RELAY_KEYS):
+        key = k.to_bytes(32, "big")
+        group.add_relay(key, "r.test", 1, ACCESS, world.tick())
+        group.remove_relay(key, world.tick())
+    with pytest.raises(NotAllowed, match="at most 64 relays in all"):
+        group.add_relay(b"\xff" * 32, "r.test", 1, ACCESS, world.tick())
+    group.add_relay(
+        (3).to_bytes(32, "big"), "r.test", 1, ACCESS, world.tick()
+    )  # (one named before)
+    assert len(group.state.relays) == 1
+
+
 def test_at_most_eight_relays_even_when_concurrent_adds_pass_it(world: World) -> None:
     keys = [bytes([k]) * 32 for k in range(1, 11)]
     group = world.replicas[0]
@@ -170,6 +208,17 @@ def test_members_announce_their_own_inboxes(world: World) -> None:
         assert replica.state.inbox_of(world.id(1), KEY) is None
 
 
+def test_a_member_cannot_announce_another_members_inbox(world: World) -> None:
+    """Review finding: honest senders would have filled the victim's inbox with
+    the announcer's backlog, under a token the victim registered itself."""
+    world.act(0, "relay_add", 0)
+    world.sync(0, 2)
+    world.written.append(world.replicas[2].set_inbox(KEY, BOX, world.tick()))
+    world.sync(2, 0)
+    with pytest.raises(NotAllowed, match="another device announced that inbox"):
+        world.replicas[0].set_inbox(KEY, BOX, world.tick())
+
+
 def test_a_non_member_cannot_announce_an_inbox(world: World) -> None:
     world.act(0, "relay_add", 0)
     world.act(0, "remove", 2)
@@ -185,6 +234,15 @@ def test_a_non_member_cannot_announce_an_inbox(world: World) -> None:
         ("host", "relay.test/x", "lowercase name or address"),
         ("host", "", "1 to 253 characters"),
         ("host", "r\u00e9lay.test", "lowercase name or address"),
+        ("host", "relay.test:443", "lowercase name or address"),
+        ("host", "a..b", "lowercase name or address"),
+        ("host", "-", "lowercase name or address"),
+        ("host", "x" * 64 + ".test", "lowercase name or address"),
+        ("host", "2130706433", "lowercase name or address"),
+        ("host", "0x7f000001", "lowercase name or address"),
+        ("host", "010.0.0.1", "lowercase name or address"),
+        ("host", "::ffff:1.2.3.4", "lowercase name or address"),
+        ("host", "fe80::1%eth0", "lowercase name or address"),
         ("port", 0, "port"),
         ("port", 65536, "port"),
         ("key", bytes(31), "32 bytes"),

@@ -10,7 +10,11 @@ from covey.core.relaylink import RelayLink, parse_link
 from covey.errors import InvalidArgument
 
 hosts = st.one_of(
-    st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\.[a-z0-9]{1,10}){0,3}", fullmatch=True),
+    # (a name's last label never starts with a digit: `ops.valid_relay_host`)
+    st.from_regex(
+        r"([a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?\.){0,3}[a-z]([a-z0-9-]{0,10}[a-z0-9])?",
+        fullmatch=True,
+    ),
     st.ip_addresses(v=4).map(str),
     st.ip_addresses(v=6).map(str),
 )

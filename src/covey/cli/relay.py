@@ -286,6 +286,8 @@ def list_relays(ctx: Context, group_name: str | None) -> None:
             click.echo(f"{group['name']}:")
             for relay in group["relays"]:
                 inbox = "" if relay["inbox"] else "  (this device has no inbox there yet)"
+                if not relay.get("used", True):
+                    inbox = "  (not used: the group names more than 8 relays; remove one)"
                 click.echo(f"  {_where(relay)}  key {relay['key'][:16]}{inbox}")
 
     ctx.emit(document, human)

@@ -67,6 +67,11 @@ Level = Literal["admin", "member"]
 #: Relays one group uses (`add_relay` is refused beyond this many; a merge
 #: of concurrent adds that passes it keeps the first this many by key).
 MAX_RELAYS: Final = 8
+#: Relay keys a group's log may ever name (a removed relay's ops stay: a
+#: later concurrent add must not win over its removal). Bounds what every
+#: replica keeps and checks per relay op (review: an admin adding and
+#: removing thousands of relays made every merge quadratic, for good).
+MAX_RELAY_KEYS: Final = 64
 
 
 @dataclass(frozen=True)
@@ -207,20 +212,30 @@ class GroupState:
         return "forward" if "forward" in values else "shared"
 
     @property
-    def relays(self) -> dict[bytes, AddRelay]:
-        """The group's relays by key, sorted by key (at most MAX_RELAYS).
+    def named_relays(self) -> dict[bytes, AddRelay]:
+        """Every relay the merged ops name and do not remove, sorted by key.
 
         For each relay, the ops about it that no other follows decide: a
         removal among them wins (the relay is not used), else the add with
         the smallest op ID gives its address (concurrent moves, rare).
+        Concurrent adds can name more than MAX_RELAYS: see `relays`.
         """
-        relays: dict[bytes, AddRelay] = {}
+        named: dict[bytes, AddRelay] = {}
         for key in sorted(self.relay_frontier):
             frontier = self.relay_frontier[key]
-            if len(relays) == MAX_RELAYS or any(v is None for v in frontier.values()):
-                continue
-            relays[key] = frontier[min(frontier)]  # type: ignore[assignment]
-        return relays
+            if not any(v is None for v in frontier.values()):
+                named[key] = frontier[min(frontier)]  # type: ignore[assignment]
+        return named
+
+    @property
+    def relays(self) -> dict[bytes, AddRelay]:
+        """The relays members use: the first MAX_RELAYS of `named_relays` by key.
+
+        One left out by a merge that passed the limit can still be moved or
+        removed (`remove_relay` names any of `named_relays`), and `covey
+        relay list` shows it as unused.
+        """
+        return dict(list(self.named_relays.items())[:MAX_RELAYS])
 
     def inbox_of(self, device: bytes, relay: bytes) -> bytes | None:
         """The inbox a member announced at one of the group's relays, if it did."""
@@ -348,19 +363,24 @@ def check(state: GroupState | None, op: Op) -> str | None:
 def _check_relay(
     state: GroupState, author: bytes, body: AddRelay | RemoveRelay | SetInbox
 ) -> str | None:
-    relays = state.relays
+    named = state.named_relays
     if isinstance(body, AddRelay):
-        current = relays.get(body.key)
+        current = named.get(body.key)
         if current == body:
             return "the relay is already one of the group's, at that address"
-        if current is None and len(relays) >= MAX_RELAYS:
+        if current is None and len(named) >= MAX_RELAYS:
             return f"a group has at most {MAX_RELAYS} relays"
+        if body.key not in state.relay_frontier and len(state.relay_frontier) >= MAX_RELAY_KEYS:
+            return f"a group's log names at most {MAX_RELAY_KEYS} relays in all"
         return None
     key = body.key if isinstance(body, RemoveRelay) else body.relay
-    if key not in relays:
+    if key not in named:
         return "the relay is not one of the group's"
-    if isinstance(body, SetInbox) and state.inboxes.get((author, key)) == body.box:
-        return "that inbox is already announced"
+    if isinstance(body, SetInbox):
+        if state.inboxes.get((author, key)) == body.box:
+            return "that inbox is already announced"
+        if any(b == body.box and r == key for (_, r), b in state.inboxes.items()):
+            return "another device announced that inbox"
     return None
 
 

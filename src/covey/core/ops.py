@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Literal, Self, TypeAlias
@@ -324,16 +325,31 @@ RELAY_KEY_BYTES: Final = 32
 
 
 def valid_relay_host(host: str) -> bool:
-    """Whether `host` may name a relay: a DNS name, an IPv4 or an IPv6 address (lowercase).
+    """Whether `host` may name a relay: an IPv4 or IPv6 address in its one canonical
+    form, or a DNS name (lowercase labels of 1 to 63 letters, digits and inner
+    dashes, the last not starting with a digit).
 
-    Only letters, digits, dots, dashes and (for IPv6) colons, so a host read
-    from the log can be shown and dialed without escaping anything.
+    So a host read from the log can be shown and dialed as it is, and no
+    other spelling of an address passes as a name (review: "2130706433" and
+    "0x7f000001" resolve to 127.0.0.1).
     """
-    return (
-        0 < len(host) <= MAX_RELAY_HOST
-        and host == host.lower()
-        and all((c.isalnum() and c.isascii()) or c in ".-:" for c in host)
+    if not 0 < len(host) <= MAX_RELAY_HOST or host != host.lower() or "%" in host:
+        return False  # (an IPv6 zone, "%eth0", means nothing to another device)
+    try:
+        return str(ipaddress.ip_address(host)) == host
+    except ValueError:
+        pass
+    labels = host.split(".")
+    return not labels[-1][:1].isdigit() and all(
+        0 < len(label) <= 63
+        and label[0] != "-"
+        and label[-1] != "-"
+        and all(c in _HOST_CHARACTERS for c in label)
+        for label in labels
     )
+
+
+_HOST_CHARACTERS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 
 @dataclass(frozen=True, slots=True)

@@ -381,10 +381,10 @@ def check_add_relay(log: GroupLog, me: bytes, relay: AddRelay) -> None:
     group = state.name
     if not may_author(state, me, "add_relay"):
         raise NotAllowed(f"only an admin of {group!r} can add relays: ask {admins_label(state)}")
-    current = state.relays.get(relay.key)
+    current = state.named_relays.get(relay.key)
     if current == relay:
         raise NotAllowed(f"that relay is already one of {group!r}'s, at that address")
-    if current is None and len(state.relays) >= MAX_RELAYS:
+    if current is None and len(state.named_relays) >= MAX_RELAYS:
         raise NotAllowed(
             f"{group!r} has {MAX_RELAYS} relays, the most a group has: remove one first"
             f" (`covey relay remove RELAY -g {command_arg(group)}`)"
@@ -397,7 +397,7 @@ def check_remove_relay(log: GroupLog, me: bytes, key: bytes) -> None:
     group = state.name
     if not may_author(state, me, "remove_relay"):
         raise NotAllowed(f"only an admin of {group!r} can remove relays: ask {admins_label(state)}")
-    if key not in state.relays:
+    if key not in state.named_relays:
         raise NotAllowed(
             f"that relay is not one of {group!r}'s (`covey relay list -g {command_arg(group)}`)"
         )
@@ -409,7 +409,7 @@ def resolve_relay(state: GroupState, text: str) -> bytes:
     text = text.strip().lower()
     found = [
         key
-        for key, relay in state.relays.items()
+        for key, relay in state.named_relays.items()
         if text in (relay.host, f"{relay.host}:{relay.port}", f"[{relay.host}]:{relay.port}")
         or (len(text) >= 4 and relaylink.encode_key(key).startswith(text))
     ]

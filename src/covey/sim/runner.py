@@ -127,6 +127,7 @@ def run(
                 "removals": users.removals,
                 "notes": users.notes,
                 "key_delays": [round(d, 3) for d in users.key_delays],
+                "removal_delays": [round(d, 3) for d in users.removal_delays],
                 "never_got_key": len(users.waiting),
                 "refused": dict(sorted(users.refused.items())),
             }
@@ -162,4 +163,6 @@ def _heal_phase(world: World, invariants: Invariants, homes: int) -> Convergence
             world.network.link(a, b, True)
     for device in world.devices:
         world.set_online(device, True)
+    for relay in world.relays.values():
+        world.set_relay_up(relay, True)
     return Convergence(world, invariants)

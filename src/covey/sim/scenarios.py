@@ -128,6 +128,28 @@ def family(world: World, users: Users, days: float) -> None:
     users.every(3 * HOUR, home_time, end, lambda: users.seal(world.rand.choice(everyone)))
 
 
+def family_relay(world: World, users: Users, days: float) -> None:
+    """`family`, with a relay on the internet that Ana's laptop names for the group
+    before the others pair, so every member keeps an inbox there: a change made
+    in one home reaches the others through it, whether or not homes are linked."""
+    relay = world.add_relay("relay-0.sim")
+    family(world, users, days)
+    ana_laptop = world.devices[0]
+    world.at(_start(0, 18) + 90, lambda: users.add_relay(ana_laptop, relay.link))
+
+
+def relay_outage(world: World, users: Users, days: float) -> None:
+    """`family` with two relays, one of which is down for all of day 1 (00:00 to 24:00)."""
+    first = world.add_relay("relay-0.sim")
+    second = world.add_relay("relay-1.sim")
+    family(world, users, days)
+    ana_laptop = world.devices[0]
+    world.at(_start(0, 18) + 90, lambda: users.add_relay(ana_laptop, first.link))
+    world.at(_start(0, 18) + 100, lambda: users.add_relay(ana_laptop, second.link))
+    world.at(_start(1, 0), lambda: world.set_relay_up(first, False))
+    world.at(_start(2, 0), lambda: world.set_relay_up(first, True))
+
+
 def _move(world: World, devices: Iterable[Device], home: int) -> None:
     for device in devices:
         world.network.move(device.index, home)
@@ -317,6 +339,22 @@ SCENARIOS: Final = {
             3,
             FLAKY,
             family,
+        ),
+        Scenario(
+            "family-relay",
+            "family, with a relay every member keeps an inbox at",
+            7.0,
+            3,
+            FLAKY,
+            family_relay,
+        ),
+        Scenario(
+            "relay-outage",
+            "family, with two relays, one of them down for a day",
+            4.0,
+            3,
+            FLAKY,
+            relay_outage,
         ),
         Scenario(
             "partition",

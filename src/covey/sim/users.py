@@ -69,6 +69,10 @@ class Users:
     waiting: dict[str, tuple[float, bytes]] = field(default_factory=dict)
     #: Seconds from joining to holding the group's current key, per join.
     key_delays: list[float] = field(default_factory=list)
+    #: Removals' new epochs: (group, epoch) -> (when, the members who hold its key yet).
+    rotations: dict[tuple[bytes, bytes], tuple[float, set[str]]] = field(default_factory=dict)
+    #: Seconds from a removal until a remaining member holds its new key, per member.
+    removal_delays: list[float] = field(default_factory=list)
     joins: int = 0
     removals: int = 0
     notes: int = 0
@@ -198,6 +202,9 @@ class Users:
             self._refuse("invite: device off")
             again(HOUR)
 
+    def add_relay(self, device: Device, link: str) -> None:
+        self._simple(device, io.AddRelay(self.group, link), "add relay")
+
     def rotate(self, device: Device) -> None:
         self._simple(device, io.Rotate(self.group), "rotate")
 
@@ -205,6 +212,9 @@ class Users:
         def done(reply: io.Reply) -> None:
             if reply.error is None:
                 self.removals += 1
+                group = bytes.fromhex(reply.data["group_id"])
+                epoch = bytes.fromhex(reply.data["epoch"]["id"])
+                self.rotations[(group, epoch)] = (self.world.now, {admin.name})
 
         self._simple(admin, io.RemoveDevice(self.group, target.id), "remove", done)
 
@@ -253,6 +263,7 @@ class Users:
             self._refuse("seal: device off")
 
     def _check_waiting(self) -> None:
+        self._check_rotations()
         for name, (since, group_id) in list(self.waiting.items()):
             truth = self.invariants.truth.get(group_id)
             device = next(d for d in self.world.devices if d.name == name)
@@ -262,6 +273,21 @@ class Users:
             if group is not None and truth.state.current_epoch.id in group.keys:
                 self.key_delays.append(self.world.now - since)
                 del self.waiting[name]
+
+    def _check_rotations(self) -> None:
+        """Note when each remaining member first holds a removal's new key."""
+        for (group_id, epoch), (since, holders) in self.rotations.items():
+            truth = self.invariants.truth.get(group_id)
+            if truth is None or truth.state is None:
+                continue
+            members = truth.state.members
+            for device in self.world.devices:
+                if device.name in holders or device.node is None or device.id not in members:
+                    continue
+                group = device.node.groups.get(group_id)
+                if group is not None and epoch in group.keys:
+                    holders.add(device.name)
+                    self.removal_delays.append(self.world.now - since)
 
     def every(self, mean: float, start: float, end: float, action: Callable[[], None]) -> None:
         """Call `action` at random times (mean gap `mean` seconds) between start and end."""

@@ -27,7 +27,7 @@ from typing import Any
 
 from covey.core.group import Group
 from covey.core.identity import Identity, create_identity
-from covey.core.node import Node, io
+from covey.core.node import Node, NodeConfig, io
 from covey.core.ops import Op
 from covey.relay import session
 from covey.sim.network import Faults, Network
@@ -39,6 +39,9 @@ from covey.sim.store import MemoryStore
 #: days line up with the uptime profiles.
 EPOCH = 1_793_491_200
 DAY = 86_400.0
+#: Seconds between a simulated device's relay fetches: a phone-friendly 5
+#: minutes (`covey up` checks every minute), which keeps long runs quick.
+RELAY_EVERY = 300.0
 #: Lines of trace kept for the report of a violation.
 TRACE_TAIL = 60
 
@@ -84,11 +87,13 @@ class World:
         faults: Faults,
         *,
         send_before_persist: bool = False,
+        relay_every: float = RELAY_EVERY,
     ) -> None:
         self.seed = seed
         self.rand = Rand(seed, "world")
         self.faults = faults
         self.send_before_persist = send_before_persist
+        self.relay_every = relay_every
         self.now = float(EPOCH)
         self.network = Network(homes, Rand(seed, "network"), faults, self._schedule_event)
         self.devices: list[Device] = []
@@ -191,7 +196,8 @@ class World:
 
     def _start(self, device: Device) -> None:
         self.network.set_online(device.index, True)
-        device.node = Node(device.me, device.store.load(device.me))
+        config = NodeConfig(relay_every=self.relay_every)
+        device.node = Node(device.me, device.store.load(device.me), config)
         self.trace(f"{device.name} up")
         self.deliver(device.index, self.network.devices[device.index].incarnation, io.Tick())
 

@@ -1445,12 +1445,12 @@ class Node:
                 group.add_relay(link.key, link.host, link.port, link.access, now)
                 self.persist({group.id}, out)
                 self._announce_inboxes(group, out)
-                added = views.relay_view(group.state.relays[link.key])
+                added = views.relay_view(group.state.named_relays[link.key])
                 self._tell(request, group, {**describe(group), "relay": added}, out)
             case io.RemoveRelay(name, key):
                 group = self.find_group(name)
                 roster.check_remove_relay(group.log, me, key)
-                gone = group.state.relays[key]
+                gone = group.state.named_relays[key]
                 group.remove_relay(key, now)
                 self.persist({group.id}, out)
                 removed = views.relay_view(gone)

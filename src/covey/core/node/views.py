@@ -33,6 +33,7 @@ def describe_log(log: GroupLog, me: bytes) -> dict[str, Any]:
     state = log.state
     if state is None:
         raise NotAMember("this device holds none of that group's ops yet")
+    used = state.relays
     return {
         "group_id": log.group_id.hex(),
         "name": state.name,
@@ -57,8 +58,12 @@ def describe_log(log: GroupLog, me: bytes) -> dict[str, Any]:
         "equivocators": [str(DeviceId(device)) for device in state.equivocators],
         "notices": list(state.notices),
         "relays": [
-            {**relay_view(relay), "inbox": state.inbox_of(me, key) is not None}
-            for key, relay in state.relays.items()
+            {
+                **relay_view(relay),
+                "inbox": state.inbox_of(me, key) is not None,
+                "used": key in used,
+            }
+            for key, relay in state.named_relays.items()
         ],
     }
 
