@@ -22,7 +22,7 @@ from covey.sim.mutants import MUTANTS
 from covey.sim.runner import run
 from covey.sim.scenarios import SCENARIOS
 from covey.sim.users import HOUR, Users
-from covey.sim.world import DAY, EPOCH, World
+from covey.sim.world import DAY, EPOCH, RELAY_EVERY, World
 from tests.sim.conftest import SEEDS_RUN
 
 SIM = [sys.executable, "-m", "covey.sim", "run"]
@@ -36,6 +36,8 @@ FIXED = [
     ("away", 1, 0.5),  # (epoch-keyed discovery tags failed this)
     ("introduce", 1, 0.5),  # (a member refused one added while it was away)
     ("lost", 1, 0.5),  # (a removed phone off at the time was never told; seeds 1-3 before)
+    ("family-relay", 1, 3.0),  # (3 days: the removal is on day 2)
+    ("relay-outage", 1, 3.0),
 ]
 
 #: mutant -> (scenario, seed, days, the invariant that catches it).
@@ -62,6 +64,13 @@ def test_scenario_holds_on_its_fixed_seed(scenario: str, seed: int, days: float)
     assert metrics["never_got_key"] == 0
     assert metrics["convergence"] is not None  # the members agreed within the heal phase
     assert metrics["convergence"]["seconds"] >= 0
+    if scenario.startswith(("family-relay", "relay-")):
+        # Through the relay, the removal's new key reached every remaining
+        # member before the heal phase (homes are linked only then), within
+        # a few fetch intervals (`covey.sim.world.RELAY_EVERY`).
+        delays = metrics["removal_delays"]
+        assert len(delays) == 5
+        assert max(delays) < 3 * RELAY_EVERY
 
 
 #: Fresh seeds each CI run: (scenario, days), each run RANDOM_RUNS times.
@@ -72,6 +81,7 @@ RANDOM = [
     ("away", 0.5),
     ("introduce", 0.5),
     ("lost", 0.5),
+    ("family-relay", 1.0),
 ]
 RANDOM_RUNS = 6
 
