@@ -64,10 +64,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=60)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
-        "--only", choices=["key_delay", "healing", "partition"], help="run one part only"
+        "--only",
+        choices=["key_delay", "healing", "partition", "relays"],
+        help="run one part only",
     )
     args = parser.parse_args()
-    parts = [args.only] if args.only else ["key_delay", "healing", "partition"]
+    parts = [args.only] if args.only else ["key_delay", "healing", "partition", "relays"]
     RESULTS.mkdir(exist_ok=True)
     with ProcessPoolExecutor(args.workers) as pool:
         if "key_delay" in parts:
@@ -76,10 +78,12 @@ def main() -> None:
             _healing(pool, args.seeds)
         if "partition" in parts:
             _partition(pool, args.seeds)
+        if "relays" in parts:
+            _relays(pool, args.seeds)
     for name in parts:
         document = json.loads((RESULTS / f"{name}.json").read_text())
         for key, value in document.items():
-            brief = {k: v for k, v in value.items() if k not in ("delays",)}
+            brief = {k: v for k, v in value.items() if k not in ("delays", "removal_delays")}
             print(name, key, json.dumps(brief))
 
 
@@ -143,6 +147,39 @@ def _partition(pool: ProcessPoolExecutor, seeds_wanted: int) -> None:
             "seconds": _quantiles([c["seconds"] for c in done]),
         }
     (RESULTS / "partition.json").write_text(json.dumps(partition, indent=1) + "\n")
+
+
+def _relays(pool: ProcessPoolExecutor, seeds: int) -> None:
+    """The same family with and without a relay: time to the current key with the
+    inviter gone, and time for a removal's new key to reach each remaining member."""
+    jobs = [(s, seed, RELAY_DAYS, True) for s in RELAY_SCENARIOS for seed in range(seeds)]
+    runs = list(pool.map(_run, jobs))
+    relays: dict[str, Any] = {}
+    for scenario in RELAY_SCENARIOS:
+        mine = [r for r in runs if r["scenario"] == scenario]
+        delays = [d for r in mine for d in r["metrics"].get("key_delays", [])]
+        removal = [d for r in mine for d in r["metrics"].get("removal_delays", [])]
+        relays[scenario] = {
+            "days": RELAY_DAYS,
+            "runs": len(mine),
+            "violations": [v for r in mine for v in r["violations"]],
+            "joins": len(delays),
+            "never_got_key": sum(r["metrics"].get("never_got_key", 0) for r in mine),
+            "seconds": _quantiles(delays),
+            "removal_reached": len(removal),
+            "removal_seconds": _quantiles(removal),
+            "speed_virtual_per_wall": round(
+                statistics.median(r["virtual_per_wall"] for r in mine), 1
+            ),
+            "delays": sorted(delays),
+            "removal_delays": sorted(removal),
+        }
+    (RESULTS / "relays.json").write_text(json.dumps(relays, indent=1) + "\n")
+
+
+#: The relay comparison: `family` as it is, and with a relay (`family-relay`).
+RELAY_SCENARIOS = ("family", "family-relay")
+RELAY_DAYS = 3.0
 
 
 if __name__ == "__main__":

@@ -61,7 +61,38 @@ def partition_bars() -> None:
     fig.savefig(HERE / "partition_heal.png", dpi=120)
 
 
+def relay_cdfs() -> None:
+    """With and without a relay: time to the current key (inviter offline), and
+    time for a removal's new key to reach each remaining member."""
+    data = json.loads((RESULTS / "relays.json").read_text())
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+    for scenario, result in data.items():
+        label = "with a relay" if "relay" in scenario else "LAN only"
+        for ax, key, missing in (
+            (left, "delays", result["never_got_key"]),
+            (right, "removal_delays", 0),
+        ):
+            delays = [max(d, 1.0) for d in result[key]]  # (at once: drawn at 1 s)
+            total = len(delays) + missing
+            if not total:
+                continue
+            ys = [(i + 1) / total for i in range(len(delays))]
+            ax.step(delays, ys, where="post", label=f"{label} ({total})")
+    left.set_title("new device: time to the current key\n(inviter offline right after pairing)")
+    right.set_title("removal: time until each remaining\nmember holds the new key")
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xlabel("seconds (log)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    left.set_ylabel("fraction")
+    left.set_ylim(0, 1.02)
+    fig.tight_layout()
+    fig.savefig(HERE / "relay_cdf.png", dpi=120)
+
+
 if __name__ == "__main__":
     key_delay_cdf()
     partition_bars()
-    print("wrote key_delay_cdf.png and partition_heal.png")
+    relay_cdfs()
+    print("wrote key_delay_cdf.png, partition_heal.png and relay_cdf.png")
