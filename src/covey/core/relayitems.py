@@ -105,14 +105,29 @@ def open_from_inbox(
     Refused (a typed InvalidInput) unless it is sealed to this device, signed
     by a device `keys` knows, and names this group and this device.
     """
+    unverified, _ = unseal_from_inbox(me, group, item)
+    return wire.verify_envelope(unverified, ACCEPT, keys(unverified.author))
+
+
+def unseal_from_inbox(me: Identity, group: bytes, item: bytes) -> tuple[wire.Unverified, ItemBody]:
+    """An inbox item sealed to this device, naming this group and this device, its
+    signature NOT checked yet: (the envelope, its body).
+
+    For a sender this device does not know yet (a member added while it was
+    away): the ops inside may introduce it, and each op is checked on its
+    own; the item's signature is checked once the sender is known
+    (`wire.verify_envelope`).
+    """
     if len(item) not in ITEM_SIZES:
         raise MalformedMessage("a relay item has none of the padded sizes")
     plain = crypto.open_anonymous(me.secrets.box_secret, item)
-    envelope = wire.open_envelope(_unpad(plain), ACCEPT, keys)
-    body = envelope.body
+    unverified = wire.parse_envelope(_unpad(plain))
+    if unverified.type != ItemBody.TYPE:
+        raise MalformedMessage("an inbox item holds a relay item")
+    body = ItemBody.from_wire(unverified.body)
     if body.group != group or body.recipient != me.device_id.raw:
         raise MalformedMessage("that relay item was meant for another inbox")
-    return envelope
+    return unverified, body
 
 
 def seal_for_mirror(me: Identity, key: bytes, segment: bytes, body: ItemBody, rng: Rng) -> bytes:

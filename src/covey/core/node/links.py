@@ -127,11 +127,14 @@ class Link:
         self.dialed: tuple[tuple[str, ...], int] | None = None
         #: The command this pairing link serves (invitations).
         self.request: int | None = None
+        #: Seconds to prove who it is (longer for a pairing through a relay,
+        #: whose messages wait for the other side's next read of the rendezvous).
+        self.handshake_timeout = HANDSHAKE_TIMEOUT
 
     def deadline(self) -> float:
         end = self.started + SESSION_TIMEOUT
         if not self.proven:
-            return min(end, self.started + HANDSHAKE_TIMEOUT)
+            return min(end, self.started + self.handshake_timeout)
         return min(end, self.last_read + READ_TIMEOUT)
 
     def connected(self, out: list[Effect]) -> None:

@@ -73,7 +73,7 @@ from typing import Any, Final
 from covey.core import Rng, channel, discovery, introduction, pairing, relayitems, relaylink, roster
 from covey.core.group import Group
 from covey.core.identity import DeviceRecord, Identity, validate_name
-from covey.core.node import io, relays, views
+from covey.core.node import io, relays, tunnel, views
 from covey.core.node.io import ConnId, Effect
 from covey.core.node.links import (
     Accepted,
@@ -202,6 +202,10 @@ class Peer:
 class OpenInvitation:
     invitation: pairing.Invitation
     advert: str
+    #: The relays it waits at too (a joiner on another network meets it there),
+    #: and when to wait at one again whose connection broke.
+    relays: list[AddRelay] = field(default_factory=list)
+    redial_at: float = 0.0
 
 
 @dataclass
@@ -905,6 +909,7 @@ class Node:
                 self.rng,
             )
             successor.request = request
+        successor.handshake_timeout = link.handshake_timeout
         self.links[link.conn] = successor
         if rest:
             successor.feed(rest, self.now, out)
@@ -1095,6 +1100,7 @@ class Node:
             out.append(io.Reply(request, document, final=False))
             return
         del self.invitations[request]
+        self._leave_relays_after(request)
         out.append(io.Withdraw(open_.advert))
         out.append(io.Reply(request, document))
 
@@ -1143,6 +1149,15 @@ class Node:
 
     def _advance_joins(self, out: list[Effect]) -> None:
         for request, joining in list(self.joins.items()):
+            if joining.link is not None and self.now >= joining.deadline:
+                # Its time is up with an attempt still under way: that attempt
+                # ends too (else the join waited for the link's own deadline,
+                # and the simulator never woke for it: review finding).
+                attempt = self.links.get(joining.link)
+                if attempt is not None:
+                    self._forget(attempt, failed=True)
+                    out.append(io.Close(attempt.conn))
+                joining.link = None
             if joining.link is not None:
                 continue
             if self.now >= joining.deadline:
@@ -1198,7 +1213,10 @@ class Node:
         request = next((r for r, j in self.joins.items() if j.link == link.conn), None)
         if request is None or link.joined is None:
             return
-        self._leave_rendezvous(self.joins.pop(request), out)
+        joining = self.joins.pop(request)
+        meeting = self.links.get(joining.rendezvous) if joining.rendezvous is not None else None
+        if isinstance(meeting, Rendezvous):
+            meeting.closing = True  # (after the end of the session is put)
         welcome, words = link.joined
         group, inviter = welcome.group, welcome.inviter
         existing = self.groups.get(group.id)
@@ -1483,19 +1501,12 @@ class Node:
         self.invitations[request] = OpenInvitation(invitation, advert)
         self._own(advert)
         out.append(io.Advertise(advert, discovery.padded_advert(secret.advert_tags, self.rng)))
-        links = []
-        for relay in list(group.state.relays.values())[:PAIR_RELAYS]:
-            tokens = [
-                relayitems.rendezvous_token(relay.key, nameplate=secret.nameplate),
-                relayitems.rendezvous_token(relay.key, link_key=secret.link_key),
-            ]
-            conn = self._dial((relay.host,), relay.port, out)
-            meeting = Rendezvous(
-                self, conn, self.now, relay, tokens, "i", invitation.expires, self.rng
-            )
-            meeting.request = request
-            self.links[conn] = meeting
-            links.append(str(relaylink.RelayLink(relay.host, relay.port, relay.key, relay.access)))
+        self.invitations[request].relays = list(group.state.relays.values())[:PAIR_RELAYS]
+        self._wait_at_relays(request, out)
+        links = [
+            str(relaylink.RelayLink(r.host, r.port, r.key, r.access))
+            for r in self.invitations[request].relays
+        ]
         out.append(
             io.Reply(
                 request,
@@ -1572,9 +1583,13 @@ class Node:
             self._announce_inboxes(group, out)
         self._heal(out)
         self._visit_relays(out)
+        for request in list(self.invitations):
+            self._wait_at_relays(request, out)
         for meeting in [x for x in self.links.values() if isinstance(x, Rendezvous)]:
             if meeting.due(self.now):
                 self._guard(meeting, partial(meeting.poll, self.now, out), out)
+            elif meeting.closing and meeting.settled and meeting.proven:
+                self._finish(meeting, out)
         self._refresh_advert(out)
         self._advance_joins(out)
         self._dial_due(out)
@@ -1662,7 +1677,7 @@ class Node:
         what this device holds of every group it is a member of."""
         for group in self.groups.values():
             if group.log.state is not None and device in group.state.members:
-                self.relay_schedule.believed[(device, group.id)] = group.log.version_vector()
+                self.relay_schedule.confirmed[(device, group.id)] = group.log.version_vector()
 
     def _visit_relays(self, out: list[Effect]) -> None:
         """Start the relay visits that are due (at most MAX_VISITS at once)."""
@@ -1676,19 +1691,22 @@ class Node:
             if state is not None and me in state.members and not self._is_leaving(group):
                 slots += [(group, relay) for relay in state.relays.values()]
         live = {(group.id, relay.key) for group, relay in slots}
-        for table in (schedule.fetch_at, schedule.deliver_at):
+        for table in (schedule.fetch_at, schedule.deliver_at, schedule.redeliver_at):
             for slot in [s for s in table if s not in live]:
                 del table[slot]  # (the relay, or the group, is gone)
-        busy = {
-            (v.group_id, v.relay.key, v.job) for v in self.links.values() if isinstance(v, Visit)
-        }
+        busy = {v.slot for v in self.links.values() if isinstance(v, Visit)}
         for group, relay in slots:
             slot = (group.id, relay.key)
             if slot not in schedule.fetch_at:
                 # A relay new to this node (it started, or the relay was just
                 # added): fetch now, and deliver what members may lack, since
-                # nothing says what they hold (`believed` starts empty).
+                # nothing says what they hold yet.
                 schedule.deliver_at.setdefault(slot, self.now + relays.DELIVER_DELAY)
+            if schedule.redeliver_at.get(slot, math.inf) <= self.now:
+                # Put again what members have not confirmed (a relay may have
+                # dropped it, or it may expire): `RelaySchedule.held`.
+                schedule.redeliver_at[slot] = self.now + relays.REDELIVER_EVERY
+                schedule.deliver_at[slot] = self.now
             fetch = schedule.fetch_at.setdefault(slot, self.now) <= self.now
             if fetch and (*slot, "fetch") not in busy and len(busy) < relays.MAX_VISITS:
                 conn = self._dial((relay.host,), relay.port, out)
@@ -1696,27 +1714,55 @@ class Node:
                 schedule.fetch_at[slot] = self.now + self.config.relay_every
                 busy.add((*slot, "fetch"))
             due = schedule.deliver_at.get(slot)
-            if (
-                due is None
-                or due > self.now
-                or (*slot, "deliver") in busy
-                or len(busy) >= relays.MAX_VISITS
-            ):
+            if due is None or due > self.now or len(busy) >= relays.MAX_VISITS:
                 continue
             del schedule.deliver_at[slot]
-            believed = {
-                device: vector
-                for (device, gid), vector in schedule.believed.items()
-                if gid == group.id
-            }
-            puts = puts_for(group, relay.key, self.me, believed, self.rng)
-            if puts:
+            held = schedule.held(group, relay.key, self.now)
+            for put in puts_for(group, relay.key, self.me, held, self.rng):
+                if (*slot, put.member) in busy or len(busy) >= relays.MAX_VISITS:
+                    schedule.deliver_at.setdefault(slot, self.now + relays.RETRY_AFTER)
+                    continue
                 conn = self._dial((relay.host,), relay.port, out)
-                visit = DeliverVisit(self, conn, self.now, group.id, relay, self.rng, puts)
+                visit = DeliverVisit(self, conn, self.now, group.id, relay, self.rng, put)
                 self.links[conn] = visit
-                busy.add((*slot, "deliver"))
+                busy.add((*slot, put.member))
 
     # --- pairing through a relay (`covey.core.node.tunnel`) ------------------------
+
+    def _wait_at_relays(self, request: int, out: list[Effect]) -> None:
+        """An open invitation waits at each of its relays: dial a rendezvous where it
+        has none (at once, or again REDIAL_AFTER a broken one: review finding)."""
+        open_ = self.invitations.get(request)
+        if open_ is None or not open_.relays or self.now < open_.redial_at:
+            return
+        secret = open_.invitation.secret
+        waiting = {
+            x.relay.key
+            for x in self.links.values()
+            if isinstance(x, Rendezvous) and x.request == request
+        }
+        for relay in open_.relays:
+            if relay.key in waiting:
+                continue
+            tokens = [
+                relayitems.rendezvous_token(relay.key, nameplate=secret.nameplate),
+                relayitems.rendezvous_token(relay.key, link_key=secret.link_key),
+            ]
+            conn = self._dial((relay.host,), relay.port, out)
+            meeting = Rendezvous(
+                self, conn, self.now, relay, tokens, "i", open_.invitation.expires, self.rng
+            )
+            meeting.request = request
+            self.links[conn] = meeting
+            open_.redial_at = self.now + tunnel.REDIAL_AFTER
+
+    def _leave_relays_after(self, request: int) -> None:
+        """A used invitation stops waiting at its relays, once what it still has to
+        say there (the welcome) is said (review: it polled on until it expired)."""
+        for link in self.links.values():
+            if isinstance(link, Rendezvous) and link.request == request:
+                link.closing = True
+                link.request = None
 
     def _join_through_relay(self, joining: Joining, out: list[Effect]) -> None:
         """Meet the inviter at the relay: open the rendezvous, then an attempt on it."""
@@ -1743,6 +1789,7 @@ class Node:
         meeting.open(session_id)
         conn = self._virtual(meeting, session_id)
         link = JoinLink(self.me, joining.secret, conn, meeting.address, self.now, self.rng)
+        link.handshake_timeout = tunnel.PAIRING_TIMEOUT
         self.links[conn] = link
         joining.link = conn
         link.connected(out)
@@ -1767,7 +1814,9 @@ class Node:
 
     def tunnel_opened(self, rendezvous: Rendezvous, session: bytes, out: list[Effect]) -> None:
         conn = self._virtual(rendezvous, session)
-        self.links[conn] = Accepted(conn, rendezvous.address, self.now)
+        accepted = Accepted(conn, rendezvous.address, self.now)
+        accepted.handshake_timeout = tunnel.PAIRING_TIMEOUT
+        self.links[conn] = accepted
 
     def tunnel_data(
         self, rendezvous: Rendezvous, session: bytes, data: bytes, out: list[Effect]
@@ -1834,33 +1883,30 @@ class Node:
     def _report_visit(self, visit: Visit, out: list[Effect]) -> None:
         """Say what a relay visit did (nothing when it did nothing)."""
         group = self.groups.get(visit.group_id)
-        name = group.state.name if group is not None and group.log.state is not None else "?"
+        if group is None or group.log.state is None:
+            return
         where = relays.via_relay(visit.relay).removeprefix(relays.VIA_RELAY)
+        data: dict[str, Any] = {"group": group.state.name, "relay": where}
         if isinstance(visit, FetchVisit) and (visit.taken or visit.dropped):
-            data = {"group": name, "relay": where, "ops": visit.taken, "dropped": visit.dropped}
+            data.update(ops=visit.taken, dropped=visit.dropped)
             out.append(io.Notify("relay_fetched", data))
-        elif isinstance(visit, DeliverVisit) and visit.puts:
-            devices = group.state.devices if group is not None and group.log.state else {}
-            names = [devices[m].name for m in sorted(visit.delivered) if m in devices]
-            waiting = [
-                devices[p.member].name
-                for p in visit.puts
-                if p.member not in visit.delivered and p.member in devices
-            ]
-            out.append(
-                io.Notify(
-                    "relay_delivered",
-                    {"group": name, "relay": where, "to": names, "not_delivered": waiting},
-                )
-            )
+        elif isinstance(visit, DeliverVisit):
+            record = group.state.devices.get(visit.member)
+            data.update(to=record.name if record else "?", delivered=visit.delivered)
+            out.append(io.Notify("relay_delivered", data))
 
     def _visit_ended(self, visit: Visit, failed: bool) -> None:
         schedule = self.relay_schedule
         slot = (visit.group_id, visit.relay.key)
         if isinstance(visit, DeliverVisit):
-            for member, vector in visit.delivered.items():
-                schedule.believed[(member, visit.group_id)] = vector
-            if failed or len(visit.delivered) < len(visit.puts):
+            if visit.delivered:
+                key = (visit.member, visit.group_id, visit.relay.key)
+                earlier = schedule.delivered.get(key)
+                fresh = earlier is not None and self.now - earlier[1] < relays.REDELIVER_EVERY
+                since = earlier[1] if earlier is not None and fresh else self.now
+                schedule.delivered[key] = (visit.put.vector, since)
+                schedule.redeliver_at.setdefault(slot, self.now + relays.REDELIVER_EVERY)
+            else:
                 schedule.deliver_at.setdefault(slot, self.now + relays.RETRY_AFTER)
         elif failed:
             schedule.fetch_at[slot] = self.now + relays.RETRY_AFTER

@@ -32,13 +32,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
-from covey.core import Rng, relayitems, sync
+from covey.core import Rng, relayitems, sync, wire
 from covey.core.group import Group
 from covey.core.identity import Identity
 from covey.core.node.io import ConnId, Effect
 from covey.core.node.links import Link
-from covey.core.ops import AddRelay, Remove
-from covey.errors import InvalidInput, MalformedMessage, RelayNotAllowed, RelayRefused
+from covey.core.ops import AddRelay
+from covey.errors import (
+    InvalidInput,
+    MalformedMessage,
+    RelayNotAllowed,
+    RelayRefused,
+    UnknownDevice,
+)
 from covey.relay import client, session
 from covey.relay.client import Answer, Ready, Refused
 
@@ -53,6 +59,12 @@ RETRY_AFTER: Final = 60.0
 MAX_VISITS: Final = 8
 #: Pages one fetch visit reads (each up to the relay's page limit).
 MAX_PAGES: Final = 16
+#: Items of one page left at the relay because their ops wait for parents.
+MAX_KEPT: Final = 32
+#: Seconds after which what was put for a member, and not confirmed (a
+#: direct sync, or an op of the member's that follows it), is put again:
+#: a relay may have dropped it, or it may expire (review finding).
+REDELIVER_EVERY: Final = 6 * 3600.0
 #: Epochs whose write tokens an owner registers (the relay takes 4 at most).
 WRITER_EPOCHS: Final = 2
 #: Epochs whose tokens a sender tries for one member, newest first.
@@ -82,19 +94,25 @@ class VisitHost(Protocol):
 
 
 def writer_tokens(group: Group, box: bytes) -> list[bytes]:
-    """The write tokens an inbox owner registers: its newest epochs' (WRITER_EPOCHS).
+    """The write tokens an inbox owner registers: its newest epochs' (WRITER_EPOCHS),
+    of epochs only current members hold.
 
-    After a rotation that removed a device, only the newest: the removed
-    device holds the epoch before (PROTOCOL.md 18.2).
+    It stops at the first epoch a device that is no member holds: after a
+    rotation that removed a device, only the newest (PROTOCOL.md 18.2);
+    after a merge in which a removed device got a concurrent epoch, none
+    until the healing rotation (review: the rule "stop at a removal" let it
+    write through the concurrent epoch).
     """
+    state = group.state
+    members = state.members.keys()
     tokens: list[bytes] = []
-    for epoch in reversed(group.state.epochs):
+    for epoch in reversed(state.epochs):
+        if not epoch.recipients <= members:
+            break
         key = group.keys.get(epoch.id)
-        if key is None:
-            continue
-        tokens.append(relayitems.inbox_token(key, box))
-        op = group.log.ops.get(epoch.id)
-        if len(tokens) == WRITER_EPOCHS or (op is not None and isinstance(op.body, Remove)):
+        if key is not None:
+            tokens.append(relayitems.inbox_token(key, box))
+        if len(tokens) == WRITER_EPOCHS:
             break
     return tokens
 
@@ -195,6 +213,11 @@ class Visit(OnRelay):
         self.host = host
         self.group_id = group
 
+    @property
+    def slot(self) -> tuple[bytes, bytes, object]:
+        """What at most one visit at a time does: (group, relay, its job or member)."""
+        return (self.group_id, self.relay.key, self.job)
+
 
 def _refused(value: Any) -> RelayRefused | None:
     return value if isinstance(value, RelayRefused) else None
@@ -253,40 +276,73 @@ class FetchVisit(Visit):
         if group is None:
             return
         me = self.host.me
-        devices = group.state.devices
         changed = False
-        for _, item in items:
+        done: list[int] = []
+        waiting: list[tuple[int, list[bytes]]] = []
+        for number, item in items:
             try:
-                envelope = relayitems.open_from_inbox(
-                    me,
-                    group.id,
-                    item,
-                    lambda d: devices[d].signing_key if d in devices else None,
-                )
-                if envelope.body.kind != "ops":
+                unverified, body = relayitems.unseal_from_inbox(me, group.id, item)
+                if body.kind != "ops":
                     raise MalformedMessage("this node takes only ops from its inbox")
-                group_id, raws = sync.read_ops(envelope.body.payload)
+                group_id, raws = sync.read_ops(body.payload)
                 if group_id != group.id:
                     raise MalformedMessage("the ops are for another group")
+                sender = unverified.author
+                known = group.state.devices.get(sender)
+                if known is not None:
+                    wire.verify_envelope(unverified, relayitems.ACCEPT, known.signing_key)
             except InvalidInput:
                 self.dropped += 1  # (it will never open: acknowledged, so it goes)
+                done.append(number)
                 continue
-            for received in group.receive_all(raws, envelope.author):
-                if not isinstance(received, InvalidInput) and received.integrated:
+            # A sender this device does not know yet (a member added while it
+            # was away) is introduced by the ops it carries: each op is
+            # checked on its own, then the item's signature (review finding:
+            # such items were dropped, and the member never got the key).
+            ids = []
+            for received in group.receive_all(raws, sender):
+                if isinstance(received, InvalidInput):
+                    continue
+                ids.append(received.op.id)
+                if received.integrated:
                     changed = True
+            if known is None:
+                known = group.state.devices.get(sender)
+                try:
+                    if known is None:
+                        raise UnknownDevice()
+                    wire.verify_envelope(unverified, relayitems.ACCEPT, known.signing_key)
+                except InvalidInput:
+                    self.dropped += 1  # (its ops stand or fall on their own)
+                    waiting.append((number, ids))
+                    continue
             self.taken += len(raws)
-            self.heard_from.add(envelope.author)
+            self.heard_from.add(sender)
+            waiting.append((number, ids))
+        pending = group.log.pending
+        kept = 0
+        for number, ids in waiting:
+            # Ops still waiting for their parents are not stored (`Persist`
+            # keeps the log, not its buffer): their item stays at the relay,
+            # read again next time, up to MAX_KEPT per page.
+            if any(op_id in pending for op_id in ids) and kept < MAX_KEPT:
+                kept += 1
+            else:
+                done.append(number)
         if changed:
             self.host.persist({group.id}, self.out)  # before the acknowledgement
-        if items:
-            numbers = [n for n, _ in items]
-            self.ask("inbox-ack", self._check, box=self.box, numbers=numbers)
+        if done:
+            self.ask("inbox-ack", self._check, box=self.box, numbers=sorted(done))
         if more and items and self.pages < MAX_PAGES:
             self._fetch(items[-1][0])
 
 
 class DeliverVisit(Visit):
-    """Put ops into the inboxes of members that may lack them, for one group at one relay."""
+    """Put ops into the inbox of one member that may lack them, at one relay.
+
+    One member per connection: a relay must not learn which inboxes belong
+    to one group from a connection that writes to all of them (review).
+    """
 
     job: Job = "deliver"
 
@@ -298,20 +354,27 @@ class DeliverVisit(Visit):
         group: bytes,
         relay: AddRelay,
         rng: Rng,
-        puts: list[Put],
+        put: Put,
     ) -> None:
         super().__init__(host, conn, now, group, relay, rng)
-        self.puts = puts
-        #: Members whose puts all went in: member -> the vector they now hold.
-        self.delivered: dict[bytes, dict[bytes, int]] = {}
+        self.put = put
+        self.puts = [put]
+        self.member = put.member
+        #: Whether every item went in (the relay said so: it may lie).
+        self.delivered = False
+        self._ttl = 0
+
+    @property
+    def slot(self) -> tuple[bytes, bytes, object]:
+        return (self.group_id, self.relay.key, self.member)
 
     def ready(self, ready: Ready, out: list[Effect]) -> None:
-        for put in self.puts:
-            self._next(put)
+        self._ttl = ready.limits.ttl_max  # (as long as the relay keeps anything)
+        self._next(self.put)
 
     def _next(self, put: Put) -> None:
         if put.done == len(put.items):
-            self.delivered[put.member] = put.vector
+            self.delivered = True
             return
         if not put.tokens:
             return  # no token of ours is registered there (yet): another time
@@ -326,19 +389,19 @@ class DeliverVisit(Visit):
                 put.done += 1
             self._next(put)
 
-        self.ask("inbox-put", answered, box=put.box, token=put.tokens[0], item=item, ttl=0)
+        self.ask("inbox-put", answered, box=put.box, token=put.tokens[0], item=item, ttl=self._ttl)
 
 
 def puts_for(
     group: Group,
     relay: bytes,
     me: Identity,
-    believed: Mapping[bytes, Mapping[bytes, int]],
+    held: Callable[[bytes], Mapping[bytes, int]],
     rng: Rng,
 ) -> list[Put]:
     """What to put at `relay` for each member with an inbox there that may lack ops.
 
-    `believed`: member -> the version vector it is believed to hold. The
+    `held(member)`: the version vector the member is taken to hold. The
     ops go sealed to each member (`relayitems.seal_for_inbox`), in `ops`
     messages as a direct sync sends them.
     """
@@ -351,7 +414,7 @@ def puts_for(
         box = state.inbox_of(member, relay)
         if box is None:
             continue
-        missing = sync.missing_for(group, believed.get(member, {}))
+        missing = sync.missing_for(group, held(member))
         if not missing:
             continue
         tokens = sender_tokens(group, member, box)
@@ -371,6 +434,26 @@ def puts_for(
     return puts
 
 
+def shown_by_own_ops(group: Group, member: bytes) -> dict[bytes, int]:
+    """What a member's own latest op shows it held: the version vector of its
+    causal past (a receipt that costs nothing: the member wrote it anyway)."""
+    log = group.log
+    seq = log.latest.get(member)
+    ids = log.by_author_seq.get((member, seq), []) if seq is not None else []
+    if len(ids) != 1:
+        return {}  # (none, or a fork: take nothing from it)
+    return {author: log.clock_value(ids[0], author) for author in log.latest}
+
+
+def pointwise_max(*vectors: Mapping[bytes, int]) -> dict[bytes, int]:
+    merged: dict[bytes, int] = {}
+    for vector in vectors:
+        for author, seq in vector.items():
+            if seq > merged.get(author, 0):
+                merged[author] = seq
+    return merged
+
+
 @dataclass
 class RelaySchedule:
     """When each group's relays are due for a fetch, and when its changes are to be delivered."""
@@ -379,5 +462,24 @@ class RelaySchedule:
     fetch_at: dict[tuple[bytes, bytes], float] = field(default_factory=dict)
     #: (group, relay key) -> when to deliver (set by a change, cleared by a visit).
     deliver_at: dict[tuple[bytes, bytes], float] = field(default_factory=dict)
-    #: (member, group) -> the version vector the member is believed to hold.
-    believed: dict[tuple[bytes, bytes], dict[bytes, int]] = field(default_factory=dict)
+    #: (group, relay key) -> when to put again what members have not confirmed.
+    redeliver_at: dict[tuple[bytes, bytes], float] = field(default_factory=dict)
+    #: (member, group) -> the version vector a direct sync showed it holds.
+    confirmed: dict[tuple[bytes, bytes], dict[bytes, int]] = field(default_factory=dict)
+    #: (member, group, relay key) -> what was put for it there since, and when
+    #: the first of those puts was (unconfirmed: put again after REDELIVER_EVERY).
+    delivered: dict[tuple[bytes, bytes, bytes], tuple[dict[bytes, int], float]] = field(
+        default_factory=dict
+    )
+
+    def held(self, group: Group, relay: bytes, now: float) -> Callable[[bytes], dict[bytes, int]]:
+        """What to take each member of `group` to hold, for puts at `relay`."""
+
+        def held(member: bytes) -> dict[bytes, int]:
+            vectors = [self.confirmed.get((member, group.id), {}), shown_by_own_ops(group, member)]
+            put = self.delivered.get((member, group.id, relay))
+            if put is not None and now - put[1] < REDELIVER_EVERY:
+                vectors.append(put[0])
+            return pointwise_max(*vectors)
+
+        return held

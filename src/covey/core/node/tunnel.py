@@ -41,6 +41,11 @@ MAX_SESSIONS: Final = 8
 MAX_HELD: Final = 16
 #: Sessions an inviter remembers having ended (their late items are ignored).
 MAX_ENDED: Final = 64
+#: Seconds a pairing through a relay has to finish (each message waits for
+#: the other side's next read: `POLL_EVERY`, plus the relay's round trips).
+PAIRING_TIMEOUT: Final = 60.0
+#: Seconds before an inviter waits at a relay again after its connection broke.
+REDIAL_AFTER: Final = 5.0
 
 Role = Literal["i", "j"]
 
@@ -124,6 +129,7 @@ class Rendezvous(OnRelay):
         return (
             self.proven
             and not self.polling
+            and not self.closing
             and self.next_poll is not None
             and now >= self.next_poll
         )

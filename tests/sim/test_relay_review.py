@@ -1,0 +1,195 @@
+"""The adversarial review of the node's relay path (2026-12-03), each finding replayed.
+
+* A member added while another was away reached it only in items signed by
+  the new member, which the away member could not check and dropped: it
+  never got the key (now: the ops inside introduce the sender).
+* One put a relay lost, or that expired while its member was away, was
+  taken as delivered for good: later puts carried only newer ops (now:
+  only a direct sync or the member's own ops confirm; the rest is put
+  again every `REDELIVER_EVERY`, and items live as long as the relay
+  keeps anything).
+* A used invitation kept polling its rendezvous until it expired.
+* A relay that restarted during an invitation ended its rendezvous for good.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from covey.core.node import io
+from covey.core.node.relays import REDELIVER_EVERY
+from covey.core.node.tunnel import Rendezvous
+from covey.sim.invariants import Invariants
+from covey.sim.network import QUIET
+from covey.sim.relay import HONEST, Lies
+from covey.sim.users import HOUR, Users
+from covey.sim.world import DAY, EPOCH, Device, World
+from tests.sim.test_relays import pair_through_relay
+
+MINUTE = 60.0
+
+
+def three_at_home(seed: int = 1) -> tuple[World, Users, object, list[Device], bytes]:
+    """Laptop, phone and tablet paired at home, with a relay named for the group."""
+    world = World(seed, 2, QUIET)
+    users = Users(world, Invariants(world))
+    relay = world.add_relay("relay-0.sim")
+    devices = [world.add_device(n, "ana", 0) for n in ("laptop", "phone", "tablet")]
+    laptop, phone, tablet = devices
+    for device in devices:
+        world.at(EPOCH, partial(world.set_online, device, True))
+    world.at(EPOCH + MINUTE, lambda: users.create(laptop))
+    world.at(EPOCH + 2 * MINUTE, lambda: users.pair(laptop, phone))
+    world.at(EPOCH + 4 * MINUTE, lambda: users.pair(laptop, tablet))
+    world.at(
+        EPOCH + 8 * MINUTE,
+        lambda: world.command(laptop, io.AddRelay("family", relay.link), lambda r: None),
+    )
+    world.run_until(EPOCH + 20 * MINUTE)
+    assert laptop.node is not None
+    (gid,) = laptop.node.groups
+    return world, users, relay, devices, gid
+
+
+def epoch_of(world: World, device: Device, gid: bytes) -> bytes:
+    group = world.group_of(device, gid)
+    assert group is not None
+    return group.state.current_epoch.id
+
+
+def test_a_member_added_while_another_was_away_reaches_it_through_the_relay() -> None:
+    world = World(1, 2, QUIET)
+    users = Users(world, Invariants(world))
+    relay = world.add_relay("relay-0.sim")
+    laptop, phone, tablet = (world.add_device(n, "ana", 0) for n in ("laptop", "phone", "tablet"))
+    for device in (laptop, phone):
+        world.at(EPOCH, partial(world.set_online, device, True))
+    world.at(EPOCH + MINUTE, lambda: users.create(laptop))
+    world.at(EPOCH + 2 * MINUTE, lambda: users.pair(laptop, phone))
+    world.at(
+        EPOCH + 8 * MINUTE,
+        lambda: world.command(laptop, io.AddRelay("family", relay.link), lambda r: None),
+    )
+    world.run_until(EPOCH + 20 * MINUTE)
+    assert laptop.node is not None
+    (gid,) = laptop.node.groups
+    world.network.move(phone.index, 1)
+    world.set_online(phone, False)
+    world.set_online(tablet, True)
+    users.inviter_leaves = True  # the laptop pairs a tablet as admin, and is closed at once
+    world.at(EPOCH + 25 * MINUTE, lambda: users.pair(laptop, tablet, role="admin"))
+    world.run_until(EPOCH + 28 * MINUTE)
+    assert laptop.node is None
+    world.at(EPOCH + 29 * MINUTE, lambda: users.rotate(tablet))  # a change only the tablet has
+    world.run_until(EPOCH + 35 * MINUTE)
+    epoch = epoch_of(world, tablet, gid)
+    world.set_online(phone, True)  # alone at home 1: only the relay reaches it
+    world.run_until(EPOCH + 50 * MINUTE)
+    assert laptop.node is None
+    mine = world.group_of(phone, gid)
+    assert mine is not None
+    assert tablet.id in mine.state.members
+    assert mine.state.current_epoch.id == epoch
+    assert epoch in mine.keys
+
+
+def test_a_put_the_relay_dropped_is_put_again() -> None:
+    world, users, relay, (laptop, phone, tablet), gid = three_at_home()
+    world.network.move(phone.index, 1)
+    world.set_online(phone, False)
+    world.set_online(tablet, False)
+    relay.lies = Lies(drop=1.0)  # type: ignore[attr-defined]  # it loses one change's puts ...
+    world.at(EPOCH + 30 * MINUTE, lambda: users.remove(laptop, tablet))
+    world.run_until(EPOCH + 35 * MINUTE)
+    relay.lies = HONEST  # type: ignore[attr-defined]  # ... and is honest from then on
+    assert relay.lied == {"drop": 1}  # type: ignore[attr-defined]
+    world.at(EPOCH + 40 * MINUTE, lambda: users.rotate(laptop))
+    world.run_until(EPOCH + 45 * MINUTE)
+    world.set_online(phone, True)
+    world.run_until(EPOCH + 2 * HOUR)
+    mine = world.group_of(phone, gid)
+    assert mine is not None
+    assert tablet.id in mine.state.members  # (not yet: the removal was lost)
+    world.run_until(EPOCH + 35 * MINUTE + REDELIVER_EVERY + 10 * MINUTE)
+    mine = world.group_of(phone, gid)
+    assert mine is not None
+    assert tablet.id not in mine.state.members
+    assert mine.state.current_epoch.id == epoch_of(world, laptop, gid)
+
+
+def test_a_member_away_for_fifteen_days_still_gets_the_removal() -> None:
+    world, users, _, (laptop, phone, tablet), gid = three_at_home()
+    world.relay_every = 6 * HOUR  # (fewer fetches: a shorter run)
+    world.network.move(phone.index, 1)
+    world.set_online(phone, False)
+    world.set_online(tablet, False)
+    world.at(EPOCH + 30 * MINUTE, lambda: users.remove(laptop, tablet))
+    world.at(EPOCH + 15 * DAY, lambda: users.rotate(laptop))  # the laptop up all along
+    world.run_until(EPOCH + 15 * DAY + 10 * MINUTE)
+    world.set_online(phone, True)
+    world.run_until(EPOCH + 15 * DAY + 8 * HOUR)
+    mine = world.group_of(phone, gid)
+    assert mine is not None
+    assert tablet.id not in mine.state.members
+    assert mine.state.current_epoch.id == epoch_of(world, laptop, gid)
+
+
+def test_a_used_invitation_stops_waiting_at_the_relay() -> None:
+    world = World(7, 2, QUIET)
+    users = Users(world, Invariants(world))
+    relay = world.add_relay("relay-0.sim")
+    laptop = world.add_device("laptop", "ana", 0)
+    phone = world.add_device("phone", "ana", 1)
+    for device in (laptop, phone):
+        world.at(EPOCH, partial(world.set_online, device, True))
+    world.at(EPOCH + MINUTE, lambda: users.create(laptop))
+    world.at(
+        EPOCH + 4 * MINUTE,
+        lambda: world.command(laptop, io.AddRelay("family", relay.link), lambda r: None),
+    )
+    world.run_until(EPOCH + 6 * MINUTE)
+    replies = pair_through_relay(world, relay, laptop, phone)  # (the invitation lasts 600 s)
+    world.run_until(EPOCH + 8 * MINUTE)
+    assert replies["join"].error is None
+    assert replies["invite"].error is None
+    assert laptop.node is not None
+    assert phone.node is not None
+    world.run_until(EPOCH + 9 * MINUTE)
+    for node in (laptop.node, phone.node):
+        assert not [x for x in node.links.values() if isinstance(x, Rendezvous)]
+
+
+def test_an_invitation_waits_at_the_relay_again_after_it_restarted() -> None:
+    world = World(7, 2, QUIET)
+    users = Users(world, Invariants(world))
+    relay = world.add_relay("relay-0.sim")
+    laptop = world.add_device("laptop", "ana", 0)
+    phone = world.add_device("phone", "ana", 1)
+    for device in (laptop, phone):
+        world.at(EPOCH, partial(world.set_online, device, True))
+    world.at(EPOCH + MINUTE, lambda: users.create(laptop))
+    world.at(
+        EPOCH + 4 * MINUTE,
+        lambda: world.command(laptop, io.AddRelay("family", relay.link), lambda r: None),
+    )
+    world.run_until(EPOCH + 6 * MINUTE)
+    replies: dict = {}
+
+    def on_invite(reply: io.Reply) -> None:
+        if reply.data.get("event") == "invitation":
+            replies["invitation"] = reply.data
+        elif reply.final:
+            replies["invite"] = reply
+
+    world.command(laptop, io.Invite("family", "member", 3600), on_invite)
+    world.run_until(EPOCH + 7 * MINUTE)
+    world.set_relay_up(relay, False)  # the relay restarts
+    world.run_until(EPOCH + 7 * MINUTE + 5)
+    world.set_relay_up(relay, True)
+    world.run_until(EPOCH + 8 * MINUTE)
+    join = io.Join(code=replies["invitation"]["code"], timeout=120, relay=relay.link)
+    world.command(phone, join, lambda r: replies.__setitem__("join", r))
+    world.run_until(EPOCH + 12 * MINUTE)
+    assert replies["join"].error is None, replies["join"].data
+    assert phone.node is not None
+    assert phone.node.groups
