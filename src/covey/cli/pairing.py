@@ -183,6 +183,8 @@ def article(role: str) -> str:
 
 def invitation_lines(data: dict[str, Any], lifetime: int) -> str:
     """What `covey invite` prints first: the group, role and expiry; the code and the link."""
+    from covey.core.roster import command_arg
+
     lines = (
         f"Invitation to {data['group']!r} as {article(data['role'])}, for one device, until"
         f" {when(data['expires'])} ({duration_words(lifetime)}; 3 wrong codes end it).\n"
@@ -193,12 +195,12 @@ def invitation_lines(data: dict[str, Any], lifetime: int) -> str:
     if relays:
         lines += (
             "or, on another network (the code meets this device at the group's relay):\n"
-            f"  covey join {data['code']} --relay '{relays[0]}'\n"
+            f"  covey join {data['code']} --relay {command_arg(relays[0])}\n"
         )
     return lines + (
         "or, with the link (the QR code below holds the same link"
         + (", and the relay" if relays else "")
-        + f"):\n  covey join --link '{data['link']}'"
+        + f"):\n  covey join --link {command_arg(data['link'])}"
     )
 
 
