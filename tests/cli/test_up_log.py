@@ -121,3 +121,22 @@ def test_json_lines_carry_the_time_and_the_changes(
     assert first["event"] == "synced"
     assert isinstance(first["time"], float)
     assert first["changes"] == CHANGED["changes"]
+
+
+def test_relay_events_have_lines_saying_what_went_through_the_relay() -> None:
+    from covey.cli.daemon import log_line
+
+    fetched = {"group": "family", "relay": "relay.example:4433", "ops": 3, "dropped": 1}
+    assert log_line("relay_fetched", fetched) == (
+        "family: took 3 op(s) from relay relay.example:4433 (1 item(s) that did not open dropped)"
+    )
+    fetched["dropped"] = 0
+    assert (
+        log_line("relay_fetched", fetched) == "family: took 3 op(s) from relay relay.example:4433"
+    )
+    left = {"group": "family", "relay": "relay.example:4433", "to": "phone", "delivered": True}
+    assert log_line("relay_delivered", left) == (
+        "family: left what 'phone' lacks at relay relay.example:4433"
+    )
+    left["delivered"] = False
+    assert "could not leave 'phone'" in str(log_line("relay_delivered", left))

@@ -104,6 +104,7 @@ def test_pair_and_sync_through_a_relay_alone(internet: Internet, tmp_path: Path)
     with relay(internet, data) as link:
         covey(internet, LAPTOP, laptop, "relay", "add", link, "-g", "family")
         laptop_node = up(internet, LAPTOP, laptop)
+        nodes = [laptop_node]
         try:
             inviter = internet.run(
                 LAPTOP,
@@ -121,6 +122,7 @@ def test_pair_and_sync_through_a_relay_alone(internet: Internet, tmp_path: Path)
             assert json.loads(out.splitlines()[-1])["pairing_words"] == joined["pairing_words"]
 
             phone_node = up(internet, PHONE, phone)
+            nodes.append(phone_node)
             # The phone's inbox announcement reaches the laptop through the relay.
             wait_until(
                 lambda: all(
@@ -137,6 +139,7 @@ def test_pair_and_sync_through_a_relay_alone(internet: Internet, tmp_path: Path)
                 "the laptop to hold the phone's ops",
             )
             stop(phone_node)
+            nodes.remove(phone_node)
 
             rotated = covey(internet, LAPTOP, laptop, "group", "rotate", "family")
             epoch = rotated["epoch"]["number"]
@@ -145,7 +148,9 @@ def test_pair_and_sync_through_a_relay_alone(internet: Internet, tmp_path: Path)
             covey(internet, LAPTOP, laptop, "seal", "-g", "family", str(note))
             time.sleep(4)  # (the delivery to the phone's inbox goes 2 s after a change)
         finally:
-            stop(laptop_node)
+            for node in nodes:  # (also when a wait timed out: no node outlives the test)
+                if node.poll() is None:
+                    stop(node)
     # The relay restarts (same data directory): nothing stored is lost.
     with relay(internet, data) as again:
         assert again == link

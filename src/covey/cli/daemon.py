@@ -129,6 +129,17 @@ def log_line(event: str, data: dict[str, Any]) -> str | None:
         return f"{data['told']!r} heard that this device left {data['group']!r}: deleted here"
     if event == "connection_failed":
         return f"a connection with {data['address']} failed: {data['reason']}"
+    if event == "relay_fetched":
+        where = f"relay {data['relay']}"
+        dropped = (
+            f" ({data['dropped']} item(s) that did not open dropped)" if data["dropped"] else ""
+        )
+        return f"{data['group']}: took {data['ops']} op(s) from {where}{dropped}"
+    if event == "relay_delivered":
+        where = f"relay {data['relay']}"
+        if data["delivered"]:
+            return f"{data['group']}: left what {data['to']!r} lacks at {where}"
+        return f"{data['group']}: could not leave {data['to']!r} its changes at {where}"
     if event == "internal_error":
         return f"internal error in the node ({data.get('where', '?')}): please report it"
     return None
