@@ -66,8 +66,13 @@ anyio.run(main)
 """
 
 
-async def relay_run(link: RelayLink, items: int, connections: int) -> tuple[float, int]:
-    """C inboxes, each with its owner's connection and a sender's: puts, then fetches."""
+async def relay_run(
+    link: RelayLink, items: int, connections: int, sender_link: RelayLink | None = None
+) -> tuple[float, int]:
+    """C inboxes, each with its owner's connection and a sender's: puts, then fetches.
+
+    With `sender_link` (another process of the same relay, on one database),
+    the senders put through it and the owners fetch through `link`."""
     boxes, owners, senders = [], [], []
     for i in range(connections):
         owner = await RelayConnection.open(link, SeededRng(f"owner{i}"))
@@ -77,7 +82,7 @@ async def relay_run(link: RelayLink, items: int, connections: int) -> tuple[floa
         await owner.call("inbox-writers", box=auth["box"], hashes=[session.writer_hash(TOKEN)])
         boxes.append(auth["box"])
         owners.append(owner)
-        senders.append(await RelayConnection.open(link, SeededRng(f"sender{i}")))
+        senders.append(await RelayConnection.open(sender_link or link, SeededRng(f"sender{i}")))
     each = items // connections
     counts = [0] * connections
     start = time.perf_counter()
@@ -131,52 +136,87 @@ async def echo_run(port: int, messages: int, connections: int) -> float:
     return elapsed
 
 
+def start_relay(data: str, db: str | None = None) -> tuple[subprocess.Popen[str], RelayLink]:
+    """A `covey relay serve` process on loopback (its store SQLite in `data`, or `db`)."""
+    args = [sys.executable, "-m", "covey", "relay", "serve", "--listen", "127.0.0.1:0",
+            "--data", data, "--json", "--requests-per-second", "100000"]  # fmt: skip
+    if db is not None:
+        args += ["--db", db]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    return process, parse_link(json.loads(process.stdout.readline())["link"])
+
+
+def stop(processes: list[subprocess.Popen[str]]) -> None:
+    for process in processes:
+        process.terminate()
+        process.communicate(timeout=10)
+
+
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also PostgreSQL (Debian's, started for the run, fsync on): one relay process,"
+        " and two sharing it",
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        relay = subprocess.Popen(
-            [sys.executable, "-m", "covey", "relay", "serve", "--listen", "127.0.0.1:0",
-             "--data", folder, "--json", "--requests-per-second", "100000"],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        echo = subprocess.Popen([sys.executable, "-c", ECHO], stdout=subprocess.PIPE, text=True)
-        try:
-            assert relay.stdout is not None
-            assert echo.stdout is not None
-            link = parse_link(json.loads(relay.stdout.readline())["link"])
-            port = int(echo.stdout.readline())
-            rows = []
-            for _ in range(args.repeats):
-                seconds, messages = anyio.run(relay_run, link, args.items, args.connections)
-                echo_seconds = anyio.run(echo_run, port, messages, args.connections)
-                rows.append((messages / seconds, messages / echo_seconds))
-        finally:
-            for process in (relay, echo):
-                process.terminate()
-                process.communicate(timeout=10)
-    relay_rate = sorted(r for r, _ in rows)[len(rows) // 2]
-    echo_rate = sorted(e for _, e in rows)[len(rows) // 2]
+    echo = subprocess.Popen([sys.executable, "-c", ECHO], stdout=subprocess.PIPE, text=True)
+    assert echo.stdout is not None
+    port = int(echo.stdout.readline())
+    rows: dict[str, list[float]] = {}
+    echo_rates: list[float] = []
+
+    def measure(label: str, link: RelayLink, other: RelayLink | None = None) -> None:
+        for _ in range(args.repeats):
+            seconds, messages = anyio.run(relay_run, link, args.items, args.connections, other)
+            echo_seconds = anyio.run(echo_run, port, messages, args.connections)
+            rows.setdefault(label, []).append(messages / seconds)
+            echo_rates.append(messages / echo_seconds)
+
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            relay, link = start_relay(folder)
+            try:
+                measure("covey relay (SQLite, durable, group commit)", link)
+            finally:
+                stop([relay])
+        if args.postgres:
+            from tests.relay.pgcluster import binaries, throwaway_postgres
+
+            bindir = binaries()
+            if bindir is None:
+                raise SystemExit("PostgreSQL is not installed (apt install postgresql)")
+            with throwaway_postgres(bindir, fsync=True) as dsn, tempfile.TemporaryDirectory() as d:
+                first, link = start_relay(d, dsn)
+                second, other = start_relay(d, dsn)  # (one key: both answer for one link)
+                try:
+                    measure("covey relay (PostgreSQL, one process)", link)
+                    measure("covey relay (PostgreSQL, two processes)", link, other)
+                finally:
+                    stop([first, second])
+    finally:
+        stop([echo])
+    echo_rate = median(echo_rates)
     print(f"relay messages per second, {args.connections} connections; {machine()}")
     print()
-    print(
-        table(
-            ["what", "messages per second", "x echo"],
-            [
-                [
-                    "covey relay (SQLite, durable)",
-                    f"{relay_rate:,.0f}",
-                    f"{relay_rate / echo_rate:.2f}",
-                ],
-                ["bare anyio echo server", f"{echo_rate:,.0f}", "1.00"],
-            ],
-        )
-    )
+    table_rows = [
+        [label, f"{median(rates):,.0f}", f"{median(rates) / echo_rate:.2f}"]
+        for label, rates in rows.items()
+    ]
+    table_rows.append(["bare anyio echo server", f"{echo_rate:,.0f}", "1.00"])
+    print(table(["what", "messages per second", "x echo"], table_rows))
     print()
-    verdict = "meets" if relay_rate / echo_rate >= TARGET else "MISSES"
+    best = max(median(rates) for rates in rows.values())
+    verdict = "meets" if best / echo_rate >= TARGET else "MISSES"
     print(f"the relay {verdict} the target of {TARGET} x the echo server")
 
 
