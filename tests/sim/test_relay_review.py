@@ -14,11 +14,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from functools import partial
 
+import pytest
+
+from covey.core import crypto, relayitems, sync, wire
 from covey.core.node import io
-from covey.core.node.relays import REDELIVER_EVERY
+from covey.core.node.relays import REDELIVER_EVERY, sender_tokens
 from covey.core.node.tunnel import Rendezvous
+from covey.errors import RelayRefused
+from covey.relay import session, store
 from covey.sim.invariants import Invariants
 from covey.sim.network import QUIET
 from covey.sim.relay import HONEST, Lies
@@ -193,3 +199,77 @@ def test_an_invitation_waits_at_the_relay_again_after_it_restarted() -> None:
     assert replies["join"].error is None, replies["join"].data
     assert phone.node is not None
     assert phone.node.groups
+
+
+# --- the second review (group commit and delivery confirmation) ---------------------
+
+
+@pytest.mark.parametrize(("size_index", "count"), [(6, 16), (3, 256)], ids=["4MiB", "64KiB"])
+def test_a_member_cannot_block_another_members_inbox(size_index: int, count: int) -> None:
+    """Items whose ops wait for parents were left at the relay for good: a member
+    holding a write token filled another's inbox with them (64 MiB of 4 MiB
+    items, or every page of 64 KiB ones) and honest puts were refused. Now each
+    is left once, within a bound, then acknowledged."""
+    world, users, relay, (laptop, phone, tablet), gid = three_at_home()
+    world.network.move(phone.index, 1)
+    world.set_online(phone, False)
+    relay.lies = Lies(drop=1.0)  # type: ignore[attr-defined]  # the laptop's puts are lost ...
+    world.at(EPOCH + 30 * MINUTE, lambda: users.rotate(laptop))
+    world.at(EPOCH + 32 * MINUTE, lambda: users.rotate(laptop))
+    world.run_until(EPOCH + 40 * MINUTE)
+    relay.lies = HONEST  # type: ignore[attr-defined]  # ... and it is honest from now on
+    # The tablet (it has both rotations) puts items that hold only the second,
+    # its parent withheld, padded large, into the phone's inbox with a valid token.
+    group = world.group_of(tablet, gid)
+    assert group is not None
+    me = tablet.me
+    box = group.state.inbox_of(phone.id, relay.identity.public)  # type: ignore[attr-defined]
+    assert box is not None
+    last = [op for op in group.log.order if op.author == laptop.id][-1]
+    body = relayitems.ItemBody(gid, phone.id, "ops", sync.ops_messages(gid, [last])[0])
+    envelope = wire.seal_envelope(body, me.device_id.raw, me.secrets.signing_seed)
+    size = relayitems.ITEM_SIZES[size_index]
+    padding = size - 4 - len(envelope) - relayitems.INBOX_OVERHEAD
+    plain = len(envelope).to_bytes(4, "big") + envelope + bytes(padding)
+    box_key = group.state.members[phone.id].record.box_key
+    put = 0
+    for _ in range(count):
+        item = crypto.seal_anonymous(box_key, plain, tablet.rng)
+        for token in sender_tokens(group, phone.id, box):  # (the one the phone registered)
+            action = store.InboxPut(box, session.writer_hash(token), item, int(world.now + DAY))
+            with contextlib.suppress(RelayRefused):
+                relay.store.execute(action, int(world.now))  # type: ignore[attr-defined]
+                put += 1
+                break
+    assert put >= 16
+    world.set_online(phone, True)
+    world.run_until(EPOCH + 35 * MINUTE + REDELIVER_EVERY + 2 * HOUR)
+    assert epoch_of(world, phone, gid) == epoch_of(world, laptop, gid)
+    assert not relay.store.inboxes[box].items  # type: ignore[attr-defined]
+
+
+def test_puts_a_member_refuses_back_off() -> None:
+    """A device removed while away (its tokens are of epochs the others no longer
+    register) retried its refused puts every minute for as long as it ran: 5,760
+    refusals a day. Now it backs off, doubling to REDELIVER_EVERY."""
+    world, users, relay, (laptop, phone, _), _ = three_at_home()
+    world.network.move(phone.index, 1)
+    world.set_online(phone, False)
+    world.at(EPOCH + 30 * MINUTE, lambda: users.remove(laptop, phone))
+    world.run_until(EPOCH + 40 * MINUTE)
+    refused = 0
+    execute = relay.store.execute  # type: ignore[attr-defined]
+
+    def counting(action: object, now: int) -> object:
+        nonlocal refused
+        try:
+            return execute(action, now)
+        except RelayRefused:
+            if isinstance(action, store.InboxPut):
+                refused += 1
+            raise
+
+    relay.store.execute = counting  # type: ignore[attr-defined]
+    world.set_online(phone, True)
+    world.run_until(EPOCH + 40 * MINUTE + DAY)
+    assert 0 < refused < 100

@@ -1710,7 +1710,9 @@ class Node:
             fetch = schedule.fetch_at.setdefault(slot, self.now) <= self.now
             if fetch and (*slot, "fetch") not in busy and len(busy) < relays.MAX_VISITS:
                 conn = self._dial((relay.host,), relay.port, out)
-                self.links[conn] = FetchVisit(self, conn, self.now, group.id, relay, self.rng)
+                fetch_visit = FetchVisit(self, conn, self.now, group.id, relay, self.rng)
+                fetch_visit.kept_before = schedule.kept.get(slot, frozenset())
+                self.links[conn] = fetch_visit
                 schedule.fetch_at[slot] = self.now + self.config.relay_every
                 busy.add((*slot, "fetch"))
             due = schedule.deliver_at.get(slot)
@@ -1719,6 +1721,9 @@ class Node:
             del schedule.deliver_at[slot]
             held = schedule.held(group, relay.key, self.now)
             for put in puts_for(group, relay.key, self.me, held, self.rng):
+                refused = schedule.refused.get((put.member, *slot))
+                if refused is not None and refused[1] > self.now:
+                    continue  # (left alone for now: it refused every token lately)
                 if (*slot, put.member) in busy or len(busy) >= relays.MAX_VISITS:
                     schedule.deliver_at.setdefault(slot, self.now + relays.RETRY_AFTER)
                     continue
@@ -1899,17 +1904,24 @@ class Node:
         schedule = self.relay_schedule
         slot = (visit.group_id, visit.relay.key)
         if isinstance(visit, DeliverVisit):
+            key = (visit.member, visit.group_id, visit.relay.key)
             if visit.delivered:
-                key = (visit.member, visit.group_id, visit.relay.key)
+                schedule.refused.pop(key, None)
                 earlier = schedule.delivered.get(key)
                 fresh = earlier is not None and self.now - earlier[1] < relays.REDELIVER_EVERY
                 since = earlier[1] if earlier is not None and fresh else self.now
                 schedule.delivered[key] = (visit.put.vector, since)
                 schedule.redeliver_at.setdefault(slot, self.now + relays.REDELIVER_EVERY)
             else:
-                schedule.deliver_at.setdefault(slot, self.now + relays.RETRY_AFTER)
-        elif failed:
-            schedule.fetch_at[slot] = self.now + relays.RETRY_AFTER
+                times = schedule.refused.get(key, (0, 0.0))[0] + 1
+                wait = min(relays.REDELIVER_EVERY, relays.RETRY_AFTER * 2 ** (times - 1))
+                schedule.refused[key] = (times, self.now + wait)
+                schedule.deliver_at.setdefault(slot, self.now + wait)
+        elif isinstance(visit, FetchVisit):
+            if not failed:
+                schedule.kept[slot] = frozenset(visit.kept)
+            else:
+                schedule.fetch_at[slot] = self.now + relays.RETRY_AFTER
 
     @staticmethod
     def _heal_rank(group: Group) -> int | None:
@@ -1947,6 +1959,7 @@ class Node:
             schedule = self.relay_schedule
             times += [t for t in schedule.fetch_at.values() if t > self.now]
             times += [t for t in schedule.deliver_at.values() if t > self.now]
+            times += [t for t in schedule.redeliver_at.values() if t > self.now]
         if self.config.serve:
             times += [
                 peer.retry_at

@@ -59,8 +59,12 @@ RETRY_AFTER: Final = 60.0
 MAX_VISITS: Final = 8
 #: Pages one fetch visit reads (each up to the relay's page limit).
 MAX_PAGES: Final = 16
-#: Items of one page left at the relay because their ops wait for parents.
+#: Items one fetch leaves at the relay because their ops wait for parents,
+#: and their bytes: each is left once (the next fetch acknowledges it, and
+#: redelivery brings what was missing), so a member cannot fill another's
+#: inbox with items that never go (review finding).
 MAX_KEPT: Final = 32
+MAX_KEPT_BYTES: Final = 1 << 20
 #: Seconds after which what was put for a member, and not confirmed (a
 #: direct sync, or an op of the member's that follows it), is put again:
 #: a relay may have dropped it, or it may expire (review finding).
@@ -238,6 +242,11 @@ class FetchVisit(Visit):
         super().__init__(host, conn, now, group, relay, rng)
         seed, _ = relayitems.inbox_key(host.me.secrets.signing_seed, group, relay.key)
         self._seed = seed
+        #: Items the last fetch left at the relay (this one acknowledges them),
+        #: and those this one leaves.
+        self.kept_before: frozenset[int] = frozenset()
+        self.kept: set[int] = set()
+        self._kept_bytes = 0
         self.box = b""
         self.pages = 0
         #: Ops taken from items (handed to the log), and items that did not open.
@@ -279,6 +288,7 @@ class FetchVisit(Visit):
         changed = False
         done: list[int] = []
         waiting: list[tuple[int, list[bytes]]] = []
+        sizes = dict(items)
         for number, item in items:
             try:
                 unverified, body = relayitems.unseal_from_inbox(me, group.id, item)
@@ -320,13 +330,19 @@ class FetchVisit(Visit):
             self.heard_from.add(sender)
             waiting.append((number, ids))
         pending = group.log.pending
-        kept = 0
         for number, ids in waiting:
             # Ops still waiting for their parents are not stored (`Persist`
-            # keeps the log, not its buffer): their item stays at the relay,
-            # read again next time, up to MAX_KEPT per page.
-            if any(op_id in pending for op_id in ids) and kept < MAX_KEPT:
-                kept += 1
+            # keeps the log, not its buffer): their item stays at the relay
+            # for the next fetch, once, within MAX_KEPT and MAX_KEPT_BYTES.
+            size = len(sizes[number])
+            if (
+                any(op_id in pending for op_id in ids)
+                and number not in self.kept_before
+                and len(self.kept) < MAX_KEPT
+                and self._kept_bytes + size <= MAX_KEPT_BYTES
+            ):
+                self.kept.add(number)
+                self._kept_bytes += size
             else:
                 done.append(number)
         if changed:
@@ -471,6 +487,12 @@ class RelaySchedule:
     delivered: dict[tuple[bytes, bytes, bytes], tuple[dict[bytes, int], float]] = field(
         default_factory=dict
     )
+    #: (member, group, relay key) -> puts refused in a row, and until when to
+    #: leave the member alone (doubling from RETRY_AFTER to REDELIVER_EVERY:
+    #: a member whose tokens this device cannot make refuses every put).
+    refused: dict[tuple[bytes, bytes, bytes], tuple[int, float]] = field(default_factory=dict)
+    #: (group, relay key) -> the inbox items the last fetch left at the relay.
+    kept: dict[tuple[bytes, bytes], frozenset[int]] = field(default_factory=dict)
 
     def held(self, group: Group, relay: bytes, now: float) -> Callable[[bytes], dict[bytes, int]]:
         """What to take each member of `group` to hold, for puts at `relay`."""
