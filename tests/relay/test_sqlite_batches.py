@@ -10,7 +10,6 @@ caller still queued when the store closes is told, not left waiting.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import sqlite3
 import time
@@ -22,25 +21,12 @@ import pytest
 
 from covey.errors import RelayRefused
 from covey.relay import store
-from covey.relay.limits import DEFAULT_LIMITS, ITEM_SIZES
+from covey.relay.limits import ITEM_SIZES
 from covey.relay.sqlite import SqliteRelayStore
+from tests.relay.test_stores import BOXES, LIMITS, SEGMENTS, WRITERS
 
 pytestmark = pytest.mark.anyio
 
-LIMITS = dataclasses.replace(
-    DEFAULT_LIMITS,
-    inbox_items=3,
-    inbox_bytes=3 * ITEM_SIZES[1],
-    segment_items=4,
-    segment_bytes=4 * ITEM_SIZES[1],
-    fetch_bytes=2 * ITEM_SIZES[1],
-    fetch_items=3,
-    inbox_idle=100,
-    ttl_max=60,
-)
-BOXES = [bytes([i]) * 32 for i in range(1, 3)]
-SEGMENTS = [bytes([i]) * 32 for i in range(10, 12)]
-WRITERS = [bytes([i]) * 32 for i in range(20, 22)]
 SMALL, BIG = b"a" * ITEM_SIZES[0], b"b" * ITEM_SIZES[1]
 
 

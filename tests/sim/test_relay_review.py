@@ -30,27 +30,15 @@ from covey.sim.network import QUIET
 from covey.sim.relay import HONEST, Lies
 from covey.sim.users import HOUR, Users
 from covey.sim.world import DAY, EPOCH, Device, World
-from tests.sim.test_relays import pair_through_relay
+from tests.sim.test_relays import apart, household, pair_through_relay
 
 MINUTE = 60.0
 
 
 def three_at_home(seed: int = 1) -> tuple[World, Users, object, list[Device], bytes]:
     """Laptop, phone and tablet paired at home, with a relay named for the group."""
-    world = World(seed, 2, QUIET)
-    users = Users(world, Invariants(world))
-    relay = world.add_relay("relay-0.sim")
-    devices = [world.add_device(n, "ana", 0) for n in ("laptop", "phone", "tablet")]
-    laptop, phone, tablet = devices
-    for device in devices:
-        world.at(EPOCH, partial(world.set_online, device, True))
-    world.at(EPOCH + MINUTE, lambda: users.create(laptop))
-    world.at(EPOCH + 2 * MINUTE, lambda: users.pair(laptop, phone))
-    world.at(EPOCH + 4 * MINUTE, lambda: users.pair(laptop, tablet))
-    world.at(
-        EPOCH + 8 * MINUTE,
-        lambda: world.command(laptop, io.AddRelay("family", relay.link), lambda r: None),
-    )
+    world, users, relay, devices = household(seed)
+    laptop = devices[0]
     world.run_until(EPOCH + 20 * MINUTE)
     assert laptop.node is not None
     (gid,) = laptop.node.groups
@@ -141,19 +129,7 @@ def test_a_member_away_for_fifteen_days_still_gets_the_removal() -> None:
 
 
 def test_a_used_invitation_stops_waiting_at_the_relay() -> None:
-    world = World(7, 2, QUIET)
-    users = Users(world, Invariants(world))
-    relay = world.add_relay("relay-0.sim")
-    laptop = world.add_device("laptop", "ana", 0)
-    phone = world.add_device("phone", "ana", 1)
-    for device in (laptop, phone):
-        world.at(EPOCH, partial(world.set_online, device, True))
-    world.at(EPOCH + MINUTE, lambda: users.create(laptop))
-    world.at(
-        EPOCH + 4 * MINUTE,
-        lambda: world.command(laptop, io.AddRelay("family", relay.link), lambda r: None),
-    )
-    world.run_until(EPOCH + 6 * MINUTE)
+    world, _, relay, (laptop, phone) = apart(7)
     replies = pair_through_relay(world, relay, laptop, phone)  # (the invitation lasts 600 s)
     world.run_until(EPOCH + 8 * MINUTE)
     assert replies["join"].error is None
@@ -166,19 +142,7 @@ def test_a_used_invitation_stops_waiting_at_the_relay() -> None:
 
 
 def test_an_invitation_waits_at_the_relay_again_after_it_restarted() -> None:
-    world = World(7, 2, QUIET)
-    users = Users(world, Invariants(world))
-    relay = world.add_relay("relay-0.sim")
-    laptop = world.add_device("laptop", "ana", 0)
-    phone = world.add_device("phone", "ana", 1)
-    for device in (laptop, phone):
-        world.at(EPOCH, partial(world.set_online, device, True))
-    world.at(EPOCH + MINUTE, lambda: users.create(laptop))
-    world.at(
-        EPOCH + 4 * MINUTE,
-        lambda: world.command(laptop, io.AddRelay("family", relay.link), lambda r: None),
-    )
-    world.run_until(EPOCH + 6 * MINUTE)
+    world, _, relay, (laptop, phone) = apart(7)
     replies: dict = {}
 
     def on_invite(reply: io.Reply) -> None:

@@ -143,25 +143,33 @@ def pair_through_relay(world: World, relay: SimRelay, inviter: Device, joiner: D
     return replies
 
 
-def test_a_device_on_another_network_pairs_through_the_relay_then_gets_a_removal() -> None:
-    """The acceptance story: invite with a code, join from another home through the
-    relay (both online), then a removal made while the joiner is off reaches it
-    through the relay alone."""
-    world = World(7, 2, QUIET)
+def apart(seed: int, *, tablet: bool = False) -> tuple[World, Users, SimRelay, list[Device]]:
+    """Ana's laptop at home (with her tablet paired there, if asked), her phone on
+    another network from the start; the laptop's group has a relay. At 6 minutes."""
+    world = World(seed, 2, QUIET)
     users = Users(world, Invariants(world))
     relay = world.add_relay("relay-0.sim")
     laptop = world.add_device("laptop", "ana", 0)
-    tablet = world.add_device("tablet", "ana", 0)
+    devices = [laptop, *([world.add_device("tablet", "ana", 0)] if tablet else [])]
     phone = world.add_device("phone", "ana", 1)  # never on home 0's network
-    for device in (laptop, tablet, phone):
+    for device in (*devices, phone):
         world.at(EPOCH, partial(world.set_online, device, True))
     world.at(EPOCH + MINUTE, lambda: users.create(laptop))
-    world.at(EPOCH + 2 * MINUTE, lambda: users.pair(laptop, tablet))
+    if tablet:
+        world.at(EPOCH + 2 * MINUTE, lambda: users.pair(laptop, devices[1]))
     world.at(
         EPOCH + 4 * MINUTE,
         lambda: world.command(laptop, io.AddRelay("family", relay.link), lambda r: None),
     )
     world.run_until(EPOCH + 6 * MINUTE)
+    return world, users, relay, [*devices, phone]
+
+
+def test_a_device_on_another_network_pairs_through_the_relay_then_gets_a_removal() -> None:
+    """The acceptance story: invite with a code, join from another home through the
+    relay (both online), then a removal made while the joiner is off reaches it
+    through the relay alone."""
+    world, users, relay, (laptop, tablet, phone) = apart(7, tablet=True)
     assert not world.network.reachable(laptop.index, phone.index)
     replies = pair_through_relay(world, relay, laptop, phone)
     world.run_until(EPOCH + 8 * MINUTE)
@@ -209,21 +217,7 @@ def test_what_a_relay_sees_identifies_nobody(monkeypatch: pytest.MonkeyPatch) ->
         return read(data, limits)
 
     monkeypatch.setattr(requests, "read_request", recording)
-    world = World(7, 2, QUIET)
-    users = Users(world, Invariants(world))
-    relay = world.add_relay("relay-0.sim")
-    laptop = world.add_device("laptop", "ana", 0)
-    tablet = world.add_device("tablet", "ana", 0)
-    phone = world.add_device("phone", "ana", 1)
-    for device in (laptop, tablet, phone):
-        world.at(EPOCH, partial(world.set_online, device, True))
-    world.at(EPOCH + MINUTE, lambda: users.create(laptop))
-    world.at(EPOCH + 2 * MINUTE, lambda: users.pair(laptop, tablet))
-    world.at(
-        EPOCH + 4 * MINUTE,
-        lambda: world.command(laptop, io.AddRelay("family", relay.link), lambda r: None),
-    )
-    world.run_until(EPOCH + 6 * MINUTE)
+    world, users, relay, (laptop, tablet, phone) = apart(7, tablet=True)
     replies = pair_through_relay(world, relay, laptop, phone)
     world.run_until(EPOCH + 12 * MINUTE)
     assert replies["join"].error is None
