@@ -251,3 +251,27 @@ def test_what_a_relay_sees_identifies_nobody(monkeypatch: pytest.MonkeyPatch) ->
     assert len(needles) > 20
     for needle in needles:
         assert needle not in haystack, needle
+
+
+def test_a_change_reaches_a_member_through_the_mirror_alone() -> None:
+    """The group's mirror: every member writes its own ops into the segment of
+    the epoch they belong to (and a rotation into the old epoch's too), and
+    reads the newest segments it can. Here every inbox put is refused, so the
+    phone, away, can get the laptop's removal of the tablet only from there."""
+    world, users, relay, (laptop, phone, tablet) = household(1, Lies(refuse=1.0))
+    world.run_until(EPOCH + 20 * MINUTE)
+    gid = group_id(laptop)
+    world.network.move(phone.index, 1)
+    world.set_online(phone, False)
+    world.at(EPOCH + 30 * MINUTE, lambda: users.remove(laptop, tablet))
+    world.run_until(EPOCH + 35 * MINUTE)
+    epoch = world.group_of(laptop, gid).state.current_epoch.id  # type: ignore[union-attr]
+    world.set_online(laptop, False)
+    world.set_online(phone, True)
+    world.run_until(EPOCH + 40 * MINUTE)
+    mine = world.group_of(phone, gid)
+    assert mine is not None
+    assert mine.state.current_epoch.id == epoch
+    assert epoch in mine.keys
+    assert tablet.id not in mine.state.members
+    assert relay.lied["refuse"] > 0  # (nothing reached its inbox)

@@ -143,13 +143,25 @@ def open_from_mirror(
     key: bytes, segment: bytes, group: bytes, item: bytes, keys: wire.KeyLookup
 ) -> wire.Envelope[ItemBody]:
     """Open a mirror item of `segment` for `group`: who put it, what it carries."""
+    unverified, _ = unseal_from_mirror(key, segment, group, item)
+    return wire.verify_envelope(unverified, ACCEPT, keys(unverified.author))
+
+
+def unseal_from_mirror(
+    key: bytes, segment: bytes, group: bytes, item: bytes
+) -> tuple[wire.Unverified, ItemBody]:
+    """A mirror item of `segment` for `group`, its signature NOT checked yet (as
+    `unseal_from_inbox`: a sender not known yet is introduced by its ops)."""
     if len(item) not in ITEM_SIZES:
         raise MalformedMessage("a relay item has none of the padded sizes")
     plain = crypto.aead_open(key, item, segment)
-    envelope = wire.open_envelope(_unpad(plain), ACCEPT, keys)
-    if envelope.body.group != group or envelope.body.recipient:
+    unverified = wire.parse_envelope(_unpad(plain))
+    if unverified.type != ItemBody.TYPE:
+        raise MalformedMessage("a mirror item holds a relay item")
+    body = ItemBody.from_wire(unverified.body)
+    if body.group != group or body.recipient:
         raise MalformedMessage("that mirror item belongs to another group")
-    return envelope
+    return unverified, body
 
 
 # --- keys and tokens ---------------------------------------------------------------

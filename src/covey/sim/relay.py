@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from covey.core.node import io
-from covey.errors import RelayRefused
+from covey.errors import RelayNotAllowed, RelayRefused
 from covey.relay import session
 from covey.relay import store as relaystore
 from covey.relay.limits import DEFAULT_LIMITS
@@ -28,7 +28,7 @@ from covey.sim.rand import Rand, Stream
 class Lies:
     """What a hostile relay does, each with a probability per item or page."""
 
-    #: An item put is answered as stored, and thrown away.
+    #: An item put (into an inbox or the mirror) is answered as stored, and thrown away.
     drop: float = 0.0
     #: A page served again holds items already acknowledged (from a copy kept).
     replay: float = 0.0
@@ -36,6 +36,9 @@ class Lies:
     reorder: float = 0.0
     #: A byte of an item served is flipped.
     tamper: float = 0.0
+    #: A put into an inbox is refused as not allowed (as if the relay lost
+    #: the inbox's writers): the sender must not retry it every minute.
+    refuse: float = 0.0
 
 
 HONEST = Lies()
@@ -114,8 +117,12 @@ class SimRelay:
 
     def _execute(self, action: relaystore.Action, now: int) -> relaystore.Result:
         lies = self.lies
-        if isinstance(action, relaystore.InboxPut) and self._lie("drop", lies.drop):
+        if isinstance(action, (relaystore.InboxPut, relaystore.MirrorPut)) and self._lie(
+            "drop", lies.drop
+        ):
             return relaystore.Stored(1)  # (a lie: nothing is kept)
+        if isinstance(action, relaystore.InboxPut) and self._lie("refuse", lies.refuse):
+            raise RelayNotAllowed()
         result = self.store.execute(action, now)
         if isinstance(result, relaystore.Items) and result.items:
             items = list(result.items)

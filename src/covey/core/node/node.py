@@ -83,7 +83,14 @@ from covey.core.node.links import (
     Link,
     closed_early,
 )
-from covey.core.node.relays import DeliverVisit, FetchVisit, RelaySchedule, Visit, puts_for
+from covey.core.node.relays import (
+    DeliverVisit,
+    FetchVisit,
+    MirrorVisit,
+    RelaySchedule,
+    Visit,
+    puts_for,
+)
 from covey.core.node.tunnel import Rendezvous
 from covey.core.node.views import describe
 from covey.core.ops import AddRelay, Op
@@ -1671,6 +1678,7 @@ class Node:
                 continue
             for key in group.state.relays:
                 schedule.deliver_at.setdefault((group_id, key), self.now + relays.DELIVER_DELAY)
+                schedule.mirror_at.setdefault((group_id, key), self.now + relays.DELIVER_DELAY)
 
     def _believe_synced(self, device: bytes) -> None:
         """A direct sync with `device` ended with nothing changed meanwhile: it holds
@@ -1691,7 +1699,12 @@ class Node:
             if state is not None and me in state.members and not self._is_leaving(group):
                 slots += [(group, relay) for relay in state.relays.values()]
         live = {(group.id, relay.key) for group, relay in slots}
-        for table in (schedule.fetch_at, schedule.deliver_at, schedule.redeliver_at):
+        for table in (
+            schedule.fetch_at,
+            schedule.deliver_at,
+            schedule.redeliver_at,
+            schedule.mirror_at,
+        ):
             for slot in [s for s in table if s not in live]:
                 del table[slot]  # (the relay, or the group, is gone)
         busy = {v.slot for v in self.links.values() if isinstance(v, Visit)}
@@ -1715,6 +1728,26 @@ class Node:
                 self.links[conn] = fetch_visit
                 schedule.fetch_at[slot] = self.now + self.config.relay_every
                 busy.add((*slot, "fetch"))
+                schedule.mirror_at[slot] = self.now  # (the mirror is read as often)
+            mirror = schedule.mirror_at.get(slot)
+            if (
+                mirror is not None
+                and mirror <= self.now
+                and (*slot, "mirror") not in busy
+                and len(busy) < relays.MAX_VISITS
+            ):
+                del schedule.mirror_at[slot]
+                writes, upto = relays.mirror_writes(
+                    group, relay.key, self.me, schedule.mirrored.get(slot, 0), self.rng
+                )
+                conn = self._dial((relay.host,), relay.port, out)
+                cursors = schedule.cursors.setdefault(slot, {})
+                mirror_visit = MirrorVisit(
+                    self, conn, self.now, group.id, relay, self.rng, cursors, writes
+                )
+                mirror_visit.upto = upto
+                self.links[conn] = mirror_visit
+                busy.add((*slot, "mirror"))
             due = schedule.deliver_at.get(slot)
             if due is None or due > self.now or len(busy) >= relays.MAX_VISITS:
                 continue
@@ -1892,7 +1925,7 @@ class Node:
             return
         where = relays.via_relay(visit.relay).removeprefix(relays.VIA_RELAY)
         data: dict[str, Any] = {"group": group.state.name, "relay": where}
-        if isinstance(visit, FetchVisit) and (visit.taken or visit.dropped):
+        if isinstance(visit, (FetchVisit, MirrorVisit)) and (visit.taken or visit.dropped):
             data.update(ops=visit.taken, dropped=visit.dropped)
             out.append(io.Notify("relay_fetched", data))
         elif isinstance(visit, DeliverVisit):
@@ -1922,6 +1955,11 @@ class Node:
                 schedule.kept[slot] = frozenset(visit.kept)
             else:
                 schedule.fetch_at[slot] = self.now + relays.RETRY_AFTER
+        elif isinstance(visit, MirrorVisit):
+            if not failed and visit.written:
+                schedule.mirrored[slot] = max(schedule.mirrored.get(slot, 0), visit.upto)
+            elif visit.writes:
+                schedule.mirror_at.setdefault(slot, self.now + relays.RETRY_AFTER)
 
     @staticmethod
     def _heal_rank(group: Group) -> int | None:
@@ -1960,6 +1998,7 @@ class Node:
             times += [t for t in schedule.fetch_at.values() if t > self.now]
             times += [t for t in schedule.deliver_at.values() if t > self.now]
             times += [t for t in schedule.redeliver_at.values() if t > self.now]
+            times += [t for t in schedule.mirror_at.values() if t > self.now]
         if self.config.serve:
             times += [
                 peer.retry_at

@@ -37,11 +37,12 @@ from covey.core.group import Group
 from covey.core.identity import Identity
 from covey.core.node.io import ConnId, Effect
 from covey.core.node.links import Link
-from covey.core.ops import AddRelay
+from covey.core.ops import AddRelay, Op
 from covey.errors import (
     InvalidInput,
     MalformedMessage,
     RelayNotAllowed,
+    RelayNothingThere,
     RelayRefused,
     UnknownDevice,
 )
@@ -82,7 +83,7 @@ def via_relay(relay: AddRelay) -> str:
     return f"{VIA_RELAY}{host}:{relay.port}"
 
 
-Job = Literal["fetch", "deliver"]
+Job = Literal["fetch", "deliver", "mirror"]
 
 
 class VisitHost(Protocol):
@@ -227,6 +228,57 @@ def _refused(value: Any) -> RelayRefused | None:
     return value if isinstance(value, RelayRefused) else None
 
 
+@dataclass
+class Taken:
+    """What one relay item gave the log."""
+
+    #: The op bytes it carried (None: it did not hold ops for this group).
+    raws: list[bytes] | None
+    #: IDs of its ops the log took (integrated, pending or already held).
+    ids: list[bytes] = field(default_factory=list)
+    changed: bool = False
+    #: Whether the item's own signature was checked (its sender is known).
+    sender_checked: bool = False
+
+
+def take_item(group: Group, unverified: wire.Unverified, body: relayitems.ItemBody) -> Taken:
+    """Offer an opened relay item's ops to the group's log, and check who sent it.
+
+    A sender this device does not know yet (a member added while it was
+    away) is introduced by the ops it carries: each op is checked on its own
+    by the log, then the item's signature (review finding: such items were
+    dropped, and the member never got the key). An item whose signature does
+    not check for a known sender gives nothing.
+    """
+    try:
+        if body.kind != "ops":
+            raise MalformedMessage("this node takes only ops from a relay")
+        group_id, raws = sync.read_ops(body.payload)
+        if group_id != group.id:
+            raise MalformedMessage("the ops are for another group")
+        known = group.state.devices.get(unverified.author)
+        if known is not None:
+            wire.verify_envelope(unverified, relayitems.ACCEPT, known.signing_key)
+    except InvalidInput:
+        return Taken(None)
+    taken = Taken(raws, sender_checked=known is not None)
+    for received in group.receive_all(raws, unverified.author):
+        if isinstance(received, InvalidInput):
+            continue
+        taken.ids.append(received.op.id)
+        taken.changed |= bool(received.integrated)
+    if known is None:
+        known = group.state.devices.get(unverified.author)
+        try:
+            if known is None:
+                raise UnknownDevice()
+            wire.verify_envelope(unverified, relayitems.ACCEPT, known.signing_key)
+            taken.sender_checked = True
+        except InvalidInput:
+            pass
+    return taken
+
+
 def _group_of(visit: Visit) -> Group | None:
     return visit.host.groups.get(visit.group_id)
 
@@ -292,43 +344,22 @@ class FetchVisit(Visit):
         for number, item in items:
             try:
                 unverified, body = relayitems.unseal_from_inbox(me, group.id, item)
-                if body.kind != "ops":
-                    raise MalformedMessage("this node takes only ops from its inbox")
-                group_id, raws = sync.read_ops(body.payload)
-                if group_id != group.id:
-                    raise MalformedMessage("the ops are for another group")
-                sender = unverified.author
-                known = group.state.devices.get(sender)
-                if known is not None:
-                    wire.verify_envelope(unverified, relayitems.ACCEPT, known.signing_key)
             except InvalidInput:
                 self.dropped += 1  # (it will never open: acknowledged, so it goes)
                 done.append(number)
                 continue
-            # A sender this device does not know yet (a member added while it
-            # was away) is introduced by the ops it carries: each op is
-            # checked on its own, then the item's signature (review finding:
-            # such items were dropped, and the member never got the key).
-            ids = []
-            for received in group.receive_all(raws, sender):
-                if isinstance(received, InvalidInput):
-                    continue
-                ids.append(received.op.id)
-                if received.integrated:
-                    changed = True
-            if known is None:
-                known = group.state.devices.get(sender)
-                try:
-                    if known is None:
-                        raise UnknownDevice()
-                    wire.verify_envelope(unverified, relayitems.ACCEPT, known.signing_key)
-                except InvalidInput:
-                    self.dropped += 1  # (its ops stand or fall on their own)
-                    waiting.append((number, ids))
-                    continue
-            self.taken += len(raws)
-            self.heard_from.add(sender)
-            waiting.append((number, ids))
+            taken = take_item(group, unverified, body)
+            changed |= taken.changed
+            if taken.raws is None:
+                self.dropped += 1
+                done.append(number)
+                continue
+            if taken.sender_checked:
+                self.taken += len(taken.raws)
+                self.heard_from.add(unverified.author)
+            else:
+                self.dropped += 1  # (its ops stand or fall on their own)
+            waiting.append((number, taken.ids))
         pending = group.log.pending
         for number, ids in waiting:
             # Ops still waiting for their parents are not stored (`Persist`
@@ -351,6 +382,179 @@ class FetchVisit(Visit):
             self.ask("inbox-ack", self._check, box=self.box, numbers=sorted(done))
         if more and items and self.pages < MAX_PAGES:
             self._fetch(items[-1][0])
+
+
+#: Epochs whose mirror segments a device reads: the newest it holds keys for
+#: (one visit follows the chain further when what it reads gives it a key).
+MIRROR_EPOCHS: Final = 2
+#: Segments one mirror visit reads at most.
+MAX_SEGMENTS: Final = 8
+#: How far back a device mirrors its own ops: those of the newest this many
+#: epochs (after a start it puts them again; a member further behind gets
+#: what it lacks through its inbox).
+MIRROR_BACKLOG: Final = 8
+
+
+def segment_of(epoch_key: bytes, relay: bytes) -> tuple[bytes, bytes, bytes]:
+    """(write token, read token, segment ID) of an epoch's mirror segment at a relay."""
+    write = relayitems.segment_token(epoch_key, relay)
+    read = session.read_token(write)
+    return write, read, session.segment_id(read)
+
+
+def mirror_epochs(group: Group) -> list[bytes]:
+    """The newest MIRROR_EPOCHS epochs whose keys this device holds, newest first."""
+    found: list[bytes] = []
+    for epoch in reversed(group.state.epochs):
+        if epoch.id in group.keys:
+            found.append(epoch.id)
+            if len(found) == MIRROR_EPOCHS:
+                break
+    return found
+
+
+def mirror_writes(
+    group: Group, relay: bytes, me: Identity, after: int, rng: Rng
+) -> tuple[list[tuple[bytes, bytes]], int]:
+    """This device's own ops numbered after `after`, sealed for the mirror segments
+    they go into: ([(epoch, item)], the highest number among them).
+
+    An op goes into the segment of the newest epoch in its causal past, and,
+    if it starts an epoch, into that one's too: a member still at the old
+    epoch reads the op that gives it the new key (PROTOCOL.md 18.2).
+    """
+    log = group.log
+    state = group.state
+    mine = me.device_id.raw
+    recent = [e.id for e in state.epochs[-MIRROR_BACKLOG:]]
+    by_epoch: dict[bytes, list[Op]] = {}
+    upto = after
+    for op in log.order:
+        if op.author != mine or op.seq <= after:
+            continue
+        upto = max(upto, op.seq)
+        targets = [op.id] if op.id in recent else []
+        for epoch in reversed(recent):
+            if epoch != op.id and log.before(log.ops[epoch], op):
+                targets.append(epoch)
+                break
+        for epoch in targets:
+            if epoch in group.keys:
+                by_epoch.setdefault(epoch, []).append(op)
+    writes = []
+    for epoch, ops in by_epoch.items():
+        key = group.keys[epoch]
+        _, _, segment = segment_of(key, relay)
+        for message in sync.ops_messages(group.id, ops):
+            body = relayitems.ItemBody(group.id, b"", "ops", message)
+            mirror = relayitems.mirror_key(key, relay)
+            writes.append((epoch, relayitems.seal_for_mirror(me, mirror, segment, body, rng)))
+    return writes, upto
+
+
+class MirrorVisit(Visit):
+    """The group's mirror at one relay: read the newest segments this device can,
+    from where it left off, and put its own ops not yet there.
+
+    Its own connection: reading the mirror on the inbox's would tell the relay
+    which inbox belongs to which group's segments (section 18.5).
+    """
+
+    job: Job = "mirror"
+
+    def __init__(
+        self,
+        host: VisitHost,
+        conn: ConnId,
+        now: float,
+        group: bytes,
+        relay: AddRelay,
+        rng: Rng,
+        cursors: dict[bytes, int],
+        writes: list[tuple[bytes, bytes]],
+    ) -> None:
+        super().__init__(host, conn, now, group, relay, rng)
+        #: Epoch -> how far its segment was read (shared with the schedule).
+        self.cursors = cursors
+        self.writes = writes
+        #: Whether every write went in, and the number of this device's ops it holds up to.
+        self.written = False
+        self.upto = 0
+        self._ttl = 0
+        self._read: set[bytes] = set()
+        self.pages = 0
+        self.taken = 0
+        self.dropped = 0
+
+    def ready(self, ready: Ready, out: list[Effect]) -> None:
+        self._ttl = ready.limits.ttl_max
+        group = _group_of(self)
+        if group is None:
+            return
+        self.ask("access", self._check, secret=self.relay.access)
+        self._read_more(group)
+        left = len(self.writes)
+        self.written = not left
+
+        def put(value: Any) -> None:
+            nonlocal left
+            self._check(value)
+            left -= 1
+            self.written = not left
+
+        for epoch, item in self.writes:
+            write, _, _ = segment_of(group.keys[epoch], self.relay.key)
+            self.ask("mirror-put", put, token=write, item=item, ttl=self._ttl)
+
+    def _check(self, value: Any) -> None:
+        refusal = _refused(value)
+        if refusal is not None:
+            raise refusal
+
+    def _read_more(self, group: Group) -> None:
+        """Read each segment this device can and has not read in this visit."""
+        for epoch in mirror_epochs(group):
+            if epoch not in self._read and len(self._read) < MAX_SEGMENTS:
+                self._read.add(epoch)
+                self._get(group, epoch)
+
+    def _get(self, group: Group, epoch: bytes) -> None:
+        self.pages += 1
+        _, read, _ = segment_of(group.keys[epoch], self.relay.key)
+        after = self.cursors.get(epoch, 0)
+        self.ask("mirror-get", lambda value: self._page(epoch, value), read=read, after=after)
+
+    def _page(self, epoch: bytes, value: Any) -> None:
+        if isinstance(value, RelayNothingThere):
+            return  # (nobody wrote to this segment yet)
+        self._check(value)
+        items, more = client.read_items(value)
+        group = _group_of(self)
+        if group is None or epoch not in group.keys:
+            return
+        key = group.keys[epoch]
+        _, _, segment = segment_of(key, self.relay.key)
+        mirror = relayitems.mirror_key(key, self.relay.key)
+        changed = False
+        for number, item in items:
+            self.cursors[epoch] = max(self.cursors.get(epoch, 0), number)
+            try:
+                unverified, body = relayitems.unseal_from_mirror(mirror, segment, group.id, item)
+            except InvalidInput:
+                self.dropped += 1
+                continue
+            taken = take_item(group, unverified, body)
+            changed |= taken.changed
+            if taken.raws is None or not taken.sender_checked:
+                self.dropped += 1
+            else:
+                self.taken += len(taken.raws)
+        if changed:
+            self.host.persist({group.id}, self.out)
+        if more and items and self.pages < MAX_PAGES:
+            self._get(group, epoch)
+        elif changed:
+            self._read_more(group)  # (what it read may have given it the next key)
 
 
 class DeliverVisit(Visit):
@@ -493,6 +697,12 @@ class RelaySchedule:
     refused: dict[tuple[bytes, bytes, bytes], tuple[int, float]] = field(default_factory=dict)
     #: (group, relay key) -> the inbox items the last fetch left at the relay.
     kept: dict[tuple[bytes, bytes], frozenset[int]] = field(default_factory=dict)
+    #: (group, relay key) -> when to visit the mirror (a change of this device's).
+    mirror_at: dict[tuple[bytes, bytes], float] = field(default_factory=dict)
+    #: (group, relay key) -> this device's sequence number mirrored there, and
+    #: epoch -> how far its segment was read.
+    mirrored: dict[tuple[bytes, bytes], int] = field(default_factory=dict)
+    cursors: dict[tuple[bytes, bytes], dict[bytes, int]] = field(default_factory=dict)
 
     def held(self, group: Group, relay: bytes, now: float) -> Callable[[bytes], dict[bytes, int]]:
         """What to take each member of `group` to hold, for puts at `relay`."""
