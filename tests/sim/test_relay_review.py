@@ -21,16 +21,17 @@ import pytest
 
 from covey.core import crypto, relayitems, sync, wire
 from covey.core.node import io
-from covey.core.node.relays import REDELIVER_EVERY, sender_tokens
+from covey.core.node.relays import REDELIVER_EVERY, segment_of, sender_tokens
 from covey.core.node.tunnel import Rendezvous
-from covey.errors import RelayRefused
+from covey.core.ops import Remove
+from covey.errors import RelayRefused, RelaySegmentFull
 from covey.relay import session, store
 from covey.sim.invariants import Invariants
 from covey.sim.network import QUIET
 from covey.sim.relay import HONEST, Lies
 from covey.sim.users import HOUR, Users
 from covey.sim.world import DAY, EPOCH, Device, World
-from tests.sim.test_relays import apart, household, pair_through_relay
+from tests.sim.test_relays import apart, group_id, household, pair_through_relay
 
 MINUTE = 60.0
 
@@ -244,3 +245,75 @@ def test_puts_a_member_refuses_back_off() -> None:
     # (1, 2, 4, ... minutes, then every 6 hours), each try up to 3 tokens:
     # 72. Every minute, it was 2 x 1,440 x 3.
     assert 0 < refused <= 2 * 12 * 3
+
+
+# --- the third review (the op mirror) -------------------------------------------------
+
+
+def test_a_segment_that_refuses_puts_is_left_alone() -> None:
+    """One refused mirror put had every op of the device put again, into every
+    segment, every minute: 1,440 puts a day into the next segment."""
+    world, users, relay, (laptop, phone, tablet) = household(1)
+    world.run_until(EPOCH + 20 * MINUTE)
+    gid = group_id(laptop)
+    group = world.group_of(laptop, gid)
+    assert group is not None
+    _, _, full = segment_of(group.keys[group.state.current_epoch.id], relay.identity.public)
+    puts: dict[bytes, int] = {}
+    execute = relay.store.execute
+
+    def filling(action: object, now: int) -> object:
+        if isinstance(action, store.MirrorPut):
+            puts[action.segment] = puts.get(action.segment, 0) + 1
+            if action.segment == full and now > EPOCH + 25 * MINUTE:
+                raise RelaySegmentFull()  # (someone holding that epoch filled it)
+        return execute(action, now)
+
+    relay.store.execute = filling  # type: ignore[method-assign]
+    world.network.move(phone.index, 1)
+    world.set_online(phone, False)
+    world.at(EPOCH + 30 * MINUTE, lambda: users.remove(laptop, tablet))
+    world.run_until(EPOCH + 35 * MINUTE)
+    before = dict(puts)
+    world.run_until(EPOCH + 35 * MINUTE + DAY)
+    assert puts.get(full, 0) - before.get(full, 0) <= 5  # (every 6 hours at most)
+    assert sum(puts.values()) - sum(before.values()) <= 10
+
+
+def test_no_op_after_a_removal_goes_where_the_removed_device_reads() -> None:
+    """The laptop removes the tablet while the phone, not knowing, rotates (an epoch
+    the tablet is in). After the merge, ops went into that concurrent epoch's
+    segment, which the removed tablet can read."""
+    world, users, relay, (laptop, phone, tablet) = household(6)
+    world.run_until(EPOCH + 20 * MINUTE)
+    gid = group_id(laptop)
+    world.set_relay_up(relay, False)
+    world.network.move(phone.index, 1)
+    world.network.move(tablet.index, 1)
+    world.at(EPOCH + 30 * MINUTE, lambda: users.remove(laptop, tablet))
+    world.at(EPOCH + 30 * MINUTE, lambda: users.rotate(phone))
+    world.run_until(EPOCH + 45 * MINUTE)
+    world.set_online(tablet, False)
+    world.set_relay_up(relay, True)  # the laptop and the phone merge through the relay
+    world.run_until(EPOCH + 75 * MINUTE)
+    group = world.group_of(laptop, gid)
+    assert group is not None
+    log = group.log
+    (removal,) = [op for op in log.ops.values() if isinstance(op.body, Remove)]
+    readable = [e for e in group.state.epochs if tablet.id in e.recipients and e.id in group.keys]
+    assert len(readable) >= 2  # (the epoch before the removal, and the phone's)
+    by_raw = {op.raw: op for op in log.ops.values()}
+    seen = 0
+    for epoch in readable:
+        key = group.keys[epoch.id]
+        _, _, segment = segment_of(key, relay.identity.public)
+        held = relay.store.segments.get(segment)
+        if held is None:
+            continue
+        mirror = relayitems.mirror_key(key, relay.identity.public)
+        for item, _ in held.items.values():
+            _, body = relayitems.unseal_from_mirror(mirror, segment, gid, item)
+            for raw in sync.read_ops(body.payload)[1]:
+                seen += 1
+                assert not log.before(removal, by_raw[raw])
+    assert seen

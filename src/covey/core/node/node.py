@@ -1737,15 +1737,22 @@ class Node:
                 and len(busy) < relays.MAX_VISITS
             ):
                 del schedule.mirror_at[slot]
-                writes, upto = relays.mirror_writes(
-                    group, relay.key, self.me, schedule.mirrored.get(slot, 0), self.rng
+                refusing = schedule.mirror_refused.setdefault(slot, {})
+                for epoch in [e for e, until in refusing.items() if until <= self.now]:
+                    del refusing[epoch]
+                recent = {e.id for e in group.state.epochs[-relays.MIRROR_BACKLOG :]}
+                cursors = schedule.cursors.setdefault(slot, {})
+                done = schedule.mirrored.setdefault(slot, {})
+                for by_epoch in (cursors, done):  # (epochs long past: forgotten)
+                    for epoch in [e for e in by_epoch if e not in recent]:
+                        del by_epoch[epoch]
+                writes = relays.mirror_writes(
+                    group, relay.key, self.me, done, refusing.keys(), self.rng
                 )
                 conn = self._dial((relay.host,), relay.port, out)
-                cursors = schedule.cursors.setdefault(slot, {})
                 mirror_visit = MirrorVisit(
                     self, conn, self.now, group.id, relay, self.rng, cursors, writes
                 )
-                mirror_visit.upto = upto
                 self.links[conn] = mirror_visit
                 busy.add((*slot, "mirror"))
             due = schedule.deliver_at.get(slot)
@@ -1956,9 +1963,20 @@ class Node:
             else:
                 schedule.fetch_at[slot] = self.now + relays.RETRY_AFTER
         elif isinstance(visit, MirrorVisit):
-            if not failed and visit.written:
-                schedule.mirrored[slot] = max(schedule.mirrored.get(slot, 0), visit.upto)
-            elif visit.writes:
+            # What went in is recorded even when the visit failed later, and a
+            # segment that refused is left alone a while (review: one refused
+            # put had every op put again every minute, filling the others).
+            done = schedule.mirrored.setdefault(slot, {})
+            for epoch, upto in visit.written.items():
+                done[epoch] = max(done.get(epoch, 0), upto)
+            refusing = schedule.mirror_refused.setdefault(slot, {})
+            for epoch in visit.refused:
+                refusing[epoch] = self.now + relays.REDELIVER_EVERY
+            if (
+                failed
+                and not visit.refused
+                and len(visit.written) < len({e for e, _, _ in visit.writes})
+            ):
                 schedule.mirror_at.setdefault(slot, self.now + relays.RETRY_AFTER)
 
     @staticmethod

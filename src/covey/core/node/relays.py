@@ -29,10 +29,11 @@ ends the visit; an item that does not open is acknowledged and dropped
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
-from covey.core import Rng, relayitems, sync, wire
+from covey.core import Rng, relayitems, roster, sync, wire
 from covey.core.group import Group
 from covey.core.identity import Identity
 from covey.core.node.io import ConnId, Effect
@@ -414,42 +415,66 @@ def mirror_epochs(group: Group) -> list[bytes]:
 
 
 def mirror_writes(
-    group: Group, relay: bytes, me: Identity, after: int, rng: Rng
-) -> tuple[list[tuple[bytes, bytes]], int]:
-    """This device's own ops numbered after `after`, sealed for the mirror segments
-    they go into: ([(epoch, item)], the highest number among them).
+    group: Group,
+    relay: bytes,
+    me: Identity,
+    done: Mapping[bytes, int],
+    skip: AbstractSet[bytes],
+    rng: Rng,
+) -> list[tuple[bytes, bytes, int]]:
+    """This device's own ops not yet in the mirror segments they go into, sealed:
+    [(epoch, item, the highest number of this device's ops the item holds)].
 
     An op goes into the segment of the newest epoch in its causal past, and,
     if it starts an epoch, into that one's too: a member still at the old
-    epoch reads the op that gives it the new key (PROTOCOL.md 18.2).
+    epoch reads the op that gives it the new key (PROTOCOL.md 18.2). Not into
+    a segment a device that is no member can read, unless the op is in the
+    causal past of that device's removal (it may learn of its removal, as a
+    sync tells it, and nothing after: review finding, after a merge a
+    concurrent epoch that still included it took later ops). `done`: per
+    epoch, this device's ops already there; `skip`: segments refusing puts.
     """
     log = group.log
     state = group.state
+    members = state.members
     mine = me.device_id.raw
-    recent = [e.id for e in state.epochs[-MIRROR_BACKLOG:]]
+    recent = {e.id: e for e in state.epochs[-MIRROR_BACKLOG:]}
+    removals: dict[bytes, Op | None] = {}
+
+    def readable_by_outsiders(epoch: bytes, op: Op) -> bool:
+        for device in recent[epoch].recipients:
+            if device in members:
+                continue
+            if device not in removals:
+                removals[device] = roster.removal_op(log, device)
+            removal = removals[device]
+            if removal is None or not (removal.id == op.id or log.before(op, removal)):
+                return True
+        return False
+
     by_epoch: dict[bytes, list[Op]] = {}
-    upto = after
     for op in log.order:
-        if op.author != mine or op.seq <= after:
+        if op.author != mine:
             continue
-        upto = max(upto, op.seq)
         targets = [op.id] if op.id in recent else []
-        for epoch in reversed(recent):
+        for epoch in reversed(list(recent)):
             if epoch != op.id and log.before(log.ops[epoch], op):
-                targets.append(epoch)
+                if not readable_by_outsiders(epoch, op):
+                    targets.append(epoch)
                 break
         for epoch in targets:
-            if epoch in group.keys:
+            if epoch in group.keys and epoch not in skip and op.seq > done.get(epoch, 0):
                 by_epoch.setdefault(epoch, []).append(op)
     writes = []
     for epoch, ops in by_epoch.items():
         key = group.keys[epoch]
         _, _, segment = segment_of(key, relay)
+        mirror = relayitems.mirror_key(key, relay)
         for message in sync.ops_messages(group.id, ops):
             body = relayitems.ItemBody(group.id, b"", "ops", message)
-            mirror = relayitems.mirror_key(key, relay)
-            writes.append((epoch, relayitems.seal_for_mirror(me, mirror, segment, body, rng)))
-    return writes, upto
+            item = relayitems.seal_for_mirror(me, mirror, segment, body, rng)
+            writes.append((epoch, item, max(op.seq for op in ops)))
+    return writes
 
 
 class MirrorVisit(Visit):
@@ -471,15 +496,16 @@ class MirrorVisit(Visit):
         relay: AddRelay,
         rng: Rng,
         cursors: dict[bytes, int],
-        writes: list[tuple[bytes, bytes]],
+        writes: list[tuple[bytes, bytes, int]],
     ) -> None:
         super().__init__(host, conn, now, group, relay, rng)
         #: Epoch -> how far its segment was read (shared with the schedule).
         self.cursors = cursors
         self.writes = writes
-        #: Whether every write went in, and the number of this device's ops it holds up to.
-        self.written = False
-        self.upto = 0
+        #: Per epoch: this device's ops now in its segment (every put of it went in),
+        #: and the segments that refused a put.
+        self.written: dict[bytes, int] = {}
+        self.refused: set[bytes] = set()
         self._ttl = 0
         self._read: set[bytes] = set()
         self.pages = 0
@@ -493,16 +519,20 @@ class MirrorVisit(Visit):
             return
         self.ask("access", self._check, secret=self.relay.access)
         self._read_more(group)
-        left = len(self.writes)
-        self.written = not left
+        left = {epoch: 0 for epoch, _, _ in self.writes}
+        for epoch, _, _ in self.writes:
+            left[epoch] += 1
 
-        def put(value: Any) -> None:
-            nonlocal left
-            self._check(value)
-            left -= 1
-            self.written = not left
+        for epoch, item, upto in self.writes:
 
-        for epoch, item in self.writes:
+            def put(value: Any, epoch: bytes = epoch, upto: int = upto) -> None:
+                if isinstance(value, RelayRefused):
+                    self.refused.add(epoch)  # (full, or not allowed: leave it a while)
+                    return
+                left[epoch] -= 1
+                if not left[epoch] and epoch not in self.refused:
+                    self.written[epoch] = upto
+
             write, _, _ = segment_of(group.keys[epoch], self.relay.key)
             self.ask("mirror-put", put, token=write, item=item, ttl=self._ttl)
 
@@ -699,9 +729,10 @@ class RelaySchedule:
     kept: dict[tuple[bytes, bytes], frozenset[int]] = field(default_factory=dict)
     #: (group, relay key) -> when to visit the mirror (a change of this device's).
     mirror_at: dict[tuple[bytes, bytes], float] = field(default_factory=dict)
-    #: (group, relay key) -> this device's sequence number mirrored there, and
-    #: epoch -> how far its segment was read.
-    mirrored: dict[tuple[bytes, bytes], int] = field(default_factory=dict)
+    #: (group, relay key) -> per epoch, this device's ops in its segment there;
+    #: the segments refusing puts, until when; and how far each was read.
+    mirrored: dict[tuple[bytes, bytes], dict[bytes, int]] = field(default_factory=dict)
+    mirror_refused: dict[tuple[bytes, bytes], dict[bytes, float]] = field(default_factory=dict)
     cursors: dict[tuple[bytes, bytes], dict[bytes, int]] = field(default_factory=dict)
 
     def held(self, group: Group, relay: bytes, now: float) -> Callable[[bytes], dict[bytes, int]]:
