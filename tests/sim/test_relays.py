@@ -275,3 +275,30 @@ def test_a_change_reaches_a_member_through_the_mirror_alone() -> None:
     assert epoch in mine.keys
     assert tablet.id not in mine.state.members
     assert relay.lied["refuse"] > 0  # (nothing reached its inbox)
+
+
+def test_a_device_joins_with_a_link_that_names_the_relay() -> None:
+    """The QR code's link carries the relay (`covey:join:...?relay=...`): the joiner
+    needs nothing else. (A walkthrough found the welcome lost: the inviter's
+    rendezvous closed itself before the welcome was routed through it.)"""
+    world, _, relay, (laptop, phone) = apart(7)
+    replies: dict = {}
+
+    def on_invite(reply: io.Reply) -> None:
+        if reply.data.get("event") == "invitation":
+            link = reply.data["link"]
+            assert link.endswith("?relay=" + relay.link)
+            join = io.Join(link=link, timeout=60)
+            world.at(
+                world.now + 10,
+                lambda: world.command(phone, join, lambda r: replies.__setitem__("join", r)),
+            )
+        elif reply.final:
+            replies["invite"] = reply
+
+    world.command(laptop, io.Invite("family", "member", 600), on_invite)
+    world.run_until(EPOCH + 10 * MINUTE)
+    assert replies["invite"].error is None
+    assert replies["join"].error is None, replies["join"].data
+    assert replies["join"].data["pairing_words"] == replies["invite"].data["pairing_words"]
+    assert group_id(phone) == group_id(laptop)

@@ -344,6 +344,7 @@ class Node:
             self._housekeeping(out)
             self._orphans(out)
             out = self._route_virtual(out)
+            self._leave_settled_meetings(out)
             self._refresh_views()
         except Exception as exc:  # a bug: reported, and the node goes on
             out.append(
@@ -1595,8 +1596,6 @@ class Node:
         for meeting in [x for x in self.links.values() if isinstance(x, Rendezvous)]:
             if meeting.due(self.now):
                 self._guard(meeting, partial(meeting.poll, self.now, out), out)
-            elif meeting.closing and meeting.settled and meeting.proven:
-                self._finish(meeting, out)
         self._refresh_advert(out)
         self._advance_joins(out)
         self._dial_due(out)
@@ -1875,6 +1874,20 @@ class Node:
         if conn is not None:
             self.virtual.pop(conn, None)
             self._closed(conn, "closed by the peer", out)
+
+    def _leave_settled_meetings(self, out: list[Effect]) -> None:
+        """Close a rendezvous that is done once what it had to say was said: after
+        the routing of this event's sends (a welcome routed after it closed was
+        lost, found by a walkthrough with a link), with no session left on it."""
+        carrying = {meeting for meeting, _ in self.virtual.values()}
+        for meeting in [x for x in self.links.values() if isinstance(x, Rendezvous)]:
+            if (
+                meeting.closing
+                and meeting.settled
+                and meeting.proven
+                and meeting.conn not in carrying
+            ):
+                self._finish(meeting, out)
 
     def _orphans(self, out: list[Effect]) -> None:
         """Virtual connections whose rendezvous ended end too."""

@@ -112,7 +112,10 @@ class Rendezvous(OnRelay):
         return self.until
 
     def settles(self) -> bool:
-        return self.closing
+        # Never on its own: what it still has to say for its sessions is routed
+        # after the event (`Node._route_virtual`), and the node closes it then
+        # (`Node._leave_settled_meetings`): a welcome was lost otherwise.
+        return False
 
     def ready(self, ready: Ready, out: list[Effect]) -> None:
         self.ask("access", self._check, secret=self.relay.access)
