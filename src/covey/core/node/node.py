@@ -1041,7 +1041,7 @@ class Node:
             self._joined(link, out)
         elif isinstance(link, InviteLink):
             self._invited(link, out)
-        elif isinstance(link, FetchVisit):
+        elif isinstance(link, (FetchVisit, MirrorVisit)):
             self._heard_through_relay(link, out)
         if isinstance(link, Visit):
             self._report_visit(link, out)
@@ -1924,7 +1924,7 @@ class Node:
                 routed.append(effect)
         return routed + carried
 
-    def _heard_through_relay(self, visit: FetchVisit, out: list[Effect]) -> None:
+    def _heard_through_relay(self, visit: FetchVisit | MirrorVisit, out: list[Effect]) -> None:
         """Record the members whose items a fetch took, as synced through that relay."""
         group = self.groups.get(visit.group_id)
         if group is None or group.log.state is None or not visit.heard_from:

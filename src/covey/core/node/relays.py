@@ -511,6 +511,8 @@ class MirrorVisit(Visit):
         self.pages = 0
         self.taken = 0
         self.dropped = 0
+        #: Members whose items this visit took (for `covey status`).
+        self.heard_from: set[bytes] = set()
 
     def ready(self, ready: Ready, out: list[Effect]) -> None:
         self._ttl = ready.limits.ttl_max
@@ -579,6 +581,8 @@ class MirrorVisit(Visit):
                 self.dropped += 1
             else:
                 self.taken += len(taken.raws)
+                if unverified.author != self.host.me.device_id.raw:
+                    self.heard_from.add(unverified.author)
         if changed:
             self.host.persist({group.id}, self.out)
         if more and items and self.pages < MAX_PAGES:
