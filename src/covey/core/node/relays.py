@@ -13,14 +13,17 @@ it serves, a node *visits* them:
   acknowledges the items (a crash before the ack fetches them again, and
   ops are idempotent).
 * `DeliverVisit`: after its logs changed, for each member with an inbox
-  there that may lack ops (what the node believes each member holds: its
-  logs' version vector when their last direct sync ended, or after the
-  last put to its inbox), it seals those ops to that member and puts
+  there that may lack ops, it seals those ops to that member and puts
   them, with the write token of the newest epoch the member is in first,
   then older ones (`sender_tokens`: the member may not know the newest).
+  What a member holds is what a direct sync or its own ops confirm, and
+  what was put for it in the last REDELIVER_EVERY (`RelaySchedule.held`).
+* `MirrorVisit`: it reads the group's mirror segments it can, and writes
+  its own ops into the segments they belong to (`mirror_writes`).
 
-The two jobs never share a connection, so a relay cannot tie a device's
-inbox to the inboxes it writes to by the connection (section 18.5).
+No two jobs, and no two members' deliveries, share a connection, so a
+relay cannot tie a device's inbox to its group's segments or to the
+inboxes it writes to by the connection (section 18.5).
 Everything a relay answers is read as hostile: a page that does not parse
 ends the visit; an item that does not open is acknowledged and dropped
 (it can never open); the ops inside are only ever offered to the log.
@@ -612,7 +615,6 @@ class DeliverVisit(Visit):
     ) -> None:
         super().__init__(host, conn, now, group, relay, rng)
         self.put = put
-        self.puts = [put]
         self.member = put.member
         #: Whether every item went in (the relay said so: it may lie).
         self.delivered = False
