@@ -38,6 +38,7 @@ FIXED = [
     ("lost", 1, 0.5),  # (a removed phone off at the time was never told; seeds 1-3 before)
     ("family-relay", 1, 3.0),  # (3 days: the removal is on day 2)
     ("relay-outage", 1, 3.0),
+    ("lying-relay", 1, 2.0),
 ]
 
 #: mutant -> (scenario, seed, days, the invariant that catches it).
@@ -64,6 +65,8 @@ def test_scenario_holds_on_its_fixed_seed(scenario: str, seed: int, days: float)
     assert metrics["never_got_key"] == 0
     assert metrics["convergence"] is not None  # the members agreed within the heal phase
     assert metrics["convergence"]["seconds"] >= 0
+    if scenario == "lying-relay":  # (the lies were told, and safety held throughout)
+        assert set(metrics["relay_lies"]) == {"drop", "replay", "reorder", "tamper"}
     if scenario.startswith(("family-relay", "relay-")):
         # Through the relay, the removal's new key reached every remaining
         # member before the heal phase (homes are linked only then), within

@@ -133,6 +133,11 @@ def run(
             }
         )
     metrics["syncs"] = world.counters.get("syncs", 0)
+    lies: dict[str, int] = {}
+    for relay in world.relays.values():
+        for kind, count in relay.lied.items():
+            lies[kind] = lies.get(kind, 0) + count
+    metrics["relay_lies"] = dict(sorted(lies.items()))
     metrics["heals"] = world.counters.get("notify:healed", 0)
     metrics["crashes"] = world.counters.get("crashes", 0)
     metrics["bytes_sent"] = world.network.bytes_sent

@@ -14,6 +14,7 @@ from functools import partial
 from typing import Final
 
 from covey.sim.network import QUIET, Faults
+from covey.sim.relay import Lies
 from covey.sim.users import HOUR, Users, schedule_uptime
 from covey.sim.world import DAY, EPOCH, Device, World
 
@@ -133,6 +134,16 @@ def family_relay(world: World, users: Users, days: float) -> None:
     before the others pair, so every member keeps an inbox there: a change made
     in one home reaches the others through it, whether or not homes are linked."""
     relay = world.add_relay("relay-0.sim")
+    family(world, users, days)
+    ana_laptop = world.devices[0]
+    world.at(_start(0, 18) + 90, lambda: users.add_relay(ana_laptop, relay.link))
+
+
+def lying_relay(world: World, users: Users, days: float) -> None:
+    """`family-relay`, with a relay that lies: it drops a tenth of what is put, and
+    replays, reorders and tampers with a tenth of the pages it serves. Safety
+    holds at every step; what it holds back reaches the others another way."""
+    relay = world.add_relay("relay-0.sim", Lies(drop=0.1, replay=0.1, reorder=0.1, tamper=0.1))
     family(world, users, days)
     ana_laptop = world.devices[0]
     world.at(_start(0, 18) + 90, lambda: users.add_relay(ana_laptop, relay.link))
@@ -347,6 +358,14 @@ SCENARIOS: Final = {
             3,
             FLAKY,
             family_relay,
+        ),
+        Scenario(
+            "lying-relay",
+            "family, with a relay that drops, replays, reorders and tampers",
+            4.0,
+            3,
+            FLAKY,
+            lying_relay,
         ),
         Scenario(
             "relay-outage",
