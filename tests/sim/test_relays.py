@@ -17,6 +17,7 @@ from functools import partial
 
 import pytest
 
+from covey.core.group import Group
 from covey.core.node import io
 from covey.sim.invariants import Invariants
 from covey.sim.network import QUIET
@@ -44,6 +45,25 @@ def household(seed: int, lies: Lies = HONEST) -> tuple[World, Users, SimRelay, l
         lambda: world.command(laptop, io.AddRelay("family", relay.link), lambda r: None),
     )
     return world, users, relay, devices
+
+
+def removed_while_away(
+    world: World, users: Users, devices: list[Device], *, settle: float, until: float
+) -> tuple[bytes, Group | None]:
+    """The phone goes to home 1 and off; at 30 minutes the laptop removes the
+    tablet; at `settle` the laptop goes off and the phone comes back, alone with
+    the relay, until `until`. (The removal's epoch, the phone's replica.)"""
+    laptop, phone, tablet = devices
+    gid = group_id(laptop)
+    world.network.move(phone.index, 1)
+    world.set_online(phone, False)
+    world.at(EPOCH + 30 * MINUTE, lambda: users.remove(laptop, tablet))
+    world.run_until(EPOCH + settle)
+    epoch = world.group_of(laptop, gid).state.current_epoch.id  # type: ignore[union-attr]
+    world.set_online(laptop, False)
+    world.set_online(phone, True)
+    world.run_until(EPOCH + until)
+    return epoch, world.group_of(phone, gid)
 
 
 def group_id(device: Device) -> bytes:
@@ -100,18 +120,10 @@ def test_a_removal_reaches_a_device_that_was_off_through_the_relay_alone() -> No
 def test_a_lying_relay_delays_but_never_misleads(lies: Lies, seed: int) -> None:
     """Safety under every lie (the invariants run after each step); and where the
     relay only replays and reorders, the phone still gets there."""
-    world, users, relay, (laptop, phone, tablet) = household(seed, lies)
+    world, users, relay, devices = household(seed, lies)
     world.run_until(EPOCH + 20 * MINUTE)
-    gid = group_id(laptop)
-    world.network.move(phone.index, 1)
-    world.set_online(phone, False)
-    world.at(EPOCH + 30 * MINUTE, lambda: users.remove(laptop, tablet))
-    world.run_until(EPOCH + 40 * MINUTE)
-    epoch = world.group_of(laptop, gid).state.current_epoch.id  # type: ignore[union-attr]
-    world.set_online(laptop, False)
-    world.set_online(phone, True)
-    world.run_until(EPOCH + 3 * HOUR)
-    mine = world.group_of(phone, gid)
+    tablet = devices[2]
+    epoch, mine = removed_while_away(world, users, devices, settle=40 * MINUTE, until=3 * HOUR)
     assert mine is not None
     # Never misled: whatever it holds is what the laptop signed, and keys agree
     # (the invariants); a removed device is never taken back as a member.
@@ -258,18 +270,10 @@ def test_a_change_reaches_a_member_through_the_mirror_alone() -> None:
     the epoch they belong to (and a rotation into the old epoch's too), and
     reads the newest segments it can. Here every inbox put is refused, so the
     phone, away, can get the laptop's removal of the tablet only from there."""
-    world, users, relay, (laptop, phone, tablet) = household(1, Lies(refuse=1.0))
+    world, users, relay, devices = household(1, Lies(refuse=1.0))
     world.run_until(EPOCH + 20 * MINUTE)
-    gid = group_id(laptop)
-    world.network.move(phone.index, 1)
-    world.set_online(phone, False)
-    world.at(EPOCH + 30 * MINUTE, lambda: users.remove(laptop, tablet))
-    world.run_until(EPOCH + 35 * MINUTE)
-    epoch = world.group_of(laptop, gid).state.current_epoch.id  # type: ignore[union-attr]
-    world.set_online(laptop, False)
-    world.set_online(phone, True)
-    world.run_until(EPOCH + 40 * MINUTE)
-    mine = world.group_of(phone, gid)
+    tablet = devices[2]
+    epoch, mine = removed_while_away(world, users, devices, settle=35 * MINUTE, until=40 * MINUTE)
     assert mine is not None
     assert mine.state.current_epoch.id == epoch
     assert epoch in mine.keys

@@ -5,7 +5,8 @@ state, and each member announces its inbox at each (`set_inbox`). While
 it serves, a node *visits* them:
 
 * `FetchVisit`: for each group and relay, at start, when it learns of the
-  relay, and every `FETCH_EVERY` seconds after, it proves it owns its
+  relay, and every `NodeConfig.relay_every` seconds after (`FETCH_EVERY`
+  unless `covey up --relay-every` says), it proves it owns its
   inbox there, registers the write tokens of the epochs it holds
   (`writer_tokens`), takes the items waiting, hands the ops inside to the
   group (through the same checks as ops from a direct sync: signatures,
