@@ -21,7 +21,7 @@ from covey.core import crypto, encoding, wire
 from covey.core.group import Group
 from covey.core.identity import create_identity
 from covey.core.ops import OpContent, parse_op
-from covey.errors import MalformedMessage
+from covey.errors import InvalidInput, MalformedMessage, UnsupportedVersion
 from tests.conftest import NOW, SeededRng
 from tests.strategies import values
 
@@ -97,7 +97,7 @@ def _walked(raw: bytes) -> bool:
         if unverified.type != OpContent.TYPE:
             return False
         OpContent.from_wire(unverified.body)
-    except MalformedMessage:
+    except InvalidInput:  # (malformed, or a version this covey does not speak)
         return False
     return True
 
@@ -105,7 +105,7 @@ def _walked(raw: bytes) -> bool:
 def _parsed(raw: bytes) -> bool:
     try:
         parse_op(raw)
-    except MalformedMessage:
+    except InvalidInput:
         return False
     return True
 
@@ -127,6 +127,16 @@ def test_a_replaced_value_gets_the_same_answer_on_both_paths(raw: bytes, data: A
     path = data.draw(st.sampled_from(_paths(value)[1:]))
     mutated = _resign(_replace(value, path, data.draw(odd)))
     assert _parsed(mutated) == _walked(mutated)
+
+
+def test_an_unsupported_version_is_refused_on_both_paths() -> None:
+    """Found by the test above (a fresh random example in CI): the envelope's
+    version replaced by 0 is refused on both paths, as UnsupportedVersion."""
+    mutated = _resign(_replace(_signed_value(OPS[0]), (0,), 0))
+    assert not _parsed(mutated)
+    assert not _walked(mutated)
+    with pytest.raises(UnsupportedVersion):
+        parse_op(mutated)
 
 
 @settings(max_examples=200)
