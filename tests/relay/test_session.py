@@ -241,12 +241,13 @@ def test_a_segment_and_its_blobs_share_one_quota() -> None:
     assert Pipe(relay.store, seed="getter", access=False).call("blob-get", id=blob_id) == ITEM
 
 
-def test_a_blob_goes_only_into_a_segment_that_exists_and_expires() -> None:
+def test_a_blob_makes_its_segment_only_with_the_access_secret_and_expires() -> None:
     relay = Pipe()
-    refused = relay.call("blob-put", token=TOKEN, blob=ITEM, ttl=0)
+    stranger = Pipe(relay.store, seed="stranger", access=False)
+    refused = stranger.call("blob-put", token=TOKEN, blob=ITEM, ttl=0)
     assert isinstance(refused, RelayNotAllowed)
-    relay.call("mirror-put", token=TOKEN, item=ITEM, ttl=0)
-    blob_id = relay.call("blob-put", token=TOKEN, blob=ITEM, ttl=5)
+    blob_id = relay.call("blob-put", token=TOKEN, blob=ITEM, ttl=5)  # (makes the segment)
+    assert len(stranger.call("blob-put", token=TOKEN, blob=ITEM, ttl=0)) == 32  # (it exists)
     relay.now += 5
     assert isinstance(relay.call("blob-get", id=blob_id), RelayNothingThere)
 

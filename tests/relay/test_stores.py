@@ -71,7 +71,7 @@ actions = st.one_of(
         st.lists(st.integers(1, 6), max_size=3).map(tuple),
     ),
     st.builds(store.MirrorGet, st.sampled_from(SEGMENTS), st.integers(0, 5)),
-    st.tuples(st.just("blob-put"), st.sampled_from(SEGMENTS), items, expiry),
+    st.tuples(st.just("blob-put"), st.sampled_from(SEGMENTS), items, expiry, st.booleans()),
     st.tuples(st.just("blob-get"), st.integers(0, 3)),
     st.just(store.Expire()),
     st.tuples(st.just("wait"), st.integers(1, 120)),
@@ -92,9 +92,9 @@ def _concrete(step: Any, now: int, blobs: list[bytes]) -> store.Action | store.E
         _, segment, item, ttl, create = step
         return store.MirrorPut(segment, item, now + ttl, create)
     if kind == "blob-put":
-        _, segment, item, ttl = step
+        _, segment, item, ttl, create = step
         blobs.append(len(blobs).to_bytes(32, "big"))
-        return store.BlobPut(segment, blobs[-1], item, now + ttl)
+        return store.BlobPut(segment, blobs[-1], item, now + ttl, create)
     if kind == "blob-get":
         k = step[1]
         return store.BlobGet(blobs[k] if k < len(blobs) else b"\xff" * 32)
@@ -182,7 +182,7 @@ SCENARIOS: dict[str, list[Any]] = {
     ],
     "segment with blobs": [
         ("mirror-put", _seg, _small, 50, True),
-        *[("blob-put", _seg, _small, 50)] * 3,
+        *[("blob-put", _seg, _small, 50, False)] * 3,
         ("mirror-put", _seg, _small, 50, True),
         ("blob-get", 2),
     ],
@@ -213,8 +213,12 @@ SCENARIOS: dict[str, list[Any]] = {
         store.InboxWriters(_box, (_w,), False),
         ("inbox-put", _box, _w, _small, 50),
         ("mirror-put", _seg, _small, 50, False),
-        ("blob-put", _seg, _small, 50),
+        ("blob-put", _seg, _small, 50, False),
         store.MirrorGet(_seg, 0),
+        ("blob-put", _seg, _small, 50, True),
+        ("mirror-put", _seg, _small, 50, False),
+        store.MirrorGet(_seg, 0),
+        ("blob-get", 1),
     ],
 }
 

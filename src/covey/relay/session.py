@@ -239,7 +239,9 @@ class RelaySession:
             return store.MirrorGet(segment_id(f["read"]), f["after"])
         if op == "blob-put":
             segment = segment_id(read_token(f["token"]))
-            return store.BlobPut(segment, rng(requests.ID_BYTES), f["blob"], expires)
+            return store.BlobPut(
+                segment, rng(requests.ID_BYTES), f["blob"], expires, self.may_create
+            )
         if op == "blob-get":
             return store.BlobGet(f["id"])
         # The owner's requests: inbox-fetch, inbox-ack, inbox-writers.

@@ -374,7 +374,7 @@ class SqliteRelayStore:
         )
 
     def _blob_put(self, action: BlobPut, now: int) -> store.Result:
-        self._segment_for_write(action.segment, len(action.blob), False, now)
+        self._segment_for_write(action.segment, len(action.blob), action.create, now)
         self._db.execute(
             "INSERT INTO blob (id, seg, size, expires, data) VALUES (?, ?, ?, ?, ?)",
             (action.blob_id, action.segment, len(action.blob), action.expires, action.blob),

@@ -91,12 +91,14 @@ class MirrorGet:
 
 @dataclass(frozen=True)
 class BlobPut:
-    """A blob, counted against a segment that exists (its write token presented)."""
+    """A blob, counted against its segment (its write token presented); the
+    segment is made if new only for a connection with the access secret."""
 
     segment: bytes
     blob_id: bytes  # drawn by the session
     blob: bytes
     expires: int
+    create: bool = False
 
 
 @dataclass(frozen=True)
@@ -334,7 +336,7 @@ class MemoryStore:
         return self._page(segment.items, action.after)
 
     def _blob_put(self, action: BlobPut, now: int) -> Result:
-        segment = self._segment_for_write(action.segment, len(action.blob), False, now)
+        segment = self._segment_for_write(action.segment, len(action.blob), action.create, now)
         segment.blobs[action.blob_id] = (action.blob, action.expires)
         segment.size += len(action.blob)
         self.blob_segments[action.blob_id] = action.segment
