@@ -97,6 +97,10 @@ class NotSealedData(InvalidInput):
     """That is not data sealed by covey (or it is damaged)."""
 
 
+class BadBlob(InvalidInput):
+    """That is not a file shared through a relay for this device, or the relay altered it."""
+
+
 class NeverAMember(InvalidInput):
     """The data was sealed by a device that was never a member of the group."""
 
@@ -237,6 +241,10 @@ class NodeBusy(UsageError):
 
 class NodeGone(UsageError):
     """The running node stopped before it answered: check whether the command was done."""
+
+
+class RelayUnreachable(UsageError):
+    """No relay of the group answered: check the network, or try again later."""
 
 
 class KeyUnavailable(UsageError):

@@ -28,7 +28,8 @@ BLOCK: Final = 64 * 1024
 
 
 @contextlib.contextmanager
-def _atomic_output(destination: Path, overwrite: bool) -> Iterator[BinaryIO]:
+def atomic_output(destination: Path, overwrite: bool) -> Iterator[BinaryIO]:
+    """A file that appears at `destination` (mode 0600) only if the block ends cleanly."""
     if destination.exists() and not overwrite:
         raise InvalidArgument(f"{destination} exists (use --force to overwrite it)")
     directory = destination.parent
@@ -59,7 +60,7 @@ def _blocks(source: BinaryIO) -> Iterator[bytes]:
         yield block
 
 
-def _open_input(path: Path) -> BinaryIO:
+def open_input(path: Path) -> BinaryIO:
     try:
         return path.open("rb")
     except OSError as exc:
@@ -72,7 +73,7 @@ def seal_file(
     """Seal `source` for `group` into `destination`."""
     digest = BackgroundDigest()
     try:
-        with _open_input(source) as reader, _atomic_output(destination, overwrite) as out:
+        with open_input(source) as reader, atomic_output(destination, overwrite) as out:
             sealer = Sealer(group, associated, rng, digest)
             out.write(sealer.header)
             for block in _blocks(reader):
@@ -88,7 +89,7 @@ def open_file(
     """Open sealed `source` into `destination`; nothing is written unless it all checks."""
     digest = BackgroundDigest()
     try:
-        with _open_input(source) as reader, _atomic_output(destination, overwrite) as out:
+        with open_input(source) as reader, atomic_output(destination, overwrite) as out:
             opener = Opener(find_group, digest)
             while wanted := opener.next_size():
                 data = reader.read(min(wanted, BLOCK + 64))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from covey import __version__
-from covey.cli import daemon, groups, identity, members, pairing, relay, sealing
+from covey.cli import daemon, groups, identity, members, pairing, relay, sealing, sharing
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,6 +18,7 @@ for command in (
     *identity.COMMANDS,
     *groups.COMMANDS,
     *sealing.COMMANDS,
+    *sharing.COMMANDS,
     *pairing.COMMANDS,
     *daemon.COMMANDS,
     *members.COMMANDS,

@@ -76,6 +76,9 @@ class HashDomain(bytes, Enum):
     #: Pairing through a relay: the rendezvous segment's write token, from the
     #: relay key and an invitation's number, or from a link's key.
     RELAY_RENDEZVOUS = b"covey/v1/pairrv"
+    #: A sealed file put on a relay (`covey put`): its pieces' key, from the
+    #: key of the epoch it was sealed under and the put's random nonce.
+    RELAY_BLOB_KEY = b"covey/v1/blobk"
 
 
 class SignDomain(bytes, Enum):

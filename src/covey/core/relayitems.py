@@ -71,7 +71,9 @@ class ItemBody:
 ACCEPT: Final = {ItemBody.TYPE: ItemBody}
 
 
-def _pad(data: bytes, overhead: int) -> bytes:
+def pad(data: bytes, overhead: int) -> bytes:
+    """`data` behind its 4-byte length, zeros after: with `overhead` added by
+    the encryption around it, exactly one of `ITEM_SIZES` bytes."""
     need = LENGTH_BYTES + len(data) + overhead
     for size in ITEM_SIZES:
         if need <= size:
@@ -79,10 +81,11 @@ def _pad(data: bytes, overhead: int) -> bytes:
     raise OversizeMessage(f"a relay item holds at most {ITEM_SIZES[-1] - overhead - 4} bytes")
 
 
-def _unpad(plain: bytes) -> bytes:
+def unpad(plain: bytes) -> bytes:
+    """What `pad` padded; MalformedMessage unless the rest is zeros."""
     length = int.from_bytes(plain[:LENGTH_BYTES], "big")
     end = LENGTH_BYTES + length
-    if len(plain) < end or any(plain[end:]):
+    if len(plain) < end or plain[end:] != bytes(len(plain) - end):
         raise MalformedMessage("a relay item's padding is not zeros")
     return plain[LENGTH_BYTES:end]
 
@@ -94,7 +97,7 @@ def seal_for_inbox(
     if body.recipient != recipient:
         raise ValueError("the item names another recipient")
     envelope = wire.seal_envelope(body, me.device_id.raw, me.secrets.signing_seed)
-    return crypto.seal_anonymous(recipient_box_key, _pad(envelope, INBOX_OVERHEAD), rng)
+    return crypto.seal_anonymous(recipient_box_key, pad(envelope, INBOX_OVERHEAD), rng)
 
 
 def open_from_inbox(
@@ -121,7 +124,7 @@ def unseal_from_inbox(me: Identity, group: bytes, item: bytes) -> tuple[wire.Unv
     if len(item) not in ITEM_SIZES:
         raise MalformedMessage("a relay item has none of the padded sizes")
     plain = crypto.open_anonymous(me.secrets.box_secret, item)
-    unverified = wire.parse_envelope(_unpad(plain))
+    unverified = wire.parse_envelope(unpad(plain))
     if unverified.type != ItemBody.TYPE:
         raise MalformedMessage("an inbox item holds a relay item")
     body = ItemBody.from_wire(unverified.body)
@@ -136,7 +139,7 @@ def seal_for_mirror(me: Identity, key: bytes, segment: bytes, body: ItemBody, rn
     if body.recipient:
         raise ValueError("a mirror item is for every member")
     envelope = wire.seal_envelope(body, me.device_id.raw, me.secrets.signing_seed)
-    return crypto.aead_seal(key, _pad(envelope, MIRROR_OVERHEAD), segment, rng)
+    return crypto.aead_seal(key, pad(envelope, MIRROR_OVERHEAD), segment, rng)
 
 
 def open_from_mirror(
@@ -155,7 +158,7 @@ def unseal_from_mirror(
     if len(item) not in ITEM_SIZES:
         raise MalformedMessage("a relay item has none of the padded sizes")
     plain = crypto.aead_open(key, item, segment)
-    unverified = wire.parse_envelope(_unpad(plain))
+    unverified = wire.parse_envelope(unpad(plain))
     if unverified.type != ItemBody.TYPE:
         raise MalformedMessage("a mirror item holds a relay item")
     body = ItemBody.from_wire(unverified.body)
@@ -245,14 +248,14 @@ class TunnelItem:
 
     def to_bytes(self) -> bytes:
         value = {"d": self.data, "e": self.end, "f": self.sender, "n": self.seq, "s": self.session}
-        return _pad(encoding.encode(value, TUNNEL_LIMITS), 0)
+        return pad(encoding.encode(value, TUNNEL_LIMITS), 0)
 
     @classmethod
     def from_bytes(cls, item: bytes) -> TunnelItem:
         """MalformedMessage unless it is exactly a padded tunnel item."""
         if len(item) not in ITEM_SIZES:
             raise MalformedMessage("a relay item has none of the padded sizes")
-        value = encoding.decode(_unpad(item), TUNNEL_LIMITS)
+        value = encoding.decode(unpad(item), TUNNEL_LIMITS)
         body = fields.as_map(value, ("d", "e", "f", "n", "s"), what="tunnel item")
         sender = fields.get_str(body, "f", max_len=1)
         if sender not in ("i", "j") or type(body["e"]) is not bool:

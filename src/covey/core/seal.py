@@ -401,6 +401,12 @@ def sealed_group_id(head: bytes) -> bytes:
 
     Only a hint for finding the group: `Opener` checks everything again.
     """
+    return sealed_header(head).group
+
+
+def sealed_header(head: bytes) -> SealHeader:
+    """A sealed object's header (its group and epoch), from its first
+    `HEAD_BYTES` bytes, its signature NOT checked: a hint, as above."""
     if not head.startswith(MAGIC) or len(head) < len(MAGIC) + LENGTH_BYTES:
         raise NotSealedData()
     start = len(MAGIC) + LENGTH_BYTES
@@ -410,7 +416,7 @@ def sealed_group_id(head: bytes) -> bytes:
     unverified = wire.parse_envelope(head[start : start + length])
     if unverified.type != SealHeader.TYPE:
         raise NotSealedData()
-    return SealHeader.from_wire(unverified.body).group
+    return SealHeader.from_wire(unverified.body)
 
 
 def seal_bytes(group: Group, plaintext: bytes, associated: bytes, rng: Rng) -> bytes:

@@ -298,9 +298,7 @@ class PostgresRelayStore:
         )
 
     async def _blob_put(self, conn: Any, action: BlobPut, now: int) -> store.Result:
-        await self._segment_for_write(
-            conn, action.segment, len(action.blob), action.create, now
-        )
+        await self._segment_for_write(conn, action.segment, len(action.blob), action.create, now)
         await conn.execute(
             "INSERT INTO blob (id, seg, size, expires, data) VALUES ($1, $2, $3, $4, $5)",
             action.blob_id,

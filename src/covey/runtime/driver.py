@@ -93,7 +93,7 @@ def _leaves(group: BaseExceptionGroup[Any]) -> Iterator[BaseException]:
             yield exc
 
 
-def _unreachable(address: str, port: int, exc: Exception) -> str:
+def unreachable(address: str, port: int, exc: Exception) -> str:
     """Why a dial to `address` failed, in words (never an exception's class name)."""
     where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
     cause: BaseException | None = exc
@@ -411,7 +411,7 @@ class Driver:
                     with anyio.fail_after(CONNECT_TIMEOUT):
                         stream = await anyio.connect_tcp(address, port)
                 except Exception as exc:  # (a bad address fails this dial only)
-                    reason = _unreachable(address, port, exc)
+                    reason = unreachable(address, port, exc)
                     continue
                 connection.stream = stream
                 await self.post(io.Connected(connection.conn, address))
