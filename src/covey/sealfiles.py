@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -83,13 +84,33 @@ def seal_file(
         digest.close()
 
 
+#: `-o -`: write to standard output (after the whole file checked).
+STDOUT: Final = Path("-")
+
+
+@contextlib.contextmanager
+def _checked_stdout() -> Iterator[BinaryIO]:
+    """Standard output, written only once the block ends cleanly: until then the
+    bytes wait in an unnamed temporary file (owner-only, gone when closed), so
+    a reader of the pipe never sees a byte that did not check."""
+    with tempfile.TemporaryFile() as spool:
+        yield spool
+        spool.seek(0)
+        out = sys.stdout.buffer
+        while block := spool.read(BLOCK):
+            out.write(block)
+        out.flush()
+
+
 def open_file(
     find_group: Callable[[bytes], Group], source: Path, destination: Path, overwrite: bool
 ) -> Opened:
-    """Open sealed `source` into `destination`; nothing is written unless it all checks."""
+    """Open sealed `source` into `destination` (or standard output: `STDOUT`);
+    nothing is written unless it all checks."""
     digest = BackgroundDigest()
+    output = _checked_stdout() if destination == STDOUT else atomic_output(destination, overwrite)
     try:
-        with open_input(source) as reader, atomic_output(destination, overwrite) as out:
+        with open_input(source) as reader, output as out:
             opener = Opener(find_group, digest)
             while wanted := opener.next_size():
                 data = reader.read(min(wanted, BLOCK + 64))

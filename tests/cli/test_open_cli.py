@@ -82,3 +82,26 @@ def test_a_file_from_a_device_never_admitted_is_refused(tmp_path: Path) -> None:
     assert not out.exists()
     as_json = covey("open", str(sealed), "-o", str(out), "--json", home=home)
     assert json.loads(as_json.stdout)["error"]["code"] == "never_a_member"
+
+
+def test_open_to_standard_output_writes_only_what_checked(tmp_path: Path) -> None:
+    homes = make_homes(tmp_path, ("laptop", "phone"))
+    note = tmp_path / "note.txt"
+    note.write_text("to the pipe\n" * 1000)
+    ok(covey("seal", "-g", "family", str(note), "--json", home=homes["laptop"]))
+    opened = covey("open", f"{note}.covey", "-o", "-", home=homes["phone"])
+    assert opened.returncode == 0, opened.stderr
+    assert opened.stdout == note.read_text()
+    assert "Opened " in opened.stderr
+    assert not (Path.cwd() / "-").exists()
+    # A damaged file: not a byte on stdout (the check comes at the end), one error line.
+    damaged = tmp_path / "damaged.covey"
+    data = bytearray((tmp_path / "note.txt.covey").read_bytes())
+    data[-40] ^= 1
+    damaged.write_bytes(bytes(data))
+    refused = covey("open", str(damaged), "-o", "-", home=homes["phone"])
+    assert refused.stdout == ""
+    one_line(refused)
+    assert "--json" in one_line(
+        covey("open", f"{note}.covey", "-o", "-", "--json", home=homes["phone"])
+    )

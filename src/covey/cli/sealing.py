@@ -86,12 +86,16 @@ def seal(
     "-o",
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write (default: FILE without .covey).",
+    help="Where to write (default: FILE without .covey; '-': standard output).",
 )
 @click.option("--force", is_flag=True, help="Overwrite the output if it exists.")
 @common_options
 def open_(ctx: Context, file: Path, output: Path | None, force: bool) -> None:
-    """Open FILE sealed for a group this device is a member of."""
+    """Open FILE sealed for a group this device is a member of.
+
+    Nothing is written until the whole file checked (with `-o -`, not a
+    byte reaches standard output before that either).
+    """
     from covey.core import roster
     from covey.core.seal import HEAD_BYTES, sealed_group_id
     from covey.errors import (
@@ -108,6 +112,9 @@ def open_(ctx: Context, file: Path, output: Path | None, force: bool) -> None:
         output = (
             file.with_suffix("") if file.suffix == SUFFIX else file.with_name(file.name + ".opened")
         )
+    to_stdout = output == Path("-")
+    if to_stdout and ctx.json:
+        raise InvalidArgument("-o - writes the file to standard output: leave out --json")
     passphrase = ask_passphrase(ctx)
 
     async def go() -> tuple[Opened, Group]:
@@ -148,6 +155,9 @@ def open_(ctx: Context, file: Path, output: Path | None, force: bool) -> None:
     author = author_document(group, opened)
     if author["standing"] != "member":
         ctx.note(f"Note: {author_note(author, group.state.name)}")
+    if to_stdout:  # (the data went to stdout: what was opened is told on stderr)
+        ctx.note(f"Opened {file} (sealed by {opened.author_name!r} for {group.state.name!r}).")
+        return
     ctx.emit(
         {
             "ok": True,
