@@ -10,10 +10,11 @@ network is bounded (`CONNECT_TIMEOUT`, `CALL_TIMEOUT`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import anyio
 
@@ -49,6 +50,8 @@ class Put:
     ref: blobs.BlobRef
     relay: RelayLink
     group: Group
+    #: How long the relay keeps it, in seconds (asked, or the relay's default).
+    ttl: int
 
 
 def relays_of(group: Group) -> list[RelayLink]:
@@ -84,42 +87,58 @@ async def put_file(
     epoch_key = group.keys.get(epoch)
     if epoch_key is None:
         raise KeyUnavailable("this device does not hold the key that file was sealed under")
-    size = path.stat().st_size
+    # The blobs count against the current epoch's segment, which no device
+    # removed since holds (current_key: NotAMember for a device removed).
+    _, quota_key = group.current_key()
+    name = blobs.name_for(path.name)
     reasons = []
     for link in links:
-        upload = blobs.Upload(epoch_key, link.key, size, path.name, ttl, rng)
         try:
             conn = await _connect(link, rng)
         except RelayUnreachable as exc:
             reasons.append(str(exc))
             continue
         try:
-            ref = await _upload(conn, upload, path, on_piece)
+            with open_input(path) as reader:
+                before = os.fstat(reader.fileno())
+                upload = blobs.Upload(
+                    epoch_key, link.key, before.st_size, name, ttl, rng, quota_key=quota_key
+                )
+                ref = await _upload(conn, upload, reader, on_piece)
+                if _changed(before, os.fstat(reader.fileno())):
+                    raise InvalidArgument(f"{path} changed while it was being put: put it again")
         finally:
             await conn.aclose()
-        return Put(ref, link, group)
+        return Put(ref, link, group, ttl or conn.ready.limits.ttl_default)
     raise RelayUnreachable("; ".join(reasons))
 
 
+def _changed(before: os.stat_result, after: os.stat_result) -> bool:
+    return (before.st_ino, before.st_size, before.st_mtime_ns) != (
+        after.st_ino,
+        after.st_size,
+        after.st_mtime_ns,
+    )
+
+
 async def _upload(
-    conn: RelayConnection, upload: blobs.Upload, path: Path, on_piece: Callable[[], None]
+    conn: RelayConnection, upload: blobs.Upload, reader: BinaryIO, on_piece: Callable[[], None]
 ) -> blobs.BlobRef:
     try:
-        with open_input(path) as reader:
-            for _ in range(upload.count):
-                data = reader.read(blobs.PIECE)
-                upload.stored(await _call(conn, "blob-put", **upload.piece(data)))
-                on_piece()
-            if reader.read(1):
-                raise InvalidArgument(f"{path} grew while it was being put: put it again")
+        for _ in range(upload.count):
+            data = reader.read(blobs.PIECE)
+            upload.stored(await _call(conn, "blob-put", **upload.piece(data)))
+            on_piece()
+        if reader.read(1):
+            raise ValueError("the file grew")
         return upload.ref(await _call(conn, "blob-put", **upload.head()))
     except RelaySegmentFull:
         raise RelaySegmentFull(
-            "the relay keeps no more for this group key: wait for older files to expire,"
-            " or rotate (covey rotate) to start a new allowance"
+            "the relay keeps no more for this group's current key: wait for files put"
+            " earlier to expire, or start a new key (covey group rotate)"
         ) from None
     except ValueError as exc:  # (a piece of the wrong length: the file changed)
-        raise InvalidArgument(f"{path} changed while it was being put: put it again") from exc
+        raise InvalidArgument("the file changed while it was being put: put it again") from exc
 
 
 async def get_file(
@@ -137,7 +156,7 @@ async def get_file(
             "that file was put on a relay none of this device's groups uses: this device"
             " cannot reach it (are you in the group it was shared with?)"
         )
-    epoch_keys = [key for g in held for key in g.keys.values()]
+    keys = [blobs.Held(g.id, epoch, key) for g in held for epoch, key in g.keys.items()]
     links = list(
         dict.fromkeys(link for g in held for link in relays_of(g) if link.key == ref.relay)
     )
@@ -149,7 +168,7 @@ async def get_file(
             reasons.append(str(exc))
             continue
         try:
-            return await _download(conn, ref, epoch_keys, output, overwrite, on_piece)
+            return await _download(conn, ref, keys, output, overwrite, on_piece)
         finally:
             await conn.aclose()
     raise RelayUnreachable("; ".join(reasons))
@@ -158,15 +177,14 @@ async def get_file(
 async def _download(
     conn: RelayConnection,
     ref: blobs.BlobRef,
-    epoch_keys: list[bytes],
+    keys: list[blobs.Held],
     output: Path | None,
     overwrite: bool,
     on_piece: Callable[[int, int], None],
 ) -> tuple[Path, blobs.Head]:
     try:
-        download = blobs.Download.open_head(
-            ref, epoch_keys, await _call(conn, "blob-get", id=ref.head)
-        )
+        head_blob = await _call(conn, "blob-get", id=ref.head)
+        download = blobs.Download.open_head(ref, keys, head_blob)
         head = download.head
         destination = output or Path(head.name)
         with atomic_output(destination, overwrite) as out:

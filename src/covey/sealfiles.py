@@ -30,9 +30,15 @@ BLOCK: Final = 64 * 1024
 
 @contextlib.contextmanager
 def atomic_output(destination: Path, overwrite: bool) -> Iterator[BinaryIO]:
-    """A file that appears at `destination` (mode 0600) only if the block ends cleanly."""
-    if destination.exists() and not overwrite:
-        raise InvalidArgument(f"{destination} exists (use --force to overwrite it)")
+    """A file that appears at `destination` (mode 0600) only if the block ends cleanly.
+
+    Without `overwrite`, nothing at `destination` is ever replaced: not a
+    file that appeared while the block ran (a long download), not a
+    dangling symlink (the new file is linked into place, which fails if
+    anything is there, rather than renamed over it).
+    """
+    if os.path.lexists(destination) and not overwrite:
+        raise _exists(destination)
     directory = destination.parent
     try:
         fd, temporary = tempfile.mkstemp(prefix=".covey-", dir=directory)
@@ -47,13 +53,34 @@ def atomic_output(destination: Path, overwrite: bool) -> Iterator[BinaryIO]:
             except OSError as exc:
                 raise InvalidArgument(f"cannot write {destination}: {exc.strerror}") from exc
         try:
-            os.replace(temporary, destination)
+            if overwrite:
+                os.replace(temporary, destination)
+            else:
+                _place_new(temporary, destination)
         except OSError as exc:
             raise InvalidArgument(f"cannot write {destination}: {exc.strerror}") from exc
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def _exists(destination: Path) -> InvalidArgument:
+    return InvalidArgument(f"{destination} exists (use --force to overwrite it)")
+
+
+def _place_new(temporary: str, destination: Path) -> None:
+    """Move `temporary` to `destination` only if nothing is there (atomically)."""
+    try:
+        os.link(temporary, destination)
+    except FileExistsError:
+        raise _exists(destination) from None
+    except OSError:  # (a file system without hard links: check, then rename)
+        if os.path.lexists(destination):
+            raise _exists(destination) from None
+        os.replace(temporary, destination)
+        return
+    os.unlink(temporary)
 
 
 def _blocks(source: BinaryIO) -> Iterator[bytes]:

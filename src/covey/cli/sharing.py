@@ -10,6 +10,7 @@ talk to the relay themselves (`covey.relayfiles`).
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,11 +68,18 @@ def put(ctx: Context, file: Path, days: int | None) -> None:
     done = run(go)
     where = f"{done.relay.host}:{done.relay.port}"
     name = done.group.state.name
+    kept = f"{done.ttl / DAY:g} days" if done.ttl >= DAY else f"{done.ttl} seconds"
     ctx.emit(
-        {"ok": True, "ref": str(done.ref), "relay": where, "group": name, "file": str(file)},
+        {
+            "ok": True,
+            "ref": str(done.ref),
+            "relay": where,
+            "group": name,
+            "file": str(file),
+            "ttl": done.ttl,
+        },
         lambda: click.echo(
-            f"Put {file} on the relay {where} for {name!r}"
-            f" ({'the relay keeps it 14 days' if days is None else f'kept {days} days'}).\n"
+            f"Put {file} on the relay {where} for {name!r} (kept {kept}).\n"
             "Send this to the others; they run:\n"
             f"  covey get {done.ref}"
         ),
@@ -111,7 +119,8 @@ def get(ctx: Context, reference: str, output: Path | None, force: bool) -> None:
     ctx.emit(
         {"ok": True, "output": str(destination), "size": head.size},
         lambda: click.echo(
-            f"Got {destination} ({_size(head.size)}). Open it with: covey open {destination}"
+            f"Got {destination} ({_size(head.size)})."
+            f" Open it with: covey open {shlex.quote(str(destination))}"
         ),
     )
 

@@ -22,12 +22,20 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from covey.core import Rng, crypto, encoding, fields, relayitems
-from covey.errors import BadBlob, DecryptionFailed, InvalidArgument, MalformedMessage
+from covey.core.seal import HEAD_BYTES, sealed_header
+from covey.errors import (
+    BadBlob,
+    DecryptionFailed,
+    InvalidArgument,
+    InvalidInput,
+    MalformedMessage,
+)
 
 #: Bytes of a sealed file one blob carries (the largest item, less the
 #: encryption and the length that the padding keeps).
@@ -41,6 +49,11 @@ NONCE_BYTES: Final = 16
 ID_BYTES: Final = 32
 #: A file name as the head keeps it (UTF-8 bytes).
 MAX_NAME: Final = 255
+#: The largest head blob (60 IDs and a 255-byte name fit in 4 KiB): a
+#: larger answer to a head's ID is refused before any key is tried.
+MAX_HEAD_BLOB: Final = relayitems.ITEM_SIZES[1]
+#: What a shared file's name ends with: `covey get` writes only sealed files.
+SUFFIX: Final = ".covey"
 REF_PREFIX: Final = "covey:blob:"
 REF_VERSION: Final = 1
 _REF_BYTES: Final = 1 + 32 + ID_BYTES + NONCE_BYTES
@@ -115,20 +128,39 @@ def piece_count(size: int) -> int:
 
 
 def check_name(name: str) -> str:
-    """A file name a head may carry: one path component, printable, not hidden.
+    """A file name a head may carry: one path component, printable, not hidden,
+    ending in `.covey`, in Unicode normal form C.
 
     The name comes from another device: `covey get` writes to it by default,
-    so anything that could leave the current directory is refused.
+    so anything that could leave the current directory, or pass for another
+    kind of file (a `Makefile`), is refused.
     """
     if (
-        not name
+        not name.endswith(SUFFIX)
+        or len(name) == len(SUFFIX)
         or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME
         or name.startswith(".")
         or any(c in name for c in "/\\\x00")
         or not name.isprintable()
+        or unicodedata.normalize("NFC", name) != name
     ):
-        raise MalformedMessage("a shared file's name is one plain file name")
+        raise MalformedMessage("a shared file's name is one plain file name ending in .covey")
     return name
+
+
+def name_for(filename: str) -> str:
+    """The name a put gives a file: its own, in normal form C, without leading
+    dots, ending in `.covey` (InvalidArgument if nothing usable is left)."""
+    name = unicodedata.normalize("NFC", filename).lstrip(".")
+    if not name.endswith(SUFFIX):
+        name += SUFFIX
+    try:
+        return check_name(name)
+    except MalformedMessage:
+        raise InvalidArgument(
+            "that file's name cannot be shared (a plain name of at most 255 bytes):"
+            " rename it, and put it again"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -166,8 +198,20 @@ class Upload:
     """
 
     def __init__(
-        self, epoch_key: bytes, relay_key: bytes, size: int, name: str, ttl: int, rng: Rng
+        self,
+        epoch_key: bytes,
+        relay_key: bytes,
+        size: int,
+        name: str,
+        ttl: int,
+        rng: Rng,
+        *,
+        quota_key: bytes | None = None,
     ) -> None:
+        """`epoch_key`: the key of the epoch the file was sealed under (the blob
+        key comes from it); `quota_key`: the key of the epoch whose segment the
+        blobs count against (the putter's current one: a removed device that
+        holds an old epoch can fill that epoch's segment, not the current)."""
         if size > MAX_SIZE:
             raise InvalidArgument(
                 f"covey put takes sealed files of at most {MAX_SIZE >> 20} MiB"
@@ -179,7 +223,7 @@ class Upload:
         self.count = piece_count(size)
         self.nonce = rng(NONCE_BYTES)
         self._key = blob_key(epoch_key, self.nonce)
-        self._token = relayitems.segment_token(epoch_key, relay_key)
+        self._token = relayitems.segment_token(quota_key or epoch_key, relay_key)
         self._ttl = ttl
         self._rng = rng
         self._ids: list[bytes] = []
@@ -208,7 +252,9 @@ class Upload:
         if len(self._ids) != self.count:
             raise ValueError("the head goes up after every piece")
         head = Head(self.name, self.size, tuple(self._ids))
-        return self._fields(_seal(self._key, 0, 0, head.to_bytes(), self._rng))
+        data = head.to_bytes()
+        Head.from_bytes(data)  # (what a getter will read: refused here, not there)
+        return self._fields(_seal(self._key, 0, 0, data, self._rng))
 
     def ref(self, head_id: Any) -> BlobRef:
         if type(head_id) is not bytes or len(head_id) != ID_BYTES:
@@ -219,23 +265,41 @@ class Upload:
         return {"token": self._token, "blob": blob, "ttl": self._ttl}
 
 
-class Download:
-    """One sealed file coming down: its head opened, then each piece in order."""
+@dataclass(frozen=True)
+class Held:
+    """An epoch key a getter holds, and the group and epoch it is of."""
 
-    def __init__(self, head: Head, key: bytes) -> None:
+    group: bytes
+    epoch: bytes
+    key: bytes
+
+
+class Download:
+    """One sealed file coming down: its head opened, then each piece in order.
+
+    The first piece must begin with a sealed file's header naming the group
+    and epoch whose key opened the head: what is written is a sealed file of
+    that group, which `covey open` then checks in full (its author, its
+    signature), never other bytes under a name someone chose.
+    """
+
+    def __init__(self, head: Head, key: bytes, held: Held) -> None:
         self.head = head
+        self.held = held
         self._key = key
         self._next = 1
 
     @classmethod
-    def open_head(cls, ref: BlobRef, epoch_keys: Iterable[bytes], blob: Any) -> Download:
+    def open_head(cls, ref: BlobRef, held: Iterable[Held], blob: Any) -> Download:
         """The head `blob` opened under the one epoch key (of those held) it was put with.
 
         BadBlob when none opens it: this device does not hold the epoch it
         was sealed under, or the relay returned something else.
         """
-        for epoch_key in epoch_keys:
-            key = blob_key(epoch_key, ref.nonce)
+        if type(blob) is not bytes or len(blob) > MAX_HEAD_BLOB:
+            raise BadBlob("the relay returned something that is not a shared file")
+        for each in held:
+            key = blob_key(each.key, ref.nonce)
             try:
                 plain = _open(key, 0, 0, blob)
             except DecryptionFailed:
@@ -243,7 +307,7 @@ class Download:
             except MalformedMessage as exc:
                 raise BadBlob("the relay returned something that is not a shared file") from exc
             try:
-                return cls(Head.from_bytes(plain), key)
+                return cls(Head.from_bytes(plain), key, each)
             except MalformedMessage as exc:
                 raise BadBlob(f"the shared file's description is damaged: {exc}") from exc
         raise BadBlob(
@@ -269,5 +333,18 @@ class Download:
         want = head.size - PIECE * (len(head.pieces) - 1) if last else PIECE
         if len(data) != want:
             raise BadBlob(f"piece {index} of the shared file has the wrong length")
+        if index == 1:
+            self._check_sealed(data[:HEAD_BYTES])
         self._next += 1
         return data
+
+    def _check_sealed(self, start: bytes) -> None:
+        try:
+            header = sealed_header(start)
+        except InvalidInput as exc:
+            raise BadBlob("what was shared is not a sealed file: it was not written") from exc
+        if header.group != self.held.group or header.epoch != self.held.epoch:
+            raise BadBlob(
+                "what was shared is sealed for another group or key than it was shared"
+                " under: it was not written"
+            )
