@@ -147,6 +147,10 @@ async def _compare(steps: list[Any], where: Path | str) -> None:
                     got: Any = await sqlite.execute(action, now)
                 except RelayRefused as refusal:
                     got = type(refusal)
+                if isinstance(action, store.Expire):
+                    # (its count is for logs, and differs by store: what it did
+                    # is held by what every later action answers)
+                    expected, got = type(expected), type(got)
                 assert got == expected, (action, now)
 
 
