@@ -199,7 +199,8 @@ class RelayServer:
     async def _hold(self, link: _Link, number: int, until: float) -> None:
         """Sleep until a put into the watched inbox is noted, or `until`; then
         the session's turn."""
-        assert link.watch is not None
+        if link.watch is None:
+            return  # (the connection ended before this task began)
         event = link.watch.event  # (armed before the fetch that came back empty)
         woken = False
         with anyio.move_on_after(max(0.0, until - self.clock())):
