@@ -105,6 +105,8 @@ class RelayServer:
     per_address: dict[str, int] = field(default_factory=dict)
     waiters: wake.Waiters = field(default_factory=wake.Waiters)
     idle_timeout: float = IDLE_TIMEOUT
+    #: The serving task group (held waits sleep in it).
+    _tasks: anyio.abc.TaskGroup = field(init=False)
 
     async def serve(
         self, host: str, port: int, *, started: Callable[[int], None] | None = None
@@ -113,6 +115,7 @@ class RelayServer:
         listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
         async with listener, anyio.create_task_group() as tasks:
             bound = listener.extra(anyio.abc.SocketAttribute.local_port)
+            self._tasks = tasks
             await tasks.start(self.backend.listen, self.waiters.put)
             if started is not None:
                 started(bound)
@@ -133,6 +136,8 @@ class RelayServer:
         self.per_address[address] = self.per_address.get(address, 0) + 1
         try:
             await self._talk(stream)
+        except GONE:
+            pass
         finally:
             left = self.per_address[address] - 1
             if left:
@@ -144,15 +149,10 @@ class RelayServer:
     async def _talk(self, stream: anyio.abc.SocketStream) -> None:
         relay = session.RelaySession(self.identity, self.backend.limits, self.clock(), self.access)
         link = _Link(stream, relay)
-        async with anyio.create_task_group() as tasks:
-            link.tasks = tasks
-            try:
-                await self._read(link)
-            except GONE:
-                pass  # (caught here: out of a task group it would come wrapped)
-            finally:
-                tasks.cancel_scope.cancel()
-                link.unwatch(self.waiters)
+        try:
+            await self._read(link)
+        finally:
+            link.end(self.waiters)
 
     async def _read(self, link: _Link) -> None:
         relay = link.relay
@@ -165,23 +165,36 @@ class RelayServer:
                 if relay.waiting is not None:
                     continue  # (silent, but waiting for an item: not idle)
                 return  # (silent too long)
-            async with link.lock:
-                await self._perform(link, relay.receive(data, self.clock(), self.rng))
+            await self._turn(link, relay.receive(data, self.clock(), self.rng))
             timeout = self.idle_timeout if relay.challenge else HANDSHAKE_TIMEOUT
 
+    async def _turn(self, link: _Link, outputs: list[session.Output]) -> None:
+        """Carry out what the session said under the link's lock, once it has one
+        (a connection that never waited has no other task that sends)."""
+        if link.lock is not None:
+            async with link.lock:
+                await self._perform(link, outputs)
+            return
+        try:
+            await self._perform(link, outputs)
+        finally:
+            if link.lock is not None:  # (made, and taken, by this turn: `_Link.arm`)
+                link.lock.release()
+
     async def _perform(self, link: _Link, outputs: list[session.Output]) -> None:
-        """Carry out what the session said, in order (under the link's lock). What
-        an answer says is appended, never put before what was said already:
-        the Noise nonces of what is sent must count up."""
+        """Carry out what the session said, in order. What an answer says is
+        appended, never put before what was said already: the Noise nonces of
+        what is sent must count up."""
         relay = link.relay
         while outputs and not link.ended:
             output = outputs.pop(0)
             if isinstance(output, session.End):
-                link.end()
+                link.end(self.waiters)
+                await link.stream.aclose()  # (a reader waiting on it stops)
             elif isinstance(output, session.Send):
                 await link.stream.send(output.data)
             elif isinstance(output, session.Hold):
-                link.tasks.start_soon(self._hold, link, output.number, output.until)
+                self._tasks.start_soon(self._hold, link, output.number, output.until)
             else:
                 if output.watch is not None:
                     try:
@@ -198,19 +211,24 @@ class RelayServer:
 
     async def _hold(self, link: _Link, number: int, until: float) -> None:
         """Sleep until a put into the watched inbox is noted, or `until`; then
-        the session's turn."""
-        if link.watch is None:
+        the session's turn. Runs in the server's task group (a task group per
+        connection would cost every idle connection some 1.4 KB)."""
+        if link.watch is None or link.ended:
             return  # (the connection ended before this task began)
-        event = link.watch.event  # (armed before the fetch that came back empty)
-        woken = False
-        with anyio.move_on_after(max(0.0, until - self.clock())):
-            await event.wait()
-            woken = True
-        try:
-            async with link.lock:
-                await self._perform(link, link.relay.wake(number, self.clock(), woken))
-        except GONE:
-            link.end()
+        with anyio.CancelScope() as scope:
+            link.holding = scope  # (cancelled when the connection ends)
+            event = link.watch.event  # (armed before the fetch that came back empty)
+            woken = False
+            with anyio.move_on_after(max(0.0, until - self.clock())):
+                await event.wait()
+                woken = True
+            try:
+                await self._turn(link, link.relay.wake(number, self.clock(), woken))
+            except GONE:
+                link.end(self.waiters)
+                await link.stream.aclose()  # (its reader stops)
+            finally:
+                link.holding = None
 
     async def _run(self, action: store.Action) -> store.Result | RelayRefused:
         try:
@@ -220,15 +238,19 @@ class RelayServer:
 
 
 class _Link:
-    """One connection as the process drives it: its socket, its session, the
-    lock its outputs go out under, its tasks, and its watch while it waits."""
+    """One connection as the process drives it: its socket, its session, and,
+    once it has waited, the lock its outputs go out under and its watch."""
+
+    __slots__ = ("ended", "holding", "lock", "relay", "stream", "watch")
 
     def __init__(self, stream: anyio.abc.SocketStream, relay: session.RelaySession) -> None:
         self.stream = stream
         self.relay = relay
-        self.lock = anyio.Lock()
-        self.tasks: anyio.abc.TaskGroup
+        #: Made with the first wait: from then on a held wait's task sends too.
+        self.lock: anyio.Lock | None = None
         self.watch: wake.Watch | None = None
+        #: The held wait's task, while there is one.
+        self.holding: anyio.CancelScope | None = None
         self.ended = False
 
     def arm(self, waiters: wake.Waiters, box: bytes) -> None:
@@ -237,6 +259,9 @@ class _Link:
             self.unwatch(waiters)
         if self.watch is None:
             self.watch = waiters.watch(box)  # (RelaySlowDown when full)
+        if self.lock is None:  # (taken by the turn that runs this: `_turn` lets go)
+            self.lock = anyio.Lock()
+            self.lock.acquire_nowait()
         self.watch.arm()
 
     def unwatch(self, waiters: wake.Waiters) -> None:
@@ -244,7 +269,9 @@ class _Link:
             waiters.release(self.watch)
             self.watch = None
 
-    def end(self) -> None:
-        """Close the connection: stop reading, and every held wait."""
+    def end(self, waiters: wake.Waiters) -> None:
+        """The connection is over: its held wait too."""
         self.ended = True
-        self.tasks.cancel_scope.cancel()
+        self.unwatch(waiters)
+        if self.holding is not None:
+            self.holding.cancel()
