@@ -136,8 +136,14 @@ class RelayBadLifetime(RelayRefused):
     reason = "bad-ttl"
 
 
+class RelayBadWait(RelayRefused):
+    """The relay holds a wait for at most the seconds its hello states (300); ask for less."""
+
+    reason = "bad-wait"
+
+
 class RelaySlowDown(RelayRefused):
-    """Too many requests to the relay at once; wait a moment."""
+    """Too many requests to the relay at once (or waits: one per connection); wait a moment."""
 
     reason = "slow-down"
 
@@ -168,6 +174,7 @@ RELAY_REFUSALS: dict[str, type[RelayRefused]] = {
         RelayInboxFull,
         RelaySegmentFull,
         RelayBadLifetime,
+        RelayBadWait,
         RelaySlowDown,
         RelayNotAllowed,
         RelayNothingThere,
@@ -264,6 +271,10 @@ class StoreCorrupt(StoreError):
 
 class StoreTooNew(StoreError):
     """The local store was written by a newer covey: upgrade covey to use it."""
+
+
+class StoreTooOld(StoreError):
+    """The store was written by an older covey in a form this one cannot convert in place."""
 
 
 class UnsafePermissions(StoreError):

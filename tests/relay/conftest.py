@@ -33,3 +33,27 @@ def postgres_dsn() -> Iterator[str]:
         pytest.skip("PostgreSQL is not installed (.ci/run installs it)")
     with throwaway_postgres(bindir) as dsn:
         yield dsn
+
+
+@pytest.fixture
+def fresh_postgres(postgres_dsn: str) -> Iterator[str]:
+    """A new, empty database on the session's PostgreSQL, for one test."""
+    import secrets
+
+    import anyio
+    import asyncpg
+
+    name = f"covey_{secrets.token_hex(6)}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(postgres_dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    anyio.run(run, f"CREATE DATABASE {name}")
+    try:
+        yield postgres_dsn.replace("/postgres?", f"/{name}?")
+    finally:
+        anyio.run(run, f"DROP DATABASE {name} WITH (FORCE)")

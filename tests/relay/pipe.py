@@ -41,6 +41,10 @@ class Pipe:
         )
         self.ended: list[str] = []
         self.events: list[client.Event] = []
+        #: Waits the session held (`session.Hold`), for `wake` to end.
+        self.held: list[session.Hold] = []
+        #: Inboxes the session asked to watch (`Run.watch`), in order.
+        self.watched: list[bytes] = []
         self._to_client(self.session.receive(self.client.start(), now, self.rng))
         if access and self.client.ready is not None:
             assert self.call("access", secret=ACCESS) is True
@@ -54,7 +58,11 @@ class Pipe:
         for output in outputs:
             if isinstance(output, session.Send):
                 self.events += self.client.receive(output.data)
+            elif isinstance(output, session.Hold):
+                self.held.append(output)
             elif isinstance(output, session.Run):
+                if output.watch is not None:
+                    self.watched.append(output.watch)
                 try:
                     result: store.Result | RelayRefused = self.store.execute(
                         output.action, self.now
@@ -67,6 +75,20 @@ class Pipe:
 
     def send_raw(self, data: bytes) -> None:
         self._to_client(self.session.receive(data, self.now, self.rng))
+
+    def ask(self, op: str, **fields: Any) -> int:
+        """Send one request; its number (what came back is in `events`)."""
+        number, data = self.client.request(op, **fields)
+        self.events.clear()
+        self.send_raw(data)
+        return number
+
+    def wake(self, number: int, woken: bool) -> None:
+        """A held wait's turn, as the relay process gives it (what came back is
+        in `events`)."""
+        self.held = [h for h in self.held if h.number != number]
+        self.events.clear()
+        self._to_client(self.session.wake(number, self.now, woken))
 
     def call(self, op: str, **fields: Any) -> Any:
         """The answer's value, or the RelayRefused the relay answered with."""

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import anyio
 import pytest
 
 from covey.core import relayitems
@@ -118,3 +119,44 @@ def test_an_unreachable_database_is_one_clear_error(tmp_path: Path) -> None:
     assert done.stderr.count("\n") == 1
     assert "cannot reach the PostgreSQL database" in done.stderr
     assert "s3cret" not in done.stderr
+
+
+async def test_a_wait_on_one_relay_process_is_woken_by_a_put_through_another(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """Two `covey relay serve` processes on one PostgreSQL: the owner waits at the
+    first, a sender puts through the second; the first hears it (LISTEN/NOTIFY)
+    and answers the wait with the item (unheard, the wait would end with an
+    empty page after its 100 seconds)."""
+    inbox_seed, _ = relayitems.inbox_key(b"w" * 32, b"g" * 32, b"r" * 32)
+    data = tmp_path / "relay"
+    with relay_process(data, postgres_dsn) as first, relay_process(data, postgres_dsn) as second:
+        with anyio.fail_after(120):  # (a guard against a hang, not a measure)
+            owner = await RelayConnection.open(first, SeededRng("owner"))
+            auth = client.inbox_auth(inbox_seed, owner.ready.challenge)
+            assert await owner.call("inbox-auth", **auth) is True
+            box = auth["box"]
+            assert await owner.call("inbox-writers", box=box, hashes=[session.writer_hash(TOKEN)])
+            wait = await owner.send("inbox-wait", box=box, after=0, seconds=100)
+            # (answered before the wait only if the wait's fetch found nothing: it is held)
+            probe = await owner.send("inbox-ack", box=box, numbers=[])
+            [event] = await next_events(owner)
+            assert isinstance(event, client.Answer)
+            assert event.number == probe
+            sender = await RelayConnection.open(second, SeededRng("sender"))
+            assert await sender.call("inbox-put", box=box, token=TOKEN, item=ITEM, ttl=0) == 1
+            [event] = await next_events(owner)
+            assert isinstance(event, client.Answer)
+            assert event.number == wait
+            items, more = client.read_items(event.value)
+            assert (items, more) == ([(1, ITEM)], False)  # (the empty page would say [])
+            await owner.aclose()
+            await sender.aclose()
+
+
+async def next_events(conn: RelayConnection) -> list[client.Event]:
+    """What the next whole messages from the relay carry (a read may hold a part)."""
+    while True:
+        events = await conn.receive()
+        if events:
+            return events

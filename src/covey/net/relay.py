@@ -55,14 +55,24 @@ class RelayConnection:
 
     async def call(self, op: str, **fields: Any) -> Any:
         """The answer to one request; a refusal is raised."""
-        number, data = self.relay.request(op, **fields)
-        await self.stream.send(data)
+        number = await self.send(op, **fields)
         while True:
-            for event in self.relay.receive(await self.stream.receive(READ_SIZE)):
+            for event in await self.receive():
                 if isinstance(event, client.Refused):
                     raise event.refusal
                 if isinstance(event, client.Answer) and event.number == number:
                     return event.value
+
+    async def send(self, op: str, **fields: Any) -> int:
+        """Send one request without waiting for its answer (its number): a wait
+        (`inbox-wait`) may be answered after requests sent later."""
+        number, data = self.relay.request(op, **fields)
+        await self.stream.send(data)
+        return number
+
+    async def receive(self) -> list[client.Event]:
+        """What the next bytes from the relay carry (answers and refusals)."""
+        return self.relay.receive(await self.stream.receive(READ_SIZE))
 
     async def aclose(self) -> None:
         await self.stream.aclose()

@@ -140,6 +140,13 @@ def read_items(value: Any) -> tuple[list[tuple[int, bytes]], bool]:
     return read, more
 
 
+def inbox_wait(limits: RelayLimits, box: bytes, after: int, seconds: int) -> dict[str, Any]:
+    """The fields of an `inbox-wait` for up to `seconds`, held to what the relay
+    advertised (a longer wait would be refused, `RelayBadWait`). The answer is
+    a page as `inbox-fetch` gives (`read_items`), empty if nothing came."""
+    return {"box": box, "after": after, "seconds": max(0, min(seconds, limits.wait_seconds))}
+
+
 def inbox_auth(seed: bytes, challenge: bytes) -> dict[str, bytes]:
     """The fields of an `inbox-auth` request for the inbox of `seed`, on one connection."""
     public = crypto.signing_public_key(seed)

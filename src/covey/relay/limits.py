@@ -59,6 +59,11 @@ class RelayLimits:
     #: first item alone, if larger), and items.
     fetch_bytes: int = 1 * MIB
     fetch_items: int = 1_000
+    #: Seconds an `inbox-wait` may hold its answer for an item to arrive:
+    #: long enough that a waiting device costs the relay a few requests an
+    #: hour, short enough that a connection lost without a word (a phone
+    #: leaving its network) frees its waiter soon.
+    wait_seconds: int = 300
 
     def to_wire(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _NAMES}

@@ -17,6 +17,7 @@ from covey.errors import (
     RELAY_REFUSALS,
     MalformedMessage,
     RelayBadLifetime,
+    RelayBadWait,
     RelayItemTooLarge,
     RelayMalformed,
     RelayRefused,
@@ -50,6 +51,7 @@ FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "inbox-auth": ("box", "pub", "sig"),
     "inbox-put": ("box", "token", "item", "ttl"),
     "inbox-fetch": ("box", "after"),
+    "inbox-wait": ("box", "after", "seconds"),
     "inbox-ack": ("box", "numbers"),
     "inbox-writers": ("box", "hashes"),
     "mirror-put": ("token", "item", "ttl"),
@@ -90,7 +92,7 @@ def read_request(data: bytes, limits: RelayLimits) -> Request:
         number = fields.get_int(body, "n", min_value=1, max_value=MAX_NUMBER)
         try:
             checked = {name: _field(body, name, limits) for name in names}
-        except (RelayItemTooLarge, RelayBadLifetime) as refusal:
+        except (RelayItemTooLarge, RelayBadLifetime, RelayBadWait) as refusal:
             return Request(number, op, {}, refusal)
     except MalformedMessage as exc:
         raise RelayMalformed() from exc
@@ -122,6 +124,13 @@ def _field(body: dict[str, Any], name: str, limits: RelayLimits) -> Any:
         return ttl
     if name == "after":
         return fields.get_int(body, name, min_value=0, max_value=MAX_NUMBER)
+    if name == "seconds":  # (0: answer at once, as a fetch)
+        seconds = body[name]
+        if type(seconds) is not int or seconds < 0:
+            raise MalformedMessage("field 'seconds' must be a non-negative integer")
+        if seconds > limits.wait_seconds:
+            raise RelayBadWait()
+        return seconds
     if name == "numbers":
         numbers = body[name]
         if type(numbers) is not list or len(numbers) > MAX_ACK:

@@ -5,7 +5,16 @@ moves bytes between it and a socket, runs the store actions it asks for
 (one at a time per connection, so a device that does not read its answers
 stalls only its own connection), sweeps expired items every
 `EXPIRE_EVERY` seconds, and bounds what the session cannot see:
-connections per address, and how long a connection may stay silent.
+connections per address, how long a connection may stay silent (unless it
+waits for an item), and how many waits the process holds (`wake.Waiters`).
+
+Waits (`inbox-wait`): a `Hold` sleeps in a task of its connection until a
+put into the inbox is noted or its time is up, while the connection goes on
+reading. A put noted is one this process committed, or one another process
+committed on the same database, which the store reports (`listen`:
+PostgreSQL's LISTEN/NOTIFY). What one connection sends, from its reader or
+a woken wait, goes out under one lock and in the order the session wrote
+it: its Noise nonces count up, so the device could not read it otherwise.
 
 The relay's identity (its Ed25519 seed) and access secret live in
 `<data>/relay.key`, made on first start, owner-only.
@@ -27,7 +36,7 @@ from covey.core import Rng
 from covey.core.node.node import plain_address
 from covey.entropy import system_rng
 from covey.errors import RelayRefused, StoreCorrupt
-from covey.relay import session, store
+from covey.relay import session, store, wake
 from covey.relay.limits import RelayLimits
 
 #: Bytes read from a socket at once.
@@ -45,6 +54,21 @@ class AsyncStore(Protocol):
     limits: RelayLimits
 
     async def execute(self, action: store.Action | store.Expire, now: int) -> store.Result: ...
+
+    async def listen(
+        self,
+        put: Callable[[bytes | None], object],
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Until cancelled, call `put(box)` for each inbox put that other relay
+        processes commit (`put(None)`: some may have been missed); report
+        `task_status.started()` once listening."""
+        ...
+
+
+#: What a connection that went away raises.
+GONE: Final = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
 
 def load_or_create_identity(
@@ -79,6 +103,10 @@ class RelayServer:
     clock: Callable[[], float] = time.time
     rng: Rng = system_rng
     per_address: dict[str, int] = field(default_factory=dict)
+    waiters: wake.Waiters = field(default_factory=wake.Waiters)
+    idle_timeout: float = IDLE_TIMEOUT
+    #: The serving task group (held waits sleep in it).
+    _tasks: anyio.abc.TaskGroup = field(init=False)
 
     async def serve(
         self, host: str, port: int, *, started: Callable[[int], None] | None = None
@@ -87,6 +115,8 @@ class RelayServer:
         listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
         async with listener, anyio.create_task_group() as tasks:
             bound = listener.extra(anyio.abc.SocketAttribute.local_port)
+            self._tasks = tasks
+            await tasks.start(self.backend.listen, self.waiters.put)
             if started is not None:
                 started(bound)
             tasks.start_soon(self._sweep)
@@ -106,7 +136,7 @@ class RelayServer:
         self.per_address[address] = self.per_address.get(address, 0) + 1
         try:
             await self._talk(stream)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        except GONE:
             pass
         finally:
             left = self.per_address[address] - 1
@@ -118,26 +148,130 @@ class RelayServer:
 
     async def _talk(self, stream: anyio.abc.SocketStream) -> None:
         relay = session.RelaySession(self.identity, self.backend.limits, self.clock(), self.access)
+        link = _Link(stream, relay)
+        try:
+            await self._read(link)
+        finally:
+            link.end(self.waiters)
+
+    async def _read(self, link: _Link) -> None:
+        relay = link.relay
         timeout = HANDSHAKE_TIMEOUT
-        while True:
+        while not link.ended:
             data: bytes | None = None
             with anyio.move_on_after(timeout):
-                data = await stream.receive(READ_SIZE)
+                data = await link.stream.receive(READ_SIZE)
             if data is None:
+                if relay.waiting is not None:
+                    continue  # (silent, but waiting for an item: not idle)
                 return  # (silent too long)
-            outputs = relay.receive(data, self.clock(), self.rng)
-            while outputs:
-                output = outputs.pop(0)
-                if isinstance(output, session.End):
-                    return
-                if isinstance(output, session.Send):
-                    await stream.send(output.data)
-                else:
-                    outputs[:0] = relay.answer(output.number, await self._run(output.action))
-            timeout = IDLE_TIMEOUT if relay.challenge else HANDSHAKE_TIMEOUT
+            await self._turn(link, relay.receive(data, self.clock(), self.rng))
+            timeout = self.idle_timeout if relay.challenge else HANDSHAKE_TIMEOUT
+
+    async def _turn(self, link: _Link, outputs: list[session.Output]) -> None:
+        """Carry out what the session said under the link's lock, once it has one
+        (a connection that never waited has no other task that sends)."""
+        if link.lock is not None:
+            async with link.lock:
+                await self._perform(link, outputs)
+            return
+        try:
+            await self._perform(link, outputs)
+        finally:
+            if link.lock is not None:  # (made, and taken, by this turn: `_Link.arm`)
+                link.lock.release()
+
+    async def _perform(self, link: _Link, outputs: list[session.Output]) -> None:
+        """Carry out what the session said, in order. What an answer says is
+        appended, never put before what was said already: the Noise nonces of
+        what is sent must count up."""
+        relay = link.relay
+        while outputs and not link.ended:
+            output = outputs.pop(0)
+            if isinstance(output, session.End):
+                link.end(self.waiters)
+                await link.stream.aclose()  # (a reader waiting on it stops)
+            elif isinstance(output, session.Send):
+                await link.stream.send(output.data)
+            elif isinstance(output, session.Hold):
+                self._tasks.start_soon(self._hold, link, output.number, output.until)
+            else:
+                if output.watch is not None:
+                    try:
+                        link.arm(self.waiters, output.watch)
+                    except RelayRefused as refusal:  # (the process holds all it can)
+                        outputs += relay.answer(output.number, refusal)
+                        continue
+                result = await self._run(output.action)
+                if isinstance(output.action, store.InboxPut) and isinstance(result, store.Stored):
+                    self.waiters.put(output.action.box)  # (committed: wake who waits here)
+                outputs += relay.answer(output.number, result)
+        if relay.waiting is None:
+            link.unwatch(self.waiters)
+
+    async def _hold(self, link: _Link, number: int, until: float) -> None:
+        """Sleep until a put into the watched inbox is noted, or `until`; then
+        the session's turn. Runs in the server's task group (a task group per
+        connection would cost every idle connection some 1.4 KB)."""
+        if link.watch is None or link.ended:
+            return  # (the connection ended before this task began)
+        with anyio.CancelScope() as scope:
+            link.holding = scope  # (cancelled when the connection ends)
+            event = link.watch.event  # (armed before the fetch that came back empty)
+            woken = False
+            with anyio.move_on_after(max(0.0, until - self.clock())):
+                await event.wait()
+                woken = True
+            try:
+                await self._turn(link, link.relay.wake(number, self.clock(), woken))
+            except GONE:
+                link.end(self.waiters)
+                await link.stream.aclose()  # (its reader stops)
+            finally:
+                link.holding = None
 
     async def _run(self, action: store.Action) -> store.Result | RelayRefused:
         try:
             return await self.backend.execute(action, int(self.clock()))
         except RelayRefused as refusal:
             return refusal
+
+
+class _Link:
+    """One connection as the process drives it: its socket, its session, and,
+    once it has waited, the lock its outputs go out under and its watch."""
+
+    __slots__ = ("ended", "holding", "lock", "relay", "stream", "watch")
+
+    def __init__(self, stream: anyio.abc.SocketStream, relay: session.RelaySession) -> None:
+        self.stream = stream
+        self.relay = relay
+        #: Made with the first wait: from then on a held wait's task sends too.
+        self.lock: anyio.Lock | None = None
+        self.watch: wake.Watch | None = None
+        #: The held wait's task, while there is one.
+        self.holding: anyio.CancelScope | None = None
+        self.ended = False
+
+    def arm(self, waiters: wake.Waiters, box: bytes) -> None:
+        """Note puts into `box` from now on (watching it first if new)."""
+        if self.watch is not None and self.watch.box != box:
+            self.unwatch(waiters)
+        if self.watch is None:
+            self.watch = waiters.watch(box)  # (RelaySlowDown when full)
+        if self.lock is None:  # (taken by the turn that runs this: `_turn` lets go)
+            self.lock = anyio.Lock()
+            self.lock.acquire_nowait()
+        self.watch.arm()
+
+    def unwatch(self, waiters: wake.Waiters) -> None:
+        if self.watch is not None:
+            waiters.release(self.watch)
+            self.watch = None
+
+    def end(self, waiters: wake.Waiters) -> None:
+        """The connection is over: its held wait too."""
+        self.ended = True
+        self.unwatch(waiters)
+        if self.holding is not None:
+            self.holding.cancel()

@@ -16,6 +16,16 @@ connection; the rate), and what needs the stored state by the store (a
 write token's hash, quotas, expiry). A request that does not parse is
 answered `malformed` and ends the connection; every other refusal is an
 answer and the connection goes on.
+
+**Waits** (`inbox-wait`). The session decides what a wait is; the relay
+process only watches and sleeps. A wait is a fetch (`Run` with `watch`: from
+before the fetch runs, note puts into that inbox, so a put that commits
+between the fetch and the sleep is not missed); if the page is empty the
+session says `Hold` (answer later) instead of answering; the process calls
+`wake(number, now, woken)` when a put into the inbox was noted (`woken`: the
+session fetches again) or at the deadline (the session answers the empty
+page). One wait at a time per connection; the request stays in flight
+while it is held.
 """
 
 from __future__ import annotations
@@ -68,10 +78,27 @@ class Send:
 
 @dataclass(frozen=True)
 class Run:
-    """Run `action` on the store; give its result (or refusal) to `answer(number, ...)`."""
+    """Run `action` on the store; give its result (or refusal) to `answer(number, ...)`.
+
+    `watch`: this request is a wait on that inbox: before the action runs,
+    start noting puts into it (or, if the process holds all the waits it
+    can, answer `RelaySlowDown` instead of running it), and keep noting them
+    until the session is no longer `waiting`.
+    """
 
     number: int
     action: store.Action
+    watch: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Answer request `number` later: call `wake(number, now, woken=True)` once a
+    put into the watched inbox was noted since its last `Run`, or
+    `wake(number, now, woken=False)` at `until` (the session's clock)."""
+
+    number: int
+    until: float
 
 
 @dataclass(frozen=True)
@@ -81,7 +108,17 @@ class End:
     reason: str
 
 
-Output = Send | Run | End
+Output = Send | Run | Hold | End
+
+
+@dataclass(frozen=True)
+class _Wait:
+    """The wait a connection has in flight: its request and what it fetches."""
+
+    number: int
+    box: bytes
+    after: int
+    until: float
 
 
 def inbox_auth_message(challenge: bytes, box: bytes) -> bytes:
@@ -129,7 +166,14 @@ class RelaySession:
         self._tokens = float(limits.request_burst)
         self._refilled = now
         self.in_flight: set[int] = set()
+        #: The wait in flight on this connection (at most one), if any.
+        self.wait: _Wait | None = None
         self.ended = False
+
+    @property
+    def waiting(self) -> bytes | None:
+        """The inbox this connection waits on, while a wait is in flight."""
+        return None if self.wait is None else self.wait.box
 
     # --- bytes in
 
@@ -198,6 +242,7 @@ class RelaySession:
             if number in self.in_flight or len(self.in_flight) >= MAX_IN_FLIGHT:
                 raise RelaySlowDown()
             action = self._action(request, int(now), rng)
+            watch = self._start_wait(request, now) if request.op == "inbox-wait" else None
         except RelayRefused as refusal:
             self._send(out, requests.write_refusal(number, refusal))
             return
@@ -205,7 +250,17 @@ class RelaySession:
             self._send(out, requests.write_answer(number, True))
             return
         self.in_flight.add(number)
-        out.append(Run(number, action))
+        out.append(Run(number, action, watch))
+
+    def _start_wait(self, request: requests.Request, now: float) -> bytes | None:
+        """The inbox to watch for this wait (None: 0 seconds, a plain fetch)."""
+        f = request.fields
+        if not f["seconds"]:
+            return None
+        if self.wait is not None:
+            raise RelaySlowDown()  # (one wait at a time on a connection)
+        self.wait = _Wait(request.number, f["box"], f["after"], now + f["seconds"])
+        return f["box"]
 
     def _take_token(self, now: float) -> None:
         limits = self.limits
@@ -244,10 +299,10 @@ class RelaySession:
             )
         if op == "blob-get":
             return store.BlobGet(f["id"])
-        # The owner's requests: inbox-fetch, inbox-ack, inbox-writers.
+        # The owner's requests: inbox-fetch, inbox-wait, inbox-ack, inbox-writers.
         if f["box"] not in self.authorized:
             raise RelayNotAllowed()
-        if op == "inbox-fetch":
+        if op in ("inbox-fetch", "inbox-wait"):
             return store.InboxFetch(f["box"], f["after"])
         if op == "inbox-ack":
             return store.InboxAck(f["box"], f["numbers"])
@@ -276,6 +331,13 @@ class RelaySession:
         out: list[Output] = []
         if self.ended:
             return out
+        wait = self.wait
+        if wait is not None and wait.number == number:
+            if isinstance(result, store.Items) and not result.items:
+                self.in_flight.add(number)  # (held: still in flight)
+                out.append(Hold(number, wait.until))
+                return out
+            self.wait = None  # (answered below: items, or a refusal)
         if isinstance(result, RelayRefused):
             self._send(out, requests.write_refusal(number, result))
         elif isinstance(result, store.Stored):
@@ -289,6 +351,20 @@ class RelaySession:
             self._send(out, requests.write_answer(number, result.blob_id))
         else:
             self._send(out, requests.write_answer(number, result.count))
+        return out
+
+    def wake(self, number: int, now: float, woken: bool) -> list[Output]:
+        """A held wait's turn: a put was noted (`woken`: fetch again), or its time
+        is up (answer the empty page)."""
+        wait = self.wait
+        if self.ended or wait is None or wait.number != number:
+            return []  # (answered already)
+        if woken:
+            return [Run(number, store.InboxFetch(wait.box, wait.after), wait.box)]
+        self.wait = None
+        self.in_flight.discard(number)
+        out: list[Output] = []
+        self._send(out, requests.write_answer(number, {"items": [], "more": False}))
         return out
 
     # --- bytes out

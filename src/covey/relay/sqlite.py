@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import anyio
+import anyio.abc
 import anyio.to_thread
 
 from covey.errors import (
@@ -177,6 +178,17 @@ class SqliteRelayStore:
                 + "COMMIT;"
             )
 
+    async def listen(
+        self,
+        put: Callable[[bytes | None], object],
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Nothing to listen to: one relay process owns the file, and it notes its
+        own puts (the PostgreSQL store hears other processes' puts here)."""
+        task_status.started()
+        await anyio.sleep_forever()
+
     async def execute(self, action: store.Action | Expire, now: int) -> store.Result:
         """Carry out one action, durably, before answering (see `covey.relay.store`)."""
         waiting = _Waiting(action, now)
@@ -309,6 +321,7 @@ class SqliteRelayStore:
         if self._live_inbox(action.box, now) is None:
             raise _Refuse(RelayNothingThere())
         self._db.execute("UPDATE inbox SET touched = ? WHERE box = ?", (now, action.box))
+        self._db.execute("DELETE FROM inbox_item WHERE box = ? AND expires <= ?", (action.box, now))
         count = 0
         for number in set(action.numbers):
             cursor = self._db.execute(

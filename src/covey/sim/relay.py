@@ -108,12 +108,16 @@ class SimRelay:
             if isinstance(output, session.Send):
                 out.append(io.Send(conn, output.data))
                 continue
+            if isinstance(output, session.Hold):  # (waits are not simulated: answered now)
+                outputs += relay.wake(output.number, now, woken=False)
+                continue
             result: relaystore.Result | RelayRefused
             try:
                 result = self._execute(output.action, int(now))
             except RelayRefused as refusal:
                 result = refusal
-            outputs[:0] = relay.answer(output.number, result)
+            # (after what is queued, not before: Noise nonces count up in that order)
+            outputs += relay.answer(output.number, result)
 
     def _execute(self, action: relaystore.Action, now: int) -> relaystore.Result:
         lies = self.lies
