@@ -214,6 +214,11 @@ def test_already_a_member_is_said_on_both_sides(
     assert status == 0, err
     assert "This device is already a member of 'family'" in out
     assert "nothing was changed" in out
+    # A member whose earlier pairing did not finish now holds the group: said so.
+    stranded = {**reply, "inviter": "laptop", "had_group": False}
+    status, out, err = run_join(monkeypatch, capsys, laptop, stranded)
+    assert status == 0, err
+    assert "it now holds the group and its keys" in out
     ids = device_ids(laptop)
 
     def invited(ctx: Any, action: Any, **kwargs: Any) -> dict[str, Any]:

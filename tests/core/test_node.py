@@ -683,6 +683,7 @@ def test_joining_a_group_already_held_spends_nothing_and_both_sides_say_so() -> 
     assert served.data["event"] == answered.data["event"] == "already_member"
     assert served.data["device"] == "phone"
     assert answered.data["group"] == served.data["group"] == "family"
+    assert answered.data["had_group"] is True
     assert answered.final
     assert answered.error is None
     assert not served.final  # the invitation is still open ...
@@ -807,3 +808,28 @@ def test_an_ipv4_peer_seen_as_ipv4_mapped_ipv6_is_one_address() -> None:
     assert {peer.address for e in met for peer in e.peers} == {"10.0.0.7"}
     (notice,) = synced_notices(wire.log[start:], "laptop")  # (the phone's rotation)
     assert notice["address"] == "10.0.0.7"
+
+
+def test_a_member_whose_welcome_never_came_gets_the_group_with_a_new_code() -> None:
+    """A walkthrough found a pairing through a relay whose inviter added the
+    device and exited before its welcome was put: the device was a member and
+    held nothing. Another code brings it the group (nothing is added again),
+    and its reply says it now holds it."""
+    wire, group_id = paired()
+    laptop, phone = wire.a, wire.b
+    stranded = Node(phone.me)  # (the same device, holding no group)
+    ops_before = len(laptop.groups[group_id].log)
+    wire.now = NOW + 5
+    invited = laptop.handle(io.Command(5, io.Invite("family")), wire.now, SeededRng("again"))
+    code = next(e for e in invited if isinstance(e, io.Reply)).data["code"]
+    again = Wire(laptop, stranded, now=NOW + 6, next_incoming=100)
+    again.feed(stranded, io.Command(1, io.Join(code=code)))
+    again.feed(stranded, advert_of(invited))
+    (answered,) = [
+        e for n, e in again.log if n == stranded.me.record.name and isinstance(e, io.Reply)
+    ]
+    assert answered.data["event"] == "already_member"
+    assert answered.data["had_group"] is False
+    assert group_id in stranded.groups
+    assert stranded.groups[group_id].keys  # (its keys too)
+    assert len(laptop.groups[group_id].log) == ops_before

@@ -191,3 +191,32 @@ def test_pair_and_sync_through_a_relay_alone(internet: Internet, tmp_path: Path)
     assert len(needles) == 14
     for needle in needles:
         assert needle not in stored, needle
+
+
+def test_a_one_shot_invite_through_a_relay_hands_over_its_welcome(
+    internet: Internet, tmp_path: Path
+) -> None:
+    """No `covey up` on the inviter: `covey invite` runs a node of its own, which
+    must not exit before its welcome is put at the relay (a walkthrough found
+    the joiner waiting out its timeout while the inviter reported it joined)."""
+    laptop, phone, data = tmp_path / "laptop", tmp_path / "phone", tmp_path / "relay"
+    covey(internet, LAPTOP, laptop, "init", "--name", "laptop")
+    covey(internet, LAPTOP, laptop, "group", "create", "family")
+    covey(internet, PHONE, phone, "init", "--name", "phone")
+    with relay(internet, data) as link:
+        covey(internet, LAPTOP, laptop, "relay", "add", link, "-g", "family")
+        inviter = internet.run(
+            LAPTOP, [*COVEY, "invite", "-g", "family", "--yes", "--json", "--home", str(laptop)]
+        )
+        invitation = json.loads(inviter.stdout.readline())
+        joined = covey(
+            internet, PHONE, phone, "join", invitation["code"], "--relay", link,
+            "--timeout", "60",
+        )  # fmt: skip
+        out, err = inviter.communicate(timeout=30)
+        assert inviter.returncode == 0, err
+        assert json.loads(out.splitlines()[-1])["pairing_words"] == joined["pairing_words"]
+    held = covey(internet, PHONE, phone, "group", "list")["groups"]
+    assert [g["name"] for g in held] == ["family"]
+    shown = covey(internet, PHONE, phone, "devices", "-g", "family")
+    assert {d["name"] for d in shown["devices"]} == {"laptop", "phone"}

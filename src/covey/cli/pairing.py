@@ -272,7 +272,11 @@ def join(
             "already_member",
             f"This device is already a member of {joined['group']!r} (the inviter,"
             f" {joined['inviter']!r}, says so too): nothing was changed, and the code"
-            " still works for another device.",
+            " still works for another device."
+            if joined.get("had_group", True)
+            else f"This device was a member of {joined['group']!r} already (an earlier"
+            " pairing added it, and did not finish): it now holds the group and its keys."
+            " The code still works for another device.",
             group=joined["group"],
             group_id=joined["group_id"],
             inviter=joined["inviter"],

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 import anyio
 
@@ -24,6 +24,11 @@ from covey.entropy import system_rng
 from covey.net.discovery import MdnsLan
 from covey.runtime.driver import Driver, Lan, NoLan, plain_errors
 from covey.store.sqlite import Store
+
+#: Seconds a command's node may take after its final reply to finish what it
+#: says at a relay (a welcome put at a rendezvous), and how often it looks.
+SETTLE_TIMEOUT: Final = 10.0
+SETTLE_POLL: Final = 0.05
 
 #: Which stored groups the command's node needs: none (create), the one it
 #: names (rotate, invite, ...), or all (join: it may already hold the group).
@@ -80,5 +85,18 @@ async def _drive(
                 if reply.final:
                     final = reply
                     break
+        await _settle(driver)
         tg.cancel_scope.cancel()
     return final
+
+
+async def _settle(driver: Driver) -> None:
+    """Let the node say what it still has to say at a relay (`Node.saying`: the
+    welcome of an invitation that was just used), for SETTLE_TIMEOUT at most."""
+    with anyio.move_on_after(SETTLE_TIMEOUT):
+        while True:
+            with driver.lock:
+                saying = driver.node.saying
+            if not saying:
+                return
+            await anyio.sleep(SETTLE_POLL)

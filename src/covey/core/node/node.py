@@ -1241,6 +1241,7 @@ class Node:
                 )
             )
             return
+        had_group = existing is not None
         if existing is not None:
             new = [op for op in group.log.order if op.id not in existing.log]
             for op in new:
@@ -1263,6 +1264,9 @@ class Node:
                     "group_id": group.id.hex(),
                     "inviter": inviter,
                     "pairing_words": words,
+                    # (a member that did not hold the group: an earlier pairing
+                    # added it, and its welcome never came)
+                    "had_group": had_group,
                 },
             )
         )
@@ -1874,6 +1878,15 @@ class Node:
         if conn is not None:
             self.virtual.pop(conn, None)
             self._closed(conn, "closed by the peer", out)
+
+    @property
+    def saying(self) -> bool:
+        """Whether a rendezvous still has something to say before it closes (a
+        welcome being put, the end of a session): a command's own node runs on
+        until it is said (`covey.runtime.local`; a walkthrough found a one-shot
+        `covey invite` that exited with its welcome still queued, so the joiner
+        never got it while the inviter reported it joined)."""
+        return any(isinstance(x, Rendezvous) and x.closing for x in self.links.values())
 
     def _leave_settled_meetings(self, out: list[Effect]) -> None:
         """Close a rendezvous that is done once what it had to say was said: after
