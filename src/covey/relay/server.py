@@ -36,6 +36,8 @@ READ_SIZE: Final = 65_536
 HANDSHAKE_TIMEOUT: Final = 10.0
 #: Seconds a connection may go without sending anything.
 IDLE_TIMEOUT: Final = 600.0
+#: Seconds a silent connection's deadline may run late (see `_talk`).
+DEADLINE_SLACK: Final = 1.0
 #: Seconds between sweeps of expired items and idle inboxes.
 EXPIRE_EVERY: Final = 60.0
 KEY_FILE: Final = "relay.key"
@@ -119,22 +121,27 @@ class RelayServer:
     async def _talk(self, stream: anyio.abc.SocketStream) -> None:
         relay = session.RelaySession(self.identity, self.backend.limits, self.clock(), self.access)
         timeout = HANDSHAKE_TIMEOUT
-        while True:
-            data: bytes | None = None
-            with anyio.move_on_after(timeout):
+        # One deadline for the connection, moved on as it speaks (a cancel
+        # scope per receive cost more than the rest of a small request's
+        # handling): it is moved only when it would be `DEADLINE_SLACK`
+        # seconds late, so a silent connection ends between `timeout` and
+        # `timeout + DEADLINE_SLACK` seconds after it last spoke.
+        with anyio.CancelScope(deadline=anyio.current_time() + timeout) as silence:
+            while True:
                 data = await stream.receive(READ_SIZE)
-            if data is None:
-                return  # (silent too long)
-            outputs = relay.receive(data, self.clock(), self.rng)
-            while outputs:
-                output = outputs.pop(0)
-                if isinstance(output, session.End):
-                    return
-                if isinstance(output, session.Send):
-                    await stream.send(output.data)
-                else:
-                    outputs[:0] = relay.answer(output.number, await self._run(output.action))
-            timeout = IDLE_TIMEOUT if relay.challenge else HANDSHAKE_TIMEOUT
+                outputs = relay.receive(data, self.clock(), self.rng)
+                while outputs:
+                    output = outputs.pop(0)
+                    if isinstance(output, session.End):
+                        return
+                    if isinstance(output, session.Send):
+                        await stream.send(output.data)
+                    else:
+                        outputs[:0] = relay.answer(output.number, await self._run(output.action))
+                timeout = IDLE_TIMEOUT if relay.challenge else HANDSHAKE_TIMEOUT
+                due = anyio.current_time() + timeout
+                if due > silence.deadline:
+                    silence.deadline = due + DEADLINE_SLACK
 
     async def _run(self, action: store.Action) -> store.Result | RelayRefused:
         try:
