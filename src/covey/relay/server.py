@@ -45,6 +45,8 @@ READ_SIZE: Final = 65_536
 HANDSHAKE_TIMEOUT: Final = 10.0
 #: Seconds a connection may go without sending anything.
 IDLE_TIMEOUT: Final = 600.0
+#: Seconds a silent connection's deadline may run late (see `_talk`).
+DEADLINE_SLACK: Final = 1.0
 #: Seconds between sweeps of expired items and idle inboxes.
 EXPIRE_EVERY: Final = 60.0
 KEY_FILE: Final = "relay.key"
@@ -157,16 +159,25 @@ class RelayServer:
     async def _read(self, link: _Link) -> None:
         relay = link.relay
         timeout = HANDSHAKE_TIMEOUT
+        # One deadline for the connection, moved on as it speaks (a cancel
+        # scope per receive cost more than the rest of a small request's
+        # handling): it is moved only when it would be `DEADLINE_SLACK`
+        # seconds late, so a silent connection ends between `timeout` and
+        # `timeout + DEADLINE_SLACK` seconds after it last spoke. A connection
+        # that holds a wait is silent but not idle: its deadline starts again.
+        deadline = anyio.current_time() + timeout
         while not link.ended:
-            data: bytes | None = None
-            with anyio.move_on_after(timeout):
-                data = await link.stream.receive(READ_SIZE)
-            if data is None:
-                if relay.waiting is not None:
-                    continue  # (silent, but waiting for an item: not idle)
-                return  # (silent too long)
-            await self._turn(link, relay.receive(data, self.clock(), self.rng))
-            timeout = self.idle_timeout if relay.challenge else HANDSHAKE_TIMEOUT
+            with anyio.CancelScope(deadline=deadline) as silence:
+                while not link.ended:
+                    data = await link.stream.receive(READ_SIZE)
+                    await self._turn(link, relay.receive(data, self.clock(), self.rng))
+                    timeout = self.idle_timeout if relay.challenge else HANDSHAKE_TIMEOUT
+                    due = anyio.current_time() + timeout
+                    if due > silence.deadline:
+                        silence.deadline = due + DEADLINE_SLACK
+            if not silence.cancelled_caught or relay.waiting is None:
+                return  # (ended, or silent too long)
+            deadline = anyio.current_time() + self.idle_timeout
 
     async def _turn(self, link: _Link, outputs: list[session.Output]) -> None:
         """Carry out what the session said under the link's lock, once it has one

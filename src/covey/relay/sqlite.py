@@ -58,7 +58,6 @@ from covey.relay.store import (
     MirrorPut,
 )
 
-SCHEMA_VERSION: Final = 1
 #: Marks the file as a covey relay store (PRAGMA application_id).
 APPLICATION_ID: Final = 0x63767279  # "cvry"
 #: Write-token hashes are kept concatenated, 32 bytes each.
@@ -104,6 +103,58 @@ CREATE TABLE blob (
 CREATE INDEX blob_seg ON blob (seg);
 CREATE INDEX blob_expires ON blob (expires);
 """
+
+#: 1 -> 2: what an inbox or segment holds is counted in its row (items and
+#: bytes; a segment's blobs count in its own), so a put checks its quota
+#: in O(1) instead of summing every item it holds (its SQL took 2.3 ms in
+#: an inbox of 990 items against 0.1 ms in an empty one; 0.05-0.1 ms now).
+#: Triggers keep the counters: every insert and delete of an item or blob,
+#: whichever statement made it (a put, an acknowledgement, expiry on the
+#: way, the sweep, a cascade), moves its holder's counters in the same
+#: statement, so they cannot drift from the rows. And an index by holder
+#: and expiry, so the expired items of one inbox or segment are found
+#: without reading the others it holds.
+COUNTERS: Final = """
+ALTER TABLE inbox ADD COLUMN items INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE inbox ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE segment ADD COLUMN items INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE segment ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE inbox SET
+    items = (SELECT count(*) FROM inbox_item WHERE inbox_item.box = inbox.box),
+    bytes = (SELECT coalesce(sum(size), 0) FROM inbox_item WHERE inbox_item.box = inbox.box);
+UPDATE segment SET
+    items = (SELECT count(*) FROM segment_item WHERE segment_item.seg = segment.seg)
+        + (SELECT count(*) FROM blob WHERE blob.seg = segment.seg),
+    bytes = (SELECT coalesce(sum(size), 0) FROM segment_item WHERE segment_item.seg = segment.seg)
+        + (SELECT coalesce(sum(size), 0) FROM blob WHERE blob.seg = segment.seg);
+CREATE INDEX inbox_item_box_expires ON inbox_item (box, expires);
+CREATE INDEX segment_item_seg_expires ON segment_item (seg, expires);
+DROP INDEX blob_seg;
+CREATE INDEX blob_seg_expires ON blob (seg, expires);
+CREATE TRIGGER inbox_item_in AFTER INSERT ON inbox_item BEGIN
+    UPDATE inbox SET items = items + 1, bytes = bytes + NEW.size WHERE box = NEW.box;
+END;
+CREATE TRIGGER inbox_item_out AFTER DELETE ON inbox_item BEGIN
+    UPDATE inbox SET items = items - 1, bytes = bytes - OLD.size WHERE box = OLD.box;
+END;
+CREATE TRIGGER segment_item_in AFTER INSERT ON segment_item BEGIN
+    UPDATE segment SET items = items + 1, bytes = bytes + NEW.size WHERE seg = NEW.seg;
+END;
+CREATE TRIGGER segment_item_out AFTER DELETE ON segment_item BEGIN
+    UPDATE segment SET items = items - 1, bytes = bytes - OLD.size WHERE seg = OLD.seg;
+END;
+CREATE TRIGGER blob_in AFTER INSERT ON blob BEGIN
+    UPDATE segment SET items = items + 1, bytes = bytes + NEW.size WHERE seg = NEW.seg;
+END;
+CREATE TRIGGER blob_out AFTER DELETE ON blob BEGIN
+    UPDATE segment SET items = items - 1, bytes = bytes - OLD.size WHERE seg = OLD.seg;
+END;
+"""
+
+#: `MIGRATIONS[n]` takes a store at schema version n to n + 1 (a new file
+#: goes through all of them). Never edit one that shipped: append.
+MIGRATIONS: Final = (SCHEMA, COUNTERS)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
 class _Refuse(Exception):
@@ -169,10 +220,10 @@ class SqliteRelayStore:
         version = _one(db, "PRAGMA user_version")
         if version > SCHEMA_VERSION:
             raise StoreTooNew("this relay store was written by a newer covey")
-        if version == 0:  # (one script, one transaction: made whole or not at all)
+        if version < SCHEMA_VERSION:  # (one script, one transaction: whole or not at all)
             db.executescript(
                 "BEGIN IMMEDIATE;"
-                + SCHEMA
+                + "".join(MIGRATIONS[version:])
                 + f"PRAGMA application_id = {APPLICATION_ID};"
                 + f"PRAGMA user_version = {SCHEMA_VERSION};"
                 + "COMMIT;"
@@ -256,16 +307,20 @@ class SqliteRelayStore:
 
     # --- inboxes
 
-    def _live_inbox(self, box: bytes, now: int) -> tuple[bytes, int] | None:
-        """(writers, next number) of a live inbox; an idle one is deleted."""
-        row = _row(self._db, "SELECT writers, touched, next_number FROM inbox WHERE box = ?", box)
+    def _live_inbox(self, box: bytes, now: int) -> tuple[bytes, int, int, int] | None:
+        """(writers, next number, items, bytes) of a live inbox; an idle one is deleted."""
+        row = _row(
+            self._db,
+            "SELECT writers, touched, next_number, items, bytes FROM inbox WHERE box = ?",
+            box,
+        )
         if row is None:
             return None
-        writers, touched, next_number = row
+        writers, touched, next_number, count, size = row
         if touched + self.limits.inbox_idle <= now:
             self._db.execute("DELETE FROM inbox WHERE box = ?", (box,))
             return None
-        return writers, next_number
+        return writers, next_number, count, size
 
     def _writers(self, action: InboxWriters, now: int) -> store.Result:
         live = self._live_inbox(action.box, now)
@@ -288,16 +343,15 @@ class SqliteRelayStore:
         live = self._live_inbox(action.box, now)
         if live is None or not store.matches(action.writer, _split(live[0])):
             raise _Refuse(RelayNotAllowed())
-        self._db.execute("DELETE FROM inbox_item WHERE box = ? AND expires <= ?", (action.box, now))
-        count, size = _row(
-            self._db,
-            "SELECT count(*), coalesce(sum(size), 0) FROM inbox_item WHERE box = ?",
-            action.box,
+        _, number, count, size = live
+        expired = self._db.execute(
+            "DELETE FROM inbox_item WHERE box = ? AND expires <= ?", (action.box, now)
         )
+        if expired.rowcount:  # (the triggers moved the counters)
+            count, size = _row(self._db, "SELECT items, bytes FROM inbox WHERE box = ?", action.box)
         limits = self.limits
         if count >= limits.inbox_items or size + len(action.item) > limits.inbox_bytes:
             raise _Refuse(RelayInboxFull())
-        number = live[1]
         self._db.execute(
             "INSERT INTO inbox_item (box, number, size, expires, data) VALUES (?, ?, ?, ?, ?)",
             (action.box, number, len(action.item), action.expires, action.item),
@@ -334,23 +388,20 @@ class SqliteRelayStore:
 
     def _segment_for_write(self, seg: bytes, size: int, create: bool, now: int) -> int:
         """The next item number of the segment to put `size` bytes into (made if new)."""
-        row = _row(self._db, "SELECT next_number FROM segment WHERE seg = ?", seg)
+        row = _row(self._db, "SELECT next_number, items, bytes FROM segment WHERE seg = ?", seg)
         if row is None and not create:
             raise _Refuse(RelayNotAllowed())
         count = used = 0
         if row is not None:
+            _, count, used = row
+            expired = 0
             for table in ("segment_item", "blob"):
-                self._db.execute(
+                expired += self._db.execute(
                     f"DELETE FROM {table} WHERE seg = ? AND expires <= ?",  # noqa: S608
                     (seg, now),
-                )
-                n, total = _row(
-                    self._db,
-                    f"SELECT count(*), coalesce(sum(size), 0) FROM {table} WHERE seg = ?",  # noqa: S608
-                    seg,
-                )
-                count += n
-                used += total
+                ).rowcount
+            if expired:  # (the triggers moved the counters)
+                count, used = _row(self._db, "SELECT items, bytes FROM segment WHERE seg = ?", seg)
         limits = self.limits
         if count >= limits.segment_items or used + size > limits.segment_bytes:
             raise _Refuse(RelaySegmentFull())
