@@ -277,5 +277,9 @@ class StoreTooOld(StoreError):
     """The store was written by an older covey in a form this one cannot convert in place."""
 
 
+class RelayStoreFailed(StoreError):
+    """The relay's store failed (its database gone, a disk full): that connection ended."""
+
+
 class UnsafePermissions(StoreError):
     """The local store is readable by other users: restrict it with chmod 600."""

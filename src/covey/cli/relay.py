@@ -159,9 +159,17 @@ def serve(
             click.echo(f"covey relay listening on {host}:{bound}")
             click.echo(f"Link (give it to the groups that use this relay): {link}")
 
+    def report(event: str, fields: dict[str, Any]) -> None:
+        """What went wrong, on stderr (one line; the relay goes on)."""
+        if as_json:
+            click.echo(json.dumps({"event": event, **fields}), err=True)
+        else:
+            what = " ".join(f"{k}={v}" for k, v in fields.items())
+            click.echo(f"covey relay: {event.replace('_', ' ')} ({what})", err=True)
+
     async def go() -> None:
         async with opener() as backend:
-            server = RelayServer(identity, access, backend, clock=time.time)
+            server = RelayServer(identity, access, backend, clock=time.time, report=report)
             try:
                 await server.serve(host, port, started=started)
             except OSError as exc:

@@ -7,6 +7,9 @@ stalls only its own connection), sweeps expired items every
 `EXPIRE_EVERY` seconds, and bounds what the session cannot see:
 connections per address, how long a connection may stay silent (unless it
 waits for an item), and how many waits the process holds (`wake.Waiters`).
+A store that fails (not a refusal) ends the connection it was serving, and
+a sweep that fails is tried again at the next: the process goes on
+(`report` says what failed, by the names of types only).
 
 Waits (`inbox-wait`): a `Hold` sleeps in a task of its connection until a
 put into the inbox is noted or its time is up, while the connection goes on
@@ -27,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import anyio
 import anyio.abc
@@ -35,7 +38,7 @@ import anyio.abc
 from covey.core import Rng
 from covey.core.node.node import plain_address
 from covey.entropy import system_rng
-from covey.errors import RelayRefused, StoreCorrupt
+from covey.errors import RelayRefused, RelayStoreFailed, StoreCorrupt
 from covey.relay import session, store, wake
 from covey.relay.limits import RelayLimits
 
@@ -107,6 +110,9 @@ class RelayServer:
     per_address: dict[str, int] = field(default_factory=dict)
     waiters: wake.Waiters = field(default_factory=wake.Waiters)
     idle_timeout: float = IDLE_TIMEOUT
+    #: Where the process says what went wrong: an event's name and fields
+    #: (names of types and actions, never a secret or a stored byte).
+    report: Callable[[str, dict[str, Any]], None] = lambda event, data: None
     #: The serving task group (held waits sleep in it).
     _tasks: anyio.abc.TaskGroup = field(init=False)
 
@@ -127,7 +133,10 @@ class RelayServer:
     async def _sweep(self) -> None:
         while True:
             await anyio.sleep(EXPIRE_EVERY)
-            await self.backend.execute(store.Expire(), int(self.clock()))
+            try:
+                await self.backend.execute(store.Expire(), int(self.clock()))
+            except Exception as exc:  # (the store failed: the next sweep tries again)
+                self.report("sweep_failed", {"error": type(exc).__name__})
 
     async def _connection(self, stream: anyio.abc.SocketStream) -> None:
         address = address_of(stream.extra(anyio.abc.SocketAttribute.remote_address))
@@ -138,7 +147,7 @@ class RelayServer:
         self.per_address[address] = self.per_address.get(address, 0) + 1
         try:
             await self._talk(stream)
-        except GONE:
+        except (*GONE, RelayStoreFailed):
             pass
         finally:
             left = self.per_address[address] - 1
@@ -235,17 +244,24 @@ class RelayServer:
                 woken = True
             try:
                 await self._turn(link, link.relay.wake(number, self.clock(), woken))
-            except GONE:
+            except (*GONE, RelayStoreFailed):
                 link.end(self.waiters)
                 await link.stream.aclose()  # (its reader stops)
             finally:
                 link.holding = None
 
     async def _run(self, action: store.Action) -> store.Result | RelayRefused:
+        """The store's answer to `action`; a store that fails (not a refusal)
+        ends this connection only (`RelayStoreFailed`), never the relay."""
         try:
             return await self.backend.execute(action, int(self.clock()))
         except RelayRefused as refusal:
             return refusal
+        except Exception as exc:
+            self.report(
+                "store_failed", {"action": type(action).__name__, "error": type(exc).__name__}
+            )
+            raise RelayStoreFailed() from exc
 
 
 class _Link:
