@@ -11,8 +11,9 @@ import covey.relay
 CORE = Path(covey.core.__file__).parent
 RELAY = Path(covey.relay.__file__).parent
 #: The relay's protocol is pure too (its state machines and in-memory
-#: store); only its process and database stores, named here, do I/O.
-RELAY_EDGES = {"server.py", "sqlite.py", "postgres.py"}
+#: store); only its process (and the waits it holds on anyio events) and
+#: its database stores, named here, do I/O.
+RELAY_EDGES = {"server.py", "wake.py", "sqlite.py", "postgres.py"}
 
 
 def pure_files() -> list[Path]:
