@@ -11,10 +11,10 @@ network is bounded (`CONNECT_TIMEOUT`, `CALL_TIMEOUT`).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, BinaryIO, Final, TypeVar
 
 import anyio
 
@@ -36,6 +36,8 @@ from covey.errors import (
 from covey.net.relay import RelayConnection
 from covey.runtime.driver import unreachable
 from covey.sealfiles import atomic_output, open_input
+
+T = TypeVar("T")
 
 #: Seconds to reach a relay and see its proof.
 CONNECT_TIMEOUT: Final = 15.0
@@ -91,26 +93,19 @@ async def put_file(
     # removed since holds (current_key: NotAMember for a device removed).
     _, quota_key = group.current_key()
     name = blobs.name_for(path.name)
-    reasons = []
-    for link in links:
-        try:
-            conn = await _connect(link, rng)
-        except RelayUnreachable as exc:
-            reasons.append(str(exc))
-            continue
-        try:
-            with open_input(path) as reader:
-                before = os.fstat(reader.fileno())
-                upload = blobs.Upload(
-                    epoch_key, link.key, before.st_size, name, ttl, rng, quota_key=quota_key
-                )
-                ref = await _upload(conn, upload, reader, on_piece)
-                if _changed(before, os.fstat(reader.fileno())):
-                    raise InvalidArgument(f"{path} changed while it was being put: put it again")
-        finally:
-            await conn.aclose()
+
+    async def put_at(conn: RelayConnection, link: RelayLink) -> Put:
+        with open_input(path) as reader:
+            before = os.fstat(reader.fileno())
+            upload = blobs.Upload(
+                epoch_key, link.key, before.st_size, name, ttl, rng, quota_key=quota_key
+            )
+            ref = await _upload(conn, upload, reader, on_piece)
+            if _changed(before, os.fstat(reader.fileno())):
+                raise InvalidArgument(f"{path} changed while it was being put: put it again")
         return Put(ref, link, group, ttl or conn.ready.limits.ttl_default)
-    raise RelayUnreachable("; ".join(reasons))
+
+    return await _at_first_reachable(links, rng, put_at)
 
 
 def _changed(before: os.stat_result, after: os.stat_result) -> bool:
@@ -160,6 +155,18 @@ async def get_file(
     links = list(
         dict.fromkeys(link for g in held for link in relays_of(g) if link.key == ref.relay)
     )
+
+    async def get_at(conn: RelayConnection, link: RelayLink) -> tuple[Path, blobs.Head]:
+        return await _download(conn, ref, keys, output, overwrite, on_piece)
+
+    return await _at_first_reachable(links, rng, get_at)
+
+
+async def _at_first_reachable(
+    links: list[RelayLink], rng: Rng, use: Callable[[RelayConnection, RelayLink], Awaitable[T]]
+) -> T:
+    """`use` a connection to the first of `links` that answers (RelayUnreachable,
+    saying why for each, if none does)."""
     reasons = []
     for link in links:
         try:
@@ -168,7 +175,7 @@ async def get_file(
             reasons.append(str(exc))
             continue
         try:
-            return await _download(conn, ref, keys, output, overwrite, on_piece)
+            return await use(conn, link)
         finally:
             await conn.aclose()
     raise RelayUnreachable("; ".join(reasons))

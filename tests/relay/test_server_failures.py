@@ -7,7 +7,7 @@ in a woken wait or in the sweep, ended the whole relay.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,9 +18,9 @@ import pytest
 from covey.core.relaylink import RelayLink
 from covey.net.relay import RelayConnection
 from covey.relay import server, session, store
-from covey.relay.limits import DEFAULT_LIMITS, ITEM_SIZES
+from covey.relay.limits import ITEM_SIZES
 from tests.conftest import SeededRng
-from tests.relay.test_server_silence import ACCESS, IDENTITY
+from tests.relay.test_server_silence import ACCESS, IDENTITY, AsyncMemory
 
 pytestmark = pytest.mark.anyio
 
@@ -29,28 +29,17 @@ TOKEN = b"t" * 32
 GUARD = 30  # (a guard against a hang, never an assertion about time)
 
 
-class Failing:
+class Failing(AsyncMemory):
     """The reference store, failing every action of the kinds in `broken`."""
 
-    limits = DEFAULT_LIMITS
-
     def __init__(self) -> None:
-        self._store = store.MemoryStore(self.limits)
+        super().__init__()
         self.broken: set[type] = set()
 
     async def execute(self, action: store.Action | store.Expire, now: int) -> store.Result:
         if type(action) in self.broken:
             raise RuntimeError("the database went away")
-        return self._store.execute(action, now)
-
-    async def listen(
-        self,
-        put: Callable[[bytes | None], object],
-        *,
-        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
-        task_status.started()
-        await anyio.sleep_forever()
+        return await super().execute(action, now)
 
 
 @asynccontextmanager
