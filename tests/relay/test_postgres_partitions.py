@@ -23,6 +23,13 @@ from covey.relay.postgres import (
     day_of_partition,
     partition_name,
 )
+from tests.relay.conftest import simulated_clock
+
+
+def opened(dsn: str) -> Any:
+    """A store whose sweeps go by the tests' simulated clock."""
+    return PostgresRelayStore.open(dsn, LIMITS, database_clock=simulated_clock)
+
 
 LIMITS = dataclasses.replace(DEFAULT_LIMITS, inbox_items=3, segment_items=3, ttl_max=10 * DAY)
 BOX, WRITER, SEG = b"b" * 32, b"w" * 32, b"s" * 32
@@ -65,7 +72,7 @@ def test_partition_names_read_back_as_their_day() -> None:
 
 def test_a_past_day_is_dropped_whole_and_its_quota_is_free_again(fresh_postgres: str) -> None:
     async def run() -> None:
-        async with PostgresRelayStore.open(fresh_postgres, LIMITS) as relay:
+        async with opened(fresh_postgres) as relay:
             now = START
             await relay.execute(store.InboxWriters(BOX, (WRITER,), True), now)
             # Two items that expire tonight, one in five days: the inbox is full.
@@ -104,7 +111,7 @@ def test_an_item_expired_today_is_neither_answered_nor_counted(fresh_postgres: s
     """Its partition stays until the day is over; reads and quotas skip it."""
 
     async def run() -> None:
-        async with PostgresRelayStore.open(fresh_postgres, LIMITS) as relay:
+        async with opened(fresh_postgres) as relay:
             now = START
             await relay.execute(store.InboxWriters(BOX, (WRITER,), True), now)
             for _ in range(3):
@@ -125,8 +132,8 @@ def test_processes_that_make_and_drop_partitions_at_once_all_succeed(
 ) -> None:
     async def run() -> None:
         async with (
-            PostgresRelayStore.open(fresh_postgres, LIMITS) as first,
-            PostgresRelayStore.open(fresh_postgres, LIMITS) as second,
+            opened(fresh_postgres) as first,
+            opened(fresh_postgres) as second,
         ):
             now = START
             await first.execute(store.InboxWriters(BOX, (WRITER,), True), now)
@@ -150,8 +157,8 @@ def test_a_put_whose_day_another_process_dropped_makes_it_again(fresh_postgres: 
 
     async def run() -> None:
         async with (
-            PostgresRelayStore.open(fresh_postgres, LIMITS) as behind,
-            PostgresRelayStore.open(fresh_postgres, LIMITS) as ahead,
+            opened(fresh_postgres) as behind,
+            opened(fresh_postgres) as ahead,
         ):
             end_of_day = (START // DAY + 1) * DAY
             await behind.execute(store.InboxWriters(BOX, (WRITER,), True), START)
@@ -177,7 +184,7 @@ def test_a_database_of_schema_one_is_refused_with_what_to_do(fresh_postgres: str
         finally:
             await conn.close()
         with pytest.raises(StoreTooOld, match="new database"):
-            async with PostgresRelayStore.open(fresh_postgres, LIMITS):
+            async with opened(fresh_postgres):
                 pass
 
     anyio.run(run)

@@ -29,6 +29,7 @@ from covey.relay.postgres import PostgresRelayStore
 from covey.relay.server import RelayServer
 from covey.relay.sqlite import SqliteRelayStore
 from tests.conftest import SeededRng
+from tests.relay.conftest import simulated_clock
 from tests.relay.pipe import ACCESS, RELAY
 
 pytestmark = pytest.mark.anyio
@@ -56,7 +57,7 @@ async def serving(backend: Any, **options: Any) -> AsyncIterator[tuple[RelayServ
 def opener(kind: str, where: Any, limits: RelayLimits = DEFAULT_LIMITS) -> Callable[[], Any]:
     if kind == "sqlite":
         return lambda: SqliteRelayStore.open(where / "relay.db", limits)
-    return lambda: PostgresRelayStore.open(where, limits)
+    return lambda: PostgresRelayStore.open(where, limits, database_clock=simulated_clock)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

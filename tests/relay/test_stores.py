@@ -25,6 +25,7 @@ from covey.relay import store
 from covey.relay.limits import DEFAULT_LIMITS, ITEM_SIZES
 from covey.relay.postgres import PostgresRelayStore
 from covey.relay.sqlite import SqliteRelayStore
+from tests.relay.conftest import simulated_clock
 
 LIMITS = dataclasses.replace(
     DEFAULT_LIMITS,
@@ -112,7 +113,7 @@ def _opener(where: Path | str) -> Any:
     """Opens the database store at `where`: a SQLite path, or a PostgreSQL DSN."""
     if isinstance(where, Path):
         return lambda: SqliteRelayStore.open(where, LIMITS)
-    return lambda: PostgresRelayStore.open(where, LIMITS)
+    return lambda: PostgresRelayStore.open(where, LIMITS, database_clock=simulated_clock)
 
 
 async def _empty_postgres(dsn: str) -> None:

@@ -29,6 +29,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -39,6 +40,7 @@ from covey.core import Rng
 from covey.core.node.node import plain_address
 from covey.entropy import system_rng
 from covey.errors import RelayRefused, RelayStoreFailed, StoreCorrupt
+from covey.net.accept import accepted
 from covey.relay import session, store, wake
 from covey.relay.limits import RelayLimits
 
@@ -48,6 +50,12 @@ READ_SIZE: Final = 65_536
 HANDSHAKE_TIMEOUT: Final = 10.0
 #: Seconds a connection may go without sending anything.
 IDLE_TIMEOUT: Final = 600.0
+#: Connections one relay process holds at once, whoever they are from (each
+#: takes a file descriptor: the cap stays under the process's limit, less
+#: `FD_RESERVE` for its store and listener, `connection_cap`). Past it a new
+#: connection is closed at once. It holds every wait `wake.MAX_WAITERS` allows.
+MAX_CONNECTIONS: Final = 16_384
+FD_RESERVE: Final = 64
 #: Seconds a silent connection's deadline may run late (see `_talk`).
 DEADLINE_SLACK: Final = 1.0
 #: Seconds between sweeps of expired items and idle inboxes.
@@ -94,6 +102,28 @@ def load_or_create_identity(
     return session.RelayIdentity.from_seed(raw[:32]), raw[32:]
 
 
+def connection_cap() -> int:
+    """How many connections this process may hold: MAX_CONNECTIONS, or fewer if
+    its file descriptors are fewer (the soft limit is raised to the hard one
+    first)."""
+    try:
+        import resource
+    except ImportError:  # (not on this platform: trust the constant)
+        return MAX_CONNECTIONS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MAX_CONNECTIONS + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(1, min(MAX_CONNECTIONS, soft - FD_RESERVE))
+
+
 def address_of(peer: object) -> str:
     """The peer's address as limits count it (`plain_address`: an IPv4-mapped
     IPv6 address as the IPv4 address it is)."""
@@ -110,6 +140,9 @@ class RelayServer:
     per_address: dict[str, int] = field(default_factory=dict)
     waiters: wake.Waiters = field(default_factory=wake.Waiters)
     idle_timeout: float = IDLE_TIMEOUT
+    #: Connections at once (None: `connection_cap()` when serving starts).
+    max_connections: int | None = None
+    connections: int = 0
     #: Where the process says what went wrong: an event's name and fields
     #: (names of types and actions, never a secret or a stored byte).
     report: Callable[[str, dict[str, Any]], None] = lambda event, data: None
@@ -120,6 +153,8 @@ class RelayServer:
         self, host: str, port: int, *, started: Callable[[int], None] | None = None
     ) -> None:
         """Serve until cancelled; `started(port)` once listening."""
+        if self.max_connections is None:
+            self.max_connections = connection_cap()
         listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
         async with listener, anyio.create_task_group() as tasks:
             bound = listener.extra(anyio.abc.SocketAttribute.local_port)
@@ -128,7 +163,29 @@ class RelayServer:
             if started is not None:
                 started(bound)
             tasks.start_soon(self._sweep)
-            await listener.serve(self._connection, task_group=tasks)
+            for socket_listener in getattr(listener, "listeners", [listener]):
+                tasks.start_soon(self._accept, socket_listener)
+
+    async def _accept(self, listener: Any) -> None:
+        """Take connections while under `max_connections`; close the rest at once.
+        An accept that fails (no file descriptor left) pauses, never ends the relay."""
+
+        def failed(exc: OSError) -> None:
+            self.report("accept_failed", {"error": type(exc).__name__})
+
+        async for stream in accepted(listener, failed):
+            assert self.max_connections is not None
+            if self.connections >= self.max_connections:
+                await stream.aclose()
+                continue
+            self._tasks.start_soon(self._counted, stream)
+
+    async def _counted(self, stream: anyio.abc.SocketStream) -> None:
+        self.connections += 1
+        try:
+            await self._connection(stream)
+        finally:
+            self.connections -= 1
 
     async def _sweep(self) -> None:
         while True:
@@ -179,24 +236,32 @@ class RelayServer:
             with anyio.CancelScope(deadline=deadline) as silence:
                 while not link.ended:
                     data = await link.stream.receive(READ_SIZE)
-                    await self._turn(link, relay.receive(data, self.clock(), self.rng))
+                    link.in_turn = True
+                    await self._turn(link, partial(relay.receive, data, self.clock(), self.rng))
+                    link.in_turn = False
                     timeout = self.idle_timeout if relay.challenge else HANDSHAKE_TIMEOUT
                     due = anyio.current_time() + timeout
                     if due > silence.deadline:
                         silence.deadline = due + DEADLINE_SLACK
-            if not silence.cancelled_caught or relay.waiting is None:
-                return  # (ended, or silent too long)
+            if not silence.cancelled_caught or relay.waiting is None or link.in_turn:
+                # Ended; or silent too long; or cut in the middle of a turn
+                # (what it sealed may not have gone out: the next message's
+                # nonce would not follow, review finding): the connection ends.
+                return
             deadline = anyio.current_time() + self.idle_timeout
 
-    async def _turn(self, link: _Link, outputs: list[session.Output]) -> None:
-        """Carry out what the session said under the link's lock, once it has one
-        (a connection that never waited has no other task that sends)."""
+    async def _turn(self, link: _Link, step: Callable[[], list[session.Output]]) -> None:
+        """Ask the session (`step`: what it seals uses up Noise nonces) and carry
+        out what it says, both under the link's lock once it has one (a
+        connection that never waited has no other task that sends). The
+        session is asked inside the lock: a review found a reply sealed
+        outside it sent after a later one, which the device cannot read."""
         if link.lock is not None:
             async with link.lock:
-                await self._perform(link, outputs)
+                await self._perform(link, step())
             return
         try:
-            await self._perform(link, outputs)
+            await self._perform(link, step())
         finally:
             if link.lock is not None:  # (made, and taken, by this turn: `_Link.arm`)
                 link.lock.release()
@@ -243,7 +308,7 @@ class RelayServer:
                 await event.wait()
                 woken = True
             try:
-                await self._turn(link, link.relay.wake(number, self.clock(), woken))
+                await self._turn(link, partial(link.relay.wake, number, self.clock(), woken))
             except (*GONE, RelayStoreFailed):
                 link.end(self.waiters)
                 await link.stream.aclose()  # (its reader stops)
@@ -268,7 +333,7 @@ class _Link:
     """One connection as the process drives it: its socket, its session, and,
     once it has waited, the lock its outputs go out under and its watch."""
 
-    __slots__ = ("ended", "holding", "lock", "relay", "stream", "watch")
+    __slots__ = ("ended", "holding", "in_turn", "lock", "relay", "stream", "watch")
 
     def __init__(self, stream: anyio.abc.SocketStream, relay: session.RelaySession) -> None:
         self.stream = stream
@@ -278,6 +343,8 @@ class _Link:
         self.watch: wake.Watch | None = None
         #: The held wait's task, while there is one.
         self.holding: anyio.CancelScope | None = None
+        #: The reader is in a turn (a deadline that ends it there ends the connection).
+        self.in_turn = False
         self.ended = False
 
     def arm(self, waiters: wake.Waiters, box: bytes) -> None:

@@ -8,9 +8,10 @@ again. A watch is *armed* before each fetch of its wait (`arm`), so a put
 that commits between that fetch and the sleep after it still wakes it.
 
 Mechanics only: whether and how long to wait is the session's policy
-(`covey.relay.session`). The one bound here is the number of watches a
+(`covey.relay.session`). The bounds here: the number of watches a
 process holds (`limit`): each is a sleeping task and a socket, so past it a
-wait is refused (`RelaySlowDown`) and the device polls instead.
+wait is refused (`RelaySlowDown`) and the device polls instead; and the
+number on one inbox (`MAX_PER_INBOX`), since each put wakes them all.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from covey.errors import RelaySlowDown
 #: Waits one relay process holds at once (about 13 KB each with its
 #: connection, benchmarks/relay_connections.py: 10,000 is some 150 MB).
 MAX_WAITERS: Final = 10_000
+#: Waits on one inbox in one process: its owner's device needs one (two
+#: while a connection is replaced). More were a way to make every put into
+#: an inbox cost a fetch per wait (a review found 10,000 store transactions
+#: for one put): past it, `RelaySlowDown`.
+MAX_PER_INBOX: Final = 2
 
 
 class Watch:
@@ -52,8 +58,9 @@ class Waiters:
         self.count = 0
 
     def watch(self, box: bytes) -> Watch:
-        """A new watch on `box` (RelaySlowDown when the process holds `limit`)."""
-        if self.count >= self.limit:
+        """A new watch on `box` (RelaySlowDown when the process holds `limit`, or
+        `box` has MAX_PER_INBOX)."""
+        if self.count >= self.limit or len(self._by_box.get(box, ())) >= MAX_PER_INBOX:
             raise RelaySlowDown()
         found = Watch(box)
         self._by_box.setdefault(box, set()).add(found)

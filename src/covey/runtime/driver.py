@@ -45,6 +45,7 @@ from covey.core import Rng
 from covey.core.node import Node, io
 from covey.core.node.io import ConnId
 from covey.errors import CoveyError
+from covey.net.accept import accepted
 from covey.store.sqlite import Store
 
 log = logging.getLogger("covey.driver")
@@ -61,8 +62,6 @@ FLUSH_TIMEOUT: Final = 5.0
 READ_SIZE: Final = 64 * 1024
 #: Replies waiting for a requester that has not read them.
 MAX_REPLIES: Final = 64
-#: Seconds after an accept error (out of file descriptors) before the next accept.
-ACCEPT_PAUSE: Final = 0.5
 
 
 Post = Callable[[io.Event], Coroutine[Any, Any, None]]
@@ -258,28 +257,11 @@ class Driver:
         Running out of file descriptors (a flood of connections) pauses
         accepting for a moment instead of stopping the node.
         """
-        raw = listener.extra(anyio.abc.SocketAttribute.raw_socket)
-        while True:
-            # Wait, then accept by hand: asyncio's own accept, cancelled at
-            # shutdown while a connection arrives, raises InvalidStateError in
-            # a loop callback and leaks that connection (CPython 3.11). Waiting
-            # loses nothing when cancelled, and an accepted socket is closed
-            # if the wrapping is.
-            await anyio.wait_readable(raw)
-            try:
-                sock, _ = raw.accept()
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError as exc:
-                self.emit("accept_failed", {"reason": type(exc).__name__})
-                await anyio.sleep(ACCEPT_PAUSE)
-                continue
-            try:
-                sock.setblocking(False)
-                stream = await anyio.abc.SocketStream.from_socket(sock)
-            except BaseException:
-                sock.close()
-                raise
+
+        def failed(exc: OSError) -> None:
+            self.emit("accept_failed", {"reason": type(exc).__name__})
+
+        async for stream in accepted(listener, failed):
             try:
                 address = str(stream.extra(anyio.abc.SocketAttribute.remote_address)[0])
             except (IndexError, TypeError, OSError):
