@@ -178,14 +178,8 @@ class RelayServer:
             if self.connections >= self.max_connections:
                 await stream.aclose()
                 continue
-            self._tasks.start_soon(self._counted, stream)
-
-    async def _counted(self, stream: anyio.abc.SocketStream) -> None:
-        self.connections += 1
-        try:
-            await self._connection(stream)
-        finally:
-            self.connections -= 1
+            self.connections += 1  # (`_connection` counts it out)
+            self._tasks.start_soon(self._connection, stream)
 
     async def _sweep(self) -> None:
         while True:
@@ -196,23 +190,26 @@ class RelayServer:
                 self.report("sweep_failed", {"error": type(exc).__name__})
 
     async def _connection(self, stream: anyio.abc.SocketStream) -> None:
-        address = address_of(stream.extra(anyio.abc.SocketAttribute.remote_address))
-        limits = self.backend.limits
-        if self.per_address.get(address, 0) >= limits.connections_per_address:
-            await stream.aclose()
-            return
-        self.per_address[address] = self.per_address.get(address, 0) + 1
-        try:
-            await self._talk(stream)
-        except (*GONE, RelayStoreFailed):
-            pass
+        try:  # (one frame per connection: each costs every idle connection memory)
+            address = address_of(stream.extra(anyio.abc.SocketAttribute.remote_address))
+            limits = self.backend.limits
+            if self.per_address.get(address, 0) >= limits.connections_per_address:
+                await stream.aclose()
+                return
+            self.per_address[address] = self.per_address.get(address, 0) + 1
+            try:
+                await self._talk(stream)
+            except (*GONE, RelayStoreFailed):
+                pass
+            finally:
+                left = self.per_address[address] - 1
+                if left:
+                    self.per_address[address] = left
+                else:
+                    del self.per_address[address]
+                await stream.aclose()
         finally:
-            left = self.per_address[address] - 1
-            if left:
-                self.per_address[address] = left
-            else:
-                del self.per_address[address]
-            await stream.aclose()
+            self.connections -= 1
 
     async def _talk(self, stream: anyio.abc.SocketStream) -> None:
         relay = session.RelaySession(self.identity, self.backend.limits, self.clock(), self.access)
