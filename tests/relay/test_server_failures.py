@@ -20,7 +20,7 @@ from covey.net.relay import RelayConnection
 from covey.relay import server, session, store
 from covey.relay.limits import ITEM_SIZES
 from tests.conftest import SeededRng
-from tests.relay.test_server_silence import ACCESS, IDENTITY, AsyncMemory
+from tests.relay.test_server_silence import IDENTITY, AsyncMemory, served
 
 pytestmark = pytest.mark.anyio
 
@@ -44,18 +44,11 @@ class Failing(AsyncMemory):
 
 @asynccontextmanager
 async def serving(backend: Failing) -> AsyncIterator[tuple[RelayLink, list[tuple[str, dict]]]]:
+    """The relay serving `backend`, and what it reported."""
     reports: list[tuple[str, dict[str, Any]]] = []
-    relay = server.RelayServer(
-        IDENTITY, ACCESS, backend, report=lambda event, data: reports.append((event, data))
-    )
-    async with anyio.create_task_group() as tasks:
-
-        async def serve(*, task_status: anyio.abc.TaskStatus[int]) -> None:
-            await relay.serve("127.0.0.1", 0, started=task_status.started)
-
-        port = await tasks.start(serve)
-        yield RelayLink("127.0.0.1", port, IDENTITY.public, ACCESS), reports
-        tasks.cancel_scope.cancel()
+    report = lambda event, data: reports.append((event, data))  # noqa: E731
+    async with served(backend, report=report) as (_, link):
+        yield link, reports
 
 
 async def test_a_failing_store_ends_that_connection_and_the_relay_serves_on() -> None:

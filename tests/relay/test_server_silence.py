@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import pytest
@@ -48,20 +49,26 @@ class AsyncMemory:
 
 
 @asynccontextmanager
-async def serving(idle_timeout: float = server.IDLE_TIMEOUT) -> AsyncIterator[RelayLink]:
-    relay = server.RelayServer(IDENTITY, ACCESS, AsyncMemory(), idle_timeout=idle_timeout)
+async def served(
+    backend: Any = None, **options: Any
+) -> AsyncIterator[tuple[server.RelayServer, RelayLink]]:
+    """A relay server in this process on 127.0.0.1 (the reference store unless
+    `backend`), and its link; `options` go to `RelayServer`."""
+    relay = server.RelayServer(IDENTITY, ACCESS, backend or AsyncMemory(), **options)
     async with anyio.create_task_group() as tasks:
-        ports: list[int] = []
-        started = anyio.Event()
 
-        def on_start(port: int) -> None:
-            ports.append(port)
-            started.set()
+        async def serve(*, task_status: anyio.abc.TaskStatus[int]) -> None:
+            await relay.serve("127.0.0.1", 0, started=task_status.started)
 
-        tasks.start_soon(lambda: relay.serve("127.0.0.1", 0, started=on_start))
-        await started.wait()
-        yield RelayLink("127.0.0.1", ports[0], IDENTITY.public, ACCESS)
+        port = await tasks.start(serve)
+        yield relay, RelayLink("127.0.0.1", port, IDENTITY.public, ACCESS)
         tasks.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def serving(idle_timeout: float = server.IDLE_TIMEOUT) -> AsyncIterator[RelayLink]:
+    async with served(idle_timeout=idle_timeout) as (_, link):
+        yield link
 
 
 async def closed_after(stream: anyio.abc.SocketStream) -> float:

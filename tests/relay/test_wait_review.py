@@ -17,8 +17,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +27,12 @@ from covey.core import relayitems
 from covey.core.relaylink import RelayLink
 from covey.errors import RelaySlowDown
 from covey.net.relay import RelayConnection
-from covey.relay import client, server, session, store, wake
+from covey.relay import client, session, store, wake
 from covey.relay.limits import DAY, ITEM_SIZES
 from covey.relay.postgres import PostgresRelayStore
 from covey.relay.requests import MAX_NUMBER
 from tests.conftest import SeededRng
-from tests.relay.test_server_silence import ACCESS, IDENTITY, AsyncMemory
+from tests.relay.test_server_silence import ACCESS, IDENTITY, AsyncMemory, served
 
 pytestmark = pytest.mark.anyio
 ITEM = b"\x03" * ITEM_SIZES[0]
@@ -59,19 +57,6 @@ class Gated(AsyncMemory):
         return await super().execute(action, now)
 
 
-@asynccontextmanager
-async def serving(backend: Any) -> AsyncIterator[tuple[server.RelayServer, RelayLink]]:
-    relay = server.RelayServer(IDENTITY, ACCESS, backend)
-    async with anyio.create_task_group() as tasks:
-
-        async def serve(*, task_status: anyio.abc.TaskStatus[int]) -> None:
-            await relay.serve("127.0.0.1", 0, started=task_status.started)
-
-        port = await tasks.start(serve)
-        yield relay, RelayLink("127.0.0.1", port, IDENTITY.public, ACCESS)
-        tasks.cancel_scope.cancel()
-
-
 async def owner(link: RelayLink) -> tuple[RelayConnection, bytes]:
     conn = await RelayConnection.open(link, SeededRng("owner"))
     seed, _ = relayitems.inbox_key(b"o" * 32, b"g" * 32, IDENTITY.public)
@@ -93,7 +78,7 @@ async def read_all(conn: RelayConnection, numbers: list[int]) -> dict[int, Any]:
 
 async def test_a_wait_that_times_out_during_a_slow_request_keeps_the_nonce_order() -> None:
     backend = Gated()
-    async with serving(backend) as (_, link):
+    async with served(backend) as (_, link):
         with anyio.fail_after(GUARD):
             conn, box = await owner(link)
             wait = await conn.send("inbox-wait", box=box, after=0, seconds=1)
@@ -113,7 +98,7 @@ async def test_a_wait_that_times_out_during_a_slow_request_keeps_the_nonce_order
 
 async def test_an_answer_during_a_woken_waits_fetch_keeps_the_nonce_order() -> None:
     backend = Gated()
-    async with serving(backend) as (_, link):
+    async with served(backend) as (_, link):
         with anyio.fail_after(GUARD):
             conn, box = await owner(link)
             wait = await conn.send("inbox-wait", box=box, after=0, seconds=60)
@@ -178,7 +163,7 @@ def test_more_connections_than_file_descriptors_do_not_end_the_relay() -> None:
 
 async def test_waits_on_one_inbox_are_bounded() -> None:
     backend = AsyncMemory()
-    async with serving(backend) as (relay, link):
+    async with served(backend) as (relay, link):
         with anyio.fail_after(GUARD):
             seed, _ = relayitems.inbox_key(b"o" * 32, b"g" * 32, IDENTITY.public)
             held = []
