@@ -39,6 +39,7 @@ ACTIONS = (
     "relay_move",
     "relay_remove",
     "inbox",
+    "person",
 )
 #: Actions about the group's relays; their `j` picks one of RELAYS.
 RELAY_ACTIONS = ("relay_add", "relay_move", "relay_remove", "inbox")
@@ -47,6 +48,8 @@ RELAYS = tuple(
     (hashlib.blake2b(f"relay-{r}".encode(), digest_size=32).digest(), bytes([r]) * 32)
     for r in range(3)
 )
+#: The people `person` actions place devices in (made-up group-scoped IDs).
+PEOPLE = (b"p" * 16, b"q" * 16)
 #: The same, weighted towards changes that grow the group, so that random
 #: scripts build groups big enough to conflict in interesting ways.
 WEIGHTED_ACTIONS = (*ACTIONS, "add", "add", "add", "add_admin", "rotate", "heal", "promote")
@@ -66,6 +69,10 @@ def summary(state: GroupState) -> dict[str, Any]:
         "needs_healing": state.needs_healing,
         "relays": {k.hex(): (r.host, r.port, r.access.hex()) for k, r in state.relays.items()},
         "inboxes": {f"{d.hex()}@{r.hex()}": b.hex() for (d, r), b in sorted(state.inboxes.items())},
+        "people": {
+            p.hex(): (state.person_name(p), [d.hex() for d in devices])
+            for p, devices in state.people.items()
+        },
     }
 
 
@@ -133,6 +140,11 @@ class World:
                 relay = RELAYS[j % len(RELAYS)][0]
                 box = hashlib.blake2b(b"%d-%d" % (i, self.clock), digest_size=32).digest()
                 op = group.set_inbox(relay, box, self.tick())
+            elif action == "person":
+                # One of two people, named by the clock: concurrent moves and
+                # renames of a person both happen in random scripts.
+                person = PEOPLE[(i + j + self.clock) % len(PEOPLE)]
+                op = group.set_person(self.id(j), person, f"person-{self.clock % 3}", self.tick())
             elif action == "heal":
                 healed = group.heal(self.tick(), self.rng)
                 if healed is None:

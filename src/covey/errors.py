@@ -226,6 +226,10 @@ class NoSuchDevice(UsageError):
     """No device of that group matches: `covey devices -g GROUP` lists them."""
 
 
+class NoSuchPerson(UsageError):
+    """Nobody in that group has that name: `covey devices -g GROUP` lists people."""
+
+
 class AmbiguousDevice(UsageError):
     """More than one device matches: name one by more of its device ID."""
 

@@ -28,7 +28,7 @@ def pair(invite: Invitation, secret: pairing.Secret, joiner=JOINER, seed: str = 
     confirmed = inviter.confirm(third)
     confirmation = inviter.transport.encrypt(confirmed)
     proof = joining.transport.encrypt(joining.identify(joining.transport.decrypt(confirmation)))
-    record, raw = inviter.joiner(inviter.transport.decrypt(proof))
+    record, raw, _ = inviter.joiner(inviter.transport.decrypt(proof))
     return inviter, joining, record, raw
 
 
@@ -172,6 +172,23 @@ def test_joiner_cannot_claim_another_devices_record() -> None:
     replayed = phone.identify(other.confirm(phone.third(other.second(phone.first()))))
     with pytest.raises(InvalidInput):
         inviter.joiner(replayed)
+
+
+def test_the_joiner_proposes_a_person_and_junk_in_its_place_is_refused() -> None:
+    from covey.core import encoding
+    from covey.errors import MalformedMessage
+
+    invite = invitation()
+    code = parse_code(invite.secret.code)
+    inviter = Inviter(INVITER, invite, SeededRng("i"))
+    joining = Joiner(JOINER, code, SeededRng("j"), person="Dad")
+    message = joining.identify(inviter.confirm(joining.third(inviter.second(joining.first()))))
+    record, _, person = inviter.joiner(message)
+    assert (record.name, person) == ("phone", "Dad")
+    proof, _ = encoding.decode(message)
+    for junk in ([proof], [proof, 7], [proof, "x" * 65], [proof, "a\u202eb"], proof):
+        with pytest.raises(MalformedMessage):
+            inviter.joiner(encoding.encode(junk))
 
 
 @pytest.mark.parametrize("text", ["", "7", "velvet-harbor", "0-academic-acid", "7-notaword-acid"])

@@ -18,6 +18,7 @@ from covey.core.identity import create_identity
 from covey.core.log import GroupLog
 from covey.core.node.views import describe
 from covey.store import reader
+from covey.store.migrations import SCHEMA_VERSION
 from covey.store.sqlite import Store
 from tests.conftest import NOW, SeededRng
 from tests.harness import summary
@@ -211,6 +212,7 @@ def test_verdicts_kept_under_older_rules_are_judged_again(home: Path) -> None:
         db.execute(
             "UPDATE op SET verdict = 'a stale verdict', judged = 1 WHERE id = ?", (rotation.id,)
         )
+        db.execute("ALTER TABLE identity DROP COLUMN person")  # (migration 7's)
         db.execute("PRAGMA user_version = 5")
 
     async def reload():
@@ -228,4 +230,34 @@ def test_verdicts_kept_under_older_rules_are_judged_again(home: Path) -> None:
     with sqlite3.connect(db_path(home)) as db:
         rows = db.execute("SELECT count(*) FROM op WHERE judged = 0").fetchone()[0]
         assert rows == 0
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 6
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_store_from_before_people_keeps_everything_and_has_no_person(home: Path) -> None:
+    """Migration 7 adds the identity's person (`covey init --person`) and drops the
+    views (they now show each member's person): nothing else changes."""
+    import sqlite3
+
+    from covey.store.home import db_path
+
+    anyio.run(make, home, "laptop", None)
+
+    async def build():
+        async with Store.open(home) as store:
+            return await grown(store, SeededRng("m7"))
+
+    group, data_key = anyio.run(build)
+    with sqlite3.connect(db_path(home)) as db:
+        db.execute("ALTER TABLE identity DROP COLUMN person")
+        db.execute("PRAGMA user_version = 6")
+
+    async def reload():
+        async with Store.open(home) as store:
+            return await store.person(), await store.load_group(group.id, group.me, data_key)
+
+    person, loaded = anyio.run(reload)
+    assert person is None
+    assert summary(loaded.state) == summary(group.state)
+    with sqlite3.connect(db_path(home)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("SELECT count(*) FROM grp_view").fetchone()[0] == 0

@@ -5,7 +5,17 @@ from __future__ import annotations
 import click
 
 from covey import __version__
-from covey.cli import daemon, groups, identity, members, pairing, relay, sealing, sharing
+from covey.cli import (
+    daemon,
+    groups,
+    identity,
+    members,
+    pairing,
+    people,
+    relay,
+    sealing,
+    sharing,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,6 +32,7 @@ for command in (
     *pairing.COMMANDS,
     *daemon.COMMANDS,
     *members.COMMANDS,
+    *people.COMMANDS,
     *relay.COMMANDS,
 ):
     cli.add_command(command)

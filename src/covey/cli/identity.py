@@ -58,10 +58,15 @@ def print_record(record: DeviceRecord) -> None:
 
 @click.command()
 @click.option("--name", help="What to call this device (default: its host name).")
+@click.option(
+    "--person",
+    help="Whose device this is (a name such as Alice): groups it joins are told,"
+    " and an admin there decides.",
+)
 @click.option("--force", is_flag=True, help="Replace an existing identity (asks first).")
 @click.option("--yes", "-y", is_flag=True, help="With --force, do not ask.")
 @common_options
-def init(ctx: Context, name: str | None, force: bool, yes: bool) -> None:
+def init(ctx: Context, name: str | None, person: str | None, force: bool, yes: bool) -> None:
     """Create this device's identity: its keys and signed device record.
 
     A passphrase is read from $COVEY_PASSPHRASE or asked for in a terminal;
@@ -74,6 +79,7 @@ def init(ctx: Context, name: str | None, force: bool, yes: bool) -> None:
     from covey.store.sqlite import Store
 
     chosen = validate_name(name if name is not None else socket.gethostname() or "device")
+    whose = None if person is None else validate_name(person, "a person's name")
 
     async def has_identity() -> bool:
         if not db_path(ctx.home).exists():
@@ -98,17 +104,18 @@ def init(ctx: Context, name: str | None, force: bool, yes: bool) -> None:
 
     async def save() -> None:
         async with Store.open(ctx.home, create=True) as store:
-            await store.create_identity(new, passphrase, system_rng, replace=force)
+            await store.create_identity(new, passphrase, system_rng, replace=force, person=whose)
 
     run(save)
     document = record_document(new.record)
-    document.update(home=str(ctx.home), passphrase=bool(passphrase))
+    document.update(home=str(ctx.home), passphrase=bool(passphrase), person=whose)
     if not passphrase:
         document["warning"] = UNPROTECTED_KEYS_NOTE
         ctx.note(UNPROTECTED_KEYS_NOTE)
 
     def human() -> None:
-        click.echo(f"Created the identity of {new.record.name!r} in {ctx.home}.")
+        whose_ = f", {whose}'s device," if whose else ""
+        click.echo(f"Created the identity of {new.record.name!r}{whose_} in {ctx.home}.")
         print_record(new.record)
 
     ctx.emit(document, human)

@@ -196,7 +196,10 @@ def leave(ctx: Context, name: str, yes: bool) -> None:
 @click.option("--group", "-g", "group_name", help="Only this group (default: every group).")
 @common_options
 def devices(ctx: Context, group_name: str | None) -> None:
-    """Each group's devices: name, role, safety words, last seen, whether it holds the key.
+    """Each group's devices, by person: name, role, safety words, last seen, key held.
+
+    A person is the admins' word of whose devices are whose (`covey person
+    set`); a device nobody placed is shown as a person of its own.
 
     "Holds the current key" means the group's current key was wrapped for
     it. "Last seen" is when this device last finished a sync with it (as
@@ -247,14 +250,21 @@ def show_devices(document: dict[str, Any]) -> None:
     elif document["standing"] == "leaving":
         header += ": this device left; waiting for a member to hear of it"
     click.echo(header)
-    for device in document["devices"]:
-        state = "current key" if device["holds_current_key"] else "NO current key"
-        if device["this_device"]:
-            state += ", this device"
-        else:
-            state += f", last seen {when(device['last_seen'])}"
-        click.echo(f"  {device['role']:<7} {device['name']:<20} {device['short_id']}  {state}")
-        click.echo(f"          {' '.join(device['safety_words'])}")
+    people: dict[str, list[dict[str, Any]]] = {}
+    for device in document["devices"]:  # (most senior first: so are people)
+        people.setdefault(device["person_id"], []).append(device)
+    for devices in people.values():
+        click.echo(f"  {devices[0]['person']}")
+        for device in devices:
+            state = "current key" if device["holds_current_key"] else "NO current key"
+            if device["this_device"]:
+                state += ", this device"
+            else:
+                state += f", last seen {when(device['last_seen'])}"
+            click.echo(
+                f"    {device['role']:<7} {device['name']:<20} {device['short_id']}  {state}"
+            )
+            click.echo(f"            {' '.join(device['safety_words'])}")
     if document["needs_healing"]:
         click.echo(
             "  Note: the current key is not held by exactly these members;"

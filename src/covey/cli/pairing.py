@@ -52,13 +52,26 @@ class Events:
 @click.option("--role", type=click.Choice(["member", "admin"]), default="member", show_default=True)
 @click.option("--expires", default="10m", show_default=True, help="How long the code works.")
 @click.option(
+    "--person",
+    help="Whose device it is: a person of the group by name, or a new one"
+    " (default: the person the device proposes, `covey init --person`).",
+)
+@click.option(
     "--port", type=int, default=0, help="TCP port to listen on (default: any; not with covey up)."
 )
 @click.option(
     "--yes", "-y", is_flag=True, help="Do not ask whether the pairing words match (terminal)."
 )
 @common_options
-def invite(ctx: Context, group_name: str, role: str, expires: str, port: int, yes: bool) -> None:
+def invite(
+    ctx: Context,
+    group_name: str,
+    role: str,
+    expires: str,
+    person: str | None,
+    port: int,
+    yes: bool,
+) -> None:
     """Invite a device: print a code, a link and its QR code; wait for it to join.
 
     Says which group, role and expiry the code is for. With `covey up`
@@ -78,6 +91,12 @@ def invite(ctx: Context, group_name: str, role: str, expires: str, port: int, ye
     # passphrase or network (the node checks again).
     log, me = read_group(ctx, group_name)
     roster.check_invite(log, me)
+    if person is not None:
+        from covey.core.identity import validate_name
+
+        person = validate_name(person, "a person's name")
+        assert log.state is not None
+        roster.find_person(log.state, person)  # (refuses a name two people have)
     events = Events(ctx)
 
     def progress(reply: dict[str, Any]) -> None:
@@ -119,7 +138,7 @@ def invite(ctx: Context, group_name: str, role: str, expires: str, port: int, ye
 
     joined = node_command(
         ctx,
-        io.Invite(group_name, role, lifetime),  # type: ignore[arg-type]
+        io.Invite(group_name, role, lifetime, person),  # type: ignore[arg-type]
         needs="named",
         group=group_name,
         network=True,
@@ -130,14 +149,16 @@ def invite(ctx: Context, group_name: str, role: str, expires: str, port: int, ye
     short = joined["device_id"][:13]
     words = " ".join(joined["pairing_words"])
     remove = f"covey remove {short} -g {command_arg(joined['group'])}"
+    whose = f", {joined['person']}'s device," if joined.get("person") else ""
     events.emit(
         "joined",
-        f"{joined['device']!r} ({short}) joined {joined['group']!r} as {article(role)}.\n"
+        f"{joined['device']!r} ({short}){whose} joined {joined['group']!r} as {article(role)}.\n"
         f"Pairing words: {words}\n"
         f"{joined['device']!r} shows the same four words. If they differ, it is not the"
         f" device you meant: run `{remove}` at once.",
         device=joined["device"],
         device_id=joined["device_id"],
+        person=joined.get("person"),
         pairing_words=joined["pairing_words"],
         group=joined["group"],
         group_id=joined["group_id"],

@@ -39,6 +39,7 @@ from covey.core.ops import (
     Rotate,
     Rotation,
     SetInbox,
+    SetPerson,
     SetPolicy,
     SetRole,
     links_of,
@@ -572,6 +573,10 @@ class Group:
     def set_inbox(self, relay: bytes, box: bytes, now: int) -> Op:
         """Announce this device's inbox at one of the group's relays."""
         return self._author(SetInbox(relay, box), now)
+
+    def set_person(self, device: bytes, person: bytes, name: str, now: int) -> Op:
+        """Place a member in a person, named `name` (an admin's op, section 6.4)."""
+        return self._author(SetPerson(device, person, name), now)
 
     def rotate(self, now: int, rng: Rng) -> Op:
         """Start a new epoch for exactly the current members.

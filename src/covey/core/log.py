@@ -98,6 +98,9 @@ class _Checkpoint:
     policy_frontier: dict[bytes, History]
     relay_frontier: dict[bytes, dict[bytes, AddRelay | None]]
     inboxes: dict[tuple[bytes, bytes], bytes]
+    person_of: dict[bytes, bytes]
+    person_names: dict[bytes, str]
+    dealing: membership.Dealing | None
     devices: int
     epochs: int
     applied: int
@@ -892,6 +895,9 @@ class GroupLog:
                 dict(state.policy_frontier),
                 {key: dict(ops) for key, ops in state.relay_frontier.items()},
                 dict(state.inboxes),
+                dict(state.person_of),
+                dict(state.person_names),
+                state.dealing,
                 len(state.devices),
                 len(state.epochs),
                 len(state.applied),
@@ -907,6 +913,9 @@ class GroupLog:
         state.policy_frontier = dict(checkpoint.policy_frontier)
         state.relay_frontier = {key: dict(ops) for key, ops in checkpoint.relay_frontier.items()}
         state.inboxes = dict(checkpoint.inboxes)
+        state.person_of = dict(checkpoint.person_of)
+        state.person_names = dict(checkpoint.person_names)
+        state.dealing = checkpoint.dealing
         while len(state.devices) > checkpoint.devices:
             state.devices.popitem()
         while len(state.skipped) > checkpoint.skipped:

@@ -40,13 +40,14 @@ import bisect
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, Literal, Protocol
 
 from covey.core.identity import DeviceRecord
 from covey.core.ops import (
     Add,
     AddRelay,
+    Deal,
     Genesis,
     History,
     Op,
@@ -56,8 +57,10 @@ from covey.core.ops import (
     Rotate,
     Rotation,
     SetInbox,
+    SetPerson,
     SetPolicy,
     SetRole,
+    implicit_person,
     rotation_of,
 )
 
@@ -130,6 +133,19 @@ RULES: Final[Mapping[str, Rule]] = {
             False,
             "announces its author's inbox at one of the group's relays",
         ),
+        Rule(
+            "set_person",
+            "admin",
+            False,
+            "places a member in a person (an ID and a name); the latest applied names the person",
+        ),
+        Rule(
+            "deal",
+            "admin",
+            False,
+            "deals recovery shares: one slot per holder person (sealed to each of its member"
+            " devices) and fewer paper slots than the threshold; the latest applied is current",
+        ),
     )
 }
 
@@ -158,6 +174,20 @@ class Member:
     #: Position in the replay order of the device's first add: smaller is
     #: more senior (the founder is 0).
     seniority: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dealing:
+    """The group's current dealing of recovery shares (PROTOCOL.md 19.1)."""
+
+    #: The deal op's ID, and its author.
+    id: bytes
+    dealer: bytes
+    deal: Deal
+    #: Every device holding a sealed copy -> its slot's index.
+    holders: Mapping[bytes, int]
+    #: Why it can no longer be used (None: it can).
+    void: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +222,13 @@ class GroupState:
     relay_frontier: dict[bytes, dict[bytes, AddRelay | None]] = field(default_factory=dict)
     #: (device, relay key) -> the device's inbox there, from its latest set_inbox.
     inboxes: dict[tuple[bytes, bytes], bytes] = field(default_factory=dict)
+    #: Member -> its person, from the latest applied set_person about it
+    #: (none: its implicit person, `ops.implicit_person`).
+    person_of: dict[bytes, bytes] = field(default_factory=dict)
+    #: Person -> its name, from the latest applied set_person naming it.
+    person_names: dict[bytes, str] = field(default_factory=dict)
+    #: The latest applied dealing of recovery shares, void or not.
+    dealing: Dealing | None = None
     #: IDs of applied ops, in replay order.
     applied: list[bytes] = field(default_factory=list)
     #: Ops not applied, with the reason.
@@ -236,6 +273,29 @@ class GroupState:
         relay list` shows it as unused.
         """
         return dict(list(self.named_relays.items())[:MAX_RELAYS])
+
+    def person(self, device: bytes) -> bytes:
+        """The person a device belongs to (its implicit one if no set_person placed it)."""
+        return self.person_of.get(device) or implicit_person(device)
+
+    def person_name(self, person: bytes) -> str | None:
+        """A person's name: the latest set_person's for it, else (an implicit
+        person) its device's name; None for a person no member is in."""
+        name = self.person_names.get(person)
+        if name is not None:
+            return name
+        for device, member in self.members.items():
+            if device not in self.person_of and implicit_person(device) == person:
+                return member.record.name
+        return None
+
+    @property
+    def people(self) -> dict[bytes, list[bytes]]:
+        """Person -> its member devices (sorted by seniority), people by their most senior."""
+        people: dict[bytes, list[bytes]] = {}
+        for device in self.by_seniority():
+            people.setdefault(self.person(device), []).append(device)
+        return people
 
     def inbox_of(self, device: bytes, relay: bytes) -> bytes | None:
         """The inbox a member announced at one of the group's relays, if it did."""
@@ -354,9 +414,37 @@ def check(state: GroupState | None, op: Op) -> str | None:
             return "the last admin cannot be demoted"
     elif isinstance(body, (AddRelay, RemoveRelay, SetInbox)):
         return _check_relay(state, op.author, body)
+    elif isinstance(body, Deal):
+        return _check_deal(state, body)
+    elif isinstance(body, SetPerson):
+        if body.target not in members:
+            return "the device is not a member"
+        if state.person(body.target) == body.person and (
+            state.person_name(body.person) == body.name
+        ):
+            return "the device is already that person's, by that name"
     rotation = rotation_of(body)
     if rotation is not None and rotation.recipients != members:
         return "the new epoch must be wrapped for exactly the members"
+    return None
+
+
+def _check_deal(state: GroupState, deal: Deal) -> str | None:
+    if len(deal.paper) >= deal.threshold:
+        return "paper shares alone must not reach the threshold"
+    if deal.threshold > len(deal.slots):
+        return "the threshold is more than the shares dealt"
+    if deal.record.device_id.raw in state.devices:
+        return "the recovery record is a device the group knows"
+    people = state.people
+    for slot in deal.slots:
+        if slot.person is None:
+            continue
+        devices = people.get(slot.person)
+        if devices is None:
+            return "a holder person has no member device"
+        if {device for device, _ in slot.copies} != set(devices):
+            return "a holder's share must be sealed to each of its member devices"
     return None
 
 
@@ -841,6 +929,33 @@ class Replayer:
                 state.members[body.target] = Member(existing.record, "member", existing.seniority)
         elif isinstance(body, Remove):
             state.members.pop(body.target, None)
+            state.person_of.pop(body.target, None)
+            dealing = state.dealing
+            if dealing is not None and dealing.void is None:
+                if body.target == dealing.dealer:
+                    state.dealing = replace(dealing, void="its dealer was removed")
+                elif body.target in dealing.holders:
+                    state.dealing = replace(dealing, void="a device holding a share was removed")
+        elif isinstance(body, SetPerson):
+            if body.target in state.members:  # (a concurrent removal may have come first)
+                moved = state.person(body.target) != body.person
+                state.person_of[body.target] = body.person
+                state.person_names[body.person] = body.name
+                dealing = state.dealing
+                if (
+                    moved
+                    and dealing is not None
+                    and dealing.void is None
+                    and body.target in dealing.holders
+                ):
+                    state.dealing = replace(
+                        dealing, void="a device holding a share moved to another person"
+                    )
+        elif isinstance(body, Deal):
+            holders = {
+                device: slot.index for slot in body.slots for device, _ in slot.copies
+            }
+            state.dealing = Dealing(op.id, op.author, body, holders)
         elif isinstance(body, SetRole):
             member = state.members.get(body.target)
             if member is not None:

@@ -419,12 +419,192 @@ class SetInbox:
         )
 
 
+#: A person's ID: group-scoped, random, drawn by the admin who first names
+#: the person (PROTOCOL.md section 6.4).
+PERSON_BYTES: Final = 16
+
+
+def implicit_person(device: bytes) -> bytes:
+    """The person of a device no `set_person` placed: its own, named after it.
+
+    A device ID's first 16 bytes: a hash's, so no admin-drawn ID meets one
+    by chance; an admin who names it on purpose puts a device with that
+    one (`covey person set ... --with DEVICE`).
+    """
+    return device[:PERSON_BYTES]
+
+
+@dataclass(frozen=True, slots=True)
+class SetPerson:
+    """Places a member in a person (a group-scoped ID with a display name).
+
+    Recovery and its veto act per person (PROTOCOL.md section 6.4): which
+    devices are one person's is the admins' word, never a device's own.
+    The name in the op names the person from then on (the latest applied
+    wins), so renaming a person is a `set_person` for one of its devices.
+    """
+
+    KIND: ClassVar[str] = "set_person"
+    target: bytes
+    person: bytes
+    name: str
+
+    def to_wire(self) -> Any:
+        return {"device": self.target, "name": self.name, "person": self.person}
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        body = fields.as_map(value, ("device", "name", "person"), what="set_person")
+        return cls(
+            fields.get_bytes(body, "device", size=ID_BYTES),
+            fields.get_bytes(body, "person", size=PERSON_BYTES),
+            fields.get_str(body, "name", min_len=1, max_len=MAX_NAME_LEN),
+        )
+
+
+#: A dealing's nonce (it keys the share digests, PROTOCOL.md 19.1).
+DEAL_NONCE_BYTES: Final = 16
+#: Slots of one dealing: SLIP-39's limit of members in a group.
+MAX_SLOTS: Final = 16
+#: Sealed copies of one holder person's share: one per member device of theirs.
+MAX_COPIES: Final = 64
+#: A sealed copy: a box (24-byte nonce, 16-byte tag) of [group, nonce, index,
+#: mnemonic]; a 33-word mnemonic is at most 33 x 9 characters.
+MAX_SEALED_SHARE: Final = 512
+#: A dealing's veto window, in seconds: at least a minute (tests), at most 30 days.
+MIN_VETO: Final = 60
+MAX_VETO: Final = 30 * 86400
+#: The recovery record's name (PROTOCOL.md 19.1).
+RECOVERY_NAME: Final = "recovery"
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One share of a dealing: its SLIP-39 member index, holder and digest."""
+
+    #: The share's SLIP-39 member index (0 to 15).
+    index: int
+    #: The holder person, or None for a paper share.
+    person: bytes | None
+    #: BLAKE2b-256 of the whole share, keyed by the dealing's nonce.
+    digest: bytes
+    #: (device ID, sealed copy) for each member device of the holder person,
+    #: sorted by device ID; empty for paper.
+    copies: tuple[tuple[bytes, bytes], ...]
+
+    def to_wire(self) -> Any:
+        return [self.index, self.person or b"", self.digest, [[d, c] for d, c in self.copies]]
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Slot:
+        if type(value) is not list or len(value) != 4:
+            raise MalformedMessage("a slot is [index, person, digest, copies]")
+        index, person, digest, copies = value
+        fields.get_int({"index": index}, "index", min_value=0, max_value=MAX_SLOTS - 1)
+        if type(person) is not bytes or len(person) not in (0, PERSON_BYTES):
+            raise MalformedMessage("a slot's person is 16 bytes, or empty for paper")
+        fields.get_bytes({"digest": digest}, "digest", size=32)
+        if type(copies) is not list or len(copies) > MAX_COPIES:
+            raise MalformedMessage(f"a slot has at most {MAX_COPIES} sealed copies")
+        devices, sealed = fields.sorted_pairs(
+            copies,
+            first=ID_BYTES,
+            second=frozenset(range(1, MAX_SEALED_SHARE + 1)),
+            shape="a sealed copy is [device ID, sealed share]",
+            order="sealed copies must be sorted by device ID, once each",
+        )
+        if bool(person) != bool(devices):
+            raise MalformedMessage("a holder's slot has sealed copies, a paper slot none")
+        return cls(index, person or None, digest, tuple(zip(devices, sealed, strict=True)))
+
+
+@dataclass(frozen=True, slots=True)
+class Deal:
+    """A dealing of recovery shares (PROTOCOL.md 19.1): an admin's op.
+
+    The shares themselves are never here: holders' shares only sealed to
+    their devices, paper shares not at all. The recovery record's keys
+    derive from the secret, so only K shares together can sign as it.
+    """
+
+    KIND: ClassVar[str] = "deal"
+    nonce: bytes
+    threshold: int
+    #: The recovery record (a device record signed by the recovery key).
+    record: DeviceRecord
+    record_raw: bytes
+    #: Sorted by index, each index once.
+    slots: tuple[Slot, ...]
+    #: The veto window, in seconds.
+    veto: int
+
+    @property
+    def paper(self) -> tuple[Slot, ...]:
+        return tuple(slot for slot in self.slots if slot.person is None)
+
+    def to_wire(self) -> Any:
+        return {
+            "k": self.threshold,
+            "nonce": self.nonce,
+            "rec": self.record_raw,
+            "slots": [slot.to_wire() for slot in self.slots],
+            "veto": self.veto,
+        }
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        body = fields.as_map(value, ("k", "nonce", "rec", "slots", "veto"), what="deal")
+        slots = body["slots"]
+        if type(slots) is not list or not 0 < len(slots) <= MAX_SLOTS:
+            raise MalformedMessage(f"a dealing has 1 to {MAX_SLOTS} slots")
+        parsed = tuple(Slot.from_wire(slot) for slot in slots)
+        indices = [slot.index for slot in parsed]
+        if indices != sorted(set(indices)):
+            raise MalformedMessage("slots must be sorted by index, once each")
+        persons = [slot.person for slot in parsed if slot.person is not None]
+        if len(persons) != len(set(persons)):
+            raise MalformedMessage("a person holds one slot of a dealing")
+        record, raw = _record(body, "rec")
+        if record.name != RECOVERY_NAME:
+            raise MalformedMessage(f"a recovery record is named {RECOVERY_NAME!r}")
+        return cls(
+            fields.get_bytes(body, "nonce", size=DEAL_NONCE_BYTES),
+            fields.get_int(body, "k", min_value=2, max_value=MAX_SLOTS),
+            record,
+            raw,
+            parsed,
+            fields.get_int(body, "veto", min_value=MIN_VETO, max_value=MAX_VETO),
+        )
+
+
 Body: TypeAlias = (
-    Genesis | Add | Remove | SetRole | Rotate | SetPolicy | AddRelay | RemoveRelay | SetInbox
+    Genesis
+    | Add
+    | Remove
+    | SetRole
+    | Rotate
+    | SetPolicy
+    | AddRelay
+    | RemoveRelay
+    | SetInbox
+    | SetPerson
+    | Deal
 )
 BODIES: Final[dict[str, type[Body]]] = {
     cls.KIND: cls
-    for cls in (Genesis, Add, Remove, SetRole, Rotate, SetPolicy, AddRelay, RemoveRelay, SetInbox)
+    for cls in (
+        Genesis,
+        Add,
+        Remove,
+        SetRole,
+        Rotate,
+        SetPolicy,
+        AddRelay,
+        RemoveRelay,
+        SetInbox,
+        SetPerson,
+        Deal,
+    )
 }
 
 

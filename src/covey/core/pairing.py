@@ -12,7 +12,8 @@ it is:
     <- e, ee, s, es       payload: inviter's SPAKE2 message
     -> s, se, psk         payload: the joiner's confirmation (a MAC under the pairing key)
     <- transport          the inviter's confirmation
-    -> transport          the joiner's proof: its signed device record, its signature
+    -> transport          the joiner's proof (its signed device record, its signature)
+                          and the person it proposes to be (PROTOCOL.md 6.4)
     <- transport          the welcome, with the inviter's proof
 
 Both sides' Noise static keys are fresh for each session: they identify
@@ -53,7 +54,7 @@ from spake2 import SPAKE2_A, SPAKE2_B
 
 from covey.core import Rng, channel, crypto, encoding, fields, noise, words
 from covey.core.group import Group
-from covey.core.identity import DeviceRecord, Identity, open_device_record
+from covey.core.identity import MAX_NAME_LEN, DeviceRecord, Identity, open_device_record
 from covey.errors import (
     HandshakeFailed,
     InvalidArgument,
@@ -74,6 +75,11 @@ LINK_PREFIX: Final = "covey:join:"
 #: Words of a pairing's short authentication string (the pairing words).
 PAIRING_WORDS: Final = 4
 _SPAKE_IDS: Final = {"idA": b"covey/v1/inviter", "idB": b"covey/v1/joiner"}
+#: The joiner's message 4: `[proof, person]`, the proof as `channel.proof`
+#: makes it, the person a name (`covey init --person`) or empty.
+JOINER_LIMITS: Final = encoding.Limits(
+    total=2048, bin_len=1024, str_len=4 * MAX_NAME_LEN, array_len=2, map_len=0, depth=1, objects=3
+)
 #: The welcome message can carry a long log: allow the channel's maximum.
 WELCOME_LIMITS: Final = encoding.Limits(
     total=channel.MAX_MESSAGE,
@@ -290,9 +296,11 @@ class Joiner(_Side):
     Nothing it sends before `identify` depends on this device's identity.
     """
 
-    def __init__(self, me: Identity, secret: Secret, rng: Rng) -> None:
+    def __init__(self, me: Identity, secret: Secret, rng: Rng, person: str | None = None) -> None:
         super().__init__(rng, initiator=True)
         self.me = me
+        #: The person this device proposes to join as (a proposal: the inviter decides).
+        self.person = person
         if secret.link_key is not None:
             self._use_link(secret.link_key)
         else:
@@ -329,9 +337,10 @@ class Joiner(_Side):
         )
         if not crypto.equal(inviter_confirmation, expected):
             raise HandshakeFailed("the other device does not know the code")
-        return channel.proof(
+        proof = channel.proof(
             self.me, crypto.SignDomain.PAIRING_JOINER, self.handshake_hash, record=True
         )
+        return encoding.encode([proof, self.person or ""])
 
 
 class Inviter(_Side):
@@ -374,8 +383,18 @@ class Inviter(_Side):
             raise HandshakeFailed("wrong code: the joining device does not know it") from None
         return self._confirmation(crypto.HashDomain.PAIRING_CONFIRM_INVITER, self.handshake_hash)
 
-    def joiner(self, proof: bytes) -> tuple[DeviceRecord, bytes]:
-        """The joiner's device record (and its bytes), once its proof checks."""
+    def joiner(self, message: bytes) -> tuple[DeviceRecord, bytes, str | None]:
+        """The joiner's device record (and its bytes), once its proof checks, and the
+        person it proposes (None: none).
+
+        The proposal comes inside the session the code authenticated, as the
+        record does; it is only a proposal (PROTOCOL.md 6.4).
+        """
+        value = encoding.decode(message, JOINER_LIMITS)
+        if not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], bytes):
+            raise MalformedMessage("not a joining device's proof")
+        proof = value[0]
+        person = fields.get_str({"person": value[1]}, "person", max_len=MAX_NAME_LEN) or None
         record_bytes, signature = channel.read_proof(proof)
         try:
             record = open_device_record(record_bytes).body
@@ -384,7 +403,7 @@ class Inviter(_Side):
         channel.check_proof(
             record, signature, crypto.SignDomain.PAIRING_JOINER, self.handshake_hash
         )
-        return record, record_bytes
+        return record, record_bytes, person
 
     def welcome(self, group: Group, *, already: bool = False) -> bytes:
         """The welcome for the joiner: the group's log and this device's proof.

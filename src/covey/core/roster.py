@@ -317,6 +317,44 @@ def check_invite(log: GroupLog, me: bytes) -> None:
         )
 
 
+# --- people ----------------------------------------------------------------------------
+
+
+def find_person(state: GroupState, name: str) -> bytes | None:
+    """The person of the group named `name` (None: nobody is); AmbiguousDevice if two are.
+
+    Names are not unique by rule (two admins apart may name two people
+    alike): a command naming one of them then asks for a device instead.
+    """
+    found = [p for p in state.people if state.person_name(p) == name]
+    if len(found) > 1:
+        raise AmbiguousDevice(
+            f"{len(found)} people of {state.name!r} are named {name!r}:"
+            " rename one (`covey person rename`) or name a device of theirs"
+        )
+    return found[0] if found else None
+
+
+def check_place_person(log: GroupLog, me: bytes, target: bytes, name: str) -> None:
+    """Refuse, in one line, a `set_person` the rules would refuse."""
+    state = _member_state(log, me)
+    group = state.name
+    if not may_author(state, me, "set_person"):
+        raise NotAllowed(
+            f"only an admin of {group!r} can say whose a device is: ask {admins_label(state)}"
+        )
+    member = state.members.get(target)
+    if member is None:
+        raise NotAllowed(f"that device is not a member of {group!r}")
+    if state.person_name(state.person(target)) == name:
+        raise NotAllowed(f"{label(member.record)} is already {name!r}'s")
+
+
+def person_label(state: GroupState, device: bytes) -> str:
+    """The name of a member's person, as shown beside it."""
+    return state.person_name(state.person(device)) or "?"
+
+
 # --- what `covey devices` shows ---------------------------------------------------------
 
 
@@ -348,6 +386,8 @@ def describe_devices(
         "devices": [
             {
                 "name": member.record.name,
+                "person": person_label(state, device),
+                "person_id": state.person(device).hex(),
                 "device_id": str(member.record.device_id),
                 "short_id": member.record.device_id.short,
                 "role": member.role,

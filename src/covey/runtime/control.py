@@ -84,6 +84,8 @@ ACTIONS: Final[dict[str, type[io.Action]]] = {
     "leave": io.Leave,
     "shred": io.Shred,
     "invite": io.Invite,
+    "person-set": io.PlacePerson,
+    "person-rename": io.RenamePerson,
     "relay-add": io.AddRelay,
     "relay-remove": io.RemoveRelay,
     "join": io.Join,

@@ -45,7 +45,11 @@ async def serve(
         await store.load_group(group_id, me, data_key) for group_id, _ in await store.list_groups()
     ]
     driver = Driver(
-        Node(me, groups, NodeConfig(serve=True, relay_every=relay_every)),
+        Node(
+            me,
+            groups,
+            NodeConfig(serve=True, relay_every=relay_every, person=await store.person()),
+        ),
         store,
         data_key,
         system_rng,

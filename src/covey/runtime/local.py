@@ -59,7 +59,7 @@ async def run_command(
                 groups.append(await store.load_group(group_id, me, data_key))
         lan: Lan = MdnsLan() if network else NoLan()
         driver = Driver(
-            Node(me, groups, NodeConfig(serve=False)),
+            Node(me, groups, NodeConfig(serve=False, person=await store.person())),
             store,
             data_key,
             system_rng,

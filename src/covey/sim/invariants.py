@@ -51,6 +51,7 @@ from covey.core.ops import (
     Remove,
     RemoveRelay,
     SetInbox,
+    SetPerson,
     SetPolicy,
     SetRole,
 )
@@ -68,6 +69,7 @@ REFERENCE_RULES: Final = {
     "add_relay": "admin",
     "remove_relay": "admin",
     "set_inbox": "member",
+    "set_person": "admin",
 }
 
 
@@ -102,6 +104,8 @@ def _kind(op: Op) -> str:
         return "remove_relay"
     if isinstance(body, SetInbox):
         return "set_inbox"
+    if isinstance(body, SetPerson):
+        return "set_person"
     return "rotate"
 
 
@@ -114,6 +118,8 @@ def summary(state: GroupState) -> tuple[Any, ...]:
         tuple(sorted(d.hex() for d in state.equivocators)),
         tuple(sorted((k.hex(), r.host, r.port) for k, r in state.relays.items())),
         tuple(sorted((d.hex(), r.hex(), b.hex()) for (d, r), b in state.inboxes.items())),
+        tuple(sorted((d.hex(), state.person(d).hex()) for d in state.members)),
+        tuple(sorted((p.hex(), n) for p, n in state.person_names.items())),
     )
 
 

@@ -104,6 +104,14 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "UPDATE op SET judged = 0",
         "DELETE FROM grp_view",
     ),
+    # 6 -> 7: people (PROTOCOL.md 6.4). The person this device's owner said
+    # it is (`covey init --person`), proposed when it joins a group and used
+    # in groups it founds; and the views are made again (they now show
+    # each member's person).
+    (
+        "ALTER TABLE identity ADD COLUMN person TEXT",
+        "DELETE FROM grp_view",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -170,6 +170,7 @@ class Store:
         rng: Rng,
         *,
         replace: bool = False,
+        person: str | None = None,
         opslimit: int = crypto.ARGON2_OPSLIMIT,
         memlimit: int = crypto.ARGON2_MEMLIMIT,
     ) -> Keyring:
@@ -192,10 +193,17 @@ class Store:
                 "INSERT INTO secret (name, sealed) VALUES (?, ?)", (DEVICE_SECRET, sealed)
             )
             await db.execute(
-                "INSERT INTO identity (id, record, created_at) VALUES (1, ?, ?)",
-                (new.record_bytes, new.record.created),
+                "INSERT INTO identity (id, record, created_at, person) VALUES (1, ?, ?, ?)",
+                (new.record_bytes, new.record.created, person),
             )
         return ring
+
+    async def person(self) -> str | None:
+        """The person this device's owner said it is (`covey init --person`), if any."""
+        value = await self._scalar("SELECT person FROM identity WHERE id = 1")
+        if value is not None and not isinstance(value, str):
+            raise StoreCorrupt("the identity's person is not text")
+        return value
 
     async def keyring(self) -> Keyring:
         async with self._db.execute(

@@ -165,6 +165,29 @@ class Invite:
     role: Literal["admin", "member"] = "member"
     #: Seconds the invitation stays open.
     lifetime: int = 600
+    #: The person the new device joins (by name: an existing person, or a
+    #: new one); None: the person the joining device proposes, if any.
+    person: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlacePerson:
+    """Place a member in the person named `person` (an existing one, or a new one):
+    an admin's act, PROTOCOL.md 6.4."""
+
+    group: str
+    #: The device ID (32 bytes).
+    device: bytes
+    person: str
+
+
+@dataclass(frozen=True, slots=True)
+class RenamePerson:
+    """Give a person of the group another name (an admin's act)."""
+
+    group: str
+    person: str
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +231,8 @@ Action = (
     | Leave
     | Shred
     | Invite
+    | PlacePerson
+    | RenamePerson
     | Join
     | AddRelay
     | RemoveRelay

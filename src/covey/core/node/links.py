@@ -347,7 +347,8 @@ class ChannelLink(Link):
 class InviteLink(Link):
     """The inviter's side of a pairing; `welcome` is called once the joiner is proven.
 
-    `welcome(record, record_bytes, out)` adds the device (persisting the add)
+    `welcome(record, record_bytes, person, out)` adds the device (persisting the add;
+    `person` is the one the joiner proposes, or None)
     and returns the group whose log the joiner is sent, and whether the
     device was a member already (then nothing was added, and the invitation
     is not used up). Steps: 0, waiting for message 1; 1, for message 3 (the
@@ -359,7 +360,7 @@ class InviteLink(Link):
         self,
         me: Identity,
         invitation: pairing.Invitation,
-        welcome: Callable[[DeviceRecord, bytes, list[Effect]], tuple[Group, bool]],
+        welcome: Callable[[DeviceRecord, bytes, str | None, list[Effect]], tuple[Group, bool]],
         conn: ConnId,
         address: str,
         now: float,
@@ -397,9 +398,9 @@ class InviteLink(Link):
         proof = self.reassembler.push(frame)
         if proof is None:
             return
-        record, record_bytes = self.inviter.joiner(proof)
+        record, record_bytes, person = self.inviter.joiner(proof)
         self.invitation.check_open(int(now))
-        group, already = self.welcome(record, record_bytes, out)
+        group, already = self.welcome(record, record_bytes, person, out)
         if not already:  # (a member proving the code again spends nothing)
             self.invitation.succeeded()
         self._send_message(out, self.inviter.welcome(group, already=already))
@@ -422,11 +423,12 @@ class JoinLink(Link):
         address: str,
         now: float,
         rng: Rng,
+        person: str | None = None,
     ) -> None:
         super().__init__(conn, address, now)
         self.me = me
         self.secret = secret
-        self.joiner = pairing.Joiner(me, secret, rng)
+        self.joiner = pairing.Joiner(me, secret, rng, person)
         self.reached = False
         self.reassembler: Reassembler | None = None
         #: The inviter's confirmation checked, and this device's proof went out.

@@ -93,14 +93,16 @@ from covey.core.node.relays import (
 )
 from covey.core.node.tunnel import Rendezvous
 from covey.core.node.views import describe
-from covey.core.ops import AddRelay, Op
+from covey.core.ops import PERSON_BYTES, AddRelay, Op
 from covey.errors import (
+    AmbiguousDevice,
     CoveyError,
     GroupExists,
     HandshakeFailed,
     InvalidArgument,
     InvalidInput,
     NoSuchGroup,
+    NoSuchPerson,
     NotAllowed,
     NotAMember,
     PeerRefused,
@@ -170,6 +172,9 @@ class NodeConfig:
     serve: bool = True
     #: Seconds between fetches of this device's inbox at each group relay.
     relay_every: float = relays.FETCH_EVERY
+    #: The person this device's owner said it is (`covey init --person`): it
+    #: places itself so in groups it founds, and proposes it when joining.
+    person: str | None = None
 
 
 @dataclass
@@ -209,6 +214,8 @@ class Peer:
 class OpenInvitation:
     invitation: pairing.Invitation
     advert: str
+    #: The person the new device joins (None: the one it proposes, if any).
+    person: str | None = None
     #: The relays it waits at too (a joiner on another network meets it there),
     #: and when to wait at one again whose connection broke.
     relays: list[AddRelay] = field(default_factory=list)
@@ -910,7 +917,7 @@ class Node:
             successor = InviteLink(
                 self.me,
                 open_.invitation,
-                lambda record, raw, o: self._welcome(request, record, raw, o),
+                lambda record, raw, person, o: self._welcome(request, record, raw, person, o),
                 link.conn,
                 link.address,
                 link.started,
@@ -1068,7 +1075,12 @@ class Node:
     # --- invitations (the inviter's side) --------------------------------------
 
     def _welcome(
-        self, request: int, record: DeviceRecord, record_bytes: bytes, out: list[Effect]
+        self,
+        request: int,
+        record: DeviceRecord,
+        record_bytes: bytes,
+        proposed: str | None,
+        out: list[Effect],
     ) -> tuple[Group, bool]:
         """The code is proven: add the device (persisted first); (the group to send,
         whether the device was a member already).
@@ -1086,8 +1098,26 @@ class Node:
             return group, True
         role = open_.invitation.role
         group.add(record_bytes, "admin" if role == "admin" else "member", int(self.now), self.rng)
+        self._place(group, record.device_id.raw, open_.person or _plain_name(proposed))
         self.persist({group.id}, out)
         return group, False
+
+    def _place(self, group: Group, device: bytes, name: str | None) -> None:
+        """Place a member in the person named `name` (an existing one, else a new one).
+
+        Nothing when `name` is None, or names two people (then the device
+        stays a person of its own, and an admin places it by hand).
+        """
+        if name is None:
+            return
+        state = group.state
+        try:
+            person = roster.find_person(state, name)
+        except AmbiguousDevice:
+            return
+        if person is not None and state.person(device) == person:
+            return  # (already that person's: its own, named after the device, say)
+        group.set_person(device, person or self.rng(PERSON_BYTES), name, int(self.now))
 
     def _invited(self, link: InviteLink, out: list[Effect]) -> None:
         request = link.request
@@ -1096,10 +1126,14 @@ class Node:
             return
         record, words, already = link.joined
         group = self._group_by_id(open_.invitation.group_id)
+        state = group.state
         document = {
             "event": "already_member" if already else "joined",
             "device": record.name,
             "device_id": str(record.device_id),
+            "person": roster.person_label(state, record.device_id.raw)
+            if record.device_id.raw in state.members
+            else None,
             "pairing_words": words,
             "group": group.state.name,
             "group_id": group.id.hex(),
@@ -1195,7 +1229,9 @@ class Node:
             if target is None:
                 continue
             conn = self._dial(target[0], target[1], out)
-            self.links[conn] = JoinLink(self.me, joining.secret, conn, "", self.now, self.rng)
+            self.links[conn] = JoinLink(
+                self.me, joining.secret, conn, "", self.now, self.rng, self.config.person
+            )
             joining.link = conn
 
     def _join_attempt_failed(self, link: JoinLink, exc: Exception, out: list[Effect]) -> None:
@@ -1438,6 +1474,7 @@ class Node:
                 ):
                     raise GroupExists(f"a group named {name!r} already exists on this device")
                 group = Group.create(self.me, name, history, now, self.rng)
+                self._place(group, me, self.config.person)
                 self.groups[group.id] = group
                 out.append(io.Persist(created=(group.id,)))
                 self.generation += 1
@@ -1493,12 +1530,48 @@ class Node:
                 out.append(io.Persist(shredded=(group.id,)))
                 self.generation += 1
                 out.append(io.Reply(request, {"group_id": group.id.hex()}))
-            case io.Invite(name, role, lifetime):
-                self._invite(request, name, role, lifetime, out)
+            case io.Invite(name, role, lifetime, person):
+                self._invite(request, name, role, lifetime, person, out)
+            case io.PlacePerson(name, device, person):
+                group = self.find_group(name)
+                person = validate_name(person, "a person's name")
+                roster.check_place_person(group.log, me, device, person)
+                roster.find_person(group.state, person)  # (refuses a name two people have)
+                self._place(group, device, person)
+                self.persist({group.id}, out)
+                placed = {**roster.names(group.state, [device])[0], "person": person}
+                self._tell(request, group, {**describe(group), "placed": placed}, out)
+            case io.RenamePerson(name, person, new):
+                group = self.find_group(name)
+                new = validate_name(new, "a person's name")
+                found = roster.find_person(group.state, person)
+                if found is None:
+                    raise NoSuchPerson(
+                        f"nobody in {group.state.name!r} is named {person!r}:"
+                        f" `covey devices -g {roster.command_arg(group.state.name)}` lists people"
+                    )
+                if roster.find_person(group.state, new) is not None:
+                    raise NotAllowed(f"someone in {group.state.name!r} is named {new!r} already")
+                device = group.state.people[found][0]
+                roster.check_place_person(group.log, me, device, new)
+                group.set_person(device, found, new, now)
+                self.persist({group.id}, out)
+                renamed = {"person": person, "name": new}
+                self._tell(request, group, {**describe(group), "renamed": renamed}, out)
             case io.Join(code, link, address, timeout, relay):
                 self._join(request, code, link, address, timeout, relay)
 
-    def _invite(self, request: int, name: str, role: str, lifetime: int, out: list[Effect]) -> None:
+    def _invite(
+        self,
+        request: int,
+        name: str,
+        role: str,
+        lifetime: int,
+        person: str | None,
+        out: list[Effect],
+    ) -> None:
+        if person is not None:
+            person = validate_name(person, "a person's name")
         if not MIN_INVITATION <= lifetime <= MAX_INVITATION:
             raise InvalidArgument("an invitation lasts from 10 seconds to 24 hours")
         if role not in ("admin", "member"):
@@ -1510,7 +1583,9 @@ class Node:
         secret = pairing.new_secret(self.rng)
         invitation = pairing.Invitation(group.id, role, secret, int(self.now) + lifetime)
         advert = self.rng(16).hex()
-        self.invitations[request] = OpenInvitation(invitation, advert)
+        if person is not None:
+            roster.find_person(group.state, person)  # (refuses a name two people have)
+        self.invitations[request] = OpenInvitation(invitation, advert, person)
         self._own(advert)
         out.append(io.Advertise(advert, discovery.padded_advert(secret.advert_tags, self.rng)))
         self.invitations[request].relays = list(group.state.relays.values())[:PAIR_RELAYS]
@@ -1836,7 +1911,9 @@ class Node:
         session_id = self.rng(relayitems.SESSION_BYTES)
         meeting.open(session_id)
         conn = self._virtual(meeting, session_id)
-        link = JoinLink(self.me, joining.secret, conn, meeting.address, self.now, self.rng)
+        link = JoinLink(
+            self.me, joining.secret, conn, meeting.address, self.now, self.rng, self.config.person
+        )
         link.handshake_timeout = tunnel.PAIRING_TIMEOUT
         self.links[conn] = link
         joining.link = conn
@@ -2096,6 +2173,16 @@ def _proven_device(link: Link) -> bytes | None:
     if isinstance(link, ChannelLink) and link.peer is not None:
         return link.peer.device_id.raw
     return None
+
+
+def _plain_name(proposed: str | None) -> str | None:
+    """A joining device's proposed person, if it is a valid name (else none)."""
+    if proposed is None:
+        return None
+    try:
+        return validate_name(proposed, "a person's name")
+    except CoveyError:
+        return None
 
 
 def _error_reply(request: int, error: CoveyError) -> io.Reply:
