@@ -105,6 +105,53 @@ class NeverAMember(InvalidInput):
     """The data was sealed by a device that was never a member of the group."""
 
 
+class BadShare(InvalidInput):
+    """This is not a recovery share covey can use.
+
+    Recovery shares are secret: a message names a share by where it came from
+    (its label, such as "share 2" or "line 3 of words.txt") and a word by its
+    position, never by the word itself. The messages are worded with no
+    SLIP-39 word in them at all, so none can be mistaken for a leaked one
+    (a test checks it).
+    """
+
+
+class ShareWordUnknown(BadShare):
+    """A word of the recovery share is not a SLIP-39 word."""
+
+
+class ShareWrongLength(BadShare):
+    """The recovery share has the wrong number of words."""
+
+
+class ShareChecksumFailed(BadShare):
+    """The recovery share has a mistyped word: its checksum fails."""
+
+
+class ShareUndecodable(BadShare):
+    """The recovery share's words pass their checksum but do not decode as a SLIP-39 share."""
+
+
+class NotACoveyShare(BadShare):
+    """This is a SLIP-39 share, but not one of a covey recovery dealing."""
+
+
+class ShareFromAnotherDealing(BadShare):
+    """A recovery share is from another dealing than the others."""
+
+
+class DuplicateShare(BadShare):
+    """The same recovery share was given more than once."""
+
+
+class ShareNotDealt(BadShare):
+    """A recovery share is not the one dealt (altered, or from another dealing)."""
+
+
+class BadDealing(InvalidInput):
+    """The recovery shares are the ones dealt but do not combine: the dealing itself is faulty."""
+
+
 class RelayRefused(InvalidInput):
     """The relay refused the request."""
 
@@ -208,6 +255,10 @@ class PassphraseRequired(UsageError):
 
 class InvalidArgument(UsageError):
     """An argument is not valid."""
+
+
+class NotEnoughShares(UsageError):
+    """Too few recovery shares: ask more of their holders for theirs."""
 
 
 class NotAllowed(UsageError):

@@ -79,6 +79,15 @@ class HashDomain(bytes, Enum):
     #: A sealed file put on a relay (`covey put`): its pieces' key, from the
     #: key of the epoch it was sealed under and the put's random nonce.
     RELAY_BLOB_KEY = b"covey/v1/blobk"
+    #: Recovery (PROTOCOL.md section 19, `covey.core.shares`): a recovery
+    #: share's digest, keyed by its dealing's nonce (so a wrong share is named,
+    #: not only detected); from the recovery secret, over the dealing's nonce,
+    #: the recovery signing seed and the recovery box key. (The draft's
+    #: `covey/v1/recshare` is 17 bytes, one more than a personalisation holds.)
+    RECOVERY_SHARE = b"covey/v1/recshr"
+    RECOVERY_SIGN = b"covey/v1/recsign"
+    RECOVERY_BOX = b"covey/v1/recbox"
+    RECOVERY_CHANNEL = b"covey/v1/recchan"
 
 
 class SignDomain(bytes, Enum):

@@ -952,9 +952,7 @@ class Replayer:
                         dealing, void="a device holding a share moved to another person"
                     )
         elif isinstance(body, Deal):
-            holders = {
-                device: slot.index for slot in body.slots for device, _ in slot.copies
-            }
+            holders = {device: slot.index for slot in body.slots for device, _ in slot.copies}
             state.dealing = Dealing(op.id, op.author, body, holders)
         elif isinstance(body, SetRole):
             member = state.members.get(body.target)
