@@ -12,6 +12,7 @@ from covey.cli import (
     members,
     pairing,
     people,
+    recovery,
     relay,
     sealing,
     sharing,
@@ -33,6 +34,7 @@ for command in (
     *daemon.COMMANDS,
     *members.COMMANDS,
     *people.COMMANDS,
+    *recovery.COMMANDS,
     *relay.COMMANDS,
 ):
     cli.add_command(command)

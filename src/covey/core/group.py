@@ -27,6 +27,7 @@ from covey.core.ops import (
     Add,
     AddRelay,
     Body,
+    Deal,
     Genesis,
     History,
     Link,
@@ -577,6 +578,10 @@ class Group:
     def set_person(self, device: bytes, person: bytes, name: str, now: int) -> Op:
         """Place a member in a person, named `name` (an admin's op, section 6.4)."""
         return self._author(SetPerson(device, person, name), now)
+
+    def deal(self, body: Deal, now: int) -> Op:
+        """Record a dealing of recovery shares (an admin's op, PROTOCOL.md 19.1)."""
+        return self._author(body, now)
 
     def rotate(self, now: int, rng: Rng) -> Op:
         """Start a new epoch for exactly the current members.

@@ -350,6 +350,74 @@ def check_place_person(log: GroupLog, me: bytes, target: bytes, name: str) -> No
         raise NotAllowed(f"{label(member.record)} is already {name!r}'s")
 
 
+def resolve_holder(state: GroupState, text: str) -> bytes:
+    """The person `text` names as a share holder: a person's name, else a device of theirs."""
+    person = find_person(state, text.strip())
+    if person is not None:
+        return person
+    return state.person(resolve(state, text))
+
+
+def check_deal(log: GroupLog, me: bytes) -> None:
+    """Refuse, in one line, a dealing by a device that may not deal."""
+    state = _member_state(log, me)
+    if not may_author(state, me, "deal"):
+        raise NotAllowed(
+            f"only an admin of {state.name!r} can set recovery up: ask {admins_label(state)}"
+        )
+
+
+def describe_dealing(log: GroupLog, me: bytes) -> dict[str, Any]:
+    """The group's current dealing as `covey recovery status` shows it (no secret in it)."""
+    state = log.state
+    assert state is not None
+    dealing = state.dealing
+    document: dict[str, Any] = {"group": state.name, "group_id": log.group_id.hex()}
+    if dealing is None:
+        document["dealing"] = None
+        return document
+    deal = dealing.deal
+    dealer = state.devices.get(dealing.dealer)
+    holders = []
+    for slot in deal.slots:
+        entry: dict[str, Any] = {
+            "slot": slot.index + 1,
+            "digest": slot.digest.hex(),
+            "paper": slot.person is None,
+        }
+        if slot.person is not None:
+            entry["person"] = state.person_name(slot.person) or "(no device in the group now)"
+            entry["devices"] = [
+                {
+                    "name": record.name if (record := state.devices.get(d)) else "?",
+                    "device_id": str(DeviceId(d)),
+                    "member": d in state.members,
+                }
+                for d, _ in slot.copies
+            ]
+        holders.append(entry)
+    mine = dealing.holders.get(me)
+    document["dealing"] = {
+        "id": dealing.id.hex(),
+        "short_id": dealing_label(dealing.id),
+        "threshold": deal.threshold,
+        "shares": len(deal.slots),
+        "paper": len(deal.paper),
+        "veto_seconds": deal.veto,
+        "dealer": None if dealer is None else dealer.name,
+        "dealt_at": log.ops[dealing.id].content.time,
+        "void": dealing.void,
+        "holders": holders,
+        "this_device_holds": None if mine is None else mine + 1,
+    }
+    return document
+
+
+def dealing_label(dealing: bytes) -> str:
+    """A dealing's short ID, as printed on its paper shares (`D-` and 8 hex digits)."""
+    return f"D-{dealing.hex()[:8]}"
+
+
 def person_label(state: GroupState, device: bytes) -> str:
     """The name of a member's person, as shown beside it."""
     return state.person_name(state.person(device)) or "?"

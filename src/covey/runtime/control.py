@@ -86,6 +86,7 @@ ACTIONS: Final[dict[str, type[io.Action]]] = {
     "invite": io.Invite,
     "person-set": io.PlacePerson,
     "person-rename": io.RenamePerson,
+    "recovery-setup": io.SetupRecovery,
     "relay-add": io.AddRelay,
     "relay-remove": io.RemoveRelay,
     "join": io.Join,

@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 
+from covey import recoverydeal
 from covey.core.identity import Identity
 from covey.core.node import Node, NodeConfig
 from covey.core.node.relays import FETCH_EVERY
@@ -48,7 +49,12 @@ async def serve(
         Node(
             me,
             groups,
-            NodeConfig(serve=True, relay_every=relay_every, person=await store.person()),
+            NodeConfig(
+                serve=True,
+                relay_every=relay_every,
+                person=await store.person(),
+                dealer=recoverydeal.deal,
+            ),
         ),
         store,
         data_key,

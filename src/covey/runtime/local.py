@@ -18,6 +18,7 @@ from typing import Final, Literal
 
 import anyio
 
+from covey import recoverydeal
 from covey.core.group import Group
 from covey.core.node import Node, NodeConfig, io
 from covey.entropy import system_rng
@@ -59,7 +60,11 @@ async def run_command(
                 groups.append(await store.load_group(group_id, me, data_key))
         lan: Lan = MdnsLan() if network else NoLan()
         driver = Driver(
-            Node(me, groups, NodeConfig(serve=False, person=await store.person())),
+            Node(
+                me,
+                groups,
+                NodeConfig(serve=False, person=await store.person(), dealer=recoverydeal.deal),
+            ),
             store,
             data_key,
             system_rng,

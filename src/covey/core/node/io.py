@@ -171,6 +171,23 @@ class Invite:
 
 
 @dataclass(frozen=True, slots=True)
+class SetupRecovery:
+    """Deal recovery shares for a group (an admin's act, PROTOCOL.md 19.1).
+
+    `holders` name persons (a person's name, or a device of theirs); none:
+    every person with a device in the group. The final reply carries the
+    paper shares' words, once: the node keeps none of them.
+    """
+
+    group: str
+    threshold: int
+    paper: int = 0
+    holders: tuple[str, ...] = ()
+    #: The veto window, in seconds.
+    veto: int = 72 * 3600
+
+
+@dataclass(frozen=True, slots=True)
 class PlacePerson:
     """Place a member in the person named `person` (an existing one, or a new one):
     an admin's act, PROTOCOL.md 6.4."""
@@ -232,6 +249,7 @@ Action = (
     | Shred
     | Invite
     | PlacePerson
+    | SetupRecovery
     | RenamePerson
     | Join
     | AddRelay

@@ -70,7 +70,18 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final
 
-from covey.core import Rng, channel, discovery, introduction, pairing, relayitems, relaylink, roster
+from covey.core import (
+    Rng,
+    channel,
+    discovery,
+    escrow,
+    introduction,
+    pairing,
+    relayitems,
+    relaylink,
+    roster,
+    shares,
+)
 from covey.core.group import Group
 from covey.core.identity import DeviceRecord, Identity, validate_name
 from covey.core.node import io, relays, tunnel, views
@@ -93,7 +104,7 @@ from covey.core.node.relays import (
 )
 from covey.core.node.tunnel import Rendezvous
 from covey.core.node.views import describe
-from covey.core.ops import PERSON_BYTES, AddRelay, Op
+from covey.core.ops import MAX_VETO, MIN_VETO, PERSON_BYTES, AddRelay, Op
 from covey.errors import (
     AmbiguousDevice,
     CoveyError,
@@ -175,6 +186,10 @@ class NodeConfig:
     #: The person this device's owner said it is (`covey init --person`): it
     #: places itself so in groups it founds, and proposes it when joining.
     person: str | None = None
+    #: Deals recovery shares: (threshold, count) -> a fresh dealing. At the
+    #: edge (`covey.recoverydeal.deal`: SLIP-39 draws its randomness inside);
+    #: None, a node that cannot set recovery up.
+    dealer: Callable[[int, int], shares.Dealt] | None = None
 
 
 @dataclass
@@ -1532,6 +1547,8 @@ class Node:
                 out.append(io.Reply(request, {"group_id": group.id.hex()}))
             case io.Invite(name, role, lifetime, person):
                 self._invite(request, name, role, lifetime, person, out)
+            case io.SetupRecovery(name, threshold, paper, holders, veto):
+                self._setup_recovery(request, name, threshold, paper, holders, veto, out)
             case io.PlacePerson(name, device, person):
                 group = self.find_group(name)
                 person = validate_name(person, "a person's name")
@@ -1560,6 +1577,43 @@ class Node:
                 self._tell(request, group, {**describe(group), "renamed": renamed}, out)
             case io.Join(code, link, address, timeout, relay):
                 self._join(request, code, link, address, timeout, relay)
+
+    def _setup_recovery(
+        self,
+        request: int,
+        name: str,
+        threshold: int,
+        paper: int,
+        holders: tuple[str, ...],
+        veto: int,
+        out: list[Effect],
+    ) -> None:
+        """Deal shares, write the deal op, and reply with the paper words (once)."""
+        group = self.find_group(name)
+        roster.check_deal(group.log, self.me.device_id.raw)
+        if not MIN_VETO <= veto <= MAX_VETO:
+            raise InvalidArgument("a veto window is from a minute to 30 days")
+        if self.config.dealer is None:
+            raise NotAllowed("this covey cannot deal recovery shares")
+        state = group.state
+        persons = [roster.resolve_holder(state, text) for text in holders] or None
+        planned = escrow.plan(state, threshold, paper, veto, persons)
+        now = int(self.now)
+        body, paper_shares = escrow.deal_body(
+            group.id, self.me, self.config.dealer(threshold, planned.count), planned, now, self.rng
+        )
+        op = group.deal(body, now)
+        self.persist({group.id}, out)
+        document = {
+            **describe(group),
+            "dealing": roster.describe_dealing(group.log, self.me.device_id.raw)["dealing"],
+            "paper_shares": [
+                {"slot": share.member_index + 1, "words": share.words()} for share in paper_shares
+            ],
+        }
+        del paper_shares
+        assert document["dealing"]["id"] == op.id.hex()
+        self._tell(request, group, document, out)
 
     def _invite(
         self,
