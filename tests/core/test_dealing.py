@@ -20,6 +20,7 @@ from covey.core import escrow, membership
 from covey.core.identity import create_identity
 from covey.core.ops import Deal
 from covey.errors import InvalidArgument, InvalidInput, MalformedMessage, NotAllowed
+from covey.sim.dealing import seeded_dealer
 from tests.conftest import NOW, SeededRng
 from tests.core.test_log import forge
 from tests.harness import World
@@ -44,12 +45,19 @@ def world() -> World:
 
 
 def deal(
-    world: World, who: int = 0, threshold: int = 2, paper: int = 1, holders=None, veto: int = 3600
+    world: World,
+    who: int = 0,
+    threshold: int = 2,
+    paper: int = 1,
+    holders=None,
+    veto: int = 3600,
+    seed: str = "deal",
 ):
-    """Device `who` deals as `covey recovery setup` does; (the op, the paper shares, the secret)."""
+    """Device `who` deals as `covey recovery setup` does (every random byte from `seed`,
+    so a run replays); (the op, the paper shares, the secret)."""
     group = world.replicas[who]
     planned = escrow.plan(group.state, threshold, paper, veto, holders)
-    dealt = recoverydeal.deal(threshold, planned.count)
+    dealt = seeded_dealer(SeededRng(f"{seed}-{world.clock}"))(threshold, planned.count)
     body, paper_shares = escrow.deal_body(
         group.id, world.identities[who], dealt, planned, world.tick(), SeededRng("seal")
     )
@@ -230,7 +238,28 @@ def test_a_deal_concurrent_with_a_holders_removal_is_void_on_every_replica(world
     deal(world, who=1)  # ... while 1 deals to it
     state = everyone_agrees(world)
     assert state.dealing is not None
-    assert state.dealing.void is not None or world.id(3) not in state.dealing.holders
+    assert state.dealing.void == "a device holding a share was removed"
+
+
+#: Which of the two orders each seed gave (both must come up: checked below).
+orders: set[bool] = set()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_deal_concurrent_with_a_holders_move_is_void_whatever_the_order(
+    world: World, seed: int
+) -> None:
+    """The op IDs decide which of two concurrent ops the replay applies first: a
+    fresh dealing each run gives both orders (a removal or move replayed before
+    the deal must void it as one replayed after does)."""
+    world.sync(0, 1)
+    move = world.replicas[0].set_person(world.id(3), BOB, "Bob", world.tick())
+    world.written.append(move)
+    op, _, _ = deal(world, who=1, seed=f"order-{seed}")
+    orders.add(op.id < move.id)
+    state = everyone_agrees(world)
+    assert state.dealing is not None
+    assert state.dealing.void == "a device holding a share moved to another person"
 
 
 def test_a_removed_admins_concurrent_deal_is_vetoed(world: World) -> None:
@@ -285,3 +314,7 @@ def test_the_node_deals_only_with_a_dealer_and_replies_with_the_paper_once() -> 
             if isinstance(e, io.Reply)
         ]
         assert refused.error == "InvalidArgument"
+
+
+def test_the_seeds_above_gave_both_orders() -> None:
+    assert orders == {True, False}

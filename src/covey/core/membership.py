@@ -448,6 +448,25 @@ def _check_deal(state: GroupState, deal: Deal) -> str | None:
     return None
 
 
+def _void_at_deal(state: GroupState, deal: Deal) -> str | None:
+    """Why a deal applied in the merged state is void from the start, if it is.
+
+    It was valid in its own past, but a concurrent op replayed before it may
+    have removed a holder device or moved it to another person (its sealed
+    copy stays with it): the same reasons a later op voids it for. (Found by
+    a test of a deal concurrent with a holder's removal, which left a removed
+    device holding a share of a usable dealing. A dealer removed
+    concurrently never gets here: rule 3 vetoes its deal.)
+    """
+    for slot in deal.slots:
+        for device, _ in slot.copies:
+            if device not in state.members:
+                return "a device holding a share was removed"
+            if state.person(device) != slot.person:
+                return "a device holding a share moved to another person"
+    return None
+
+
 def _check_relay(
     state: GroupState, author: bytes, body: AddRelay | RemoveRelay | SetInbox
 ) -> str | None:
@@ -953,7 +972,7 @@ class Replayer:
                     )
         elif isinstance(body, Deal):
             holders = {device: slot.index for slot in body.slots for device, _ in slot.copies}
-            state.dealing = Dealing(op.id, op.author, body, holders)
+            state.dealing = Dealing(op.id, op.author, body, holders, _void_at_deal(state, body))
         elif isinstance(body, SetRole):
             member = state.members.get(body.target)
             if member is not None:
