@@ -18,11 +18,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from covey.core import escrow
 from covey.core.group import Group
 from covey.core.identity import Identity, create_identity
 from covey.core.membership import GroupState
 from covey.core.ops import History, Op
 from covey.errors import CoveyError, UsageError
+from covey.sim.dealing import seeded_dealer
 from tests.conftest import NOW, SeededRng
 
 ACTIONS = (
@@ -40,6 +42,7 @@ ACTIONS = (
     "relay_remove",
     "inbox",
     "person",
+    "deal",
 )
 #: Actions about the group's relays; their `j` picks one of RELAYS.
 RELAY_ACTIONS = ("relay_add", "relay_move", "relay_remove", "inbox")
@@ -69,6 +72,7 @@ def summary(state: GroupState) -> dict[str, Any]:
         "needs_healing": state.needs_healing,
         "relays": {k.hex(): (r.host, r.port, r.access.hex()) for k, r in state.relays.items()},
         "inboxes": {f"{d.hex()}@{r.hex()}": b.hex() for (d, r), b in sorted(state.inboxes.items())},
+        "dealing": None if state.dealing is None else (state.dealing.id.hex(), state.dealing.void),
         "people": {
             p.hex(): (state.person_name(p), [d.hex() for d in devices])
             for p, devices in state.people.items()
@@ -145,6 +149,16 @@ class World:
                 # renames of a person both happen in random scripts.
                 person = PEOPLE[(i + j + self.clock) % len(PEOPLE)]
                 op = group.set_person(self.id(j), person, f"person-{self.clock % 3}", self.tick())
+            elif action == "deal":
+                # Every person holds a share, with one paper share when there is
+                # one person only (K = 2); every random byte from the world's seed.
+                people = len(group.state.people)
+                planned = escrow.plan(group.state, 2, 1 if people < 2 else 0, 3600)
+                dealt = seeded_dealer(SeededRng(f"{self.seed}-deal-{self.clock}"))(2, planned.count)
+                body, _ = escrow.deal_body(
+                    group.id, self.identities[i], dealt, planned, self.tick(), self.rng
+                )
+                op = group.deal(body, self.tick())
             elif action == "heal":
                 healed = group.heal(self.tick(), self.rng)
                 if healed is None:
