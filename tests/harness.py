@@ -18,11 +18,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from covey.core import escrow
+from covey.core import escrow, shares
 from covey.core.group import Group
 from covey.core.identity import Identity, create_identity
 from covey.core.membership import GroupState
-from covey.core.ops import History, Op
+from covey.core.ops import History, Op, request_id
 from covey.errors import CoveyError, UsageError
 from covey.sim.dealing import seeded_dealer
 from tests.conftest import NOW, SeededRng
@@ -43,7 +43,17 @@ ACTIONS = (
     "inbox",
     "person",
     "deal",
+    "approve",
+    "claim",
+    "recover",
+    "witness",
+    "veto",
+    "complete",
 )
+#: Recovery actions whose `j` is a device that asks (a non-member, as the actor sees it).
+ASKING_ACTIONS = ("approve", "claim", "recover")
+#: Recovery actions whose `j` picks one of the claims the actor holds.
+CLAIM_ACTIONS = ("witness", "veto", "complete")
 #: Actions about the group's relays; their `j` picks one of RELAYS.
 RELAY_ACTIONS = ("relay_add", "relay_move", "relay_remove", "inbox")
 #: The relays scripts name: (key, access), made up (nothing is dialed).
@@ -72,6 +82,14 @@ def summary(state: GroupState) -> dict[str, Any]:
         "needs_healing": state.needs_healing,
         "relays": {k.hex(): (r.host, r.port, r.access.hex()) for k, r in state.relays.items()},
         "inboxes": {f"{d.hex()}@{r.hex()}": b.hex() for (d, r), b in sorted(state.inboxes.items())},
+        "claims": {
+            c.hex(): (claim.status, claim.role, sorted(p.hex() for p in claim.witnesses))
+            for c, claim in sorted(state.claims.items())
+        },
+        "approvals": {
+            f"{d.hex()}/{r.hex()}": {p.hex(): a.hex() for p, a in sorted(by.items())}
+            for (d, r), by in sorted(state.approvals.items())
+        },
         "dealing": None if state.dealing is None else (state.dealing.id.hex(), state.dealing.void),
         "people": {
             p.hex(): (state.person_name(p), [d.hex() for d in devices])
@@ -92,6 +110,8 @@ class World:
 
     def __post_init__(self) -> None:
         self.rng = SeededRng(self.seed)
+        #: Each dealing's paper shares (dealing op ID -> shares), for `recover`.
+        self.paper: dict[bytes, list[shares.Share]] = {}
         self.clock = NOW
         self.identities = [
             create_identity(f"device-{i}", NOW, SeededRng(f"{self.seed}-{i}"))
@@ -150,15 +170,21 @@ class World:
                 person = PEOPLE[(i + j + self.clock) % len(PEOPLE)]
                 op = group.set_person(self.id(j), person, f"person-{self.clock % 3}", self.tick())
             elif action == "deal":
-                # Every person holds a share, with one paper share when there is
-                # one person only (K = 2); every random byte from the world's seed.
-                people = len(group.state.people)
-                planned = escrow.plan(group.state, 2, 1 if people < 2 else 0, 3600)
+                # Every person holds a share, and one paper share (K = 2: a
+                # recovery needs one release and the paper); every random byte
+                # from the world's seed.
+                planned = escrow.plan(group.state, 2, 1, 3600)
                 dealt = seeded_dealer(SeededRng(f"{self.seed}-deal-{self.clock}"))(2, planned.count)
-                body, _ = escrow.deal_body(
+                body, paper = escrow.deal_body(
                     group.id, self.identities[i], dealt, planned, self.tick(), self.rng
                 )
                 op = group.deal(body, self.tick())
+                self.paper[op.id] = paper
+            elif action in ASKING_ACTIONS or action in CLAIM_ACTIONS:
+                found = self._recovery(i, group, action, j)
+                if found is None:
+                    return None
+                op = found
             elif action == "heal":
                 healed = group.heal(self.tick(), self.rng)
                 if healed is None:
@@ -170,6 +196,79 @@ class World:
             return None
         self.written.append(op)
         return op
+
+    def _recovery(self, i: int, group: Group, action: str, j: int) -> Op | None:
+        """Device i takes part in an admission or a recovery of device j (PROTOCOL.md 19).
+
+        Approvals alternate between admitting j and recovering the person of
+        the actor's first other member (`_person_for`); a `recover` combines
+        the released shares and the paper into the recovery record's claim,
+        written on j's replica (j need not be a member). The claim actions
+        take the `j`-th claim the actor holds.
+        """
+        state = group.state
+        dealing = state.dealing
+        if action in CLAIM_ACTIONS:
+            claims = sorted(state.claims)
+            if not claims:
+                return None
+            claim = claims[j % len(claims)]
+            if action == "witness":
+                return group.witness(claim, self.tick())
+            if action == "veto":
+                return group.veto(claim, self.tick())
+            return group.complete(claim, self.tick(), self.rng)
+        if dealing is None:
+            return None
+        record = self.identities[j].record_bytes
+        person = self._person_for(state, i, j)
+        kind = "admit" if person is None else "recover"
+        request = request_id(record, kind, person)
+        if action == "approve":
+            return group.approve(request, kind, person, self.tick())  # type: ignore[arg-type]
+        approvals = state.approvals.get((dealing.id, request), {})
+        if action == "claim":
+            return group.claim_admission(
+                self.identities[j].record_bytes, approvals.values(), self.tick()
+            )
+        if person is None:
+            return None
+        # The requester (j) takes the releases and the paper, and combines.
+        released = []
+        for approval in approvals.values():
+            author = next(
+                (k for k in range(self.n) if self.id(k) == group.log.ops[approval].author), None
+            )
+            if author is None or self.replicas[author].log.state is None:
+                continue
+            try:
+                released.append(escrow.open_share(group.state, dealing, self.identities[author]))
+            except CoveyError:
+                continue
+        paper = self.paper.get(dealing.id, [])
+        picked = (released + paper)[: dealing.deal.threshold]
+        try:
+            secret = shares.combine(
+                picked,
+                nonce=dealing.deal.nonce,
+                digests={slot.index: slot.digest for slot in dealing.deal.slots},
+                threshold=dealing.deal.threshold,
+            )
+        except CoveyError:
+            return None
+        recovery = escrow.recovery_identity(secret, dealing.deal.nonce, dealing.deal.record.created)
+        requester = self.replicas[j]
+        self.deliver([op.raw for op in group.log.order], j)
+        used = [a for a in approvals.values() if a in requester.log.ops]
+        paper_used = [s.member_index for s in picked if s in paper]
+        return requester.claim_recovery(recovery, record, person, used, paper_used, self.tick())
+
+    def _person_for(self, state: GroupState, i: int, j: int) -> bytes | None:
+        """None (an admission) for even j, else the person of a member other than i."""
+        if j % 2 == 0:
+            return None
+        others = [d for d in state.by_seniority() if d != self.id(i)]
+        return state.person(others[0]) if others else None
 
     def act_somehow(self, i: int, action: str, j: int) -> Op | None:
         """Like `act`, but i and j pick among the devices for which it can work.
@@ -186,7 +285,7 @@ class World:
         members = [k for k in range(self.n) if self.id(k) in state.members]
         if action in RELAY_ACTIONS:
             return self.act(actor, action, j)
-        if action in ("add", "add_admin"):
+        if action in ("add", "add_admin") or action in ASKING_ACTIONS:
             candidates = [k for k in range(self.n) if k not in members]
         else:
             candidates = members

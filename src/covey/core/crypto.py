@@ -88,6 +88,8 @@ class HashDomain(bytes, Enum):
     RECOVERY_SIGN = b"covey/v1/recsign"
     RECOVERY_BOX = b"covey/v1/recbox"
     RECOVERY_CHANNEL = b"covey/v1/recchan"
+    #: A request to be admitted or to recover a person: the ID holders approve.
+    RECOVERY_REQUEST = b"covey/v1/recreq"
 
 
 class SignDomain(bytes, Enum):

@@ -19,14 +19,17 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from covey.core import Rng, keys, membership
-from covey.core.identity import Identity, open_device_record
+from covey.core.identity import DeviceRecord, Identity, open_device_record
 from covey.core.log import GroupLog, Received
 from covey.core.membership import GroupState
 from covey.core.ops import (
     MAX_LINKS,
     Add,
     AddRelay,
+    Approve,
     Body,
+    Claim,
+    Complete,
     Deal,
     Genesis,
     History,
@@ -36,6 +39,7 @@ from covey.core.ops import (
     OpContent,
     Remove,
     RemoveRelay,
+    RequestKind,
     Role,
     Rotate,
     Rotation,
@@ -43,6 +47,8 @@ from covey.core.ops import (
     SetPerson,
     SetPolicy,
     SetRole,
+    Veto,
+    Witness,
     links_of,
     rotation_of,
     sign_op,
@@ -409,7 +415,7 @@ class Group:
         if not latest:
             return False
         for op in latest:
-            if isinstance(op.body, Add) and any(link.cut for link in op.body.links):
+            if isinstance(op.body, (Add, Complete)) and any(link.cut for link in op.body.links):
                 return False
         return True
 
@@ -583,6 +589,92 @@ class Group:
         """Record a dealing of recovery shares (an admin's op, PROTOCOL.md 19.1)."""
         return self._author(body, now)
 
+    # --- recovery (PROTOCOL.md 19) -----------------------------------------------
+
+    def approve(self, request: bytes, kind: RequestKind, person: bytes | None, now: int) -> Op:
+        """Approve a request as a holder of the current dealing (a recovery: a release)."""
+        dealing = self.state.dealing
+        if dealing is None:
+            raise NotAllowed("the group has no recovery shares")
+        return self._author(Approve(dealing.id, request, kind, person), now)
+
+    def claim_admission(self, device_raw: bytes, approvals: Iterable[bytes], now: int) -> Op:
+        """Announce an admission on K holders' approvals (a member's op)."""
+        dealing = self.state.dealing
+        if dealing is None:
+            raise NotAllowed("the group has no recovery shares")
+        device = _opened(device_raw)
+        body = Claim("admit", device, device_raw, None, dealing.id, tuple(sorted(approvals)), ())
+        return self._author(body, now)
+
+    def claim_recovery(
+        self,
+        recovery: Identity,
+        device_raw: bytes,
+        person: bytes,
+        approvals: Iterable[bytes],
+        paper: Iterable[int],
+        now: int,
+    ) -> Op:
+        """Announce a recovery of `person`, signed as the dealing's recovery record.
+
+        This device need not be a member: it is the requesting device, which
+        combined K shares into `recovery` (`escrow.recovery_identity`).
+        """
+        dealing = self.state.dealing
+        if dealing is None:
+            raise NotAllowed("the group has no recovery shares")
+        body = Claim(
+            "recover",
+            _opened(device_raw),
+            device_raw,
+            person,
+            dealing.id,
+            tuple(sorted(approvals)),
+            tuple(sorted(paper)),
+        )
+        content = OpContent(self.id, tuple(sorted(self.log.heads)), 1, now, body)
+        op = sign_op(content, recovery.device_id.raw, recovery.secrets.signing_seed)
+        reason = membership.check(self.state, op)
+        if reason is not None:
+            raise NotAllowed(f"not allowed: {reason}")
+        received = self.log.receive_op(op)
+        if received.outcome != "applied":
+            raise NotAllowed("the recovery claim was not taken")
+        self._index(received.integrated)
+        return op
+
+    def witness(self, claim: bytes, now: int) -> Op:
+        return self._author(Witness(claim), now)
+
+    def veto(self, claim: bytes, now: int) -> Op:
+        found = self.state.claims.get(claim)
+        if found is None:
+            raise NotAllowed("no such claim in this group")
+        return self._author(Veto(claim, found.claim.kind), now)
+
+    def complete(self, claim: bytes, now: int, rng: Rng) -> Op:
+        """Complete a witnessed claim: add its device (in place of the recovered
+        person's), in a new epoch linked back as an add's is."""
+        state = self.state
+        found = state.claims.get(claim)
+        if found is None:
+            raise NotAllowed("no such claim in this group")
+        record = found.claim.device
+        target = record.device_id.raw
+        keep = [
+            d
+            for d in state.members
+            if found.claim.kind == "admit" or state.person(d) != found.claim.person
+        ]
+        rotation, key = self._rotation(keep, rng, {target: record.box_key})
+        links = self._links(key, rotation.recipients, target, rng)
+        body = Complete(claim, record, found.claim.device_raw, found.role, rotation, links)
+        op = self._author(body, now)
+        if self.me.device_id.raw not in rotation.recipients:
+            return op
+        return self._finish(op, key)
+
     def rotate(self, now: int, rng: Rng) -> Op:
         """Start a new epoch for exactly the current members.
 
@@ -623,3 +715,11 @@ class Group:
     def shred(self) -> None:
         """Forget every epoch key (crypto-erase): nothing sealed can be opened here."""
         self.keys.clear()
+
+
+def _opened(device_raw: bytes) -> DeviceRecord:
+    """A device record's bytes, opened (InvalidArgument if they are not one)."""
+    try:
+        return open_device_record(device_raw).body
+    except Exception as exc:
+        raise InvalidArgument("that is not a valid device record") from exc

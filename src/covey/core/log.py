@@ -43,7 +43,7 @@ from typing import Final, Literal
 from covey.core import clocks, crypto, membership
 from covey.core.identity import DeviceRecord
 from covey.core.membership import Fork, GroupState, Plan
-from covey.core.ops import Add, AddRelay, Genesis, History, Op, parse_op
+from covey.core.ops import Add, AddRelay, Complete, Deal, Genesis, History, Op, parse_op
 from covey.errors import (
     BadSignature,
     BufferFull,
@@ -101,6 +101,9 @@ class _Checkpoint:
     person_of: dict[bytes, bytes]
     person_names: dict[bytes, str]
     dealing: membership.Dealing | None
+    approvals: dict[tuple[bytes, bytes], dict[bytes, bytes]]
+    releases: dict[bytes, frozenset[bytes]]
+    claims: dict[bytes, membership.ClaimState]
     devices: int
     epochs: int
     applied: int
@@ -665,7 +668,7 @@ class GroupLog:
             # author's support; it takes effect.
             plan.in_force.add(revoked[0], op)
             plan = self._plan = Plan(
-                plan.forks, plan.effective | {op.id}, plan.in_force, plan.excluded
+                plan.forks, plan.effective | {op.id}, plan.in_force, plan.excluded, plan.voided
             )
         membership.Replayer(self._state, self, self.ops).step(op, position, plan, self.validity)
         self._state.in_force = plan.effective
@@ -810,6 +813,8 @@ class GroupLog:
             if old.forks.get(author) != new.forks.get(author):
                 seqs = [f[0] for f in (old.forks.get(author), new.forks.get(author)) if f]
                 start = min(start, self._first_from(author, min(seqs)))
+        for vid in old.voided ^ new.voided:  # (what the device it adds did comes after it)
+            start = min(start, position[vid])
         for rid in old.effective ^ new.effective:
             revocation = self.ops[rid]
             start = min(start, position[rid])
@@ -898,6 +903,9 @@ class GroupLog:
                 dict(state.person_of),
                 dict(state.person_names),
                 state.dealing,
+                {key: dict(value) for key, value in state.approvals.items()},
+                dict(state.releases),
+                dict(state.claims),
                 len(state.devices),
                 len(state.epochs),
                 len(state.applied),
@@ -916,6 +924,9 @@ class GroupLog:
         state.person_of = dict(checkpoint.person_of)
         state.person_names = dict(checkpoint.person_names)
         state.dealing = checkpoint.dealing
+        state.approvals = {key: dict(value) for key, value in checkpoint.approvals.items()}
+        state.releases = dict(checkpoint.releases)
+        state.claims = dict(checkpoint.claims)
         while len(state.devices) > checkpoint.devices:
             state.devices.popitem()
         while len(state.skipped) > checkpoint.skipped:
@@ -927,13 +938,19 @@ class GroupLog:
     # --- who wrote it ------------------------------------------------------------
 
     def _learn_devices(self, op: Op) -> None:
-        """Remember a device introduced by a valid genesis or add."""
-        if isinstance(op.body, Genesis):
-            self.devices[op.author] = op.body.founder
+        """Remember a device introduced by a valid genesis, add or completion, and a
+        dealing's recovery record (it signs one recovery claim, PROTOCOL.md 19.3)."""
+        body = op.body
+        if isinstance(body, Genesis):
+            self.devices[op.author] = body.founder
             self.introductions.setdefault(op.author, []).append(op)
-        elif isinstance(op.body, Add):
-            self.devices.setdefault(op.body.target, op.body.device)
-            self.introductions.setdefault(op.body.target, []).append(op)
+        elif isinstance(body, (Add, Complete)):
+            self.devices.setdefault(body.target, body.device)
+            self.introductions.setdefault(body.target, []).append(op)
+        elif isinstance(body, Deal):
+            record = body.record
+            self.devices.setdefault(record.device_id.raw, record)
+            self.introductions.setdefault(record.device_id.raw, []).append(op)
 
     def _author_record(self, op: Op, parents_clock: clocks.Clock) -> DeviceRecord:
         """The author's record, which must come from the op's own causal past.

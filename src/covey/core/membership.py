@@ -47,6 +47,9 @@ from covey.core.identity import DeviceRecord
 from covey.core.ops import (
     Add,
     AddRelay,
+    Approve,
+    Claim,
+    Complete,
     Deal,
     Genesis,
     History,
@@ -60,6 +63,8 @@ from covey.core.ops import (
     SetPerson,
     SetPolicy,
     SetRole,
+    Veto,
+    Witness,
     implicit_person,
     rotation_of,
 )
@@ -146,6 +151,40 @@ RULES: Final[Mapping[str, Rule]] = {
             "deals recovery shares: one slot per holder person (sealed to each of its member"
             " devices) and fewer paper slots than the threshold; the latest applied is current",
         ),
+        Rule(
+            "approve",
+            "member",
+            False,
+            "a holder person approves a request of the current dealing once (a recovery:"
+            " releases its share, once per dealing; never for its own person)",
+        ),
+        Rule(
+            "claim",
+            "member",
+            False,
+            "announces an admission (by a holder, on K holders' approvals) or a recovery"
+            " (signed as the dealing's recovery record, once; spends the dealing)",
+        ),
+        Rule(
+            "witness",
+            "member",
+            False,
+            "a member of another person saw the claim pending for the veto window",
+        ),
+        Rule(
+            "veto",
+            "member",
+            False,
+            "stops a pending claim: a device of the person recovered, or an admin for an"
+            " admission; wins over a concurrent completion",
+        ),
+        Rule(
+            "complete",
+            "member",
+            True,
+            "adds the claimed device (in place of the recovered person's devices) once"
+            " witnesses of two other persons (one, if only one) hold the claim",
+        ),
     )
 }
 
@@ -190,6 +229,22 @@ class Dealing:
     void: str | None = None
 
 
+ClaimStatus = Literal["pending", "vetoed", "completed"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimState:
+    """An admission or a recovery announced in the log (PROTOCOL.md 19.3)."""
+
+    id: bytes
+    claim: Claim
+    #: The role the device gets: a recovered person's highest at the claim, else member.
+    role: Role
+    status: ClaimStatus = "pending"
+    #: The persons whose members witnessed it.
+    witnesses: frozenset[bytes] = frozenset()
+
+
 @dataclass(frozen=True, slots=True)
 class Epoch:
     """A key epoch: started by an applied op that carries a rotation."""
@@ -229,6 +284,12 @@ class GroupState:
     person_names: dict[bytes, str] = field(default_factory=dict)
     #: The latest applied dealing of recovery shares, void or not.
     dealing: Dealing | None = None
+    #: (dealing, request) -> holder person -> its applied approve op.
+    approvals: dict[tuple[bytes, bytes], dict[bytes, bytes]] = field(default_factory=dict)
+    #: Dealing -> the holder persons that released their share (a recovery's approval).
+    releases: dict[bytes, frozenset[bytes]] = field(default_factory=dict)
+    #: Claim op -> what became of it.
+    claims: dict[bytes, ClaimState] = field(default_factory=dict)
     #: IDs of applied ops, in replay order.
     applied: list[bytes] = field(default_factory=list)
     #: Ops not applied, with the reason.
@@ -335,6 +396,8 @@ def author_needs(op: Op) -> Level:
     body = op.body
     if isinstance(body, Remove) and body.target == op.author:
         return "member"
+    if isinstance(body, Veto) and body.kind == "admit":
+        return "admin"  # (an admission is the admins' to stop)
     if RULES[op.kind].needs == "member":
         return "member"
     return "admin"
@@ -384,6 +447,8 @@ def check(state: GroupState | None, op: Op) -> str | None:
         return "the op's causal past has no genesis"
     if op.content.group != state.group_id:
         return "the op belongs to another group"
+    if is_recovery_claim(op, state):
+        return _check_claim(state, op, body)  # type: ignore[arg-type]
     author = state.members.get(op.author)
     if author is None:
         return NOT_A_MEMBER
@@ -416,6 +481,17 @@ def check(state: GroupState | None, op: Op) -> str | None:
         return _check_relay(state, op.author, body)
     elif isinstance(body, Deal):
         return _check_deal(state, body)
+    elif isinstance(body, Approve):
+        return _check_approve(state, op.author, body)
+    elif isinstance(body, Claim):
+        return _check_claim(state, op, body)
+    elif isinstance(body, (Witness, Veto)):
+        return _check_witness_or_veto(state, op.author, body)
+    elif isinstance(body, Complete):
+        reason = _check_complete(state, body)
+        if reason is not None:
+            return reason
+        members = _after_complete(state, body)
     elif isinstance(body, SetPerson):
         if body.target not in members:
             return "the device is not a member"
@@ -446,6 +522,184 @@ def _check_deal(state: GroupState, deal: Deal) -> str | None:
         if {device for device, _ in slot.copies} != set(devices):
             return "a holder's share must be sealed to each of its member devices"
     return None
+
+
+def is_recovery_claim(op: Op, state: GroupState | None) -> bool:
+    """Whether `op` is a recovery claim signed as its dealing's recovery record (its
+    author is no member: the log introduced it with the deal, PROTOCOL.md 19.3)."""
+    body = op.body
+    return (
+        isinstance(body, Claim)
+        and body.kind == "recover"
+        and state is not None
+        and op.author not in state.members
+    )
+
+
+def _usable_dealing(state: GroupState, dealing: bytes) -> Dealing | None:
+    current = state.dealing
+    if current is None or current.id != dealing or current.void is not None:
+        return None
+    return current
+
+
+def _holder_person(dealing: Dealing, state: GroupState, device: bytes) -> bytes | None:
+    """The slot person `device` holds a share for, if it holds one (its own person)."""
+    if device not in dealing.holders:
+        return None
+    person = state.person(device)
+    slot = dealing.deal.slots[[s.index for s in dealing.deal.slots].index(dealing.holders[device])]
+    return person if slot.person == person else None
+
+
+def _check_approve(state: GroupState, author: bytes, body: Approve) -> str | None:
+    dealing = _usable_dealing(state, body.dealing)
+    if dealing is None:
+        return "the dealing is not the group's current usable one"
+    person = _holder_person(dealing, state, author)
+    if person is None:
+        return "its author holds no share of the dealing"
+    if person in state.approvals.get((body.dealing, body.request), {}):
+        return "the holder approved that request already"
+    if body.kind == "recover":
+        if body.person == person:
+            return "a holder cannot approve its own person's recovery"
+        if person in state.releases.get(body.dealing, frozenset()):
+            return "the holder released its share of this dealing already"
+    return None
+
+
+def _check_claim(state: GroupState, op: Op, body: Claim) -> str | None:
+    dealing = _usable_dealing(state, body.dealing)
+    if dealing is None:
+        return "the dealing is not the group's current usable one"
+    device = body.device.device_id.raw
+    if device in state.members or device == dealing.deal.record.device_id.raw:
+        return "the claimed device is a member already"
+    if any(
+        c.status == "pending" and c.claim.request == body.request for c in state.claims.values()
+    ):
+        return "that request is claimed already"
+    approved = state.approvals.get((body.dealing, body.request), {})
+    ids = set(approved.values())
+    if not set(body.approvals) <= ids:
+        return "the claim lists an approval of another request, or none applied"
+    threshold = dealing.deal.threshold
+    if body.kind == "admit":
+        if op.author not in state.members:
+            return NOT_A_MEMBER
+        if len(body.approvals) < threshold:
+            return "an admission needs the approvals of K holder persons"
+        return None
+    if op.author != dealing.deal.record.device_id.raw:
+        return "a recovery claim is signed as the dealing's recovery record"
+    if op.seq != 1:
+        return "the recovery record signs one claim"
+    if body.person not in state.people:
+        return "the person recovered has no device in the group"
+    paper = {slot.index for slot in dealing.deal.paper}
+    if not set(body.paper) <= paper:
+        return "the claim lists a paper slot the dealing does not have"
+    if len(body.approvals) + len(body.paper) < threshold:
+        return "a recovery lists K shares"
+    return None
+
+
+def _check_witness_or_veto(state: GroupState, author: bytes, body: Witness | Veto) -> str | None:
+    claim = state.claims.get(body.claim)
+    if claim is None or claim.status != "pending":
+        return "the claim is not pending"
+    person = state.person(author)
+    if isinstance(body, Witness):
+        if claim.claim.kind == "recover" and person == claim.claim.person:
+            return "a device of the person recovered cannot witness it"
+        if person in claim.witnesses:
+            return "that person witnessed the claim already"
+        return None
+    if body.kind != claim.claim.kind:
+        return "the veto names the wrong kind of claim"
+    if body.kind == "recover" and person != claim.claim.person:
+        return "only a device of the person recovered vetoes a recovery"
+    if body.kind == "admit" and state.role(author) != "admin":
+        return "only an admin vetoes an admission"
+    return None
+
+
+def witnesses_needed(state: GroupState, claim: ClaimState) -> int:
+    """Witnesses (persons) a completion needs: two other persons, one if only one is left."""
+    others = [p for p in state.people if claim.claim.kind == "admit" or p != claim.claim.person]
+    return min(2, len(others))
+
+
+def _check_complete(state: GroupState, body: Complete) -> str | None:
+    claim = state.claims.get(body.claim)
+    if claim is None or claim.status != "pending":
+        return "the claim is not pending"
+    if body.device_raw != claim.claim.device_raw:
+        return "the completion adds another device than the claim's"
+    if body.role != claim.role:
+        return "the completion gives another role than the claim's"
+    needed = witnesses_needed(state, claim)
+    if needed == 0 or len(claim.witnesses) < needed:
+        return "the claim lacks witnesses"
+    return None
+
+
+def _after_complete(state: GroupState, body: Complete) -> AbstractSet[bytes]:
+    """The members once a completion is applied: the recovered person's devices out,
+    the claimed device in."""
+    claim = state.claims[body.claim]
+    members = set(state.members)
+    if claim.claim.kind == "recover":
+        members -= {d for d in state.members if state.person(d) == claim.claim.person}
+    return members | {body.target}
+
+
+def _apply_recovery(
+    state: GroupState, op: Op, body: Approve | Claim | Witness | Veto | Complete, position: int
+) -> None:
+    """Apply an op of section 19 (checked valid in its past) to the merged state."""
+    if isinstance(body, Approve):
+        person = state.person(op.author)
+        state.approvals.setdefault((body.dealing, body.request), {})[person] = op.id
+        if body.kind == "recover":
+            released = state.releases.get(body.dealing, frozenset())
+            state.releases[body.dealing] = released | {person}
+        return
+    if isinstance(body, Claim):
+        role: Role = "member"
+        if body.kind == "recover" and any(
+            m.role == "admin" for d, m in state.members.items() if state.person(d) == body.person
+        ):
+            role = "admin"
+        state.claims[op.id] = ClaimState(op.id, body, role)
+        dealing = state.dealing
+        if (
+            body.kind == "recover"
+            and dealing is not None
+            and dealing.id == body.dealing
+            and dealing.void is None
+        ):
+            state.dealing = replace(dealing, void="a recovery claim spent it")
+        return
+    claim = state.claims.get(body.claim)
+    if claim is None or claim.status != "pending":
+        return  # (a concurrent veto or completion came first in the replay)
+    if isinstance(body, Witness):
+        witnesses = claim.witnesses | {state.person(op.author)}
+        state.claims[body.claim] = replace(claim, witnesses=witnesses)
+    elif isinstance(body, Veto):
+        state.claims[body.claim] = replace(claim, status="vetoed")
+    else:
+        if claim.claim.kind == "recover":
+            for device in [d for d in state.members if state.person(d) == claim.claim.person]:
+                del state.members[device]
+                state.person_of.pop(device, None)
+        state.devices.setdefault(body.target, body.device)
+        state.members[body.target] = Member(body.device, body.role, position)
+        if claim.claim.person is not None:
+            state.person_of[body.target] = claim.claim.person
+        state.claims[body.claim] = replace(claim, status="completed")
 
 
 def _void_at_deal(state: GroupState, deal: Deal) -> str | None:
@@ -626,6 +880,8 @@ class Plan:
     #: Revocations left out because the replay could not apply them (their
     #: author had lost the right by then): settled again without them.
     excluded: frozenset[bytes] = frozenset()
+    #: Completions a concurrent veto of their claim voids (a veto wins).
+    voided: frozenset[bytes] = frozenset()
 
     def live(self, op: Op, validity: Mapping[bytes, str | None]) -> bool:
         """Causally valid, and not at or after its author's equivocation."""
@@ -636,8 +892,36 @@ class Plan:
 
 
 def is_rights_op(op: Op) -> bool:
-    """Whether the op takes part in settling revocations (genesis, grants, revocations)."""
-    return isinstance(op.body, (Genesis, Add, Remove, SetRole))
+    """Whether the op takes part in the plan: genesis, grants, revocations, and the
+    vetoes and completions of claims (a veto voids a concurrent completion)."""
+    return isinstance(op.body, (Genesis, Add, Remove, SetRole, Complete, Veto))
+
+
+def voided_completions(
+    ops: Iterable[Op], probe: Plan, validity: Mapping[bytes, str | None], causality: Causality
+) -> frozenset[bytes]:
+    """The completions a live veto of their claim, concurrent with them, voids.
+
+    Decided by the causal order alone, before revocations are settled (so a
+    completion's removal of the recovered person's devices never takes away
+    the right their own concurrent veto needs: review H1). A veto counts
+    when it is valid in its own past and live, whatever rule 3 does to it
+    later: the doubt goes to the veto (a recovery can be claimed again).
+    """
+    vetoes: dict[bytes, list[Op]] = {}
+    completions: list[Op] = []
+    for op in ops:
+        if not probe.live(op, validity):
+            continue
+        if isinstance(op.body, Veto):
+            vetoes.setdefault(op.body.claim, []).append(op)
+        elif isinstance(op.body, Complete):
+            completions.append(op)
+    return frozenset(
+        c.id
+        for c in completions
+        if any(concurrent(causality, v, c) for v in vetoes.get(c.body.claim, ()))  # type: ignore[union-attr]
+    )
 
 
 def make_plan(
@@ -655,18 +939,20 @@ def make_plan(
     """
     forks = dict(forks)  # a snapshot: the log's evidence grows in place
     probe = Plan(forks, frozenset(), Chains(), excluded)
+    rights = list(rights)
+    voided = voided_completions(rights, probe, validity, causality)
     seniority: dict[bytes, int] = {}
     grants_to: dict[bytes, list[Op]] = {}
     revocations: list[Op] = []
     places: dict[bytes, int] = {}
     # (In any order: each result below is a minimum or a set.)
     for op in rights:
-        if not probe.live(op, validity):
+        if not probe.live(op, validity) or op.id in voided:
             continue
         granted = grants(op)
         if granted is not None:
             grants_to.setdefault(granted[0], []).append(op)
-            if isinstance(op.body, Add):
+            if isinstance(op.body, (Add, Complete)):
                 place = position[op.id]
                 if place < seniority.get(granted[0], NO_SENIORITY):
                     seniority[granted[0]] = place
@@ -680,7 +966,7 @@ def make_plan(
     for op in revocations:
         if op.id in effective:
             in_force.add(revokes(op)[0], op)  # type: ignore[index]
-    return Plan(forks, frozenset(effective), in_force, excluded)
+    return Plan(forks, frozenset(effective), in_force, excluded, voided)
 
 
 def _vetoes(
@@ -970,6 +1256,8 @@ class Replayer:
                     state.dealing = replace(
                         dealing, void="a device holding a share moved to another person"
                     )
+        elif isinstance(body, (Approve, Claim, Witness, Veto, Complete)):
+            _apply_recovery(state, op, body, position)
         elif isinstance(body, Deal):
             holders = {device: slot.index for slot in body.slots for device, _ in slot.copies}
             state.dealing = Dealing(op.id, op.author, body, holders, _void_at_deal(state, body))
@@ -1008,7 +1296,7 @@ class Replayer:
         if rotation is not None:
             state.epochs.append(Epoch(op.id, op.author, rotation, position))
         state.applied.append(op.id)
-        if isinstance(body, (Remove, SetRole)):  # the only ops that can take the last admin
+        if isinstance(body, (Remove, SetRole, Complete)):  # the ops that can take the last admin
             self.ensure_admin()
 
     def step(self, op: Op, position: int, plan: Plan, validity: Mapping[bytes, str | None]) -> None:
@@ -1114,6 +1402,8 @@ VETOED_TARGET: Final = "vetoed: a concurrent revocation of its target took effec
 #: Why it skips a revocation that does not take effect.
 DEFEATED: Final = "vetoed: a concurrent revocation of its author took effect"
 NOT_A_MEMBER: Final = "its author is not a member"
+#: Why it skips a completion that a concurrent veto of its claim voids.
+VOIDED: Final = "vetoed: a concurrent veto of its claim wins"
 #: Rank of an author with no live add (after every real position).
 NO_SENIORITY: Final = 1 << 62
 
@@ -1133,6 +1423,8 @@ def _skip_reason(
         return invalid
     if op.id in plan.excluded:
         return "its author had lost the right by the time it would take effect"
+    if op.id in plan.voided:
+        return VOIDED
     if revokes(op) is not None and op.id not in plan.effective:
         return DEFEATED
     needed = author_needs(op)
@@ -1146,8 +1438,8 @@ def _skip_reason(
         for r in in_force.concurrent_with(granted[0], op, causality):
             if _covers(revokes(r)[1], granted[1]):  # type: ignore[index]
                 return VETOED_TARGET
-    if isinstance(op.body, Genesis):
-        return None
+    if isinstance(op.body, Genesis) or is_recovery_claim(op, state):
+        return None  # (a recovery claim's author is the dealing's record, never a member)
     member = state.members.get(op.author)
     if member is None:
         return "its author is not a member here"

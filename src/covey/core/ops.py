@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Literal, Self, TypeAlias
 
-from covey.core import crypto, fields, wire
+from covey.core import crypto, encoding, fields, wire
 from covey.core.identity import MAX_NAME_LEN, MAX_TIME, DeviceRecord, open_device_record
 from covey.errors import InvalidInput, MalformedMessage
 
@@ -577,6 +577,199 @@ class Deal:
         )
 
 
+RequestKind = Literal["admit", "recover"]
+REQUEST_KINDS: Final = ("admit", "recover")
+
+
+def request_id(device_raw: bytes, kind: str, person: bytes | None) -> bytes:
+    """What holders approve (PROTOCOL.md 19.2): a device's signed record, what it
+    asks (admission, or recovering `person`), hashed under `covey/v1/recreq`."""
+    data = encoding.encode([device_raw, kind, person or b""])
+    return crypto.blake2b(data, crypto.HashDomain.RECOVERY_REQUEST)
+
+
+def _person_field(body: dict[str, Any], kind: str) -> bytes | None:
+    """A request's person: 16 bytes for a recovery, empty for an admission."""
+    person = fields.get_bytes(body, "person", max_len=PERSON_BYTES)
+    if (kind == "recover") != (len(person) == PERSON_BYTES) or len(person) not in (0, 16):
+        raise MalformedMessage("a recovery names a person (16 bytes), an admission none")
+    return person or None
+
+
+@dataclass(frozen=True, slots=True)
+class Approve:
+    """A holder's approval of a request (PROTOCOL.md 19.2); for a recovery, it also
+    records that the holder released its share to the requesting device."""
+
+    KIND: ClassVar[str] = "approve"
+    dealing: bytes
+    request: bytes
+    kind: RequestKind
+    #: The person a recovery brings back (None: an admission).
+    person: bytes | None
+
+    def to_wire(self) -> Any:
+        return {
+            "dealing": self.dealing,
+            "kind": self.kind,
+            "person": self.person or b"",
+            "request": self.request,
+        }
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        body = fields.as_map(value, ("dealing", "kind", "person", "request"), what="approve")
+        kind = _choice(body, "kind", REQUEST_KINDS)
+        return cls(
+            fields.get_bytes(body, "dealing", size=ID_BYTES),
+            fields.get_bytes(body, "request", size=ID_BYTES),
+            kind,
+            _person_field(body, kind),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An admission or a recovery announced (PROTOCOL.md 19.3): pending until a
+    member completes it after the veto window, or it is vetoed."""
+
+    KIND: ClassVar[str] = "claim"
+    kind: RequestKind
+    #: The requesting device's signed record.
+    device: DeviceRecord
+    device_raw: bytes
+    person: bytes | None
+    dealing: bytes
+    #: The approve ops it rests on: sorted, once each.
+    approvals: tuple[bytes, ...]
+    #: A recovery's paper shares, by slot index, as the claimant says: sorted, once each.
+    paper: tuple[int, ...]
+
+    @property
+    def request(self) -> bytes:
+        return request_id(self.device_raw, self.kind, self.person)
+
+    def to_wire(self) -> Any:
+        return {
+            "approvals": list(self.approvals),
+            "dealing": self.dealing,
+            "device": self.device_raw,
+            "kind": self.kind,
+            "paper": list(self.paper),
+            "person": self.person or b"",
+        }
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        body = fields.as_map(
+            value, ("approvals", "dealing", "device", "kind", "paper", "person"), what="claim"
+        )
+        kind = _choice(body, "kind", REQUEST_KINDS)
+        approvals = body["approvals"]
+        if (
+            type(approvals) is not list
+            or len(approvals) > MAX_SLOTS
+            or not all(type(a) is bytes and len(a) == ID_BYTES for a in approvals)
+            or approvals != sorted(set(approvals))
+        ):
+            raise MalformedMessage("a claim lists at most 16 approvals, sorted, once each")
+        paper = body["paper"]
+        if (
+            type(paper) is not list
+            or not all(type(p) is int and 0 <= p < MAX_SLOTS for p in paper)
+            or paper != sorted(set(paper))
+            or (kind == "admit" and paper)
+        ):
+            raise MalformedMessage("a recovery lists its paper slots, sorted, once each")
+        device, raw = _record(body, "device")
+        return cls(
+            kind,
+            device,
+            raw,
+            _person_field(body, kind),
+            fields.get_bytes(body, "dealing", size=ID_BYTES),
+            tuple(approvals),
+            tuple(paper),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Witness:
+    """A member saw a claim pending for the whole veto window, by its own clock."""
+
+    KIND: ClassVar[str] = "witness"
+    claim: bytes
+
+    def to_wire(self) -> Any:
+        return {"claim": self.claim}
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        body = fields.as_map(value, ("claim",), what="witness")
+        return cls(fields.get_bytes(body, "claim", size=ID_BYTES))
+
+
+@dataclass(frozen=True, slots=True)
+class Veto:
+    """Stops a pending claim: a device of the person a recovery replaces, or an admin
+    for an admission (`kind` says which, so the rule table knows what it needs)."""
+
+    KIND: ClassVar[str] = "veto"
+    claim: bytes
+    kind: RequestKind
+
+    def to_wire(self) -> Any:
+        return {"claim": self.claim, "kind": self.kind}
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        body = fields.as_map(value, ("claim", "kind"), what="veto")
+        return cls(
+            fields.get_bytes(body, "claim", size=ID_BYTES), _choice(body, "kind", REQUEST_KINDS)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Complete:
+    """A claim completed (PROTOCOL.md 19.5): the device is added with `role` (for a
+    recovery, in place of every member device of the person), in a new epoch."""
+
+    KIND: ClassVar[str] = "complete"
+    claim: bytes
+    #: The claim's device record, again (so the op says whom it grants to).
+    device: DeviceRecord
+    device_raw: bytes
+    role: Role
+    rotation: Rotation
+    links: Links
+
+    @property
+    def target(self) -> bytes:
+        return self.device.device_id.raw
+
+    def to_wire(self) -> Any:
+        return {
+            "claim": self.claim,
+            "device": self.device_raw,
+            "hist": links_to_wire(self.links),
+            "role": self.role,
+            "rot": self.rotation.to_wire(),
+        }
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        body = fields.as_map(value, ("claim", "device", "hist", "role", "rot"), what="complete")
+        device, raw = _record(body, "device")
+        return cls(
+            fields.get_bytes(body, "claim", size=ID_BYTES),
+            device,
+            raw,
+            _choice(body, "role", ROLES),
+            Rotation.from_wire(body["rot"]),
+            links_from_wire(body["hist"]),
+        )
+
+
 Body: TypeAlias = (
     Genesis
     | Add
@@ -589,6 +782,11 @@ Body: TypeAlias = (
     | SetInbox
     | SetPerson
     | Deal
+    | Approve
+    | Claim
+    | Witness
+    | Veto
+    | Complete
 )
 BODIES: Final[dict[str, type[Body]]] = {
     cls.KIND: cls
@@ -604,6 +802,11 @@ BODIES: Final[dict[str, type[Body]]] = {
         SetInbox,
         SetPerson,
         Deal,
+        Approve,
+        Claim,
+        Witness,
+        Veto,
+        Complete,
     )
 }
 
@@ -729,7 +932,7 @@ def parse_op(data: bytes) -> Op:
             revoked = (body.target, "admin")
         else:
             granted = (body.target, "admin")
-    elif isinstance(body, Add):
+    elif isinstance(body, (Add, Complete)):
         granted = (body.target, body.role)
     return Op(
         op_id(signed),
