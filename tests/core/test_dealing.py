@@ -318,3 +318,69 @@ def test_the_node_deals_only_with_a_dealer_and_replies_with_the_paper_once() -> 
 
 def test_the_seeds_above_gave_both_orders() -> None:
     assert orders == {True, False}
+
+
+# --- what the review of the dealing found ------------------------------------------------
+
+
+def test_the_dealer_cannot_reopen_the_copies_it_sealed(world: World) -> None:
+    """Review, 2: copies were boxes from the dealer's key, which opens a box as
+    well as the recipient's: a dealer demoted (or its backup) rebuilt the
+    secret from the log. Copies are sealed boxes to the holder alone now."""
+    from covey.core import crypto
+    from covey.errors import DecryptionFailed
+
+    deal(world, who=1)  # Bob's admin deals ...
+    dealing = everyone_agrees(world).dealing
+    assert dealing is not None
+    dealer = world.identities[1]
+    for slot in dealing.deal.slots:
+        for device, sealed in slot.copies:
+            if device == dealer.device_id.raw:
+                continue  # (its own person's copy is its own)
+            with pytest.raises(DecryptionFailed):
+                crypto.open_anonymous(dealer.secrets.box_secret, sealed)
+            holder = world.replicas[0].state.devices[device]
+            with pytest.raises(DecryptionFailed):  # (as a box from the dealer opened)
+                crypto.box_unwrap(dealer.secrets.box_secret, holder.box_key, sealed)
+    # ... and each holder still opens its own.
+    assert escrow.open_share(world.replicas[2].state, dealing, world.identities[2])
+
+
+@pytest.mark.parametrize("before_the_deal", [True, False])
+def test_a_holder_that_equivocates_voids_the_dealing(world: World, before_the_deal: bool) -> None:
+    """Review, 4: a holder (or dealer) that signs two ops with one number is
+    treated as removed, but the dealing stayed usable; now it is void, whether
+    the forks come before the deal in the replay or after it."""
+    from covey.core.ops import SetInbox
+
+    if not before_the_deal:
+        deal(world)
+        world.sync(0, 3)
+    heads = tuple(sorted(world.replicas[3].log.heads))
+    seq = world.replicas[3].log.latest.get(world.id(3), 0) + 1
+    forks = [
+        forge(world, 3, SetInbox(bytes([k]) * 32, bytes([k]) * 32), parents=heads, seq=seq)
+        for k in (1, 2)
+    ]
+    world.written += forks
+    if before_the_deal:
+        deal(world)  # (device 0 has not seen the forks: concurrent)
+    state = everyone_agrees(world)
+    assert world.id(3) in state.equivocators
+    assert state.dealing is not None
+    assert state.dealing.void == "a device holding a share equivocated"
+
+
+def test_a_recovery_record_is_never_a_member_nor_dealt_twice(world: World) -> None:
+    """Review, 9: an admin could add a dealing's recovery record as a member (even
+    an admin), so K holders together acted with no claim and no window."""
+    op, _, _ = deal(world)
+    dealing = everyone_agrees(world).dealing
+    assert dealing is not None
+    with pytest.raises(NotAllowed, match="recovery record"):
+        world.replicas[0].add(dealing.deal.record_raw, "admin", world.tick(), world.rng)
+    group = world.replicas[0]
+    again = dataclasses.replace(op.body, nonce=b"\x01" * 16)
+    with pytest.raises(NotAllowed, match="a device the group knows"):
+        group.deal(again, world.tick())

@@ -47,14 +47,30 @@ def test_a_founder_places_itself_under_its_own_person() -> None:
     assert state.person_name(state.person(ME.device_id.raw)) == "Dad"
 
 
-def test_the_joiners_proposal_is_followed_and_reported() -> None:
-    wire = pair(io.Invite("family"), "Dad", founder="Dad")
+def test_a_proposal_of_a_new_person_is_followed_and_reported() -> None:
+    wire = pair(io.Invite("family"), "Kid", founder="Dad")
     state = state_of(wire.a)
     phone = wire.b.me.device_id.raw
-    assert state.people[state.person(phone)] == [ME.device_id.raw, phone]
-    assert replies(wire, "laptop")[-1].data["person"] == "Dad"
+    assert state.person_name(state.person(phone)) == "Kid"
+    assert state.person(phone) != state.person(ME.device_id.raw)
+    assert replies(wire, "laptop")[-1].data["person"] == "Kid"
+    assert replies(wire, "laptop")[-1].data["proposed_person"] is None
     # The phone holds the same: the set_person came in its welcome.
     assert state_of(wire.b).person(phone) == state.person(phone)
+
+
+@pytest.mark.parametrize("proposal", ["Dad", "dad", "DAD ", "laptop", "Dаd"])
+def test_a_proposal_never_joins_an_existing_person(proposal: str) -> None:
+    """Review of people, 3 and 5: a joiner proposing "Dad" (or "dad", or the name of
+    a device, or "Dаd" with a Cyrillic а) would get Dad's veto over his recovery
+    and hold two shares; the proposal only ever makes a new person, and the
+    inviter is told it was not followed."""
+    wire = pair(io.Invite("family"), proposal, founder="Dad")
+    state = state_of(wire.a)
+    phone = wire.b.me.device_id.raw
+    assert state.person(phone) != state.person(ME.device_id.raw)
+    assert state.person_name(state.person(phone)) == "phone"
+    assert replies(wire, "laptop")[-1].data["proposed_person"] == proposal.strip()
 
 
 def test_the_invitations_person_wins_over_the_proposal() -> None:
@@ -85,6 +101,12 @@ def test_an_invalid_proposal_is_ignored_not_fatal() -> None:
     assert state.person_name(state.person(phone)) == "phone"
 
 
+def test_an_invitation_may_name_an_existing_person() -> None:
+    wire = pair(io.Invite("family", person="Dad"), None, founder="Dad")
+    state = state_of(wire.a)
+    assert state.person(wire.b.me.device_id.raw) == state.person(ME.device_id.raw)
+
+
 def test_an_admin_moves_a_device_and_renames_a_person() -> None:
     wire = pair(io.Invite("family"), None, founder="Dad")
     phone = wire.b.me.device_id.raw
@@ -104,6 +126,10 @@ def test_an_admin_moves_a_device_and_renames_a_person() -> None:
     [
         (io.RenamePerson("family", "Nobody", "X"), "NoSuchPerson"),
         (io.RenamePerson("family", "Dad", "phone"), "NotAllowed"),
+        (io.RenamePerson("family", "Dad", "PHONE"), "NotAllowed"),
+        (io.PlacePerson("family", ME.device_id.raw, "phone"), "NotAllowed"),
+        (io.Invite("family", person="phone"), "NotAllowed"),
+        (io.Invite("family", person="Phone"), "NotAllowed"),
         (io.PlacePerson("family", b"\1" * 32, "Dad"), "NotAllowed"),
         (io.PlacePerson("family", ME.device_id.raw, "Dad"), "NotAllowed"),
         (io.PlacePerson("family", ME.device_id.raw, "\u202e"), "InvalidArgument"),

@@ -186,9 +186,13 @@ def test_the_joiner_proposes_a_person_and_junk_in_its_place_is_refused() -> None
     record, _, person = inviter.joiner(message)
     assert (record.name, person) == ("phone", "Dad")
     proof, _ = encoding.decode(message)
-    for junk in ([proof], [proof, 7], [proof, "x" * 65], [proof, "a\u202eb"], proof):
+    for junk in ([proof], [proof, "Dad", "x"], proof, [b"x", "Dad"]):
         with pytest.raises(MalformedMessage):
             inviter.joiner(encoding.encode(junk))
+    # A proposal it cannot use is dropped, not fatal: the pairing goes on.
+    for bad in (7, "x" * 65, "a\u202eb", "A\u030a"):
+        record, _, person = inviter.joiner(encoding.encode([proof, bad]))
+        assert (record.name, person) == ("phone", None)
 
 
 @pytest.mark.parametrize("text", ["", "7", "velvet-harbor", "0-academic-acid", "7-notaword-acid"])

@@ -160,3 +160,18 @@ def test_malformed_set_person_is_refused(world: World, body: dict, error: str) -
 
     with pytest.raises(MalformedMessage, match=error):
         parse_op(wire.seal_envelope(Raw(), author, seed))  # type: ignore[arg-type]
+
+
+def test_no_device_is_placed_in_another_devices_own_person(world: World) -> None:
+    """Review of people, 6: a device re-added came back into whoever had been
+    placed under its implicit ID. A person ID that is another device's own is
+    refused; its own is allowed (back to being a person of its own)."""
+    with pytest.raises(NotAllowed, match="another device's own"):
+        world.replicas[0].set_person(world.id(3), implicit_person(world.id(2)), "X", world.tick())
+    place(world, 0, 2, ALICE, "Alice")
+    place(world, 0, 2, implicit_person(world.id(2)), "device-2")
+    state = everyone_agrees(world)
+    assert state.person(world.id(2)) == implicit_person(world.id(2))
+    world.act(0, "remove", 2)
+    world.act(0, "add", 2)
+    assert world.replicas[0].state.people[implicit_person(world.id(2))] == [world.id(2)]

@@ -159,12 +159,20 @@ def invite(
         device=joined["device"],
         device_id=joined["device_id"],
         person=joined.get("person"),
+        proposed_person=joined.get("proposed_person"),
         pairing_words=joined["pairing_words"],
         group=joined["group"],
         group_id=joined["group_id"],
         role=role,
         remove=remove,
     )
+    proposed = joined.get("proposed_person")
+    if proposed and not ctx.json:
+        click.echo(
+            f"It proposed to be {proposed!r}'s device, a name the group has (or one much like"
+            f" it), so it is a person of its own for now. If it is {proposed}'s: `covey person"
+            f" set {short} {command_arg(proposed)} -g {command_arg(joined['group'])}`."
+        )
     if ctx.json or yes or not interactive():
         return
     question = f"Does {joined['device']!r} show the same pairing words?"

@@ -4,8 +4,8 @@ op's body, and a holder device opening its own share.
 The edge deals (`covey.recoverydeal`: shamir-mnemonic draws its randomness
 inside) and hands over a `shares.Dealt`; this module turns it into the op:
 one slot per holder person, each share sealed to every member device of
-that person (`crypto.box_wrap` from the dealer's box key, of `[group ID,
-nonce, member index, mnemonic]`, so a copy moved to another group, dealing
+that person (`crypto.seal_anonymous`, of `[group ID, nonce, member
+index, mnemonic]`, so a copy moved to another group, dealing
 or slot does not open as one), the paper slots with their digests only,
 and the recovery record, whose keys only the secret gives. Nothing of the
 secret or of a paper share is kept: the caller prints the paper words once
@@ -152,9 +152,17 @@ def deal_body(
 def seal_copy(
     group: bytes, nonce: bytes, share: shares.Share, me: Identity, to: DeviceRecord, rng: Rng
 ) -> bytes:
-    """A holder device's copy of a share: boxed from the dealer to it, bound to its place."""
+    """A holder device's copy of a share: sealed to it alone, bound to its place.
+
+    A sealed box from a fresh key pair, not a box from the dealer's key: a
+    box opens with either end's secret, so the dealer's device (its store,
+    a backup of it) would reopen every holder's share from any copy of the
+    log, and "the dealer keeps nothing" would be false (review of the
+    dealing, finding 2). The deal op's signature says who made the copy.
+    """
+    del me  # (the dealer's keys must not open the copy: see below)
     inner = encoding.encode([group, nonce, share.member_index, share.mnemonic()])
-    return crypto.box_wrap(me.secrets.box_secret, to.box_key, inner, rng)
+    return crypto.seal_anonymous(to.box_key, inner, rng)
 
 
 def open_share(state: GroupState, dealing: Dealing, me: Identity) -> shares.Share:
@@ -170,8 +178,7 @@ def open_share(state: GroupState, dealing: Dealing, me: Identity) -> shares.Shar
         raise NotAllowed("this device holds no share of the group's dealing")
     slot = next(s for s in dealing.deal.slots if s.index == index)
     sealed = dict(slot.copies)[device]
-    dealer = state.devices[dealing.dealer]
-    inner = crypto.box_unwrap(me.secrets.box_secret, dealer.box_key, sealed)
+    inner = crypto.open_anonymous(me.secrets.box_secret, sealed)
     value = encoding.decode(inner, _COPY_LIMITS)
     if (
         not isinstance(value, list)

@@ -104,6 +104,7 @@ class _Checkpoint:
     approvals: dict[tuple[bytes, bytes], dict[bytes, bytes]]
     releases: dict[bytes, frozenset[bytes]]
     claims: dict[bytes, membership.ClaimState]
+    records: frozenset[bytes]
     devices: int
     epochs: int
     applied: int
@@ -906,6 +907,7 @@ class GroupLog:
                 {key: dict(value) for key, value in state.approvals.items()},
                 dict(state.releases),
                 dict(state.claims),
+                state.records,
                 len(state.devices),
                 len(state.epochs),
                 len(state.applied),
@@ -927,6 +929,7 @@ class GroupLog:
         state.approvals = {key: dict(value) for key, value in checkpoint.approvals.items()}
         state.releases = dict(checkpoint.releases)
         state.claims = dict(checkpoint.claims)
+        state.records = checkpoint.records
         while len(state.devices) > checkpoint.devices:
             state.devices.popitem()
         while len(state.skipped) > checkpoint.skipped:

@@ -290,6 +290,8 @@ class GroupState:
     releases: dict[bytes, frozenset[bytes]] = field(default_factory=dict)
     #: Claim op -> what became of it.
     claims: dict[bytes, ClaimState] = field(default_factory=dict)
+    #: The device IDs of every applied dealing's recovery record: never a member.
+    records: frozenset[bytes] = frozenset()
     #: IDs of applied ops, in replay order.
     applied: list[bytes] = field(default_factory=list)
     #: Ops not applied, with the reason.
@@ -349,6 +351,18 @@ class GroupState:
             if device not in self.person_of and implicit_person(device) == person:
                 return member.record.name
         return None
+
+    def person_names_all(self) -> dict[bytes, str]:
+        """Every person with a member device -> its name, in one pass (`person_name`
+        asks the members each time: a review measured 1.6 s for a lookup by
+        name among 4,000 members)."""
+        names: dict[bytes, str] = {}
+        for device, member in self.members.items():
+            person = self.person(device)
+            if person not in names:
+                named = self.person_names.get(person)
+                names[person] = named if named is not None else member.record.name
+        return names
 
     @property
     def people(self) -> dict[bytes, list[bytes]]:
@@ -458,6 +472,8 @@ def check(state: GroupState | None, op: Op) -> str | None:
     if isinstance(body, Add):
         if body.target in members:
             return "the device is already a member"
+        if body.target in state.records:
+            return "the device is a dealing's recovery record"
         if body.target in state.equivocators:
             return "the device equivocated"
         members = members | {body.target}
@@ -495,6 +511,10 @@ def check(state: GroupState | None, op: Op) -> str | None:
     elif isinstance(body, SetPerson):
         if body.target not in members:
             return "the device is not a member"
+        if body.person != implicit_person(body.target) and body.person in {
+            implicit_person(d) for d in state.devices
+        }:
+            return "that person ID is another device's own"
         if state.person(body.target) == body.person and (
             state.person_name(body.person) == body.name
         ):
@@ -510,7 +530,8 @@ def _check_deal(state: GroupState, deal: Deal) -> str | None:
         return "paper shares alone must not reach the threshold"
     if deal.threshold > len(deal.slots):
         return "the threshold is more than the shares dealt"
-    if deal.record.device_id.raw in state.devices:
+    record = deal.record.device_id.raw
+    if record in state.devices or record in state.records:
         return "the recovery record is a device the group knows"
     people = state.people
     for slot in deal.slots:
@@ -574,8 +595,10 @@ def _check_claim(state: GroupState, op: Op, body: Claim) -> str | None:
     if dealing is None:
         return "the dealing is not the group's current usable one"
     device = body.device.device_id.raw
-    if device in state.members or device == dealing.deal.record.device_id.raw:
+    if device in state.members:
         return "the claimed device is a member already"
+    if device in state.records:
+        return "the claimed device is a dealing's recovery record"
     if any(
         c.status == "pending" and c.claim.request == body.request for c in state.claims.values()
     ):
@@ -714,6 +737,8 @@ def _void_at_deal(state: GroupState, deal: Deal) -> str | None:
     """
     for slot in deal.slots:
         for device, _ in slot.copies:
+            if device in state.equivocators:
+                return "a device holding a share equivocated"
             if device not in state.members:
                 return "a device holding a share was removed"
             if state.person(device) != slot.person:
@@ -1261,6 +1286,7 @@ class Replayer:
         elif isinstance(body, Deal):
             holders = {device: slot.index for slot in body.slots for device, _ in slot.copies}
             state.dealing = Dealing(op.id, op.author, body, holders, _void_at_deal(state, body))
+            state.records = state.records | {body.record.device_id.raw}
         elif isinstance(body, SetRole):
             member = state.members.get(body.target)
             if member is not None:
@@ -1311,6 +1337,12 @@ class Replayer:
             self.remove_equivocator(op.author)
 
     def remove_equivocator(self, device: bytes) -> None:
+        dealing = self.state.dealing
+        if dealing is not None and dealing.void is None:
+            if device == dealing.dealer:
+                self.state.dealing = replace(dealing, void="its dealer equivocated")
+            elif device in dealing.holders:
+                self.state.dealing = replace(dealing, void="a device holding a share equivocated")
         if self.state.members.pop(device, None) is not None:
             self.state.notices.append(
                 f"device {device.hex()[:16]} signed two different ops with one sequence "

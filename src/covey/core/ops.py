@@ -468,8 +468,9 @@ DEAL_NONCE_BYTES: Final = 16
 MAX_SLOTS: Final = 16
 #: Sealed copies of one holder person's share: one per member device of theirs.
 MAX_COPIES: Final = 64
-#: A sealed copy: a box (24-byte nonce, 16-byte tag) of [group, nonce, index,
-#: mnemonic]; a 33-word mnemonic is at most 33 x 9 characters.
+#: A sealed copy: an anonymous box (32-byte key, 24-byte nonce, 16-byte tag)
+#: of [group, nonce, index, mnemonic]; a 33-word mnemonic is at most 33 x 9
+#: characters.
 MAX_SEALED_SHARE: Final = 512
 #: A dealing's veto window, in seconds: at least a minute (tests), at most 30 days.
 MIN_VETO: Final = 60

@@ -394,7 +394,10 @@ class Inviter(_Side):
         if not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], bytes):
             raise MalformedMessage("not a joining device's proof")
         proof = value[0]
-        person = fields.get_str({"person": value[1]}, "person", max_len=MAX_NAME_LEN) or None
+        try:  # (a proposal the inviter cannot use is dropped, never fatal: review, 7)
+            person = fields.get_str({"person": value[1]}, "person", max_len=MAX_NAME_LEN) or None
+        except MalformedMessage:
+            person = None
         record_bytes, signature = channel.read_proof(proof)
         try:
             record = open_device_record(record_bytes).body

@@ -20,6 +20,7 @@ Nothing here decides anything the rules do not: it reads a replica (a
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -30,7 +31,14 @@ from covey.core.log import GroupLog
 from covey.core.membership import MAX_RELAYS, GroupState, may_author
 from covey.core.ops import AddRelay, Op, Remove
 from covey.core.words import WORD_COUNT
-from covey.errors import AmbiguousDevice, InvalidArgument, NoSuchDevice, NotAllowed, NotAMember
+from covey.errors import (
+    AmbiguousDevice,
+    InvalidArgument,
+    NoSuchDevice,
+    NotAllowed,
+    NotAMember,
+    UsageError,
+)
 
 #: Characters of a device ID prefix, at least (fewer would match half a household).
 MIN_ID_PREFIX: Final = 4
@@ -326,13 +334,55 @@ def find_person(state: GroupState, name: str) -> bytes | None:
     Names are not unique by rule (two admins apart may name two people
     alike): a command naming one of them then asks for a device instead.
     """
-    found = [p for p in state.people if state.person_name(p) == name]
+    found = [p for p, n in state.person_names_all().items() if n == name]
     if len(found) > 1:
         raise AmbiguousDevice(
             f"{len(found)} people of {state.name!r} are named {name!r}:"
             " rename one (`covey person rename`) or name a device of theirs"
         )
     return found[0] if found else None
+
+
+def is_named(state: GroupState, person: bytes) -> bool:
+    """Whether a person was named by a `set_person` (else: a device's own, named after it)."""
+    return person in state.person_names
+
+
+def name_skeleton(name: str) -> str:
+    """What two names that people would read as one have in common: compatibility
+    normal form, case folded, spaces collapsed (PROTOCOL.md 6.4)."""
+    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+
+
+#: Alphabets whose letters pass for one another ("Dаd" with a Cyrillic а).
+_LOOKALIKE_SCRIPTS: Final = frozenset(("LATIN", "CYRILLIC", "GREEK"))
+
+
+def check_new_person_name(state: GroupState, name: str, renamed: bytes | None = None) -> None:
+    """Refuse a new person's name that people could take for an existing person's or
+    device's (`renamed`: a person being renamed, whose own name does not count):
+    the same skeleton (`name_skeleton`), or letters from more than one
+    of the Latin, Cyrillic and Greek alphabets (a review made "Dаd" with a
+    Cyrillic а, which prints as "Dad"). Not a full confusables check
+    (Unicode TR 39): an all-Cyrillic lookalike passes, and shows as another
+    person beside the real one in `covey devices`.
+    """
+    scripts = set()
+    for char in name:
+        if char.isalpha():
+            script = unicodedata.name(char, "").split(" ")[0]
+            if script in _LOOKALIKE_SCRIPTS:
+                scripts.add(script)
+    if len(scripts) > 1:
+        raise InvalidArgument("a person's name mixes alphabets (Latin, Cyrillic, Greek)")
+    skeleton = name_skeleton(name)
+    taken = [n for p, n in state.person_names_all().items() if p != renamed]
+    taken += [member.record.name for member in state.members.values()]
+    if any(name_skeleton(other) == skeleton for other in taken):
+        raise NotAllowed(
+            f"a person or a device of {state.name!r} is named {name!r} or much like it:"
+            " choose another name"
+        )
 
 
 def check_place_person(log: GroupLog, me: bytes, target: bytes, name: str) -> None:
@@ -351,11 +401,28 @@ def check_place_person(log: GroupLog, me: bytes, target: bytes, name: str) -> No
 
 
 def resolve_holder(state: GroupState, text: str) -> bytes:
-    """The person `text` names as a share holder: a person's name, else a device of theirs."""
+    """The person `text` names as a share holder: a person's name, or a device of theirs.
+
+    Text that names a person and, as a device, another person is refused
+    (a review had a joiner name its person after another's device, and
+    become the holder `--holder` meant).
+    """
     person = find_person(state, text.strip())
+    try:
+        device: bytes | None = resolve(state, text)
+    except UsageError:
+        device = None
+    if person is not None and device is not None and state.person(device) != person:
+        raise AmbiguousDevice(
+            f"{text!r} names a person and another person's device in {state.name!r}:"
+            " name the device by its ID"
+        )
     if person is not None:
         return person
-    return state.person(resolve(state, text))
+    if device is None:
+        resolve(state, text)  # (raises the one-line error saying why)
+    assert device is not None
+    return state.person(device)
 
 
 def check_deal(log: GroupLog, me: bytes) -> None:
@@ -441,6 +508,7 @@ def describe_devices(
     assert state is not None
     recipients = state.current_epoch.recipients
     gone = removal(log, me)
+    names = state.person_names_all()
     return {
         "group": state.name,
         "group_id": log.group_id.hex(),
@@ -454,7 +522,7 @@ def describe_devices(
         "devices": [
             {
                 "name": member.record.name,
-                "person": person_label(state, device),
+                "person": names[state.person(device)],
                 "person_id": state.person(device).hex(),
                 "device_id": str(member.record.device_id),
                 "short_id": member.record.device_id.short,

@@ -106,7 +106,6 @@ from covey.core.node.tunnel import Rendezvous
 from covey.core.node.views import describe
 from covey.core.ops import MAX_VETO, MIN_VETO, PERSON_BYTES, AddRelay, Op
 from covey.errors import (
-    AmbiguousDevice,
     CoveyError,
     GroupExists,
     HandshakeFailed,
@@ -231,6 +230,9 @@ class OpenInvitation:
     advert: str
     #: The person the new device joins (None: the one it proposes, if any).
     person: str | None = None
+    #: A person the joining device proposed that was not followed (it names
+    #: an existing person, or one much like it): the inviter is told.
+    unfollowed: str | None = None
     #: The relays it waits at too (a joiner on another network meets it there),
     #: and when to wait at one again whose connection broke.
     relays: list[AddRelay] = field(default_factory=list)
@@ -1113,26 +1115,51 @@ class Node:
             return group, True
         role = open_.invitation.role
         group.add(record_bytes, "admin" if role == "admin" else "member", int(self.now), self.rng)
-        self._place(group, record.device_id.raw, open_.person or _plain_name(proposed))
+        device = record.device_id.raw
+        if open_.person is not None:
+            self._place(group, device, open_.person, strict=False, proposal=False)
+        elif not self._place(group, device, _plain_name(proposed), strict=False, proposal=True):
+            open_.unfollowed = _plain_name(proposed)
         self.persist({group.id}, out)
         return group, False
 
-    def _place(self, group: Group, device: bytes, name: str | None) -> None:
-        """Place a member in the person named `name` (an existing one, else a new one).
+    def _place(
+        self, group: Group, device: bytes, name: str | None, *, strict: bool, proposal: bool
+    ) -> bool:
+        """Place a member in the person named `name`; whether it is that person's now.
 
-        Nothing when `name` is None, or names two people (then the device
-        stays a person of its own, and an admin places it by hand).
+        An admin's choice (`proposal` False) places it with the named person
+        the group has, or a new one. A device's own proposal only ever makes
+        a new person (review of people, 3: a joiner proposing "Dad" would
+        else get Dad's veto, and one share too many). A name a person or a
+        device of the group has, or much like it, makes no new person
+        (`roster.check_new_person_name`), nor does another device's own
+        (unnamed) person take a device in. `strict`: refuse in one line;
+        else leave the device a person of its own.
         """
         if name is None:
-            return
+            return False
         state = group.state
         try:
             person = roster.find_person(state, name)
-        except AmbiguousDevice:
-            return
-        if person is not None and state.person(device) == person:
-            return  # (already that person's: its own, named after the device, say)
+            if person is not None and state.person(device) == person:
+                return True  # (already: its own, named after the device, say)
+            if person is not None and proposal:
+                raise NotAllowed(f"a proposal names only a new person, and {name!r} is one")
+            if person is not None and not roster.is_named(state, person):
+                raise NotAllowed(
+                    f"{name!r} is a device of its own, not a named person: name its person"
+                    f" first (`covey person set {roster.command_arg(name)} NAME -g"
+                    f" {roster.command_arg(state.name)}`)"
+                )
+            if person is None:
+                roster.check_new_person_name(state, name)
+        except UsageError:
+            if strict:
+                raise
+            return False
         group.set_person(device, person or self.rng(PERSON_BYTES), name, int(self.now))
+        return True
 
     def _invited(self, link: InviteLink, out: list[Effect]) -> None:
         request = link.request
@@ -1149,6 +1176,7 @@ class Node:
             "person": roster.person_label(state, record.device_id.raw)
             if record.device_id.raw in state.members
             else None,
+            "proposed_person": open_.unfollowed,
             "pairing_words": words,
             "group": group.state.name,
             "group_id": group.id.hex(),
@@ -1489,7 +1517,7 @@ class Node:
                 ):
                     raise GroupExists(f"a group named {name!r} already exists on this device")
                 group = Group.create(self.me, name, history, now, self.rng)
-                self._place(group, me, self.config.person)
+                self._place(group, me, self.config.person, strict=False, proposal=True)
                 self.groups[group.id] = group
                 out.append(io.Persist(created=(group.id,)))
                 self.generation += 1
@@ -1553,8 +1581,7 @@ class Node:
                 group = self.find_group(name)
                 person = validate_name(person, "a person's name")
                 roster.check_place_person(group.log, me, device, person)
-                roster.find_person(group.state, person)  # (refuses a name two people have)
-                self._place(group, device, person)
+                self._place(group, device, person, strict=True, proposal=False)
                 self.persist({group.id}, out)
                 placed = {**roster.names(group.state, [device])[0], "person": person}
                 self._tell(request, group, {**describe(group), "placed": placed}, out)
@@ -1569,6 +1596,7 @@ class Node:
                     )
                 if roster.find_person(group.state, new) is not None:
                     raise NotAllowed(f"someone in {group.state.name!r} is named {new!r} already")
+                roster.check_new_person_name(group.state, new, renamed=found)
                 device = group.state.people[found][0]
                 roster.check_place_person(group.log, me, device, new)
                 group.set_person(device, found, new, now)
@@ -1638,7 +1666,15 @@ class Node:
         invitation = pairing.Invitation(group.id, role, secret, int(self.now) + lifetime)
         advert = self.rng(16).hex()
         if person is not None:
-            roster.find_person(group.state, person)  # (refuses a name two people have)
+            found = roster.find_person(group.state, person)  # (refuses a name two people have)
+            if found is None:
+                roster.check_new_person_name(group.state, person)
+            elif not roster.is_named(group.state, found):
+                raise NotAllowed(
+                    f"{person!r} is a device of its own, not a named person: name its person"
+                    f" first (`covey person set {roster.command_arg(person)} NAME -g"
+                    f" {roster.command_arg(group.state.name)}`)"
+                )
         self.invitations[request] = OpenInvitation(invitation, advert, person)
         self._own(advert)
         out.append(io.Advertise(advert, discovery.padded_advert(secret.advert_tags, self.rng)))
