@@ -451,3 +451,21 @@ def test_the_random_scripts_reach_every_step() -> None:
         for kind in ("admit", "recover")
         for status in ("pending", "vetoed", "completed")
     }
+
+
+def test_two_concurrent_completions_add_the_device_once(world: World) -> None:
+    """Two members complete one claim apart: the first in the replay order does; the
+    other is skipped, and its epoch with it (not a second epoch for a done claim)."""
+    claim = recovery_claim(world)
+    witnessed(world, claim)
+    one = write(world, world.replicas[2].complete(claim, world.tick(), world.rng))
+    two = write(world, world.replicas[3].complete(claim, world.tick(), world.rng))
+    state = everyone_agrees(world)
+    assert state.claims[claim].status == "completed"
+    first, second = sorted(
+        (one, two), key=lambda op: state.applied.index(op.id) if op.id in state.applied else 1 << 30
+    )
+    assert first.id in state.applied
+    assert state.skipped[second.id] == "its claim was completed or vetoed first"
+    assert second.id not in [epoch.id for epoch in state.epochs]
+    assert world.id(NEW) in state.members

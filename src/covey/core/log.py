@@ -105,6 +105,7 @@ class _Checkpoint:
     releases: dict[bytes, frozenset[bytes]]
     claims: dict[bytes, membership.ClaimState]
     records: frozenset[bytes]
+    windows: dict[bytes, int]
     devices: int
     epochs: int
     applied: int
@@ -908,6 +909,7 @@ class GroupLog:
                 dict(state.releases),
                 dict(state.claims),
                 state.records,
+                dict(state.windows),
                 len(state.devices),
                 len(state.epochs),
                 len(state.applied),
@@ -930,6 +932,7 @@ class GroupLog:
         state.releases = dict(checkpoint.releases)
         state.claims = dict(checkpoint.claims)
         state.records = checkpoint.records
+        state.windows = dict(checkpoint.windows)
         while len(state.devices) > checkpoint.devices:
             state.devices.popitem()
         while len(state.skipped) > checkpoint.skipped:

@@ -45,6 +45,7 @@ from typing import Final, Literal, Protocol
 
 from covey.core.identity import DeviceRecord
 from covey.core.ops import (
+    MAX_VETO,
     Add,
     AddRelay,
     Approve,
@@ -240,6 +241,8 @@ class ClaimState:
     claim: Claim
     #: The role the device gets: a recovered person's highest at the claim, else member.
     role: Role
+    #: The veto window of the dealing it was made under, in seconds.
+    window: int
     status: ClaimStatus = "pending"
     #: The persons whose members witnessed it.
     witnesses: frozenset[bytes] = frozenset()
@@ -292,6 +295,8 @@ class GroupState:
     claims: dict[bytes, ClaimState] = field(default_factory=dict)
     #: The device IDs of every applied dealing's recovery record: never a member.
     records: frozenset[bytes] = frozenset()
+    #: Every applied dealing -> its veto window (a claim keeps its dealing's).
+    windows: dict[bytes, int] = field(default_factory=dict)
     #: IDs of applied ops, in replay order.
     applied: list[bytes] = field(default_factory=list)
     #: Ops not applied, with the reason.
@@ -695,7 +700,8 @@ def _apply_recovery(
             m.role == "admin" for d, m in state.members.items() if state.person(d) == body.person
         ):
             role = "admin"
-        state.claims[op.id] = ClaimState(op.id, body, role)
+        window = state.windows.get(body.dealing, MAX_VETO)
+        state.claims[op.id] = ClaimState(op.id, body, role, window)
         dealing = state.dealing
         if (
             body.kind == "recover"
@@ -1287,6 +1293,7 @@ class Replayer:
             holders = {device: slot.index for slot in body.slots for device, _ in slot.copies}
             state.dealing = Dealing(op.id, op.author, body, holders, _void_at_deal(state, body))
             state.records = state.records | {body.record.device_id.raw}
+            state.windows[op.id] = body.veto
         elif isinstance(body, SetRole):
             member = state.members.get(body.target)
             if member is not None:
@@ -1472,6 +1479,12 @@ def _skip_reason(
                 return VETOED_TARGET
     if isinstance(op.body, Genesis) or is_recovery_claim(op, state):
         return None  # (a recovery claim's author is the dealing's record, never a member)
+    if isinstance(op.body, Complete):
+        claim = state.claims.get(op.body.claim)
+        if claim is None or claim.status != "pending":
+            # Two members completed it concurrently: the first in the replay
+            # order did (its epoch stands; this one's would be a second).
+            return "its claim was completed or vetoed first"
     member = state.members.get(op.author)
     if member is None:
         return "its author is not a member here"
