@@ -96,7 +96,9 @@ def up(ctx: Context, port: int, relay_every: float) -> None:
 
 
 #: Events whose lines go to stderr.
-ERROR_EVENTS: Final = frozenset({"connection_failed", "heal_failed", "internal_error"})
+ERROR_EVENTS: Final = frozenset(
+    {"connection_failed", "heal_failed", "internal_error", "claim_pending", "claim_failed"}
+)
 
 
 def stamp(seconds: float) -> str:
@@ -142,7 +144,36 @@ def log_line(event: str, data: dict[str, Any]) -> str | None:
         return f"{data['group']}: could not leave {data['to']!r} its changes at {where}"
     if event == "internal_error":
         return f"internal error in the node ({data.get('where', '?')}): please report it"
+    if event.startswith("claim_"):
+        return claim_line(event, data)
     return None
+
+
+def claim_line(event: str, data: dict[str, Any]) -> str:
+    """`covey up`'s line for an admission or a recovery (pending ones loudly, on stderr)."""
+    group = data["group"]
+    if event == "claim_failed":
+        return f"{group}: could not {data['step']} a pending request: {data['reason']}"
+    what = (
+        f"{data['device']!r} asks to join"
+        if data["kind"] == "admit"
+        else f"{data['device']!r} asks to RECOVER {data['person']!r} (and replace their devices)"
+    )
+    if event == "claim_pending":
+        hours = data["window_seconds"] / 3600
+        veto = (
+            f"any device of {data['person']!r} can stop it: `covey recovery veto -g {group}`"
+            if data["kind"] == "recover"
+            else f"an admin can stop it: `covey recovery veto -g {group}`"
+        )
+        return (
+            f"{group}: PENDING: {what}, approved by {', '.join(data['approvals']) or 'nobody'}"
+            f"{' and paper' if data['paper'] else ''}; it completes after {hours:g} h unless"
+            f" vetoed; {veto}. Its safety words: {' '.join(data['safety_words'])}"
+        )
+    if event == "claim_witness":
+        return f"{group}: witnessed that {what} stayed unvetoed for its whole window"
+    return f"{group}: completed: {what}; a fresh key leaves out the devices it replaces"
 
 
 def change_line(change: dict[str, Any]) -> str:

@@ -76,6 +76,7 @@ from covey.core import (
     discovery,
     escrow,
     introduction,
+    membership,
     pairing,
     relayitems,
     relaylink,
@@ -308,6 +309,12 @@ class Node:
         #: The name of this node's own advert for its fellow members, if any.
         self._advert: str | None = None
         self._heal_since: dict[bytes, float] = {}
+        #: (group, pending claim) -> when this node first held it (in memory: a
+        #: restart counts the veto window again, longer, never shorter).
+        self._claims_seen: dict[tuple[bytes, bytes], float] = {}
+        #: (group, claim) -> when this node first saw it witnessed enough: the
+        #: member ranked k completes k x HEAL_DELAY after that.
+        self._claims_ready: dict[tuple[bytes, bytes], float] = {}
         #: (group, relay key) -> this device's inbox ID there (`_announce_inboxes`).
         self._my_inboxes: dict[tuple[bytes, bytes], bytes] = {}
         #: When each group's relays are due, and what each member is believed to hold.
@@ -1392,6 +1399,10 @@ class Node:
         self._removal.pop(group_id, None)
         self._removed.pop(group_id, None)
         self._removal_reported.discard(group_id)
+        for key in [k for k in self._claims_seen if k[0] == group_id]:
+            del self._claims_seen[key]
+        for key in [k for k in self._claims_ready if k[0] == group_id]:
+            del self._claims_ready[key]
 
     def _leave(self, request: int, name: str, out: list[Effect]) -> None:
         """Sign this device's removal, erase its keys (one transaction), then tell a member.
@@ -1759,6 +1770,7 @@ class Node:
         for group in list(self.groups.values()):
             self._announce_inboxes(group, out)
         self._heal(out)
+        self._tend_claims(out)
         self._visit_relays(out)
         for request in list(self.invitations):
             self._wait_at_relays(request, out)
@@ -1834,6 +1846,89 @@ class Node:
                 self._history_tried[group.id] = (gaps, self.now + RETRY_MAX)
             self.persist({group.id}, out)
             out.append(io.Notify("healed", {"group": group.state.name}))
+
+    # --- admissions and recoveries (PROTOCOL.md 19.4, 19.5) -------------------------
+
+    def _tend_claims(self, out: list[Effect]) -> None:
+        """Announce each pending claim once, witness it once its window has passed by
+        this device's clock, and complete it once witnessed.
+
+        The window counts from when this node first held the claim; a node
+        that restarts counts again (it waits longer, never less). The most
+        senior member able to complete does so at once, the one ranked k
+        after k x HEAL_DELAY (as for healing): concurrent completions are
+        harmless (the second is skipped) but waste an epoch.
+        """
+        if not self.config.serve:
+            return
+        me = self.me.device_id.raw
+        for group in self.groups.values():
+            if group.log.state is None or me not in group.state.members:
+                continue
+            state = group.state
+            mine = state.person(me)
+            for claim_id, claim in list(state.claims.items()):
+                key = (group.id, claim_id)
+                if claim.status != "pending":
+                    self._claims_seen.pop(key, None)
+                    self._claims_ready.pop(key, None)
+                    continue
+                if key not in self._claims_seen:
+                    self._claims_seen[key] = self.now
+                    out.append(io.Notify("claim_pending", views.claim_view(group, claim)))
+                first = self._claims_seen[key]
+                eligible = claim.claim.kind == "admit" or mine != claim.claim.person
+                if eligible and mine not in claim.witnesses and self.now >= first + claim.window:
+                    self._write_claim_op(
+                        group, "witness", partial(group.witness, claim_id, int(self.now)), out
+                    )
+                    claim = group.state.claims[claim_id]
+                rank = self._completer_rank(group, claim)
+                if len(claim.witnesses) < membership.witnesses_needed(group.state, claim):
+                    continue
+                ready = self._claims_ready.setdefault(key, self.now)
+                if rank is not None and self.now >= ready + rank * HEAL_DELAY:
+                    self._write_claim_op(
+                        group,
+                        "completed",
+                        partial(group.complete, claim_id, int(self.now), self.rng),
+                        out,
+                    )
+
+    def _completer_rank(self, group: Group, claim: membership.ClaimState) -> int | None:
+        """This device's place among the members that may complete `claim` (not of the
+        person it replaces), most senior first; None if it may not."""
+        state = group.state
+        able = [
+            d
+            for d in state.by_seniority()
+            if claim.claim.kind == "admit" or state.person(d) != claim.claim.person
+        ]
+        me = self.me.device_id.raw
+        return able.index(me) if me in able else None
+
+    def _write_claim_op(
+        self, group: Group, what: str, write: Callable[[], Op], out: list[Effect]
+    ) -> None:
+        claim_name = what
+        try:
+            op = write()
+        except CoveyError as exc:
+            out.append(
+                io.Notify(
+                    "claim_failed",
+                    {"group": group.state.name, "step": claim_name, "reason": str(exc)},
+                )
+            )
+            for key in [k for k in self._claims_seen if k[0] == group.id]:
+                self._claims_seen[key] = self.now  # (counted again: never a retry storm)
+            return
+        self.persist({group.id}, out)
+        found = group.state.claims.get(getattr(op.body, "claim", b""))
+        document = {"group": group.state.name, "step": claim_name}
+        if found is not None:
+            document.update(views.claim_view(group, found))
+        out.append(io.Notify("claim_" + claim_name, document))
 
     # --- relays (`covey.core.node.relays`) ----------------------------------------
 
@@ -2187,6 +2282,22 @@ class Node:
             return group.history_healer_rank()
         return None
 
+    def _claim_times(self) -> list[float]:
+        """When a pending claim's window ends, by this node's count (to witness or complete)."""
+        times = []
+        for (group_id, claim_id), first in self._claims_seen.items():
+            group = self.groups.get(group_id)
+            claim = group.state.claims.get(claim_id) if group and group.log.state else None
+            if claim is None or claim.status != "pending":
+                continue
+            rank = self._completer_rank(group, claim) or 0  # type: ignore[arg-type]
+            ready = self._claims_ready.get((group_id, claim_id))
+            dues = [first + claim.window]
+            if ready is not None:
+                dues.append(ready + rank * HEAL_DELAY)
+            times += [due for due in dues if due > self.now]
+        return times
+
     def _next_wake(self) -> float | None:
         times = [link.deadline() for link in self.links.values()]
         times += [o.invitation.expires for o in self.invitations.values()]
@@ -2198,6 +2309,7 @@ class Node:
             if rank is not None:
                 times.append(since + rank * HEAL_DELAY)
         times += [until for _, until in self._history_tried.values() if until > self.now]
+        times += self._claim_times()
         times += [
             x.next_poll
             for x in self.links.values()

@@ -17,6 +17,7 @@ from covey.core import relaylink
 from covey.core.group import Group
 from covey.core.identity import DeviceId
 from covey.core.log import GroupLog
+from covey.core.membership import ClaimState, witnesses_needed
 from covey.core.ops import Add, AddRelay, Remove, SetRole
 from covey.errors import NotAMember
 
@@ -65,6 +66,35 @@ def describe_log(log: GroupLog, me: bytes) -> dict[str, Any]:
             }
             for key, relay in state.named_relays.items()
         ],
+    }
+
+
+def claim_view(group: Group, claim: ClaimState) -> dict[str, Any]:
+    """A pending, vetoed or completed admission or recovery, for people and scripts."""
+    state = group.state
+    record = claim.claim.device
+    person = claim.claim.person
+    return {
+        "group": state.name,
+        "group_id": group.id.hex(),
+        "claim": claim.id.hex(),
+        "kind": claim.claim.kind,
+        "status": claim.status,
+        "device": record.name,
+        "device_id": str(record.device_id),
+        "safety_words": record.safety_words,
+        "person": None if person is None else (state.person_name(person) or "?"),
+        "role": claim.role,
+        "window_seconds": claim.window,
+        "claimed_at": group.log.ops[claim.id].content.time,
+        "witnesses": sorted(state.person_name(p) or "?" for p in claim.witnesses),
+        "witnesses_needed": witnesses_needed(state, claim),
+        "approvals": [
+            _name(group, group.log.ops[a].author)
+            for a in claim.claim.approvals
+            if a in group.log.ops
+        ],
+        "paper": [index + 1 for index in claim.claim.paper],
     }
 
 
