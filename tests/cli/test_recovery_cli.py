@@ -111,3 +111,72 @@ def test_a_holders_removal_makes_status_say_the_dealing_is_void(tmp_path: Path) 
     assert status["dealing"]["void"] == "a device holding a share was removed"
     human = covey("recovery", "status", "-g", "family", home=laptop).stdout
     assert "NOT USABLE" in human
+
+
+def claim_in_stores(homes: dict[str, Path]) -> str:
+    """A dealing, two approvals and an admission claim, written through the stores:
+    (what a running household's nodes would have written); the claim's ID."""
+    from covey.core.identity import create_identity
+    from covey.core.ops import request_id
+    from covey.sim.dealing import seeded_dealer
+    from tests.conftest import NOW, SeededRng
+
+    new = create_identity("new-phone", NOW, SeededRng("cli-new"))
+    claimed = {}
+
+    async def go() -> None:
+        order = ("laptop", "phone", "tablet")
+        loaded = {}
+        for name in order:
+            async with Store.open(homes[name]) as store:
+                me, key = await store.open_identity(None)
+                gid, _ = await store.find_group("family")
+                loaded[name] = (await store.load_group(gid, me, key), key)
+        laptop = loaded["laptop"][0]
+        planned = escrow.plan(laptop.state, 2, 1, 3600)
+        dealt = seeded_dealer(SeededRng("cli-deal"))(2, planned.count)
+        body, _ = escrow.deal_body(laptop.id, laptop.me, dealt, planned, NOW + 5, SeededRng("s"))
+        laptop.deal(body, NOW + 5)
+        request = request_id(new.record_bytes, "admit", None)
+        groups = [loaded[n][0] for n in order]
+        for g in groups[1:]:
+            for op in laptop.log.order:
+                g.receive(op.raw)
+        a = groups[1].approve(request, "admit", None, NOW + 6)
+        groups[2].receive(a.raw)
+        b = groups[2].approve(request, "admit", None, NOW + 7)
+        claimed["id"] = groups[2].claim_admission(new.record_bytes, [a.id, b.id], NOW + 8).id
+        for g in groups:
+            for op in groups[2].log.order:
+                g.receive(op.raw)
+        for name, g in zip(order, groups, strict=True):
+            async with Store.open(homes[name]) as store:
+                await store.save_group(g, loaded[name][1], SeededRng("save"))
+
+    anyio.run(go)
+    return claimed["id"].hex()
+
+
+def test_status_shows_a_pending_request_and_an_admin_vetoes_it(tmp_path: Path) -> None:
+    homes = make_homes(tmp_path)
+    claim = claim_in_stores(homes)
+    status = ok(covey("recovery", "status", "-g", "family", "--json", home=homes["laptop"]))
+    [request] = status["requests"]
+    assert request["claim"] == claim
+    assert request["status"] == "pending"
+    assert sorted(request["approved_by"]) == ["phone", "tablet"]  # (by approval ID)
+    assert request["this_device_may_veto"]
+    human = covey("recovery", "status", "-g", "family", home=homes["laptop"]).stdout
+    assert "PENDING" in human
+    assert "'new-phone' to join" in human
+    assert "covey recovery veto" in human
+    line = one_line(covey("recovery", "veto", "-g", "family", "--yes", home=homes["phone"]))
+    assert "nothing pending" in line
+    line = one_line(covey("recovery", "veto", "-g", "family", home=homes["laptop"]))
+    assert "add --yes" in line
+    vetoed = ok(covey("recovery", "veto", "-g", "family", "--yes", "--json", home=homes["laptop"]))
+    assert vetoed["vetoed"]["status"] == "vetoed"
+    status = ok(covey("recovery", "status", "-g", "family", "--json", home=homes["laptop"]))
+    assert status["requests"][0]["status"] == "vetoed"
+    line = one_line(covey("recovery", "veto", "-g", "family", "--yes", home=homes["laptop"]))
+    assert "nothing pending" in line

@@ -143,6 +143,8 @@ def status(ctx: Context, group_name: str) -> None:
 
     def human() -> None:
         dealing = document["dealing"]
+        for request in document["requests"]:
+            show_request(request)
         if dealing is None:
             click.echo(
                 f"{document['group']!r} has no recovery shares:"
@@ -176,6 +178,72 @@ def status(ctx: Context, group_name: str) -> None:
             )
         if dealing["this_device_holds"]:
             click.echo(f"  This device holds share {dealing['this_device_holds']}.")
+
+    ctx.emit(document, human)
+
+
+def show_request(request: dict[str, Any]) -> None:
+    """One admission or recovery, pending ones first and loudly."""
+    what = (
+        f"{request['device']!r} to join"
+        if request["kind"] == "admit"
+        else f"{request['device']!r} to recover {request['person']!r}, replacing their devices"
+    )
+    approved = ", ".join(request["approved_by"]) or "nobody"
+    paper = f" and {len(request['paper'])} paper share(s)" if request["paper"] else ""
+    if request["status"] != "pending":
+        click.echo(f"{request['status'].capitalize()}: {what} (approved by {approved}{paper}).")
+        return
+    click.echo(
+        f"PENDING since {when(request['claimed_at'])}: {what}; approved by {approved}{paper};"
+        f" witnessed by {', '.join(request['witnesses']) or 'nobody yet'}."
+    )
+    click.echo(f"  Its safety words: {' '.join(request['safety_words'])}")
+    if request["this_device_may_veto"]:
+        click.echo(
+            f"  If you did not ask for this: `covey recovery veto -g GROUP {request['claim'][:12]}`"
+        )
+
+
+@recovery_cli.command(name="veto")
+@click.argument("request", required=False, default="")
+@click.option("--group", "-g", "group_name", required=True, help="The group.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask first.")
+@common_options
+def veto(ctx: Context, request: str, group_name: str, yes: bool) -> None:
+    """Stop a pending admission (an admin) or a recovery of your own person.
+
+    REQUEST is the start of its ID as `covey recovery status` shows it; with
+    none, the one pending request this device may stop. A veto wins over a
+    completion it crosses: nobody can override it.
+    """
+    from covey.cli.common import confirm
+    from covey.cli.members import told_lines
+    from covey.core import roster
+    from covey.core.node import io
+
+    log, me = read_group(ctx, group_name)
+    assert log.state is not None
+    claim = roster.resolve_claim(log.state, me, request)
+    shown = roster.claim_document(log, log.state.claims[claim], me)
+    confirm(
+        yes,
+        f"Stop the request of {shown['device']!r}"
+        + (" to join" if shown["kind"] == "admit" else f" to recover {shown['person']!r}")
+        + f" in {log.state.name!r}?",
+        "vetoing a request",
+    )
+    document = node_command(
+        ctx,
+        io.VetoClaim(log.group_id.hex(), claim.hex()),
+        needs="named",
+        group=log.group_id.hex(),
+    )
+
+    def human() -> None:
+        click.echo(f"Vetoed: {shown['device']!r} will not be let in by this request.")
+        for line in told_lines(document, "it"):
+            click.echo(line)
 
     ctx.emit(document, human)
 

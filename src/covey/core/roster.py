@@ -28,7 +28,7 @@ from typing import Any, Final, Literal
 from covey.core import relaylink
 from covey.core.identity import ID_PREFIX, DeviceId, DeviceRecord
 from covey.core.log import GroupLog
-from covey.core.membership import MAX_RELAYS, GroupState, may_author
+from covey.core.membership import MAX_RELAYS, ClaimState, GroupState, may_author
 from covey.core.ops import AddRelay, Op, Remove
 from covey.core.words import WORD_COUNT
 from covey.errors import (
@@ -439,7 +439,11 @@ def describe_dealing(log: GroupLog, me: bytes) -> dict[str, Any]:
     state = log.state
     assert state is not None
     dealing = state.dealing
-    document: dict[str, Any] = {"group": state.name, "group_id": log.group_id.hex()}
+    document: dict[str, Any] = {
+        "group": state.name,
+        "group_id": log.group_id.hex(),
+        "requests": [claim_document(log, c, me) for c in state.claims.values()],
+    }
     if dealing is None:
         document["dealing"] = None
         return document
@@ -478,6 +482,69 @@ def describe_dealing(log: GroupLog, me: bytes) -> dict[str, Any]:
         "this_device_holds": None if mine is None else mine + 1,
     }
     return document
+
+
+def resolve_claim(state: GroupState, me: bytes, text: str) -> bytes:
+    """The pending claim `text` names (a hex prefix of its ID, 8 digits or more), or,
+    with no text, the one pending claim `me` may veto; one-line errors otherwise."""
+    pending = [c for c in state.claims.values() if c.status == "pending"]
+    group = command_arg(state.name)
+    text = text.strip().lower()
+    if text:
+        found = [c for c in pending if len(text) >= 8 and c.id.hex().startswith(text)]
+        if len(found) != 1:
+            raise InvalidArgument(
+                f"no single pending request of {state.name!r} starts with that:"
+                f" `covey recovery status -g {group}` lists them"
+            )
+        claim = found[0]
+    else:
+        mine = [c for c in pending if may_veto(state, me, c)]
+        if not mine:
+            raise NotAllowed(f"nothing pending in {state.name!r} that this device can stop")
+        if len(mine) > 1:
+            raise InvalidArgument(
+                f"{len(mine)} requests are pending: name one (`covey recovery status -g {group}`)"
+            )
+        claim = mine[0]
+    if not may_veto(state, me, claim):
+        who = "an admin" if claim.claim.kind == "admit" else "a device of the person recovered"
+        raise NotAllowed(f"only {who} can stop that request")
+    return claim.id
+
+
+def may_veto(state: GroupState, me: bytes, claim: ClaimState) -> bool:
+    """Whether `me` may veto `claim` (PROTOCOL.md 19.4)."""
+    if claim.claim.kind == "admit":
+        return state.role(me) == "admin"
+    return me in state.members and state.person(me) == claim.claim.person
+
+
+def claim_document(log: GroupLog, claim: ClaimState, me: bytes) -> dict[str, Any]:
+    """An admission or a recovery as `covey recovery status` lists it."""
+    state = log.state
+    assert state is not None
+    record = claim.claim.device
+    person = claim.claim.person
+    return {
+        "claim": claim.id.hex(),
+        "kind": claim.claim.kind,
+        "status": claim.status,
+        "device": record.name,
+        "device_id": str(record.device_id),
+        "safety_words": record.safety_words,
+        "person": None if person is None else (state.person_name(person) or "?"),
+        "claimed_at": log.ops[claim.id].content.time,
+        "window_seconds": claim.window,
+        "witnesses": sorted(state.person_name(p) or "?" for p in claim.witnesses),
+        "approved_by": [
+            approver.name
+            for a in claim.claim.approvals
+            if a in log.ops and (approver := log.devices.get(log.ops[a].author)) is not None
+        ],
+        "paper": [index + 1 for index in claim.claim.paper],
+        "this_device_may_veto": claim.status == "pending" and may_veto(state, me, claim),
+    }
 
 
 def dealing_label(dealing: bytes) -> str:

@@ -87,6 +87,7 @@ ACTIONS: Final[dict[str, type[io.Action]]] = {
     "person-set": io.PlacePerson,
     "person-rename": io.RenamePerson,
     "recovery-setup": io.SetupRecovery,
+    "recovery-veto": io.VetoClaim,
     "relay-add": io.AddRelay,
     "relay-remove": io.RemoveRelay,
     "join": io.Join,

@@ -188,6 +188,16 @@ class SetupRecovery:
 
 
 @dataclass(frozen=True, slots=True)
+class VetoClaim:
+    """Stop a pending admission (an admin) or recovery (a device of the person)."""
+
+    group: str
+    #: The claim's op ID, or a hex prefix of it (8 digits or more); empty: the
+    #: one pending claim this device may veto.
+    claim: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class PlacePerson:
     """Place a member in the person named `person` (an existing one, or a new one):
     an admin's act, PROTOCOL.md 6.4."""
@@ -250,6 +260,7 @@ Action = (
     | Invite
     | PlacePerson
     | SetupRecovery
+    | VetoClaim
     | RenamePerson
     | Join
     | AddRelay

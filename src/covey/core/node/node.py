@@ -1588,6 +1588,13 @@ class Node:
                 self._invite(request, name, role, lifetime, person, out)
             case io.SetupRecovery(name, threshold, paper, holders, veto):
                 self._setup_recovery(request, name, threshold, paper, holders, veto, out)
+            case io.VetoClaim(name, text):
+                group = self._member_group(name)
+                claim = roster.resolve_claim(group.state, me, text)
+                group.veto(claim, now)
+                self.persist({group.id}, out)
+                vetoed = views.claim_view(group, group.state.claims[claim])
+                self._tell(request, group, {**describe(group), "vetoed": vetoed}, out)
             case io.PlacePerson(name, device, person):
                 group = self.find_group(name)
                 person = validate_name(person, "a person's name")
