@@ -104,6 +104,8 @@ class SignDomain(bytes, Enum):
     RELAY_PROOF = b"covey/v1/relay-proof"
     #: An inbox owner's signature over a connection's challenge and the inbox ID.
     RELAY_INBOX_AUTH = b"covey/v1/inbox-auth"
+    #: A requesting device's proof over the session a holder approves it in.
+    RECOVERY_ASK = b"covey/v1/rec-ask"
 
 
 def blake2b(data: bytes, domain: HashDomain, *, size: int = 32, key: bytes = b"") -> bytes:

@@ -88,6 +88,8 @@ ACTIONS: Final[dict[str, type[io.Action]]] = {
     "person-rename": io.RenamePerson,
     "recovery-setup": io.SetupRecovery,
     "recovery-veto": io.VetoClaim,
+    "recovery-ask": io.AskHolders,
+    "recovery-approve": io.ApproveRequest,
     "relay-add": io.AddRelay,
     "relay-remove": io.RemoveRelay,
     "join": io.Join,

@@ -188,6 +188,37 @@ class SetupRecovery:
 
 
 @dataclass(frozen=True, slots=True)
+class AskHolders:
+    """Ask a group's share holders to admit this device, or (with `person`) to let it
+    recover that person: show a code and wait for approvals (PROTOCOL.md 19.2).
+
+    `words`: paper shares, each a SLIP-39 mnemonic (a recovery only).
+    """
+
+    group: str
+    person: str | None = None
+    #: Seconds the code stays open.
+    lifetime: int = 3600
+    words: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ApproveRequest:
+    """Approve, as a holder, the request of the device showing `code`.
+
+    With `device` empty, only look: the request is shown and nothing is
+    approved. With `device` (the device ID a look showed), approve it only
+    if the asking device is that one; `device="*"` approves whichever
+    (scripts, `--yes`).
+    """
+
+    code: str
+    device: str = ""
+    #: Seconds to look for the asking device.
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class VetoClaim:
     """Stop a pending admission (an admin) or recovery (a device of the person)."""
 
@@ -261,6 +292,8 @@ Action = (
     | PlacePerson
     | SetupRecovery
     | VetoClaim
+    | AskHolders
+    | ApproveRequest
     | RenamePerson
     | Join
     | AddRelay

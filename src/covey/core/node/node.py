@@ -73,6 +73,7 @@ from typing import Any, Final
 from covey.core import (
     Rng,
     channel,
+    crypto,
     discovery,
     escrow,
     introduction,
@@ -85,7 +86,7 @@ from covey.core import (
 )
 from covey.core.group import Group
 from covey.core.identity import DeviceRecord, Identity, validate_name
-from covey.core.node import io, relays, tunnel, views
+from covey.core.node import asking, io, relays, tunnel, views
 from covey.core.node.io import ConnId, Effect
 from covey.core.node.links import (
     Accepted,
@@ -105,7 +106,7 @@ from covey.core.node.relays import (
 )
 from covey.core.node.tunnel import Rendezvous
 from covey.core.node.views import describe
-from covey.core.ops import MAX_VETO, MIN_VETO, PERSON_BYTES, AddRelay, Op
+from covey.core.ops import MAX_VETO, MIN_VETO, PERSON_BYTES, AddRelay, Op, request_id
 from covey.errors import (
     CoveyError,
     GroupExists,
@@ -238,6 +239,32 @@ class OpenInvitation:
     #: and when to wait at one again whose connection broke.
     relays: list[AddRelay] = field(default_factory=list)
     redial_at: float = 0.0
+    #: Set for a request to holders this device makes (not an invitation).
+    asking: Asking | None = None
+
+
+@dataclass
+class Asking:
+    """This device's open request to a group's share holders (PROTOCOL.md 19.2)."""
+
+    ask: asking.Ask
+    #: Paper shares typed on this device (a recovery).
+    paper: list[shares.Share] = field(default_factory=list)
+    #: Released shares, by SLIP-39 member index.
+    released: dict[int, shares.Share] = field(default_factory=dict)
+    #: Names of the holders that approved.
+    approvers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Approving:
+    """A holder's look at, or approval of, one asking device."""
+
+    #: "" only look; "*" approve whichever; else the device ID to approve.
+    device: str
+    document: dict[str, Any] = field(default_factory=dict)
+    #: Why the rules refused the approval (said in the command's reply).
+    error: CoveyError | None = None
 
 
 @dataclass
@@ -275,6 +302,8 @@ class Joining:
     #: The relay to meet the inviter at (`covey join --relay`), and the rendezvous there.
     relay: AddRelay | None = None
     rendezvous: ConnId | None = None
+    #: Set when this is a holder approving an asking device, not a join.
+    approving: Approving | None = None
 
 
 class Node:
@@ -776,16 +805,27 @@ class Node:
     def _targets(self) -> dict[bytes, DeviceRecord]:
         """The devices this one advertises for: the other current members of its groups.
 
-        Of a group this device left, the members too, until one has the leave.
+        Of a group this device left, the members too, until one has the leave;
+        of a group it asked into, the members while its claim is pending.
         """
         me = self.me.device_id.raw
         return {
             device: member.record
             for g in self.groups.values()
-            if g.log.state is not None and (me in g.state.members or g.id in self.leaving)
+            if g.log.state is not None
+            and (me in g.state.members or g.id in self.leaving or self._claimant_in(g))
             for device, member in g.state.members.items()
             if device != me
         }
+
+    def _claimant_in(self, group: Group) -> bool:
+        """Whether this device asked into `group` and its claim is pending there: it
+        advertises for the members (who know it once a completion adds it)."""
+        me = self.me.device_id.raw
+        return any(
+            c.status == "pending" and c.claim.device.device_id.raw == me
+            for c in group.state.claims.values()
+        )
 
     def _to_tell_removed(self, targets: dict[bytes, DeviceRecord]) -> dict[bytes, DeviceRecord]:
         """Devices removed from a group of ours that may not know it yet.
@@ -938,6 +978,23 @@ class Node:
             if not found:
                 raise HandshakeFailed("no open invitation has that tag")
             request, open_ = found[0]
+            if open_.asking is not None:
+                successor = asking.AskLink(
+                    self.me,
+                    open_.invitation,
+                    open_.asking.ask,
+                    lambda holder, answer, o: self._asked(request, holder, answer, o),
+                    link.conn,
+                    link.address,
+                    link.started,
+                    self.rng,
+                )
+                successor.request = request
+                successor.handshake_timeout = link.handshake_timeout
+                self.links[link.conn] = successor
+                if rest:
+                    successor.feed(rest, self.now, out)
+                return
             successor = InviteLink(
                 self.me,
                 open_.invitation,
@@ -1068,6 +1125,10 @@ class Node:
             self._report_sync(link, out, finished=True)
             if link.generation == self.generation:  # nothing changed while it ran
                 self._believe_synced(result.peer.device_id.raw)
+        elif isinstance(link, asking.ApproveLink):
+            self._approved(link, out)
+        elif isinstance(link, asking.AskLink):
+            pass  # (each holder's session ends here; the request stays open)
         elif isinstance(link, JoinLink):
             self._joined(link, out)
         elif isinstance(link, InviteLink):
@@ -1279,9 +1340,21 @@ class Node:
             if target is None:
                 continue
             conn = self._dial(target[0], target[1], out)
-            self.links[conn] = JoinLink(
-                self.me, joining.secret, conn, "", self.now, self.rng, self.config.person
-            )
+            if joining.approving is not None:
+                self.links[conn] = asking.ApproveLink(
+                    self.me,
+                    joining.secret,
+                    partial(self._decide, request),
+                    partial(self._ended, request),
+                    conn,
+                    "",
+                    self.now,
+                    self.rng,
+                )
+            else:
+                self.links[conn] = JoinLink(
+                    self.me, joining.secret, conn, "", self.now, self.rng, self.config.person
+                )
             joining.link = conn
 
     def _join_attempt_failed(self, link: JoinLink, exc: Exception, out: list[Effect]) -> None:
@@ -1588,6 +1661,20 @@ class Node:
                 self._invite(request, name, role, lifetime, person, out)
             case io.SetupRecovery(name, threshold, paper, holders, veto):
                 self._setup_recovery(request, name, threshold, paper, holders, veto, out)
+            case io.AskHolders(name, person, lifetime, words):
+                self._ask(request, name, person, lifetime, words, out)
+            case io.ApproveRequest(code, device, timeout):
+                if not (math.isfinite(timeout) and 1 <= timeout <= MAX_JOIN_WAIT):
+                    raise InvalidArgument("an approval looks for the device from 1 s to an hour")
+                if len(self.invitations) + len(self.joins) >= MAX_INVITATIONS:
+                    raise NotAllowed("too many pairings are under way on this device")
+                joining = Joining(pairing.parse_code(code), self.now + timeout, None)
+                joining.approving = Approving(device)
+                self.joins[request] = joining
+                for seen in list(self.others.values()):
+                    advert = discovery.read_advert(seen.txt)
+                    if advert is not None and joining.secret.tag in advert.tags:
+                        self._advert_seen(seen)
             case io.VetoClaim(name, text):
                 group = self._member_group(name)
                 claim = roster.resolve_claim(group.state, me, text)
@@ -1623,6 +1710,236 @@ class Node:
                 self._tell(request, group, {**describe(group), "renamed": renamed}, out)
             case io.Join(code, link, address, timeout, relay):
                 self._join(request, code, link, address, timeout, relay)
+
+    # --- asking holders, and approving (PROTOCOL.md 19.2) ---------------------------
+
+    def _ask(
+        self,
+        request: int,
+        name: str,
+        person: str | None,
+        lifetime: int,
+        words: tuple[str, ...],
+        out: list[Effect],
+    ) -> None:
+        """Show a code for holders to approve this device by, and wait for them."""
+        if not MIN_INVITATION <= lifetime <= MAX_INVITATION:
+            raise InvalidArgument("a request stays open from 10 seconds to 24 hours")
+        name = validate_name(name, "a group name")
+        if person is not None:
+            person = validate_name(person, "a person's name")
+        if words and person is None:
+            raise InvalidArgument("paper shares recover a person: name the person")
+        paper = [
+            shares.parse_words(text, label=f"the {ordinal(i)} words given")
+            for i, text in enumerate(words, start=1)
+        ]
+        if any(g.log.state is not None and g.state.name == name for g in self.groups.values()):
+            raise GroupExists(f"this device holds a group named {name!r} already")
+        if len(self.invitations) + len(self.joins) >= MAX_INVITATIONS:
+            raise NotAllowed("too many pairings are under way on this device")
+        secret = pairing.new_secret(self.rng)
+        invitation = pairing.Invitation(bytes(32), "member", secret, int(self.now) + lifetime)
+        advert = self.rng(16).hex()
+        kind = "admit" if person is None else "recover"
+        self.invitations[request] = OpenInvitation(
+            invitation, advert, asking=Asking(asking.Ask(kind, name, person), paper)
+        )
+        self._own(advert)
+        out.append(io.Advertise(advert, discovery.padded_advert(secret.advert_tags, self.rng)))
+        out.append(
+            io.Reply(
+                request,
+                {
+                    "event": "asking",
+                    "code": secret.code,
+                    "kind": kind,
+                    "group": name,
+                    "person": person,
+                    "device": self.me.record.name,
+                    "device_id": str(self.me.device_id),
+                    "safety_words": self.me.record.safety_words,
+                    "expires": invitation.expires,
+                    "paper": len(paper),
+                },
+                final=False,
+            )
+        )
+
+    def _asked(
+        self, request: int, holder: DeviceRecord, answer: asking.Answer, out: list[Effect]
+    ) -> bytes:
+        """A holder answered this device's request: check what it sent; claim once K
+        shares are here (a recovery), or once a holder claimed (an admission)."""
+        open_ = self.invitations.get(request)
+        if open_ is None or open_.asking is None:
+            raise HandshakeFailed("the request is over")
+        state = open_.asking
+        ask = state.ask
+        if not answer.approved:
+            out.append(io.Reply(request, {"event": "looked", "holder": holder.name}, final=False))
+            return b""
+        replica = Group.replica(self.me, answer.group_id, answer.ops)
+        if replica.log.state is None or replica.state.name != ask.group:
+            raise PeerRefused("the holder sent another group's log")
+        dealing = replica.state.dealing
+        if dealing is None or dealing.void is not None:
+            raise PeerRefused("the group has no usable recovery shares")
+        person = None if ask.person is None else roster.find_person(replica.state, ask.person)
+        if ask.kind == "recover" and person is None:
+            raise PeerRefused(f"nobody in {ask.group!r} is named {ask.person!r}")
+        mine = request_id(self.me.record_bytes, ask.kind, person)
+        approvals = replica.state.approvals.get((dealing.id, mine), {})
+        if holder.name not in state.approvers:
+            state.approvers.append(holder.name)
+        digests = {slot.index: slot.digest for slot in dealing.deal.slots}
+        if ask.kind == "recover":
+            share = shares.parse_words(answer.share, label=f"{holder.name}'s share")
+            if not crypto.equal(
+                shares.share_digest(dealing.deal.nonce, share), digests.get(share.member_index, b"")
+            ):
+                raise PeerRefused(f"{holder.name}'s share is not the one dealt")
+            state.released[share.member_index] = share
+            have = list(state.released.values()) + state.paper
+            if len(have) >= dealing.deal.threshold:
+                secret = shares.combine(
+                    have,
+                    nonce=dealing.deal.nonce,
+                    digests=digests,
+                    threshold=dealing.deal.threshold,
+                )
+                recovery = escrow.recovery_identity(
+                    secret, dealing.deal.nonce, dealing.deal.record.created
+                )
+                assert person is not None
+                claim = replica.claim_recovery(
+                    recovery,
+                    self.me.record_bytes,
+                    person,
+                    approvals.values(),
+                    [s.member_index for s in state.paper],
+                    int(self.now),
+                )
+                self._claimed(request, replica, claim.id, out)
+                return claim.raw
+        elif any(
+            c.claim.request == mine and c.status == "pending" for c in replica.state.claims.values()
+        ):
+            claim_id = next(c.id for c in replica.state.claims.values() if c.claim.request == mine)
+            self._claimed(request, replica, claim_id, out)
+            return b""
+        out.append(
+            io.Reply(
+                request,
+                {
+                    "event": "approved",
+                    "holder": holder.name,
+                    "approvers": list(state.approvers),
+                    "shares": len(state.released) + len(state.paper),
+                    "threshold": dealing.deal.threshold,
+                },
+                final=False,
+            )
+        )
+        return b""
+
+    def _claimed(self, request: int, replica: Group, claim: bytes, out: list[Effect]) -> None:
+        """This device's request is claimed in the group's log: keep the group (this
+        device is no member until a member completes it) and end the request."""
+        open_ = self.invitations.pop(request)
+        out.append(io.Withdraw(open_.advert))
+        self.groups[replica.id] = replica
+        out.append(io.Persist(created=(replica.id,)))
+        self.generation += 1
+        found = replica.state.claims[claim]
+        out.append(
+            io.Reply(
+                request,
+                {
+                    "event": "claimed",
+                    **views.claim_view(replica, found),
+                },
+            )
+        )
+
+    def _decide(
+        self,
+        request: int,
+        asker: DeviceRecord,
+        raw: bytes,
+        ask: asking.Ask,
+        out: list[Effect],
+    ) -> asking.Answer:
+        """A holder's node: what to answer an asking device (and the ops it writes)."""
+        joining = self.joins.get(request)
+        if joining is None or joining.approving is None:
+            raise HandshakeFailed("the approval is over")
+        spec = joining.approving
+        group = self._member_group(ask.group)
+        state = group.state
+        person = None
+        if ask.person is not None:
+            person = roster.find_person(state, ask.person)
+            if person is None:
+                raise PeerRefused(f"nobody in {ask.group!r} is named {ask.person!r}")
+        spec.document = {
+            "event": "looked",
+            "group": state.name,
+            "kind": ask.kind,
+            "person": ask.person,
+            "device": asker.name,
+            "device_id": str(asker.device_id),
+            "safety_words": asker.safety_words,
+        }
+        if spec.device == "" or spec.device not in ("*", str(asker.device_id)):
+            if spec.device not in ("", "*"):
+                spec.document["event"] = "other_device"
+            return asking.Answer(False, [], "", group.id)
+        dealing = state.dealing
+        share = ""
+        claimed = False
+        try:
+            if dealing is None:
+                raise NotAllowed(f"{state.name!r} has no recovery shares")
+            mine = request_id(raw, ask.kind, person)
+            now = int(self.now)
+            group.approve(mine, ask.kind, person, now)  # type: ignore[arg-type]
+            if ask.kind == "recover":
+                share = escrow.open_share(group.state, dealing, self.me).mnemonic()
+            else:
+                approvals = group.state.approvals.get((dealing.id, mine), {})
+                if len(approvals) >= dealing.deal.threshold:
+                    group.claim_admission(raw, approvals.values(), now)
+                    claimed = True
+        except UsageError as exc:  # (the rules refuse: said to this command, not a failure)
+            spec.error = exc
+            return asking.Answer(False, [], "", group.id)
+        self.persist({group.id}, out)
+        spec.document["event"] = "approved"
+        spec.document["claimed"] = claimed
+        return asking.Answer(True, [op.raw for op in group.log.order], share, group.id)
+
+    def _ended(self, request: int, claim: bytes, out: list[Effect]) -> None:
+        """The asking device's last word: the recovery claim it signed, if any."""
+        joining = self.joins.get(request)
+        if not claim or joining is None or joining.approving is None:
+            return
+        group = self.find_group(str(joining.approving.document.get("group", "")))
+        received = group.receive(claim)
+        if received.outcome == "applied":
+            self.persist({group.id}, out)
+            joining.approving.document["claimed"] = True
+
+    def _approved(self, link: asking.ApproveLink, out: list[Effect]) -> None:
+        request = next((r for r, j in self.joins.items() if j.link == link.conn), None)
+        if request is None:
+            return
+        joining = self.joins.pop(request)
+        assert joining.approving is not None
+        if joining.approving.error is not None:
+            out.append(_error_reply(request, joining.approving.error))
+            return
+        out.append(io.Reply(request, dict(joining.approving.document)))
 
     def _setup_recovery(
         self,
@@ -2382,6 +2699,10 @@ def _proven_device(link: Link) -> bytes | None:
     if isinstance(link, ChannelLink) and link.peer is not None:
         return link.peer.device_id.raw
     return None
+
+
+def ordinal(n: int) -> str:
+    return {1: "first", 2: "second", 3: "third"}.get(n, f"{n}th")
 
 
 def _plain_name(proposed: str | None) -> str | None:
