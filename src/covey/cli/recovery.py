@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import click
 
-from covey.cli.common import Context, common_options, node_command, run, when
+from covey.cli.common import Context, common_options, interactive, node_command, run, when
 from covey.cli.members import read_group
 
 #: "30s", "90m", "72h", "3d".
@@ -248,4 +248,218 @@ def veto(ctx: Context, request: str, group_name: str, yes: bool) -> None:
     ctx.emit(document, human)
 
 
-COMMANDS = (recovery_cli,)
+# --- asking holders, and approving ---------------------------------------------------
+
+
+def read_words_file(path: str) -> tuple[str, ...]:
+    """Paper shares from a file: one SLIP-39 share per line (blank lines skipped)."""
+    from covey.errors import InvalidArgument
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read(64 * 1024)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+def prompt_words() -> tuple[str, ...]:
+    """Paper shares typed at a prompt, one per line, an empty line to end."""
+    typed: list[str] = []
+    while True:
+        line = click.prompt(
+            f"Paper share {len(typed) + 1} (its words on one line; empty when done)",
+            default="",
+            show_default=False,
+            err=True,
+        )
+        if not line.strip():
+            return tuple(typed)
+        typed.append(line.strip())
+
+
+def ask_and_wait(ctx: Context, action: Any, lifetime: int, port: int) -> None:
+    """Show the code and this device's safety words; say each look and approval;
+    end when the request is claimed (or the code expires)."""
+    from covey.cli.pairing import Events
+    from covey.core.node import io  # noqa: F401  (the action's module)
+
+    events = Events(ctx)
+
+    def progress(reply: dict[str, Any]) -> None:
+        data = reply.get("data") or {}
+        if reply.get("error") is not None:
+            return
+        event = data.get("event")
+        if event == "asking":
+            what = (
+                f"to join {data['group']!r}"
+                if data["kind"] == "admit"
+                else f"to recover {data['person']!r} in {data['group']!r}"
+            )
+            events.emit(
+                "asking",
+                f"Asking the share holders of {data['group']!r} {what}.\n"
+                f"Code: {data['code']}   (valid {lifetime // 60} min)\n"
+                f"On a holder's device: covey recovery approve {data['code']}\n"
+                f"This device's safety words (the holder must see the same):\n"
+                f"  {' '.join(data['safety_words'])}\n"
+                "Waiting for approvals (Ctrl-C stops) ...",
+                code=data["code"],
+                kind=data["kind"],
+                group=data["group"],
+                person=data["person"],
+                safety_words=data["safety_words"],
+            )
+        elif event == "looked":
+            events.emit(
+                "looked", f"{data['holder']!r} looked at the request.", holder=data["holder"]
+            )
+        elif event == "approved":
+            events.emit(
+                "approved",
+                f"{data['holder']!r} approved ({data['shares']} of {data['threshold']}).",
+                holder=data["holder"],
+                approvers=data["approvers"],
+            )
+
+    document = node_command(
+        ctx,
+        action,
+        needs="all",
+        network=True,
+        listen=True,
+        port=port,
+        on_reply=progress,
+    )
+    hours = document["window_seconds"] / 3600
+    stopper = "an admin" if document["kind"] == "admit" else f"a device of {document['person']!r}"
+    events.emit(
+        "claimed",
+        f"Claimed in {document['group']!r}, approved by {', '.join(document['approvals'])}"
+        f"{' and paper' if document['paper'] else ''}. The members complete it after"
+        f" {hours:g} h unless {stopper} vetoes it; keep `covey up` running here so that"
+        " they can reach this device.",
+        **{k: document[k] for k in ("group", "kind", "person", "claim", "window_seconds")},
+    )
+
+
+@click.command(name="request-join")
+@click.option("--group", "-g", "group_name", required=True, help="The group to join.")
+@click.option("--expires", default="1h", show_default=True, help="How long the code works.")
+@click.option("--port", type=int, default=0, help="TCP port to listen on (default: any).")
+@common_options
+def request_join(ctx: Context, group_name: str, expires: str, port: int) -> None:
+    """Ask a group's share holders to admit this device while no admin is around.
+
+    Shows a code and this device's safety words; each holder runs `covey
+    recovery approve CODE`. With K holders' approvals the request is
+    claimed; the members complete it after the group's veto window, unless
+    an admin vetoes it.
+    """
+    from covey.cli.pairing import parse_duration
+    from covey.core.identity import validate_name
+    from covey.core.node import io
+
+    lifetime = parse_duration(expires)
+    name = validate_name(group_name, "a group name")
+    ask_and_wait(ctx, io.AskHolders(name, None, lifetime), lifetime, port)
+
+
+@click.command(name="recover")
+@click.option("--group", "-g", "group_name", required=True, help="The group.")
+@click.option("--person", required=True, help="The person this device recovers.")
+@click.option(
+    "--words-file",
+    type=click.Path(dir_okay=False),
+    help="Paper shares, one per line (else asked for in a terminal).",
+)
+@click.option("--expires", default="1h", show_default=True, help="How long the code works.")
+@click.option("--port", type=int, default=0, help="TCP port to listen on (default: any).")
+@common_options
+def recover(
+    ctx: Context,
+    group_name: str,
+    person: str,
+    words_file: str | None,
+    expires: str,
+    port: int,
+) -> None:
+    """Bring a person back after every device of theirs is lost: holders and paper.
+
+    Shows a code; holders run `covey recovery approve CODE` and release
+    their shares to this device; paper shares come from --words-file (one
+    per line) or are typed. With K shares this device claims the person's
+    place; the members complete it after the veto window (any device of the
+    person can stop it), and the person's old devices are removed.
+    """
+    from covey.cli.pairing import parse_duration
+    from covey.core import shares
+    from covey.core.identity import validate_name
+    from covey.core.node import io
+
+    lifetime = parse_duration(expires)
+    name = validate_name(group_name, "a group name")
+    whose = validate_name(person, "a person's name")
+    if words_file is not None:
+        words = read_words_file(words_file)
+        labels = [f"line {i} of {words_file}" for i in range(1, len(words) + 1)]
+    elif interactive():
+        words = prompt_words()
+        labels = [f"the {i}th share typed" for i in range(1, len(words) + 1)]
+    else:
+        words, labels = (), []
+    for text, label in zip(words, labels, strict=True):
+        shares.parse_words(text, label=label)  # (a mistyped word: named here, before asking)
+    ask_and_wait(ctx, io.AskHolders(name, whose, lifetime, words), lifetime, port)
+
+
+@recovery_cli.command(name="approve")
+@click.argument("code")
+@click.option("--yes", "-y", is_flag=True, help="Approve without asking (scripts).")
+@common_options
+def approve(ctx: Context, code: str, yes: bool) -> None:
+    """Approve, as a holder, the request of the device showing CODE.
+
+    First looks: shows the asking device's name and safety words and what it
+    asks (compare them with what it shows); after confirmation (--yes in
+    scripts) approves it, and for a recovery releases this device's share
+    to it.
+    """
+    from covey.cli.common import confirm
+    from covey.core.node import io
+
+    looked = node_command(ctx, io.ApproveRequest(code, ""), needs="all", network=True)
+    what = (
+        f"to join {looked['group']!r}"
+        if looked["kind"] == "admit"
+        else f"to recover {looked['person']!r} in {looked['group']!r}"
+    )
+    if not ctx.json:
+        click.echo(
+            f"{looked['device']!r} ({looked['device_id'][:13]}) asks {what}.\n"
+            f"Its safety words: {' '.join(looked['safety_words'])}"
+        )
+    confirm(
+        yes,
+        "Does the asking device show the same safety words, and do you approve?",
+        "approving",
+    )
+    document = node_command(
+        ctx, io.ApproveRequest(code, looked["device_id"]), needs="all", network=True
+    )
+
+    if document["event"] != "approved":
+        from covey.errors import NotAllowed
+
+        raise NotAllowed("the device that answered was not the one shown: nothing was approved")
+
+    def human() -> None:
+        release = " and released this device's share to it" if looked["kind"] == "recover" else ""
+        claimed = " The request is now claimed." if document.get("claimed") else ""
+        click.echo(f"Approved{release}.{claimed}")
+
+    ctx.emit(document, human)
+
+
+COMMANDS = (recovery_cli, request_join, recover)

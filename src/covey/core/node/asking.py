@@ -8,7 +8,7 @@ confirmed both ways before either side shows anything): so `AskLink` is an
 `InviteLink` and `ApproveLink` a `JoinLink` until then. After it:
 
     holder -> asker   its proof: [device record and signature, ""]  (as a joiner's)
-    asker  -> holder  the request: [proof, kind, group name, person name]
+    asker  -> holder  the request: [proof, kind, group name, person name, [op, ...]]
     holder -> asker   the answer: [approved 0|1, [op, ...], share words or "", group ID]
     asker  -> holder  the end: [the recovery claim op, or empty]
 
@@ -16,10 +16,13 @@ The asker's proof signs the session's handshake hash under
 `covey/v1/rec-ask`. The holder's node decides (`decide`): it checks the
 request, writes its `approve` op (and, for the K-th approval of an
 admission, the claim), and sends the group's log and, for a recovery, its
-share. The asker's node checks the share against the dealing's digest in
-that log (`answered`) and, holding K shares with the paper it was given,
-signs the recovery claim as the dealing's recovery record and hands it back
-in the last message, for the holder to add to the log.
+share. The request carries the ops the asker was sent by earlier holders
+(their approvals among them), so that holders who never meet still see
+each other's approvals, and the K-th can claim. The asker's node checks
+the share against the dealing's digest in that log (`answered`) and,
+holding K shares with the paper it was given, signs the recovery claim as
+the dealing's recovery record and hands it back in the last message, for
+the holder to add to the log.
 """
 
 from __future__ import annotations
@@ -36,10 +39,8 @@ from covey.core.node.links import InviteLink, JoinLink
 from covey.core.ops import REQUEST_KINDS
 from covey.errors import InvalidInput, MalformedMessage, PeerRefused
 
-#: The request and the end: small.
-ASK_LIMITS: Final = encoding.Limits(
-    total=4096, bin_len=2048, str_len=256, array_len=4, map_len=0, depth=2, objects=12
-)
+#: The request: small, but for the ops it forwards (as many as a welcome holds).
+ASK_LIMITS: Final = pairing.WELCOME_LIMITS
 #: The answer carries the group's whole log (as a welcome does) and a share's words.
 ANSWER_LIMITS: Final = dataclasses.replace(pairing.WELCOME_LIMITS, str_len=1024)
 END_LIMITS: Final = encoding.Limits(
@@ -54,6 +55,8 @@ class Ask:
     kind: str
     group: str
     person: str | None
+    #: Ops earlier holders sent (forwarded to the next, for their approvals).
+    ops: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class AskLink(InviteLink):
         invitation: pairing.Invitation,
         ask: Ask,
         answered: Callable[[DeviceRecord, Answer, list[Effect]], bytes],
+        forward: Callable[[], list[bytes]],
         conn: ConnId,
         address: str,
         now: float,
@@ -108,6 +112,7 @@ class AskLink(InviteLink):
         self.me = me
         self.ask = ask
         self.answered = answered
+        self.forward = forward
         self.holder: DeviceRecord | None = None
         self.answer: Answer | None = None
 
@@ -125,7 +130,8 @@ class AskLink(InviteLink):
             proof = channel.proof(
                 self.me, crypto.SignDomain.RECOVERY_ASK, self.inviter.handshake_hash, record=True
             )
-            request = [proof, self.ask.kind, self.ask.group, self.ask.person or ""]
+            forwarded = list(self.forward())
+            request = [proof, self.ask.kind, self.ask.group, self.ask.person or "", forwarded]
             self._send_message(out, encoding.encode(request, ASK_LIMITS))
             return
         self.answer = read_answer(message)
@@ -184,9 +190,11 @@ class ApproveLink(JoinLink):
 def read_ask(message: bytes, handshake_hash: bytes) -> tuple[DeviceRecord, bytes, Ask]:
     """The asking device's record (its proof checked), its record's bytes, what it asks."""
     value = encoding.decode(message, ASK_LIMITS)
-    if not isinstance(value, list) or len(value) != 4:
+    if not isinstance(value, list) or len(value) != 5:
         raise MalformedMessage("not a request")
-    proof, kind, group, person = value
+    proof, kind, group, person, ops = value
+    if not isinstance(ops, list) or not all(isinstance(op, bytes) for op in ops):
+        raise MalformedMessage("a request forwards ops")
     if not isinstance(proof, bytes) or kind not in REQUEST_KINDS:
         raise MalformedMessage("not a request")
     group = fields.get_str({"group": group}, "group", min_len=1, max_len=64)
@@ -199,4 +207,4 @@ def read_ask(message: bytes, handshake_hash: bytes) -> tuple[DeviceRecord, bytes
     except InvalidInput as exc:
         raise PeerRefused("the asking device's record does not verify") from exc
     channel.check_proof(record, signature, crypto.SignDomain.RECOVERY_ASK, handshake_hash)
-    return record, raw, Ask(kind, group, person)
+    return record, raw, Ask(kind, group, person, tuple(ops))

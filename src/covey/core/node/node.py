@@ -63,6 +63,7 @@ and reads time only from its `now`.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import math
 from collections.abc import Callable, Iterable
@@ -254,6 +255,8 @@ class Asking:
     released: dict[int, shares.Share] = field(default_factory=dict)
     #: Names of the holders that approved.
     approvers: list[str] = field(default_factory=list)
+    #: The group's log as the holders sent it (forwarded to the next holder).
+    replica: Group | None = None
 
 
 @dataclass
@@ -341,6 +344,9 @@ class Node:
         #: (group, pending claim) -> when this node first held it (in memory: a
         #: restart counts the veto window again, longer, never shorter).
         self._claims_seen: dict[tuple[bytes, bytes], float] = {}
+        #: A request's final "claimed" reply, held until the holder's session that
+        #: claimed it has been sent its last message.
+        self._claimed_replies: dict[int, io.Reply] = {}
         #: (group, claim) -> when this node first saw it witnessed enough: the
         #: member ranked k completes k x HEAL_DELAY after that.
         self._claims_ready: dict[tuple[bytes, bytes], float] = {}
@@ -984,6 +990,7 @@ class Node:
                     open_.invitation,
                     open_.asking.ask,
                     lambda holder, answer, o: self._asked(request, holder, answer, o),
+                    partial(self._forwarded, request),
                     link.conn,
                     link.address,
                     link.started,
@@ -1097,6 +1104,12 @@ class Node:
                 joining.link = None
                 joining.last_error = reason
             return
+        if isinstance(link, asking.ApproveLink) and link.answer is not None:
+            # Answered (and the approval written): the asking device went away
+            # before its last word, which only a recovery's claim needs.
+            self._forget(link, failed=False)
+            self._approved(link, out)
+            return
         if isinstance(link, (InviteLink, JoinLink)):
             self._failed(link, closed_early(link), out)
             return
@@ -1128,7 +1141,9 @@ class Node:
         elif isinstance(link, asking.ApproveLink):
             self._approved(link, out)
         elif isinstance(link, asking.AskLink):
-            pass  # (each holder's session ends here; the request stays open)
+            # (each holder's session ends here; the request stays open until claimed)
+            if link.request is not None and link.request in self._claimed_replies:
+                out.append(self._claimed_replies.pop(link.request))
         elif isinstance(link, JoinLink):
             self._joined(link, out)
         elif isinstance(link, InviteLink):
@@ -1788,6 +1803,11 @@ class Node:
         person = None if ask.person is None else roster.find_person(replica.state, ask.person)
         if ask.kind == "recover" and person is None:
             raise PeerRefused(f"nobody in {ask.group!r} is named {ask.person!r}")
+        if state.replica is not None and state.replica.id == replica.id:
+            for op in state.replica.log.order:  # (what earlier holders sent, kept)
+                with contextlib.suppress(CoveyError):
+                    replica.receive(op.raw)
+        state.replica = replica
         mine = request_id(self.me.record_bytes, ask.kind, person)
         approvals = replica.state.approvals.get((dealing.id, mine), {})
         if holder.name not in state.approvers:
@@ -1843,6 +1863,13 @@ class Node:
         )
         return b""
 
+    def _forwarded(self, request: int) -> list[bytes]:
+        """The ops earlier holders sent this request, for the next holder."""
+        open_ = self.invitations.get(request)
+        if open_ is None or open_.asking is None or open_.asking.replica is None:
+            return []
+        return [op.raw for op in open_.asking.replica.log.order]
+
     def _claimed(self, request: int, replica: Group, claim: bytes, out: list[Effect]) -> None:
         """This device's request is claimed in the group's log: keep the group (this
         device is no member until a member completes it) and end the request."""
@@ -1852,14 +1879,11 @@ class Node:
         out.append(io.Persist(created=(replica.id,)))
         self.generation += 1
         found = replica.state.claims[claim]
-        out.append(
-            io.Reply(
-                request,
-                {
-                    "event": "claimed",
-                    **views.claim_view(replica, found),
-                },
-            )
+        # Said once this session's last message is out (`_finish`): a command's
+        # own node ends at its final reply, and the holder would see the
+        # connection cut before the end.
+        self._claimed_replies[request] = io.Reply(
+            request, {"event": "claimed", **views.claim_view(replica, found)}
         )
 
     def _decide(
@@ -1876,6 +1900,12 @@ class Node:
             raise HandshakeFailed("the approval is over")
         spec = joining.approving
         group = self._member_group(ask.group)
+        before = len(group.log)
+        for raw_op in ask.ops:  # (other holders' approvals, through the asking device)
+            with contextlib.suppress(CoveyError):
+                group.receive(raw_op)
+        if len(group.log) != before:
+            self.persist({group.id}, out)
         state = group.state
         person = None
         if ask.person is not None:

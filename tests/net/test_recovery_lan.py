@@ -1,0 +1,107 @@
+"""Asking share holders and approving, as separate processes on separate hosts
+(issue 11, PROTOCOL.md 19.2): mDNS finds the asking device by its code, and
+the exchange runs over a real LAN.
+
+Three namespaces on a bridge. The household's stores are made in this
+process (laptop the admin, phone and tablet, each a person of its own) with
+a dealing (K = 2, one paper share) written by `covey recovery setup`. Host
+2 also runs the new device: it asks, the phone and the tablet approve.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.cli.test_devices_cli import deliver, make_homes
+from tests.net.conftest import needs_namespaces
+from tests.net.netns import Lan
+from tests.net.test_pairing_lan import COVEY, covey
+
+pytestmark = needs_namespaces
+
+
+def ask(lan: Lan, host: int, home: Path, *args: str) -> tuple[subprocess.Popen, dict]:
+    process = lan.run(host, [*COVEY, *args, "--json", "--home", str(home)])
+    first = json.loads(process.stdout.readline())
+    assert first["event"] == "asking", first
+    return process, first
+
+
+def household(lan: Lan, tmp_path: Path) -> tuple[dict[str, Path], Path, list[str]]:
+    homes = make_homes(tmp_path)
+    made = covey(lan, 0, homes["laptop"], "recovery", "setup", "-g", "family", "-k", "2",
+                 "--paper", "1")  # fmt: skip
+    for name in ("phone", "tablet"):
+        deliver(homes["laptop"], homes[name])
+    new = tmp_path / "new"
+    covey(lan, 2, new, "init", "--name", "new-phone")
+    return homes, new, made["paper_shares"][0]["words"]
+
+
+def test_two_holders_approve_and_the_admission_is_claimed(lan: Lan, tmp_path: Path) -> None:
+    homes, new, _ = household(lan, tmp_path)
+    asker, asking = ask(lan, 2, new, "request-join", "-g", "family")
+    try:
+        looked_and_approved = covey(
+            lan, 1, homes["phone"], "recovery", "approve", asking["code"], "--yes"
+        )
+        assert looked_and_approved["event"] == "approved"
+        assert looked_and_approved["device"] == "new-phone"
+        assert looked_and_approved["safety_words"] == asking["safety_words"]
+        second = covey(lan, 0, homes["tablet"], "recovery", "approve", asking["code"], "--yes")
+        assert second["claimed"]
+        out, err = asker.communicate(timeout=60)
+    finally:
+        asker.kill()
+    assert asker.returncode == 0, err
+    events = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert [e["event"] for e in events][-1] == "claimed"
+    assert events[-1]["kind"] == "admit"
+    status = covey(lan, 0, homes["laptop"], "recovery", "status", "-g", "family")
+    assert status["requests"] == []  # (the laptop has not synced yet: nobody ran covey up)
+    tablet = covey(lan, 0, homes["tablet"], "recovery", "status", "-g", "family")
+    [request] = tablet["requests"]
+    assert (request["status"], request["device"]) == ("pending", "new-phone")
+
+
+def test_a_recovery_with_one_holder_and_the_paper(lan: Lan, tmp_path: Path) -> None:
+    homes, new, words = household(lan, tmp_path)
+    paper = tmp_path / "words.txt"
+    paper.write_text(" ".join(words) + "\n")
+    asker, asking = ask(
+        lan, 2, new, "recover", "-g", "family", "--person", "tablet", "--words-file", str(paper)
+    )
+    try:
+        approved = covey(lan, 1, homes["phone"], "recovery", "approve", asking["code"], "--yes")
+        assert approved["event"] == "approved"
+        assert approved["claimed"]
+        out, err = asker.communicate(timeout=60)
+    finally:
+        asker.kill()
+    assert asker.returncode == 0, err
+    claimed = json.loads(out.strip().splitlines()[-1])
+    assert claimed["event"] == "claimed"
+    assert (claimed["kind"], claimed["person"]) == ("recover", "tablet")
+    phone = covey(lan, 1, homes["phone"], "recovery", "status", "-g", "family")
+    [request] = phone["requests"]
+    assert request["status"] == "pending"
+    assert phone["dealing"]["void"] == "a recovery claim spent it"
+
+
+def test_a_mistyped_paper_word_is_named_before_anything_is_asked(lan: Lan, tmp_path: Path) -> None:
+    _, new, words = household(lan, tmp_path)
+    words[6] = "zzzz"
+    paper = tmp_path / "words.txt"
+    paper.write_text(" ".join(words) + "\n")
+    args = ["recover", "-g", "family", "--person", "tablet", "--words-file", str(paper)]
+    process = lan.run(2, [*COVEY, *args, "--home", str(new)])
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert (
+        err.strip().splitlines()
+        == [f"covey: error: word 7 of line 1 of {paper} is not a SLIP-39 word"]
+        or "word 7 of line 1" in err
+    )
+    assert "zzzz" not in err
