@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 from tests.cli.test_devices_cli import deliver, make_homes
@@ -29,10 +30,12 @@ def ask(lan: Lan, host: int, home: Path, *args: str) -> tuple[subprocess.Popen, 
     return process, first
 
 
-def household(lan: Lan, tmp_path: Path) -> tuple[dict[str, Path], Path, list[str]]:
+def household(
+    lan: Lan, tmp_path: Path, veto: str = "72h"
+) -> tuple[dict[str, Path], Path, list[str]]:
     homes = make_homes(tmp_path)
-    made = covey(lan, 0, homes["laptop"], "recovery", "setup", "-g", "family", "-k", "2",
-                 "--paper", "1")  # fmt: skip
+    setup = ["recovery", "setup", "-g", "family", "-k", "2", "--paper", "1", "--veto", veto]
+    made = covey(lan, 0, homes["laptop"], *setup)
     for name in ("phone", "tablet"):
         deliver(homes["laptop"], homes[name])
     new = tmp_path / "new"
@@ -105,3 +108,46 @@ def test_a_mistyped_paper_word_is_named_before_anything_is_asked(lan: Lan, tmp_p
         or "word 7 of line 1" in err
     )
     assert "zzzz" not in err
+
+
+def test_acceptance_a_the_admin_is_away_and_two_holders_let_a_new_device_in(
+    lan: Lan, tmp_path: Path
+) -> None:
+    """Issue 11, acceptance (a), in small: the admin's device is stopped; a new device
+    asks, two holders approve, their `covey up` nodes witness the claim after
+    the (shortened) veto window and complete it, and the new device, running
+    `covey up` too, becomes a member and opens a file sealed before it asked."""
+    from tests.net.test_daemon_lan import stop, up
+
+    homes, new, _ = household(lan, tmp_path, veto="60s")
+    note = tmp_path / "note.txt"
+    note.write_text("the wifi password is correct-horse")
+    covey(lan, 0, homes["laptop"], "seal", "-g", "family", str(note))  # then the laptop is off
+    asker, asking = ask(lan, 2, new, "request-join", "-g", "family")
+    try:
+        covey(lan, 1, homes["phone"], "recovery", "approve", asking["code"], "--yes")
+        covey(lan, 0, homes["tablet"], "recovery", "approve", asking["code"], "--yes")
+        asker.communicate(timeout=60)
+    finally:
+        asker.kill()
+    assert asker.returncode == 0
+    nodes = [up(lan, 1, homes["phone"]), up(lan, 0, homes["tablet"]), up(lan, 2, new)]
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            shown = covey(lan, 2, new, "group", "show", "family")
+            mine = [m for m in shown["members"] if m["this_device"]]
+            if mine and shown["epoch"]["key_held"]:
+                break
+            time.sleep(2)
+        assert mine, "the new device never became a member"
+        assert shown["epoch"]["key_held"]
+        opened = covey(lan, 2, new, "open", str(note) + ".covey", "-o", str(tmp_path / "got"))
+        assert opened["author"]["name"] == "laptop"
+        assert (tmp_path / "got").read_text() == note.read_text()
+        status = covey(lan, 1, homes["phone"], "recovery", "status", "-g", "family")
+        assert [r["status"] for r in status["requests"]] == ["completed"]
+        assert sorted(status["requests"][0]["approved_by"]) == ["phone", "tablet"]
+    finally:
+        outputs = [stop(node) if node.poll() is None else "" for node in nodes]
+    assert "PENDING" not in outputs[0]  # (pending claims go to stderr, loudly)
