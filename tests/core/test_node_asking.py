@@ -160,6 +160,7 @@ def test_a_recovered_device_replaces_the_persons_devices_which_lose_the_next_key
         state = net.nodes[i].groups[group_id].state
         assert new.device_id.raw in state.members, i
         assert tablet not in state.members, i
+        assert state.person_name(state.person(new.device_id.raw)) == "tablet", i
         assert tablet not in state.current_epoch.recipients, i
     asker = net.nodes[3].groups[group_id]
     assert asker.state.current_epoch.id in asker.keys

@@ -31,10 +31,10 @@ def ask(lan: Lan, host: int, home: Path, *args: str) -> tuple[subprocess.Popen, 
 
 
 def household(
-    lan: Lan, tmp_path: Path, veto: str = "72h"
+    lan: Lan, tmp_path: Path, veto: str = "72h", k: int = 2
 ) -> tuple[dict[str, Path], Path, list[str]]:
     homes = make_homes(tmp_path)
-    setup = ["recovery", "setup", "-g", "family", "-k", "2", "--paper", "1", "--veto", veto]
+    setup = ["recovery", "setup", "-g", "family", "-k", str(k), "--paper", "1", "--veto", veto]
     made = covey(lan, 0, homes["laptop"], *setup)
     for name in ("phone", "tablet"):
         deliver(homes["laptop"], homes[name])
@@ -151,3 +151,60 @@ def test_acceptance_a_the_admin_is_away_and_two_holders_let_a_new_device_in(
     finally:
         outputs = [stop(node) if node.poll() is None else "" for node in nodes]
     assert "PENDING" not in outputs[0]  # (pending claims go to stderr, loudly)
+
+
+def wait_until_member(lan: Lan, host: int, home: Path, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    shown: dict = {}
+    while time.monotonic() < deadline:
+        shown = covey(lan, host, home, "group", "show", "family")
+        if any(m["this_device"] for m in shown["members"]) and shown["epoch"]["key_held"]:
+            return shown
+        time.sleep(2)
+    raise AssertionError(f"the device never became a member: {shown}")
+
+
+def test_acceptance_b_a_person_who_lost_every_device_is_recovered(lan: Lan, tmp_path: Path) -> None:
+    """Issue 11, acceptance (b), in small: every device of one person (the tablet)
+    is gone for good; a new device recovers that person with two holders' shares
+    and the paper (K = 3), takes its place after the window, and the old device
+    is out of every later epoch: it opens nothing sealed afterwards."""
+    from tests.net.test_daemon_lan import stop, up
+
+    homes, new, words = household(lan, tmp_path, veto="60s", k=3)
+    paper = tmp_path / "words.txt"
+    paper.write_text(" ".join(words) + "\n")
+    recover = ["recover", "-g", "family", "--person", "tablet", "--words-file", str(paper)]
+    asker, asking = ask(lan, 2, new, *recover)
+    try:
+        first = covey(lan, 0, homes["laptop"], "recovery", "approve", asking["code"], "--yes")
+        assert not first["claimed"]
+        second = covey(lan, 1, homes["phone"], "recovery", "approve", asking["code"], "--yes")
+        assert second["claimed"]
+        asker.communicate(timeout=60)
+    finally:
+        asker.kill()
+    assert asker.returncode == 0
+    nodes = [up(lan, 0, homes["laptop"]), up(lan, 1, homes["phone"]), up(lan, 2, new)]
+    try:
+        shown = wait_until_member(lan, 2, new)
+        names = {m["name"]: m["role"] for m in shown["members"]}
+        assert names == {"laptop": "admin", "phone": "member", "new-phone": "member"}
+        note = tmp_path / "after.txt"
+        note.write_text("sealed after the recovery")
+        covey(lan, 0, homes["laptop"], "seal", "-g", "family", str(note))
+        opened = covey(lan, 2, new, "open", str(note) + ".covey", "-o", str(tmp_path / "got"))
+        assert opened["author"]["name"] == "laptop"
+        devices = covey(lan, 0, homes["laptop"], "devices", "-g", "family")
+        assert {d["name"]: d["person"] for d in devices["devices"]}["new-phone"] == "tablet"
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                stop(node)
+    # The tablet, were it ever back, holds no key for what was sealed after.
+    process = lan.run(0, [*COVEY, "open", str(note) + ".covey", "-o", str(tmp_path / "no"),
+                          "--home", str(homes["tablet"])])  # fmt: skip
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert not (tmp_path / "no").exists()
+    assert len(err.strip().splitlines()) == 1

@@ -18,7 +18,7 @@ from covey.core.group import Group
 from covey.core.identity import DeviceId
 from covey.core.log import GroupLog
 from covey.core.membership import ClaimState, witnesses_needed
-from covey.core.ops import Add, AddRelay, Remove, SetRole
+from covey.core.ops import Add, AddRelay, Complete, Remove, SetRole
 from covey.errors import NotAMember
 
 
@@ -189,7 +189,7 @@ def _authors(
         if len(found) == len(wanted):
             break
         body = group.log.ops[op_id].body
-        if isinstance(body, Add):
+        if isinstance(body, (Add, Complete)):  # (a completed admission or recovery adds)
             kind = "add"
         elif isinstance(body, Remove):
             kind = "remove"
