@@ -721,10 +721,10 @@ def _apply_recovery(
         state.claims[body.claim] = replace(claim, status="vetoed")
     else:
         if claim.claim.kind == "recover":
-            person = claim.claim.person
-            assert person is not None
-            if person not in state.person_names:  # (a device's own person, named after it)
-                state.person_names[person] = state.person_name(person) or "?"
+            recovered = claim.claim.person
+            assert recovered is not None
+            if recovered not in state.person_names:  # (a device's own person, named after it)
+                state.person_names[recovered] = state.person_name(recovered) or "?"
             for device in [d for d in state.members if state.person(d) == claim.claim.person]:
                 del state.members[device]
                 state.person_of.pop(device, None)
