@@ -209,7 +209,7 @@ class World:
         state = group.state
         dealing = state.dealing
         if action in CLAIM_ACTIONS:
-            claims = sorted(state.claims)
+            claims = sorted(c for c, claim in state.claims.items() if claim.status == "pending")
             if not claims:
                 return None
             claim = claims[j % len(claims)]

@@ -669,7 +669,8 @@ class Group:
         ]
         rotation, key = self._rotation(keep, rng, {target: record.box_key})
         links = self._links(key, rotation.recipients, target, rng)
-        body = Complete(claim, record, found.claim.device_raw, found.role, rotation, links)
+        role = membership.completion_role(state, found)
+        body = Complete(claim, record, found.claim.device_raw, role, rotation, links)
         op = self._author(body, now)
         if self.me.device_id.raw not in rotation.recipients:
             return op

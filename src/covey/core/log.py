@@ -106,6 +106,8 @@ class _Checkpoint:
     claims: dict[bytes, membership.ClaimState]
     records: frozenset[bytes]
     windows: dict[bytes, int]
+    approval_labels: dict[bytes, tuple[str, bytes | None]]
+    approved_by: dict[tuple[bytes, bytes], int]
     devices: int
     epochs: int
     applied: int
@@ -505,7 +507,9 @@ class GroupLog:
             )
         if run:
             self._outsiders[op.id] = run
-        forked = self._note_seq(op, membership.is_evidence(reason))
+        forked = self._note_seq(
+            op, membership.is_evidence(reason) and not membership.is_record_claim(op)
+        )
         # A revocation under a plan that had to leave revocations out is
         # settled with the rest: which ones are left out depends on every
         # pass of the settle, not on the last one alone.
@@ -910,6 +914,8 @@ class GroupLog:
                 dict(state.claims),
                 state.records,
                 dict(state.windows),
+                dict(state.approval_labels),
+                dict(state.approved_by),
                 len(state.devices),
                 len(state.epochs),
                 len(state.applied),
@@ -933,6 +939,8 @@ class GroupLog:
         state.claims = dict(checkpoint.claims)
         state.records = checkpoint.records
         state.windows = dict(checkpoint.windows)
+        state.approval_labels = dict(checkpoint.approval_labels)
+        state.approved_by = dict(checkpoint.approved_by)
         while len(state.devices) > checkpoint.devices:
             state.devices.popitem()
         while len(state.skipped) > checkpoint.skipped:

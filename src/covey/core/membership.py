@@ -73,6 +73,9 @@ from covey.core.ops import (
 Need = Literal["founder", "admin", "member", "self_or_admin"]
 Level = Literal["admin", "member"]
 
+#: Requests one holder person approves under one dealing (bounds what a holder
+#: can make every replica keep: review of claims, F7).
+MAX_APPROVALS: Final = 16
 #: Relays one group uses (`add_relay` is refused beyond this many; a merge
 #: of concurrent adds that passes it keeps the first this many by key).
 MAX_RELAYS: Final = 8
@@ -291,6 +294,10 @@ class GroupState:
     approvals: dict[tuple[bytes, bytes], dict[bytes, bytes]] = field(default_factory=dict)
     #: Dealing -> the holder persons that released their share (a recovery's approval).
     releases: dict[bytes, frozenset[bytes]] = field(default_factory=dict)
+    #: Applied approve op -> (kind, person) it was given for.
+    approval_labels: dict[bytes, tuple[str, bytes | None]] = field(default_factory=dict)
+    #: (dealing, holder person) -> how many requests it approved under it.
+    approved_by: dict[tuple[bytes, bytes], int] = field(default_factory=dict)
     #: Claim op -> what became of it.
     claims: dict[bytes, ClaimState] = field(default_factory=dict)
     #: The device IDs of every applied dealing's recovery record: never a member.
@@ -587,6 +594,9 @@ def _check_approve(state: GroupState, author: bytes, body: Approve) -> str | Non
         return "its author holds no share of the dealing"
     if person in state.approvals.get((body.dealing, body.request), {}):
         return "the holder approved that request already"
+    given = state.approved_by.get((body.dealing, person), 0)
+    if given >= MAX_APPROVALS:
+        return f"a holder approves at most {MAX_APPROVALS} requests of one dealing"
     if body.kind == "recover":
         if body.person == person:
             return "a holder cannot approve its own person's recovery"
@@ -608,10 +618,20 @@ def _check_claim(state: GroupState, op: Op, body: Claim) -> str | None:
         c.status == "pending" and c.claim.request == body.request for c in state.claims.values()
     ):
         return "that request is claimed already"
+    if device in state.equivocators:
+        return "the claimed device equivocated"
+    if any(
+        c.status == "vetoed" and c.claim.request == body.request and c.claim.dealing == body.dealing
+        for c in state.claims.values()
+    ):
+        return "that request was vetoed under this dealing"
     approved = state.approvals.get((body.dealing, body.request), {})
     ids = set(approved.values())
     if not set(body.approvals) <= ids:
         return "the claim lists an approval of another request, or none applied"
+    labels = state.approval_labels
+    if any(labels.get(a) != (body.kind, body.person) for a in body.approvals):
+        return "the claim lists an approval given for something else"
     threshold = dealing.deal.threshold
     if body.kind == "admit":
         if op.author not in state.members:
@@ -646,11 +666,22 @@ def _check_witness_or_veto(state: GroupState, author: bytes, body: Witness | Vet
         return None
     if body.kind != claim.claim.kind:
         return "the veto names the wrong kind of claim"
-    if body.kind == "recover" and person != claim.claim.person:
-        return "only a device of the person recovered vetoes a recovery"
+    if body.kind == "recover" and person != claim.claim.person and state.role(author) != "admin":
+        return "only a device of the person recovered, or an admin, vetoes a recovery"
     if body.kind == "admit" and state.role(author) != "admin":
         return "only an admin vetoes an admission"
     return None
+
+
+def completion_role(state: GroupState, claim: ClaimState) -> Role:
+    """The role a completion gives: the recovered person's highest among its member
+    devices when it completes (a demotion after the claim counts: review of
+    claims, F4), else member; member for an admission."""
+    if claim.claim.kind == "recover" and any(
+        m.role == "admin" for d, m in state.members.items() if state.person(d) == claim.claim.person
+    ):
+        return "admin"
+    return "member"
 
 
 def witnesses_needed(state: GroupState, claim: ClaimState) -> int:
@@ -665,8 +696,8 @@ def _check_complete(state: GroupState, body: Complete) -> str | None:
         return "the claim is not pending"
     if body.device_raw != claim.claim.device_raw:
         return "the completion adds another device than the claim's"
-    if body.role != claim.role:
-        return "the completion gives another role than the claim's"
+    if body.role != completion_role(state, claim):
+        return "the completion gives another role than the person has now"
     needed = witnesses_needed(state, claim)
     if needed == 0 or len(claim.witnesses) < needed:
         return "the claim lacks witnesses"
@@ -690,6 +721,9 @@ def _apply_recovery(
     if isinstance(body, Approve):
         person = state.person(op.author)
         state.approvals.setdefault((body.dealing, body.request), {})[person] = op.id
+        state.approval_labels[op.id] = (body.kind, body.person)
+        key = (body.dealing, person)
+        state.approved_by[key] = state.approved_by.get(key, 0) + 1
         if body.kind == "recover":
             released = state.releases.get(body.dealing, frozenset())
             state.releases[body.dealing] = released | {person}
@@ -733,6 +767,20 @@ def _apply_recovery(
         if claim.claim.person is not None:
             state.person_of[body.target] = claim.claim.person
         state.claims[body.claim] = replace(claim, status="completed")
+
+
+def rejudge(state: GroupState, op: Op) -> str | None:
+    """Why a recovery op, valid in its own past, does not hold in `state` (None: it does)."""
+    body = op.body
+    if isinstance(body, Approve):
+        return _check_approve(state, op.author, body)
+    if isinstance(body, Claim):
+        return _check_claim(state, op, body)
+    if isinstance(body, (Witness, Veto)):
+        return _check_witness_or_veto(state, op.author, body)
+    if isinstance(body, Complete):
+        return _check_complete(state, body)
+    return None
 
 
 def _void_at_deal(state: GroupState, deal: Deal) -> str | None:
@@ -821,7 +869,7 @@ def forks_of(ops: Iterable[Op], validity: Mapping[bytes, str | None]) -> dict[by
     """Every author's equivocation evidence within a set of ops (`is_evidence`)."""
     seen: dict[bytes, dict[int, list[bytes]]] = {}
     for op in ops:
-        if is_evidence(validity.get(op.id, SEQ_REASON)):
+        if is_evidence(validity.get(op.id, SEQ_REASON)) and not is_record_claim(op):
             seen.setdefault(op.author, {}).setdefault(op.seq, []).append(op.id)
     forks = {}
     for author, by_seq in seen.items():
@@ -929,34 +977,70 @@ class Plan:
 def is_rights_op(op: Op) -> bool:
     """Whether the op takes part in the plan: genesis, grants, revocations, and the
     vetoes and completions of claims (a veto voids a concurrent completion)."""
-    return isinstance(op.body, (Genesis, Add, Remove, SetRole, Complete, Veto))
+    return isinstance(op.body, (Genesis, Add, Remove, SetRole, Complete, Veto)) or (
+        is_record_claim(op)
+    )
 
 
-def voided_completions(
+def is_record_claim(op: Op) -> bool:
+    """A recovery claim: signed as a dealing's recovery record (never fork evidence:
+    two claims of one record are settled by `voided_ops` instead)."""
+    return isinstance(op.body, Claim) and op.body.kind == "recover"
+
+
+def voided_ops(
     ops: Iterable[Op], probe: Plan, validity: Mapping[bytes, str | None], causality: Causality
 ) -> frozenset[bytes]:
-    """The completions a live veto of their claim, concurrent with them, voids.
+    """The claims and completions the set voids, decided by the causal order alone,
+    before revocations are settled.
 
-    Decided by the causal order alone, before revocations are settled (so a
-    completion's removal of the recovered person's devices never takes away
-    the right their own concurrent veto needs: review H1). A veto counts
-    when it is valid in its own past and live, whatever rule 3 does to it
-    later: the doubt goes to the veto (a recovery can be claimed again).
+    * A completion a live veto of its claim, concurrent with it, voids (so a
+      completion's removal of the recovered person's devices never takes away
+      the right their own concurrent veto needs: review H1). A veto counts
+      when it is valid in its own past and live, whatever rule 3 does to it
+      later: the doubt goes to the veto (a recovery can be claimed again).
+    * Recovery claims under one dealing (the record signed more than one:
+      they are concurrent, as a dealing is spent by its first) void each
+      other, unless one of them has a completion that stands: then it stands
+      and the others are void. With none, or with several, that stand, all
+      are void but the one with the smallest ID among those completed (a
+      record's late fork must not undo a completed recovery: review of
+      claims, F2; and equivocation evidence, which would skip every op from
+      the fork on, does not apply to records).
+    A voided claim's completions are void with it.
     """
     vetoes: dict[bytes, list[Op]] = {}
     completions: list[Op] = []
+    claims: dict[bytes, list[Op]] = {}
     for op in ops:
         if not probe.live(op, validity):
             continue
-        if isinstance(op.body, Veto):
-            vetoes.setdefault(op.body.claim, []).append(op)
-        elif isinstance(op.body, Complete):
+        body = op.body
+        if isinstance(body, Veto):
+            vetoes.setdefault(body.claim, []).append(op)
+        elif isinstance(body, Complete):
             completions.append(op)
-    return frozenset(
+        elif is_record_claim(op):
+            claims.setdefault(body.dealing, []).append(op)  # type: ignore[union-attr]
+    voided = {
         c.id
         for c in completions
         if any(concurrent(causality, v, c) for v in vetoes.get(c.body.claim, ()))  # type: ignore[union-attr]
-    )
+    }
+    completed: dict[bytes, list[bytes]] = {}
+    for c in completions:
+        if c.id not in voided:
+            completed.setdefault(c.body.claim, []).append(c.id)  # type: ignore[union-attr]
+    for rivals in claims.values():
+        if len(rivals) < 2:
+            continue
+        done = sorted(r.id for r in rivals if r.id in completed)
+        keep = done[0] if done else None
+        for rival in rivals:
+            if rival.id != keep:
+                voided.add(rival.id)
+                voided.update(completed.get(rival.id, ()))
+    return frozenset(voided)
 
 
 def make_plan(
@@ -975,7 +1059,7 @@ def make_plan(
     forks = dict(forks)  # a snapshot: the log's evidence grows in place
     probe = Plan(forks, frozenset(), Chains(), excluded)
     rights = list(rights)
-    voided = voided_completions(rights, probe, validity, causality)
+    voided = voided_ops(rights, probe, validity, causality)
     seniority: dict[bytes, int] = {}
     grants_to: dict[bytes, list[Op]] = {}
     revocations: list[Op] = []
@@ -1229,8 +1313,8 @@ def defeated_when_last(
                 continue
             seen.add(grant.id)
             why = skipped.get(grant.id)
-            if validity.get(grant.id, "not checked") is not None or why == EQUIVOCATED:
-                continue  # not live: no one holds a right through it
+            if validity.get(grant.id, "not checked") is not None or why in (EQUIVOCATED, VOIDED):
+                continue  # not live (a voided completion neither: review of claims, F8)
             if why in (VETOED_AUTHOR, VETOED_TARGET):
                 return True
             stack.append(grant)
@@ -1481,6 +1565,13 @@ def _skip_reason(
         for r in in_force.concurrent_with(granted[0], op, causality):
             if _covers(revokes(r)[1], granted[1]):  # type: ignore[index]
                 return VETOED_TARGET
+    if isinstance(op.body, (Approve, Claim, Witness, Veto, Complete)):
+        # Judged again against the merged state at its place in the replay: a
+        # dealing voided, an approval or a witness vetoed concurrently (rule 3)
+        # must not carry a claim there (review of claims, F1).
+        why = rejudge(state, op)
+        if why is not None:
+            return "no longer holds in the merged state: " + why
     if isinstance(op.body, Genesis) or is_recovery_claim(op, state):
         return None  # (a recovery claim's author is the dealing's record, never a member)
     if isinstance(op.body, Complete):
