@@ -181,3 +181,21 @@ def test_a_recovery_vetoed_by_the_persons_own_device_does_not_complete() -> None
         assert [c.status for c in state.claims.values()] == ["vetoed"], i
         assert new.device_id.raw not in state.members
     assert new.device_id.raw not in net.nodes[3].groups[group_id].state.members
+
+
+def test_a_holder_approves_after_a_look_without_seeing_the_advert_again() -> None:
+    """A node that looked at a request (a join that matched the asker's advert)
+    approves it in a second session with the advert it already holds: mDNS says an
+    advert once, not once per command (found by the simulator's `admin-away`: every
+    approval after a look timed out with "no inviting device with that code")."""
+    net, group_id, _, _ = world()
+    code = ask(net, io.AskHolders("family"))  # (announced once: the holders saw it)
+    net.command(1, 10, io.ApproveRequest(code, ""))
+    [looked] = net.replies(1, 10)
+    assert looked.data["event"] == "looked"
+    net.command(1, 11, io.ApproveRequest(code, looked.data["device_id"]))
+    net.tick(31)
+    [approved] = net.replies(1, 11)
+    assert approved.error is None, approved
+    assert approved.data["event"] == "approved"
+    assert net.nodes[1].groups[group_id].state.approvals

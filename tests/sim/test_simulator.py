@@ -39,6 +39,9 @@ FIXED = [
     ("family-relay", 1, 3.0),  # (3 days: the removal is on day 2)
     ("relay-outage", 1, 3.0),
     ("lying-relay", 1, 2.0),
+    ("admin-away", 2, 2.0),  # (the admission is asked on day 1: 2 days see it complete)
+    ("lost-person", 1, 2.0),
+    ("vetoed-recovery", 1, 2.0),
 ]
 
 #: mutant -> (scenario, seed, days, the invariant that catches it).
@@ -47,6 +50,7 @@ CAUGHT = {
     "accept-unauthorized": ("household", 1, 1.0, "integrity"),
     "merge-by-arrival": ("family", 0, 2.0, "convergence"),  # (seed 5 until introductions)
     "send-before-persist": ("family", 1, 1.0, "liveness"),  # (seed 9 until introductions)
+    "one-witness": ("lost-person", 1, 2.0, "witnessed"),
 }
 
 

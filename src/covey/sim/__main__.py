@@ -24,6 +24,18 @@ def _seeds(text: str) -> range:
     return range(int(low), int(high or low) + 1)
 
 
+def _scenario(name: str) -> str:
+    from covey.sim.scenarios import SCENARIOS, lookup
+
+    try:
+        lookup(name)
+    except KeyError:
+        raise argparse.ArgumentTypeError(
+            f"{name!r}: one of {', '.join(sorted(SCENARIOS))}, or admission-odds-nN-kK-pP-wM"
+        ) from None
+    return name
+
+
 def _report(result: dict[str, Any]) -> str:
     line = (
         f"seed {result['seed']}: {result['steps']} steps, "
@@ -46,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m covey.sim")
     commands = parser.add_subparsers(dest="command", required=True)
     run_cmd = commands.add_parser("run", help="run a scenario")
-    run_cmd.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
+    run_cmd.add_argument("--scenario", required=True, type=_scenario)
     which = run_cmd.add_mutually_exclusive_group(required=True)
     which.add_argument("--seed", type=int)
     which.add_argument("--seeds", type=_seeds)
@@ -68,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "scenarios":
         for name, spec in sorted(SCENARIOS.items()):
             print(f"{name:<10} {spec.days:g} days  {spec.description}")
+        print("admission-odds-nN-kK-pP-wM  2.5 days  measure: N holders, each on P% of days,")
+        print("    threshold K, an M-minute veto window (simulations/recovery_odds.py)")
         return 0
     if args.command == "mutants":
         for name, what in sorted(MUTANTS.items()):

@@ -18,6 +18,17 @@ Checked after every step (one event handled by one node), for what changed:
   below, an independent copy of PROTOCOL.md's rule table (so a bug in the
   core's table cannot hide itself).
 * `no-internal-error`: no node reports an internal error (checked by the world).
+* `witnessed`: every applied `complete` has, in its causal past, witnesses
+  of its claim by members of at least two persons other than the one it
+  replaces (one, when only one other person has a member device), none of
+  them of that person.
+* `veto-wins`: a claim with an applied veto is never completed, in the
+  merged log and in any device's replica.
+* `convergence` covers claims: replicas holding the same ops agree on each
+  claim's status and witnesses.
+* `secrecy` covers recoveries: a completed recovery removes the person's
+  member devices (in its causal past), which never hold the key of an epoch
+  from the completion on (unless added again in between).
 
 Checked once the network has healed and every device has been online a
 while (`final`):
@@ -46,6 +57,10 @@ from covey.core.membership import GroupState
 from covey.core.ops import (
     Add,
     AddRelay,
+    Approve,
+    Claim,
+    Complete,
+    Deal,
     Genesis,
     Op,
     Remove,
@@ -54,6 +69,8 @@ from covey.core.ops import (
     SetPerson,
     SetPolicy,
     SetRole,
+    Veto,
+    Witness,
 )
 from covey.core.seal import open_bytes
 from covey.errors import CoveyError, NeverAMember
@@ -70,6 +87,15 @@ REFERENCE_RULES: Final = {
     "remove_relay": "admin",
     "set_inbox": "member",
     "set_person": "admin",
+    "deal": "admin",
+    "approve": "member",
+    "complete": "member",
+    # Judged apart (`_recovery_right`): a recovery's claim is the recovery
+    # record's; a witness is not of the person recovered; a veto is an
+    # admin's (an admission) or the person's own device's (a recovery).
+    "claim": "member",
+    "witness": "member",
+    "veto": "member",
 }
 
 
@@ -106,6 +132,9 @@ def _kind(op: Op) -> str:
         return "set_inbox"
     if isinstance(body, SetPerson):
         return "set_person"
+    for kind in (Deal, Approve, Claim, Witness, Veto, Complete):
+        if isinstance(body, kind):
+            return kind.KIND
     return "rotate"
 
 
@@ -120,6 +149,12 @@ def summary(state: GroupState) -> tuple[Any, ...]:
         tuple(sorted((d.hex(), r.hex(), b.hex()) for (d, r), b in state.inboxes.items())),
         tuple(sorted((d.hex(), state.person(d).hex()) for d in state.members)),
         tuple(sorted((p.hex(), n) for p, n in state.person_names.items())),
+        tuple(
+            sorted(
+                (c.hex(), claim.status, tuple(sorted(w.hex() for w in claim.witnesses)))
+                for c, claim in state.claims.items()
+            )
+        ),
     )
 
 
@@ -192,6 +227,8 @@ class Invariants:
             if group.log.state is None:
                 continue
             digest = hashlib.blake2b(b"".join(sorted(group.log.ops)), digest_size=16).digest()
+            if group.log.state.claims:
+                self._check_vetoes(device.name, group.log.state, group.log.ops)
             mine = summary(group.log.state)
             views = self.views.setdefault(group_id, {})
             views[device.index] = (digest, mine)
@@ -212,6 +249,7 @@ class Invariants:
         state = truth.state
         if state is None:
             return
+        self._check_vetoes("the merged log", state, truth.ops)
         checked = self._checked_applied.setdefault(group_id, set())
         for op_id in state.applied:
             if op_id in checked:
@@ -222,7 +260,20 @@ class Invariants:
             if kind == "genesis":
                 continue
             past = truth.state_of(op.parents)
+            if isinstance(op.body, Claim) and op.body.kind == "recover":
+                dealt = truth.ops.get(op.body.dealing)
+                if (
+                    dealt is None
+                    or not isinstance(dealt.body, Deal)
+                    or (dealt.body.record.device_id.raw != op.author)
+                ):
+                    raise Violation("integrity", "a recovery claim not signed as its record")
+                continue
             role = past.role(op.author) if past is not None else None
+            if past is not None and role is not None:
+                self._recovery_right(truth, past, op, role)
+            if isinstance(op.body, Complete):
+                self._check_witnessed(truth, op, op.body)
             needed = REFERENCE_RULES[kind]
             if needed == "self_or_admin":
                 target = getattr(op.body, "target", None)
@@ -234,6 +285,58 @@ class Invariants:
                     f"a {kind} op by {author.name if author else '?'} (a {role or 'non-member'}"
                     " in its causal past) was applied",
                 )
+
+    def _recovery_right(self, truth: GroupLog, past: GroupState, op: Op, role: str) -> None:
+        """Who may witness and veto a claim (PROTOCOL.md 19.4), judged in the op's past."""
+        body = op.body
+        if not isinstance(body, (Witness, Veto)):
+            return
+        claimed = truth.ops[body.claim].body
+        assert isinstance(claimed, Claim)
+        author = self.by_id.get(op.author)
+        who = author.name if author is not None else op.author.hex()[:12]
+        mine = past.person(op.author)
+        if isinstance(body, Witness) and claimed.kind == "recover" and mine == claimed.person:
+            raise Violation("integrity", f"{who} witnessed its own person's recovery")
+        if isinstance(body, Veto):
+            if claimed.kind == "admit" and role != "admin":
+                raise Violation("integrity", f"{who}, no admin, vetoed an admission")
+            if claimed.kind == "recover" and mine != claimed.person:
+                raise Violation("integrity", f"{who} vetoed another person's recovery")
+
+    def _check_witnessed(self, truth: GroupLog, op: Op, body: Complete) -> None:
+        """A completion rests on witnesses of other persons in its causal past."""
+        claimed = truth.ops[body.claim].body
+        assert isinstance(claimed, Claim)
+        past = truth.state_of(op.parents)
+        assert past is not None
+        others = {past.person(d) for d in past.members if past.person(d) != claimed.person}
+        persons = set()
+        for other in truth.ops.values():
+            if (
+                isinstance(other.body, Witness)
+                and other.body.claim == body.claim
+                and truth.clock_value(op.id, other.author) >= other.seq
+            ):
+                before = truth.state_of(other.parents)
+                if before is not None and other.author in before.members:
+                    persons.add(before.person(other.author))
+        persons.discard(claimed.person)
+        if not persons or len(persons) < min(2, len(others)):
+            raise Violation(
+                "witnessed",
+                f"a claim completed with witnesses of {len(persons)} other person(s) "
+                f"of {len(others)}",
+            )
+
+    def _check_vetoes(self, where: str, state: GroupState, ops: dict[bytes, Op]) -> None:
+        """A claim with an applied veto is not completed."""
+        for op_id in state.applied:
+            body = ops[op_id].body
+            if isinstance(body, Veto):
+                claim = state.claims.get(body.claim)
+                if claim is not None and claim.status == "completed":
+                    raise Violation("veto-wins", f"{where}: a vetoed claim completed")
 
     def _check_secrecy(self, device: Device) -> None:
         for group_id, truth in self.truth.items():
@@ -260,13 +363,13 @@ class Invariants:
             truth.ops[i]
             for i in state.applied
             if isinstance(body := truth.ops[i].body, Remove) and body.target == device
-        ]
+        ] + self._replaced(truth, state, device)
         if not removals:
             return []
         adds = [
             truth.ops[i]
             for i in state.applied
-            if isinstance(body := truth.ops[i].body, Add) and body.target == device
+            if isinstance(body := truth.ops[i].body, (Add, Complete)) and body.target == device
         ]
 
         def before(a: Op, b: Op) -> bool:
@@ -284,6 +387,26 @@ class Invariants:
                     break
         return found
 
+    def _replaced(self, truth: GroupLog, state: GroupState, device: bytes) -> list[Op]:
+        """The applied completions of recoveries that replaced `device` (a member
+        device of the recovered person in the completion's causal past)."""
+        found = []
+        for i in state.applied:
+            op = truth.ops[i]
+            if not isinstance(op.body, Complete):
+                continue
+            claimed = truth.ops[op.body.claim].body
+            if not isinstance(claimed, Claim) or claimed.kind != "recover":
+                continue
+            past = truth.state_of(op.parents)
+            if (
+                past is not None
+                and device in past.members
+                and past.person(device) == (claimed.person)
+            ):
+                found.append(op)
+        return found
+
     # --- once the world has healed ------------------------------------------------------
 
     def final(self) -> dict[str, Any]:
@@ -296,7 +419,7 @@ class Invariants:
             replicas = []
             for device_id in sorted(state.members):
                 device = self.by_id.get(device_id)
-                if device is None:
+                if device is None or device.gone:  # (lost for good: a recovery's to replace)
                     continue
                 group = self.world.group_of(device, group_id)
                 if group is None or group.log.state is None:
@@ -344,7 +467,7 @@ class Invariants:
             for device_id in sorted(set(state.devices) - set(state.members)):
                 device = self.by_id.get(device_id)
                 group = None if device is None else self.world.group_of(device, group_id)
-                if device is None or group is None or group.log.state is None:
+                if device is None or device.gone or group is None or group.log.state is None:
                     continue
                 if device_id in group.state.members:
                     raise Violation(
@@ -370,7 +493,7 @@ class Invariants:
                 continue
             for device_id in sorted(state.members):
                 device = self.by_id.get(device_id)
-                if device is None:
+                if device is None or device.gone:
                     continue
                 if state.history != "shared" and device_id not in epoch.recipients:
                     continue

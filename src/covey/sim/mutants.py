@@ -17,6 +17,9 @@ reach them.
 * `merge-by-arrival`: concurrent ops are ordered by arrival instead of by
   op ID, so replicas that received them in different orders disagree.
   Caught by `convergence`.
+* `one-witness`: a claim completes with a witness of one person where the
+  rule asks two (PROTOCOL.md 19.5). Caught by `witnessed`, which counts the
+  witnesses in the completion's causal past itself.
 """
 
 from __future__ import annotations
@@ -79,7 +82,12 @@ MUTANTS: Final = {
     "send-before-persist": "the driver sends before the store commits",
     "accept-unauthorized": "the rule table lets any member add devices",
     "merge-by-arrival": "concurrent ops are merged in arrival order",
+    "one-witness": "a claim completes with witnesses of one person, not two",
 }
+
+
+def _one_witness(state: membership.GroupState, claim: membership.ClaimState) -> int:
+    return 1
 
 
 @contextlib.contextmanager
@@ -92,6 +100,9 @@ def planted(name: str | None) -> Iterator[None]:
             yield
     elif name == "accept-unauthorized":
         with _any_member_adds():
+            yield
+    elif name == "one-witness":
+        with _patched(membership, "witnesses_needed", _one_witness):
             yield
     elif name == "merge-by-arrival":
         with _patched(GroupLog, "_kahn", _arrival_order):

@@ -16,7 +16,7 @@ from typing import Any, Final
 from covey.sim import mutants
 from covey.sim.invariants import Invariants
 from covey.sim.network import QUIET
-from covey.sim.scenarios import SCENARIOS
+from covey.sim.scenarios import lookup
 from covey.sim.users import Users
 from covey.sim.world import DAY, EPOCH, Violation, World
 
@@ -61,7 +61,7 @@ class Convergence:
             required = {i for i, op in truth.ops.items() if op.author in state.members}
             held = set()
             for device in self.world.devices:
-                if device.id not in state.members:
+                if device.id not in state.members or device.gone:
                     continue
                 node = device.node
                 group = node.groups.get(truth.group_id) if node is not None else None
@@ -88,7 +88,7 @@ def run(
     inviter_leaves: bool = False,
 ) -> dict[str, Any]:
     """Run one scenario on one seed; the result document (see `__main__`)."""
-    spec = SCENARIOS[scenario]
+    spec = lookup(scenario)
     length = spec.days if days is None else days
     wall = time.perf_counter()
     world = World(
@@ -108,6 +108,7 @@ def run(
             heal = _heal_phase(world, invariants, spec.homes)
             world.run_until(end + HEAL_PHASE)
             metrics.update(invariants.final())
+            metrics["askings"] = users.final()
             metrics["convergence"] = heal.result
         except Violation as violation:
             violations.append(

@@ -339,6 +339,189 @@ def lost(world: World, users: Users, days: float) -> None:
     users.every(HOUR, EPOCH + 600, end, lambda: users.seal(world.rand.choice(members)))
 
 
+# --- recovery (PROTOCOL.md 19) -------------------------------------------------------
+
+#: The veto window the recovery scenarios deal with: 4 hours of simulated time,
+#: not the 72 hours of `covey recovery setup`'s default (see `simulations/README.md`:
+#: a node counts the window again from each restart, so a longer one needs
+#: devices that stay on that long).
+SIM_VETO: Final = 4 * HOUR
+
+
+def _family_of_three(
+    world: World, users: Users, relay: bool
+) -> tuple[dict[str, list[Device]], float]:
+    """Ana (an admin: laptop, phone), Ben (laptop, phone) and Carl (tablet) pair at
+    home (home 0) on day 0's evening, each device placed in its person; with
+    `relay`, Ana's laptop names a relay for the group first. Returns the holder
+    persons' devices and when the evening ends (diurnal uptime from then)."""
+    world.persons = True
+    people = {
+        "ana": [world.add_device("ana-laptop", "ana", 0), world.add_device("ana-phone", "ana", 0)],
+        "ben": [world.add_device("ben-laptop", "ben", 0), world.add_device("ben-phone", "ben", 0)],
+        "carl": [world.add_device("carl-tablet", "carl", 0)],
+    }
+    gathering = _start(0, 18)
+    for devices in people.values():
+        for device in devices:
+            world.at(gathering, partial(world.set_online, device, True))
+    admin = people["ana"][0]
+    world.at(gathering + 60, lambda: users.create(admin))
+    if relay:
+        link = world.add_relay("relay-0.sim").link
+        world.at(gathering + 90, lambda: users.add_relay(admin, link))
+    order = [(people["ana"][1], "admin"), *((d, "member") for d in people["ben"] + people["carl"])]
+    for i, (device, role) in enumerate(order):
+        world.at(gathering + 120 + 90 * i, partial(users.pair, admin, device, role))
+    return people, _start(0, 22)
+
+
+PROFILE_OF: Final = {
+    "ana-laptop": "evening",
+    "ana-phone": "phone",
+    "ben-laptop": "day",
+    "ben-phone": "phone",
+    "carl-tablet": "day",
+    "carl-phone": "phone",
+}
+
+
+def admin_away(world: World, users: Users, days: float) -> None:
+    """Three people, five devices, a relay; recovery set up (K = 2 of the three
+    persons, no paper, a 4-hour veto window); Ana, the only admin, is away with
+    both her devices for two weeks from day 1 (home 1, never linked: she has only
+    the relay). From 17:00 on day 1 grandma's new phone, at home, asks the holders
+    to admit it; Ben and Carl approve when one of their devices is on at home with it
+    (approving needs the LAN), and the nodes witness and complete the claim.
+    Every device is on a diurnal profile."""
+    end = EPOCH + days * DAY
+    people, evening = _family_of_three(world, users, relay=True)
+    admin = people["ana"][0]
+    world.at(_start(0, 19.5), lambda: users.setup_recovery(admin, 2, 0, SIM_VETO))
+    for devices in people.values():
+        for device in devices:
+            schedule_uptime(world, device, PROFILE_OF[device.name], evening, end)
+    away, back = _start(1, 8), _start(15, 18)
+    for device in people["ana"]:
+        world.at(away, partial(world.network.move, device.index, 1))
+        world.at(back, partial(world.network.move, device.index, 0))
+    new = world.add_device("grandma-phone", "grandma", 0)
+    schedule_uptime(world, new, "phone", _start(1, 12), end)
+    holders = {name: people[name] for name in ("ben", "carl")}
+    world.at(_start(1, 17), lambda: users.ask(new, holders))
+    at_home = people["ben"] + people["carl"]
+    users.every(6 * HOUR, evening, end, lambda: users.seal(world.rand.choice(at_home)))
+    users.every(12 * HOUR, evening, end, lambda: users.rotate(world.rand.choice(at_home)))
+
+
+def _lost_person(world: World, users: Users, days: float, *, lost: bool) -> None:
+    world.persons = True
+    end = EPOCH + days * DAY
+    people, evening = _family_of_three(world, users, relay=False)
+    carl_phone = world.add_device("carl-phone", "carl", 0)
+    people["carl"].append(carl_phone)
+    world.at(_start(0, 18), partial(world.set_online, carl_phone, True))
+    world.at(_start(0, 18) + 700, partial(users.pair, people["ana"][0], carl_phone))
+    admin = people["ana"][0]
+    world.at(_start(0, 19.5), lambda: users.setup_recovery(admin, 3, 1, users_veto(lost)))
+    gone = _start(1, 12)
+    for devices in people.values():
+        for device in devices:
+            last = gone if device.person == "carl" else end
+            schedule_uptime(world, device, PROFILE_OF[device.name], evening, last)
+    new = world.add_device("carl-new", "carl", 0)
+    schedule_uptime(world, new, "phone", _start(1, 14), end)
+    holders = {name: people[name] for name in ("ana", "ben")}
+    if lost:
+        for device in people["carl"]:
+            world.at(gone, partial(world.retire, device))
+        world.at(_start(1, 15), lambda: users.ask(new, holders, person="carl"))
+    else:
+        # Carl's devices are only off (a day out); someone with Carl's paper asks
+        # to recover him, the holders are talked into it, and Carl's phone, back
+        # on, vetoes what it finds pending.
+        world.at(_start(1, 15), lambda: users.ask(new, holders, "carl", expect="refused"))
+        for device in people["carl"]:
+            schedule_uptime(world, device, PROFILE_OF[device.name], _start(1, 19), end)
+            users.veto_when_seen(device, _start(1, 19), end)
+    others = people["ana"] + people["ben"]
+    users.every(6 * HOUR, evening, end, lambda: users.seal(world.rand.choice(others)))
+
+
+def users_veto(lost: bool) -> float:
+    """The vetoed variant deals a 12-hour window: long enough for Carl to be back."""
+    return SIM_VETO if lost else 3 * SIM_VETO
+
+
+def lost_person(world: World, users: Users, days: float) -> None:
+    """Ana (an admin: laptop, phone), Ben (laptop, phone), Carl (tablet, phone),
+    one home, diurnal uptime; recovery set up (K = 3: three holder persons and one
+    paper share, a 4-hour veto window). On day 1 at noon both of Carl's devices
+    stop for good; from 15:00 Carl's new phone asks to recover Carl with the
+    paper share's words, Ana and Ben release theirs when at hand, the phone
+    claims, and the others' nodes witness and complete: Carl's old devices are
+    replaced."""
+    _lost_person(world, users, days, lost=True)
+
+
+def vetoed_recovery(world: World, users: Users, days: float) -> None:
+    """`lost-person`, but Carl's devices are only off from noon to 19:00 on day 1
+    (a 12-hour veto window): someone with Carl's paper asks to recover him, Ana and
+    Ben release their shares, and Carl's phone or tablet, back on, vetoes the
+    pending claim. It never completes; the asking device never becomes a member."""
+    _lost_person(world, users, days, lost=False)
+
+
+def admission_odds(holders: int, threshold: int, p_day: float, window: float) -> Scenario:
+    """A measurement: does an offline admission complete within a day after its window?
+
+    `holders` persons, one device each, and an admin pair at home on day 0's
+    evening; the admin deals (K = `threshold`, no paper, veto `window` seconds)
+    and is off from 23:00 on (away). Each day from day 1 each holder's device is
+    on with probability `p_day`, for the day (the "day" profile: about 08:00 to
+    22:00), independently, else off all day. A new device, on from 08:30 on day 1,
+    asks at 09:00 and keeps asking; holders approve when on (it is at home with
+    them). Its result's `askings` say when the claim completed; nothing is
+    expected of it at the end (a claim still pending is an outcome here, not a
+    violation), but every invariant holds at every step.
+    """
+
+    def build(world: World, users: Users, days: float) -> None:
+        world.persons = True
+        end = EPOCH + days * DAY
+        admin = world.add_device("admin", "admin", 0)
+        devices = [world.add_device(f"holder-{i}", f"h{i}", 0) for i in range(holders)]
+        gathering = _start(0, 18)
+        for device in (admin, *devices):
+            world.at(gathering, partial(world.set_online, device, True))
+        world.at(gathering + 60, lambda: users.create(admin))
+        for i, device in enumerate(devices):
+            world.at(gathering + 120 + 90 * i, partial(users.pair, admin, device))
+        world.at(_start(0, 21), lambda: users.setup_recovery(admin, threshold, 0, window))
+        world.at(_start(0, 23), partial(world.set_online, admin, False))
+        for device in devices:
+            world.at(_start(0, 23), partial(world.set_online, device, False))
+            for day in range(1, int(days) + 1):
+                if world.rand.chance(p_day):
+                    schedule_uptime(world, device, "day", _start(day, 0), _start(day + 1, 0))
+        new = world.add_device("new-phone", "newcomer", 0)
+        world.at(_start(1, 8.5), partial(world.set_online, new, True))
+        people = {f"h{i}": [device] for i, device in enumerate(devices)}
+        world.at(_start(1, 9), lambda: users.ask(new, people, expect="any"))
+        world.at(end, lambda: None)
+
+    name = f"admission-odds-n{holders}-k{threshold}-p{round(p_day * 100)}-w{round(window / 60)}"
+    return Scenario(
+        name,
+        f"measure: {holders} holders on a day with p={p_day:g}, K={threshold}, "
+        f"a {window / 3600:g} h window",
+        2.5,
+        1,
+        LINGERING,
+        build,
+    )
+
+
 SCENARIOS: Final = {
     s.name: s
     for s in (
@@ -409,5 +592,46 @@ SCENARIOS: Final = {
             FLAKY,
             household,
         ),
+        Scenario(
+            "admin-away",
+            "recovery: the admin away two weeks, holders at home admit a new device",
+            16.0,
+            2,
+            FLAKY,
+            admin_away,
+        ),
+        Scenario(
+            "lost-person",
+            "recovery: every device of a person lost, a new one recovers with the paper",
+            4.0,
+            1,
+            FLAKY,
+            lost_person,
+        ),
+        Scenario(
+            "vetoed-recovery",
+            "recovery: a person only away vetoes a recovery of them; it never completes",
+            4.0,
+            1,
+            FLAKY,
+            vetoed_recovery,
+        ),
     )
 }
+
+
+def lookup(name: str) -> Scenario:
+    """A scenario by name: one of `SCENARIOS`, or `admission-odds-nN-kK-pP-wM`
+    (N holders, threshold K, P percent of days on, an M-minute veto window)."""
+    if name in SCENARIOS:
+        return SCENARIOS[name]
+    parts = name.removeprefix("admission-odds-").split("-")
+    if name.startswith("admission-odds-") and len(parts) == 4:
+        try:
+            n, k, p, w = (int(part[1:]) for part in parts)
+        except ValueError:
+            pass
+        else:
+            if [part[0] for part in parts] == ["n", "k", "p", "w"]:
+                return admission_odds(n, k, p / 100, w * 60.0)
+    raise KeyError(name)

@@ -30,6 +30,7 @@ from covey.core.identity import Identity, create_identity
 from covey.core.node import Node, NodeConfig, io
 from covey.core.ops import Op
 from covey.relay import session
+from covey.sim.dealing import seeded_dealer
 from covey.sim.network import Faults, Network
 from covey.sim.rand import Rand, Stream
 from covey.sim.relay import HONEST, Lies, SimRelay
@@ -68,6 +69,8 @@ class Device:
     wanted_online: bool = False
     requests: int = 0
     wake_version: int = 0
+    #: Stopped for good (lost in a lake): never on again, not even in the heal phase.
+    gone: bool = False
 
     @property
     def id(self) -> bytes:
@@ -111,6 +114,9 @@ class World:
         self.after_step: list[Callable[[], None]] = []
         self.notices: list[tuple[float, int, str, dict[str, Any]]] = []
         self.counters: dict[str, int] = {}
+        #: Whether each device proposes its `person` to its groups (`covey init
+        #: --person`), as the recovery scenarios need: shares are per person.
+        self.persons = False
 
     # --- building -----------------------------------------------------------------
 
@@ -188,15 +194,28 @@ class World:
     # --- devices going up and down ----------------------------------------------------
 
     def set_online(self, device: Device, online: bool) -> None:
+        if device.gone:
+            return
         device.wanted_online = online
         if online and device.node is None:
             self._start(device)
         elif not online and device.node is not None:
             self._stop(device, "went offline")
 
+    def retire(self, device: Device) -> None:
+        """The device stops for good (lost, broken): it never comes back."""
+        self.set_online(device, False)
+        device.gone = True
+        self.trace(f"{device.name} gone for good")
+
     def _start(self, device: Device) -> None:
         self.network.set_online(device.index, True)
-        config = NodeConfig(relay_every=self.relay_every)
+        config = NodeConfig(
+            relay_every=self.relay_every,
+            person=device.person if self.persons else None,
+            # Shares dealt from the device's own seeded stream, so runs replay.
+            dealer=seeded_dealer(device.rng),
+        )
         device.node = Node(device.me, device.store.load(device.me), config)
         self.trace(f"{device.name} up")
         self.deliver(device.index, self.network.devices[device.index].incarnation, io.Tick())

@@ -202,6 +202,9 @@ class Advert:
     port: int
     #: The device whose advert it is (None: only an invitation's).
     device: DeviceRecord | None = None
+    #: Its TXT record, kept for a pairing started later with the same code (a
+    #: holder's approve after its look): mDNS says an advert once.
+    txt: bytes = b""
 
 
 @dataclass
@@ -653,7 +656,7 @@ class Node:
                 del self.others[next(iter(self.others))]
             return
         addresses = tuple(dict.fromkeys(plain_address(a) for a in event.addresses))
-        self.adverts[event.name] = Advert(addresses, event.port, device)
+        self.adverts[event.name] = Advert(addresses, event.port, device, event.txt)
         if device is not None:
             peer = self.peers.setdefault(device.device_id.raw, Peer())
             if event.name in peer.adverts:
@@ -1686,10 +1689,7 @@ class Node:
                 joining = Joining(pairing.parse_code(code), self.now + timeout, None)
                 joining.approving = Approving(device)
                 self.joins[request] = joining
-                for seen in list(self.others.values()):
-                    advert = discovery.read_advert(seen.txt)
-                    if advert is not None and joining.secret.tag in advert.tags:
-                        self._advert_seen(seen)
+                self._seen_before(joining)
             case io.VetoClaim(name, text):
                 group = self._member_group(name)
                 claim = roster.resolve_claim(group.state, me, text)
@@ -2091,11 +2091,22 @@ class Node:
             meet = relaylink.parse_link(relay)
             joining.relay = AddRelay(meet.key, meet.host, meet.port, meet.access)
         self.joins[request] = joining
-        # Adverts already seen with the invitation's tag are candidates at once.
+        self._seen_before(joining)
+
+    def _seen_before(self, joining: Joining) -> None:
+        """Adverts already seen with the code's tag are candidates at once: strangers'
+        (`others`), and those an earlier pairing with the same code wanted (a
+        holder's approve after its look: mDNS says an advert once, not per command)."""
+        tag = joining.secret.tag
         for seen in list(self.others.values()):
             text = discovery.read_advert(seen.txt)
-            if text is not None and secret.tag in text.tags:
+            if text is not None and tag in text.tags:
                 self._advert_seen(seen)
+        for name, advert in list(self.adverts.items()):
+            text = None if advert.device is not None else discovery.read_advert(advert.txt)
+            if text is not None and tag in text.tags and name not in joining.candidates:
+                joining.candidates.append(name)
+                del joining.candidates[:-MAX_ADVERTS]
 
     def _cancel(self, request: int, out: list[Effect]) -> None:
         self.tellings.pop(request, None)
