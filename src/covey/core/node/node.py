@@ -987,7 +987,7 @@ class Node:
             if not found:
                 raise HandshakeFailed("no open invitation has that tag")
             request, open_ = found[0]
-            if open_.asking is not None:
+            if open_.asking is not None:  # (a request to holders: this device asks)
                 successor = asking.AskLink(
                     self.me,
                     open_.invitation,
@@ -999,21 +999,16 @@ class Node:
                     link.started,
                     self.rng,
                 )
-                successor.request = request
-                successor.handshake_timeout = link.handshake_timeout
-                self.links[link.conn] = successor
-                if rest:
-                    successor.feed(rest, self.now, out)
-                return
-            successor = InviteLink(
-                self.me,
-                open_.invitation,
-                lambda record, raw, person, o: self._welcome(request, record, raw, person, o),
-                link.conn,
-                link.address,
-                link.started,
-                self.rng,
-            )
+            else:
+                successor = InviteLink(
+                    self.me,
+                    open_.invitation,
+                    lambda record, raw, person, o: self._welcome(request, record, raw, person, o),
+                    link.conn,
+                    link.address,
+                    link.started,
+                    self.rng,
+                )
             successor.request = request
         successor.handshake_timeout = link.handshake_timeout
         self.links[link.conn] = successor
