@@ -167,7 +167,7 @@ def claim_line(event: str, data: dict[str, Any]) -> str:
             else f"an admin can stop it: `covey recovery veto -g {group}`"
         )
         return (
-            f"{group}: PENDING: {what}, approved by {', '.join(data['approvals']) or 'nobody'}"
+            f"{group}: PENDING: {what}, approved by {', '.join(data['approved_by']) or 'nobody'}"
             f"{' and paper' if data['paper'] else ''}; it completes after {hours:g} h unless"
             f" vetoed; {veto}. Its safety words: {' '.join(data['safety_words'])}"
         )

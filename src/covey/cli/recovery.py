@@ -336,7 +336,7 @@ def ask_and_wait(ctx: Context, action: Any, lifetime: int, port: int) -> None:
     stopper = "an admin" if document["kind"] == "admit" else f"a device of {document['person']!r}"
     events.emit(
         "claimed",
-        f"Claimed in {document['group']!r}, approved by {', '.join(document['approvals'])}"
+        f"Claimed in {document['group']!r}, approved by {', '.join(document['approved_by'])}"
         f"{' and paper' if document['paper'] else ''}. The members complete it after"
         f" {hours:g} h unless {stopper} vetoes it; keep `covey up` running here so that"
         " they can reach this device.",

@@ -28,7 +28,13 @@ from typing import Any, Final, Literal
 from covey.core import relaylink
 from covey.core.identity import ID_PREFIX, DeviceId, DeviceRecord
 from covey.core.log import GroupLog
-from covey.core.membership import MAX_RELAYS, ClaimState, GroupState, may_author
+from covey.core.membership import (
+    MAX_RELAYS,
+    ClaimState,
+    GroupState,
+    may_author,
+    witnesses_needed,
+)
 from covey.core.ops import AddRelay, Op, Remove
 from covey.core.words import WORD_COUNT
 from covey.errors import (
@@ -537,6 +543,8 @@ def claim_document(log: GroupLog, claim: ClaimState, me: bytes) -> dict[str, Any
         "claimed_at": log.ops[claim.id].content.time,
         "window_seconds": claim.window,
         "witnesses": sorted(state.person_name(p) or "?" for p in claim.witnesses),
+        "witnesses_needed": witnesses_needed(state, claim),
+        "role": claim.role,
         "approved_by": [
             approver.name
             for a in claim.claim.approvals

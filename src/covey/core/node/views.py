@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from covey.core import relaylink
+from covey.core import relaylink, roster
 from covey.core.group import Group
 from covey.core.identity import DeviceId
 from covey.core.log import GroupLog
-from covey.core.membership import ClaimState, witnesses_needed
+from covey.core.membership import ClaimState
 from covey.core.ops import Add, AddRelay, Complete, Remove, SetRole
 from covey.errors import NotAMember
 
@@ -70,31 +70,13 @@ def describe_log(log: GroupLog, me: bytes) -> dict[str, Any]:
 
 
 def claim_view(group: Group, claim: ClaimState) -> dict[str, Any]:
-    """A pending, vetoed or completed admission or recovery, for people and scripts."""
+    """A pending, vetoed or completed admission or recovery, for people and scripts:
+    `roster.claim_document` (what `covey recovery status` lists), and the group."""
     state = group.state
-    record = claim.claim.device
-    person = claim.claim.person
     return {
         "group": state.name,
         "group_id": group.id.hex(),
-        "claim": claim.id.hex(),
-        "kind": claim.claim.kind,
-        "status": claim.status,
-        "device": record.name,
-        "device_id": str(record.device_id),
-        "safety_words": record.safety_words,
-        "person": None if person is None else (state.person_name(person) or "?"),
-        "role": claim.role,
-        "window_seconds": claim.window,
-        "claimed_at": group.log.ops[claim.id].content.time,
-        "witnesses": sorted(state.person_name(p) or "?" for p in claim.witnesses),
-        "witnesses_needed": witnesses_needed(state, claim),
-        "approvals": [
-            _name(group, group.log.ops[a].author)
-            for a in claim.claim.approvals
-            if a in group.log.ops
-        ],
-        "paper": [index + 1 for index in claim.claim.paper],
+        **roster.claim_document(group.log, claim, group.me.device_id.raw),
     }
 
 
