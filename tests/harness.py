@@ -175,9 +175,7 @@ class World:
                 # from the world's seed.
                 planned = escrow.plan(group.state, 2, 1, 3600)
                 dealt = seeded_dealer(SeededRng(f"{self.seed}-deal-{self.clock}"))(2, planned.count)
-                body, paper = escrow.deal_body(
-                    group.id, self.identities[i], dealt, planned, self.tick(), self.rng
-                )
+                body, paper = escrow.deal_body(group.id, dealt, planned, self.tick(), self.rng)
                 op = group.deal(body, self.tick())
                 self.paper[op.id] = paper
             elif action in ASKING_ACTIONS or action in CLAIM_ACTIONS:

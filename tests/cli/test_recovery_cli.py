@@ -137,7 +137,7 @@ def claim_in_stores(homes: dict[str, Path]) -> str:
         laptop = loaded["laptop"][0]
         planned = escrow.plan(laptop.state, 2, 1, 3600)
         dealt = seeded_dealer(SeededRng("cli-deal"))(2, planned.count)
-        body, _ = escrow.deal_body(laptop.id, laptop.me, dealt, planned, NOW + 5, SeededRng("s"))
+        body, _ = escrow.deal_body(laptop.id, dealt, planned, NOW + 5, SeededRng("s"))
         laptop.deal(body, NOW + 5)
         request = request_id(new.record_bytes, "admit", None)
         groups = [loaded[n][0] for n in order]

@@ -43,9 +43,7 @@ def world() -> World:
         world.written.append(group.set_person(world.id(device), person, name, world.tick()))
     planned = escrow.plan(group.state, 2, 1, 3600)
     dealt = seeded_dealer(SeededRng("claims-deal"))(2, planned.count)
-    body, paper = escrow.deal_body(
-        group.id, world.identities[0], dealt, planned, world.tick(), world.rng
-    )
+    body, paper = escrow.deal_body(group.id, dealt, planned, world.tick(), world.rng)
     world.written.append(group.deal(body, world.tick()))
     world.paper = paper  # type: ignore[attr-defined]
     for j in (1, 2, 3):

@@ -58,9 +58,7 @@ def deal(
     group = world.replicas[who]
     planned = escrow.plan(group.state, threshold, paper, veto, holders)
     dealt = seeded_dealer(SeededRng(f"{seed}-{world.clock}"))(threshold, planned.count)
-    body, paper_shares = escrow.deal_body(
-        group.id, world.identities[who], dealt, planned, world.tick(), SeededRng("seal")
-    )
+    body, paper_shares = escrow.deal_body(group.id, dealt, planned, world.tick(), SeededRng("seal"))
     op = group.deal(body, world.tick())
     world.written.append(op)
     return op, paper_shares, dealt.secret
@@ -147,9 +145,7 @@ def forged_deal(world: World, **changes) -> bool:
     group = world.replicas[0]
     planned = escrow.plan(group.state, 2, 1, 3600)
     dealt = recoverydeal.deal(2, planned.count)
-    body, _ = escrow.deal_body(
-        group.id, world.identities[0], dealt, planned, world.tick(), SeededRng("f")
-    )
+    body, _ = escrow.deal_body(group.id, dealt, planned, world.tick(), SeededRng("f"))
     try:
         op = forge(world, 0, dataclasses.replace(body, **changes))
     except InvalidInput:  # (refused as it is parsed)
@@ -162,9 +158,7 @@ def test_the_rule_refuses_deals_built_wrong(world: World) -> None:
     group = world.replicas[0]
     planned = escrow.plan(group.state, 2, 1, 3600)
     dealt = recoverydeal.deal(2, planned.count)
-    body, _ = escrow.deal_body(
-        group.id, world.identities[0], dealt, planned, world.tick(), SeededRng("f")
-    )
+    body, _ = escrow.deal_body(group.id, dealt, planned, world.tick(), SeededRng("f"))
     alice = next(slot for slot in body.slots if slot.person == ALICE)
     # A holder person's share sealed to only one of its two devices.
     short = dataclasses.replace(alice, copies=alice.copies[:1])

@@ -24,9 +24,7 @@ def world():
     laptop = groups[0]
     planned = escrow.plan(laptop.state, 2, 1, WINDOW)
     dealt = seeded_dealer(SeededRng("asking"))(2, planned.count)
-    body, paper = escrow.deal_body(
-        laptop.id, identities[0], dealt, planned, NOW + 5, SeededRng("s")
-    )
+    body, paper = escrow.deal_body(laptop.id, dealt, planned, NOW + 5, SeededRng("s"))
     laptop.deal(body, NOW + 5)
     for g in groups[1:]:
         for op in laptop.log.order:

@@ -25,7 +25,7 @@ def claimed_household():
     laptop = groups[0]
     planned = escrow.plan(laptop.state, 2, 1, WINDOW)
     dealt = seeded_dealer(SeededRng("node-claims"))(2, planned.count)
-    body, _ = escrow.deal_body(laptop.id, identities[0], dealt, planned, NOW + 10, SeededRng("s"))
+    body, _ = escrow.deal_body(laptop.id, dealt, planned, NOW + 10, SeededRng("s"))
     laptop.deal(body, NOW + 10)
     for g in groups[1:]:
         for op in laptop.log.order:

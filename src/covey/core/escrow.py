@@ -102,7 +102,6 @@ def plan(
 
 def deal_body(
     group: bytes,
-    me: Identity,
     dealt: shares.Dealt,
     planned: Plan,
     now: int,
@@ -129,7 +128,7 @@ def deal_body(
             copies = sorted(
                 (
                     record.device_id.raw,
-                    seal_copy(group, dealt.nonce, share, me, record, rng),
+                    seal_copy(group, dealt.nonce, share, record, rng),
                 )
                 for record in planned.devices[person]
             )
@@ -149,9 +148,7 @@ def deal_body(
     return body, paper
 
 
-def seal_copy(
-    group: bytes, nonce: bytes, share: shares.Share, me: Identity, to: DeviceRecord, rng: Rng
-) -> bytes:
+def seal_copy(group: bytes, nonce: bytes, share: shares.Share, to: DeviceRecord, rng: Rng) -> bytes:
     """A holder device's copy of a share: sealed to it alone, bound to its place.
 
     A sealed box from a fresh key pair, not a box from the dealer's key: a
@@ -160,7 +157,6 @@ def seal_copy(
     log, and "the dealer keeps nothing" would be false (review of the
     dealing, finding 2). The deal op's signature says who made the copy.
     """
-    del me  # (the dealer's keys must not open the copy: see below)
     inner = encoding.encode([group, nonce, share.member_index, share.mnemonic()])
     return crypto.seal_anonymous(to.box_key, inner, rng)
 

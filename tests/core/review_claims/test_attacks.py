@@ -104,9 +104,7 @@ def _dishonest_deal(world: World, who: int):
     group = world.replicas[who]
     planned = escrow.plan(group.state, 2, 1, 3600)
     dealt = seeded_dealer(SeededRng(f"dishonest-{who}"))(2, planned.count)
-    body, paper = escrow.deal_body(
-        group.id, world.identities[who], dealt, planned, world.tick(), world.rng
-    )
+    body, paper = escrow.deal_body(group.id, dealt, planned, world.tick(), world.rng)
     deal = write(world, group.deal(body, world.tick()))
     recovery = escrow.recovery_identity(dealt.secret, body.nonce, body.record.created)
     assert recovery.record_bytes == body.record_raw

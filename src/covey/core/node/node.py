@@ -1988,7 +1988,7 @@ class Node:
         planned = escrow.plan(state, threshold, paper, veto, persons)
         now = int(self.now)
         body, paper_shares = escrow.deal_body(
-            group.id, self.me, self.config.dealer(threshold, planned.count), planned, now, self.rng
+            group.id, self.config.dealer(threshold, planned.count), planned, now, self.rng
         )
         op = group.deal(body, now)
         self.persist({group.id}, out)
@@ -2270,14 +2270,13 @@ class Node:
     def _write_claim_op(
         self, group: Group, what: str, write: Callable[[], Op], out: list[Effect]
     ) -> None:
-        claim_name = what
         try:
             op = write()
         except CoveyError as exc:
             out.append(
                 io.Notify(
                     "claim_failed",
-                    {"group": group.state.name, "step": claim_name, "reason": str(exc)},
+                    {"group": group.state.name, "step": what, "reason": str(exc)},
                 )
             )
             for key in [k for k in self._claims_seen if k[0] == group.id]:
@@ -2285,10 +2284,10 @@ class Node:
             return
         self.persist({group.id}, out)
         found = group.state.claims.get(getattr(op.body, "claim", b""))
-        document = {"group": group.state.name, "step": claim_name}
+        document = {"group": group.state.name, "step": what}
         if found is not None:
             document.update(views.claim_view(group, found))
-        out.append(io.Notify("claim_" + claim_name, document))
+        out.append(io.Notify("claim_" + what, document))
 
     # --- relays (`covey.core.node.relays`) ----------------------------------------
 
