@@ -92,19 +92,43 @@ def test_a_vetoed_claim_is_neither_witnessed_nor_completed() -> None:
         assert net.nodes[i].groups[groups[0].id].state.claims[claim].status == "vetoed"
 
 
-def test_a_restarted_node_counts_the_window_again() -> None:
-    """When a node first held a claim is kept in memory: after a restart the window
-    counts from then (longer, never shorter)."""
-    identities, groups, _, _ = claimed_household()
+def test_a_restarted_node_counts_the_window_from_when_it_first_held_the_claim() -> None:
+    """When this device first held a claim is kept in its store (`Group.claims_held`,
+    written by a Persist the moment it is noted): a node restarted halfway through
+    the window witnesses when the window ends, not a window after the restart (a
+    device that sleeps every night never saw a window of days pass). A device
+    that never held the claim before counts from when it first does."""
+    identities, groups, _, claim = claimed_household()
     first = Node(identities[1], [groups[1]])
-    first.handle(io.Tick(), NOW + 100, SeededRng("a"))
-    effects = first.handle(io.Tick(), NOW + 100 + WINDOW + 1, SeededRng("b"))
-    assert any(isinstance(e, io.Notify) and e.event == "claim_witness" for e in effects)
-    identities, groups, _, _ = claimed_household()
+    effects = first.handle(io.Tick(), NOW + 100.5, SeededRng("a"))
+    assert groups[1].claims_held == {claim: NOW + 101}  # (whole seconds, rounded up)
+    assert any(isinstance(e, io.Persist) and groups[1].id in e.groups for e in effects)
+    # The device sleeps; a new node starts from what the store kept.
     again = Node(identities[1], [groups[1]])
-    again.handle(io.Tick(), NOW + 100 + WINDOW, SeededRng("c"))  # a restart, late
-    effects = again.handle(io.Tick(), NOW + 100 + WINDOW + 1, SeededRng("d"))
+    effects = again.handle(io.Tick(), NOW + 100 + WINDOW // 2, SeededRng("b"))
+    assert any(isinstance(e, io.Notify) and e.event == "claim_pending" for e in effects)
+    assert again._claim_times() == [NOW + 101 + WINDOW]
+    effects = again.handle(io.Tick(), NOW + 100 + WINDOW, SeededRng("c"))
     assert not any(isinstance(e, io.Notify) and e.event == "claim_witness" for e in effects)
-    wake = again._next_wake()
-    assert wake is not None
-    assert wake <= NOW + 100 + 2 * WINDOW
+    effects = again.handle(io.Tick(), NOW + 101 + WINDOW, SeededRng("d"))
+    assert any(isinstance(e, io.Notify) and e.event == "claim_witness" for e in effects)
+    # A device holding the claim for the first time counts from then.
+    identities, groups, _, claim = claimed_household()
+    late = Node(identities[1], [groups[1]])
+    late.handle(io.Tick(), NOW + 100 + WINDOW, SeededRng("e"))
+    assert groups[1].claims_held == {claim: NOW + 100 + WINDOW}
+    effects = late.handle(io.Tick(), NOW + 100 + WINDOW + 1, SeededRng("f"))
+    assert not any(isinstance(e, io.Notify) and e.event == "claim_witness" for e in effects)
+    assert late._claim_times() == [NOW + 100 + 2 * WINDOW]
+
+
+def test_a_claim_no_longer_pending_is_forgotten_by_the_store() -> None:
+    identities, groups, _, claim = claimed_household()
+    node = Node(identities[1], [groups[1]])
+    node.handle(io.Tick(), NOW + 100, SeededRng("a"))
+    assert claim in groups[1].claims_held
+    veto = groups[0].veto(claim, NOW + 30)
+    groups[1].receive(veto.raw)
+    effects = node.handle(io.Tick(), NOW + 200, SeededRng("b"))
+    assert groups[1].claims_held == {}
+    assert any(isinstance(e, io.Persist) and groups[1].id in e.groups for e in effects)

@@ -55,12 +55,6 @@ def test_a_recovery_the_persons_own_device_vetoes_never_completes(seed: int) -> 
     assert asking["member"] is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a node counts the veto window again from each restart (PROTOCOL.md 19.4), so "
-    "holders on a diurnal profile (on ~14 h a day) never witness a window of 24 h or more: "
-    "the claim stays pending for good (the default window is 72 h)",
-)
 def test_diurnal_holders_complete_an_admission_with_a_day_long_window() -> None:
     # python -m covey.sim run --scenario admission-odds-n3-k2-p100-w1440 --seed 1 --days 4
     result = run("admission-odds-n3-k2-p100-w1440", 1, days=4.0)

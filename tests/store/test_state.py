@@ -213,6 +213,7 @@ def test_verdicts_kept_under_older_rules_are_judged_again(home: Path) -> None:
             "UPDATE op SET verdict = 'a stale verdict', judged = 1 WHERE id = ?", (rotation.id,)
         )
         db.execute("ALTER TABLE identity DROP COLUMN person")  # (migration 7's)
+        db.execute("DROP TABLE claim_held")  # (migration 8's)
         db.execute("PRAGMA user_version = 5")
 
     async def reload():
@@ -249,6 +250,7 @@ def test_a_store_from_before_people_keeps_everything_and_has_no_person(home: Pat
     group, data_key = anyio.run(build)
     with sqlite3.connect(db_path(home)) as db:
         db.execute("ALTER TABLE identity DROP COLUMN person")
+        db.execute("DROP TABLE claim_held")  # (migration 8's)
         db.execute("PRAGMA user_version = 6")
 
     async def reload():
@@ -261,3 +263,46 @@ def test_a_store_from_before_people_keeps_everything_and_has_no_person(home: Pat
     with sqlite3.connect(db_path(home)) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert db.execute("SELECT count(*) FROM grp_view").fetchone()[0] == 0
+
+
+def test_when_a_claim_was_first_held_survives_a_restart_and_goes_when_done(home: Path) -> None:
+    """The veto window counts from when this device first held a claim
+    (PROTOCOL.md 19.4): the time is kept with the group (a restart counted the
+    window again, and a device that sleeps every night never saw days pass);
+    a change writes only the change, and a claim no longer pending is dropped.
+    A store from before (schema 7) gets the table and loses nothing."""
+    import sqlite3
+
+    from covey.store.home import db_path
+
+    anyio.run(make, home, "laptop", None)
+    first, second = b"c" * 32, b"d" * 32
+
+    async def build():
+        async with Store.open(home) as store:
+            group, data_key = await grown(store, SeededRng("held"))
+            group.claims_held = {first: NOW + 5, second: NOW + 7}
+            await store.save_group(group, data_key, SeededRng("held-1"))
+            loaded = await store.load_group(group.id, group.me, data_key)
+            loaded.claims_held.pop(first)
+            loaded.claims_held[second] = NOW + 8  # (a time is only ever set once; tested anyway)
+            await store.save_group(loaded, data_key, SeededRng("held-2"))
+            again = await store.load_group(group.id, group.me, data_key)
+            return group, data_key, loaded, again
+
+    group, data_key, loaded, again = anyio.run(build)
+    assert loaded.saved_claims_held == {second: NOW + 8}
+    assert again.claims_held == {second: NOW + 8}
+    with sqlite3.connect(db_path(home)) as db:
+        db.execute("DROP TABLE claim_held")
+        db.execute("PRAGMA user_version = 7")
+
+    async def migrated():
+        async with Store.open(home) as store:
+            return await store.load_group(group.id, group.me, data_key)
+
+    loaded = anyio.run(migrated)
+    assert loaded.claims_held == {}
+    assert summary(loaded.state) == summary(group.state)
+    with sqlite3.connect(db_path(home)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8

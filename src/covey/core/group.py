@@ -107,6 +107,13 @@ class Group:
     saved_bad_links: set[tuple[bytes, bytes]] = field(
         default_factory=set, repr=False, compare=False
     )
+    #: Pending claim ID -> when this device first held it, by its own clock
+    #: (Unix seconds): the veto window counts from there (PROTOCOL.md 19.4).
+    #: Kept in the store, so a device that sleeps every night still sees a
+    #: window of days pass.
+    claims_held: dict[bytes, int] = field(default_factory=dict)
+    #: What a store holds of `claims_held` (so a save writes only the change).
+    saved_claims_held: dict[bytes, int] = field(default_factory=dict, repr=False, compare=False)
     _chain: _Chain = field(default_factory=_Chain, repr=False, compare=False)
     #: `history_tops()` for the log (and bad links) it was computed at.
     _tops: tuple[tuple[int, int], list[bytes]] | None = field(
@@ -160,9 +167,11 @@ class Group:
         held: dict[bytes, bytes],
         verdicts: Mapping[bytes, tuple[str | None, int]] | None = None,
         bad_links: Iterable[tuple[bytes, bytes]] = (),
+        claims_held: Mapping[bytes, int] | None = None,
     ) -> Group:
         """A replica as a store saved it: its ops (not verified or judged again), pending
-        ops, keys, and the links found bad when those keys were learnt."""
+        ops, keys, the links found bad when those keys were learnt, and when this
+        device first held each pending claim."""
         group = cls(me, GroupLog(group_id))
         with collector_paused():
             group.log.restore(ops, pending, verdicts)
@@ -170,6 +179,8 @@ class Group:
         group.saved_keys = set(held)
         group.bad_links = set(bad_links)
         group.saved_bad_links = set(group.bad_links)
+        group.claims_held = dict(claims_held or {})
+        group.saved_claims_held = dict(group.claims_held)
         return group
 
     @property

@@ -2,10 +2,11 @@
 
 `commit(persist, groups)` applies one `Persist` effect all at once, as the
 SQLite store does in one transaction: ops, keys and bad history links of
-the named groups that are not stored yet, new groups, erased keys, shredded
-groups, peers met. A crash loses exactly what was not committed. `load(me)`
-rebuilds the groups the way `Store.load_group` does: the stored ops
-replayed, the stored keys and bad links added.
+the named groups that are not stored yet, when this device first held each
+pending claim, new groups, erased keys, shredded groups, peers met. A crash
+loses exactly what was not committed. `load(me)` rebuilds the groups the way
+`Store.load_group` does: the stored ops replayed, the stored keys, bad links
+and claim times added.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class StoredGroup:
     op_ids: set[bytes] = field(default_factory=set)
     keys: dict[bytes, bytes] = field(default_factory=dict)
     bad_links: set[tuple[bytes, bytes]] = field(default_factory=set)
+    claims_held: dict[bytes, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -50,6 +52,7 @@ class MemoryStore:
             for epoch, key in group.keys.items():
                 stored.keys.setdefault(epoch, key)
             stored.bad_links |= group.bad_links
+            stored.claims_held = dict(group.claims_held)
         for group_id in persist.erased:
             if group_id in self.groups:
                 self.groups[group_id].keys.clear()
@@ -65,5 +68,7 @@ class MemoryStore:
             group = Group.replica(me, group_id, stored.ops)
             group.keys.update(stored.keys)
             group.recall_bad_links(stored.bad_links)
+            group.claims_held = dict(stored.claims_held)
+            group.saved_claims_held = dict(stored.claims_held)
             groups.append(group)
         return groups

@@ -112,6 +112,18 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE identity ADD COLUMN person TEXT",
         "DELETE FROM grp_view",
     ),
+    # 7 -> 8: when this device first held each pending admission or recovery
+    # claim, by its own clock (PROTOCOL.md 19.4). The veto window counts from
+    # there; counted in memory, it started again at each restart, and a
+    # device that sleeps every night never saw a window of days pass.
+    (
+        """CREATE TABLE claim_held (
+            group_id BLOB NOT NULL REFERENCES grp (id) ON DELETE CASCADE,
+            claim BLOB NOT NULL,
+            since INTEGER NOT NULL,
+            PRIMARY KEY (group_id, claim)
+        ) STRICT""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

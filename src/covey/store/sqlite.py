@@ -412,6 +412,19 @@ class Store:
             "INSERT OR IGNORE INTO bad_link (group_id, epoch, earlier) VALUES (?, ?, ?)",
             [(group.id, epoch, earlier) for epoch, earlier in new_bad],
         )
+        held = dict(group.claims_held)
+        await db.executemany(
+            "INSERT OR REPLACE INTO claim_held (group_id, claim, since) VALUES (?, ?, ?)",
+            [
+                (group.id, claim, since)
+                for claim, since in sorted(held.items())
+                if group.saved_claims_held.get(claim) != since
+            ],
+        )
+        await db.executemany(
+            "DELETE FROM claim_held WHERE group_id = ? AND claim = ?",
+            [(group.id, claim) for claim in sorted(group.saved_claims_held.keys() - held.keys())],
+        )
         if log.state is not None:
             await self._write_view(group.log, group.me.device_id.raw)
 
@@ -421,6 +434,7 @@ class Store:
             group.saved_keys.update(new_keys)
             group.saved_bad_links.update(new_bad)
             log.pending_saved = pending
+            group.saved_claims_held = held
 
         return saved
 
@@ -488,6 +502,10 @@ class Store:
                 "SELECT epoch, earlier FROM bad_link WHERE group_id = ?", (group_id,)
             ) as cursor:
                 bad_links = [(bytes(row[0]), bytes(row[1])) for row in await cursor.fetchall()]
+            async with db.execute(
+                "SELECT claim, since FROM claim_held WHERE group_id = ?", (group_id,)
+            ) as cursor:
+                claims_held = {bytes(row[0]): int(row[1]) for row in await cursor.fetchall()}
         if not raws:
             raise NoSuchGroup()
         held = {
@@ -497,7 +515,9 @@ class Store:
             for name, sealed in sealed_keys
         }
         try:
-            group = Group.restore(me, group_id, raws, pending, held, verdicts, bad_links)
+            group = Group.restore(
+                me, group_id, raws, pending, held, verdicts, bad_links, claims_held
+            )
         except InvalidInput as exc:
             raise StoreCorrupt("a stored op of that group does not fit its log") from exc
         if len(group.log) != len(raws):

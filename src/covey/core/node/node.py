@@ -344,9 +344,12 @@ class Node:
         #: The name of this node's own advert for its fellow members, if any.
         self._advert: str | None = None
         self._heal_since: dict[bytes, float] = {}
-        #: (group, pending claim) -> when this node first held it (in memory: a
-        #: restart counts the veto window again, longer, never shorter).
-        self._claims_seen: dict[tuple[bytes, bytes], float] = {}
+        #: (group, pending claim) announced since this node started (`covey up`
+        #: says each pending claim again at each start). When this device first
+        #: held a claim is kept in its store (`Group.claims_held`).
+        self._claims_announced: set[tuple[bytes, bytes]] = set()
+        #: Group -> when to try a claim step again that failed (never a retry storm).
+        self._claims_retry: dict[bytes, float] = {}
         #: A request's final "claimed" reply, held until the holder's session that
         #: claimed it has been sent its last message.
         self._claimed_replies: dict[int, io.Reply] = {}
@@ -1485,8 +1488,8 @@ class Node:
         self._removal.pop(group_id, None)
         self._removed.pop(group_id, None)
         self._removal_reported.discard(group_id)
-        for key in [k for k in self._claims_seen if k[0] == group_id]:
-            del self._claims_seen[key]
+        self._claims_announced = {k for k in self._claims_announced if k[0] != group_id}
+        self._claims_retry.pop(group_id, None)
         for key in [k for k in self._claims_ready if k[0] == group_id]:
             del self._claims_ready[key]
 
@@ -2210,39 +2213,46 @@ class Node:
     # --- admissions and recoveries (PROTOCOL.md 19.4, 19.5) -------------------------
 
     def _tend_claims(self, out: list[Effect]) -> None:
-        """Announce each pending claim once, witness it once its window has passed by
+        """Announce each pending claim, witness it once its window has passed by
         this device's clock, and complete it once witnessed.
 
-        The window counts from when this node first held the claim; a node
-        that restarts counts again (it waits longer, never less). The most
-        senior member able to complete does so at once, the one ranked k
-        after k x HEAL_DELAY (as for healing): concurrent completions are
+        The window counts from when this device first held the claim, a time
+        kept in its store (`Group.claims_held`): a restart does not count it
+        again, so a laptop that sleeps every night still sees days pass. The
+        most senior member able to complete does so at once, the one ranked
+        k after k x HEAL_DELAY (as for healing): concurrent completions are
         harmless (the second is skipped) but waste an epoch.
         """
         if not self.config.serve:
             return
         me = self.me.device_id.raw
-        for group in self.groups.values():
+        for group in list(self.groups.values()):
             if group.log.state is None or me not in group.state.members:
                 continue
+            if self._note_claims_held(group):
+                out.append(io.Persist(groups=(group.id,)))
             state = group.state
             mine = state.person(me)
             for claim_id, claim in list(state.claims.items()):
                 key = (group.id, claim_id)
                 if claim.status != "pending":
-                    self._claims_seen.pop(key, None)
+                    self._claims_announced.discard(key)
                     self._claims_ready.pop(key, None)
                     continue
-                if key not in self._claims_seen:
-                    self._claims_seen[key] = self.now
+                if key not in self._claims_announced:
+                    self._claims_announced.add(key)
                     out.append(io.Notify("claim_pending", views.claim_view(group, claim)))
-                first = self._claims_seen[key]
+                if self.now < self._claims_retry.get(group.id, 0.0):
+                    continue
+                first = group.claims_held[claim_id]
                 eligible = claim.claim.kind == "admit" or mine != claim.claim.person
                 if eligible and mine not in claim.witnesses and self.now >= first + claim.window:
                     self._write_claim_op(
                         group, "witness", partial(group.witness, claim_id, int(self.now)), out
                     )
                     claim = group.state.claims[claim_id]
+                    if claim.status != "pending" or self.now < self._claims_retry.get(group.id, 0):
+                        continue
                 rank = self._completer_rank(group, claim)
                 if len(claim.witnesses) < membership.witnesses_needed(group.state, claim):
                     continue
@@ -2254,6 +2264,20 @@ class Node:
                         partial(group.complete, claim_id, int(self.now), self.rng),
                         out,
                     )
+
+    def _note_claims_held(self, group: Group) -> bool:
+        """Note when this device first held each of the group's pending claims, and
+        forget the claims no longer pending; True if that changed anything."""
+        pending = {c for c, claim in group.state.claims.items() if claim.status == "pending"}
+        held = group.claims_held
+        changed = False
+        for claim_id in [c for c in held if c not in pending]:
+            del held[claim_id]
+            changed = True
+        for claim_id in sorted(pending - held.keys()):
+            held[claim_id] = math.ceil(self.now)  # (whole seconds, never earlier)
+            changed = True
+        return changed
 
     def _completer_rank(self, group: Group, claim: membership.ClaimState) -> int | None:
         """This device's place among the members that may complete `claim` (not of the
@@ -2279,8 +2303,7 @@ class Node:
                     {"group": group.state.name, "step": what, "reason": str(exc)},
                 )
             )
-            for key in [k for k in self._claims_seen if k[0] == group.id]:
-                self._claims_seen[key] = self.now  # (counted again: never a retry storm)
+            self._claims_retry[group.id] = self.now + RETRY_MAX  # (never a retry storm)
             return
         self.persist({group.id}, out)
         found = group.state.claims.get(getattr(op.body, "claim", b""))
@@ -2642,19 +2665,24 @@ class Node:
         return None
 
     def _claim_times(self) -> list[float]:
-        """When a pending claim's window ends, by this node's count (to witness or complete)."""
-        times = []
-        for (group_id, claim_id), first in self._claims_seen.items():
-            group = self.groups.get(group_id)
-            claim = group.state.claims.get(claim_id) if group and group.log.state else None
-            if claim is None or claim.status != "pending":
+        """When a pending claim's window ends, by this device's count (to witness or
+        complete), and when a claim step that failed is tried again."""
+        times = [t for t in self._claims_retry.values() if t > self.now]
+        if not self.config.serve:
+            return times
+        for group in self.groups.values():
+            if group.log.state is None:
                 continue
-            rank = self._completer_rank(group, claim) or 0  # type: ignore[arg-type]
-            ready = self._claims_ready.get((group_id, claim_id))
-            dues = [first + claim.window]
-            if ready is not None:
-                dues.append(ready + rank * HEAL_DELAY)
-            times += [due for due in dues if due > self.now]
+            for claim_id, first in group.claims_held.items():
+                claim = group.state.claims.get(claim_id)
+                if claim is None or claim.status != "pending":
+                    continue
+                rank = self._completer_rank(group, claim) or 0
+                ready = self._claims_ready.get((group.id, claim_id))
+                dues: list[float] = [first + claim.window]
+                if ready is not None:
+                    dues.append(ready + rank * HEAL_DELAY)
+                times += [due for due in dues if due > self.now]
         return times
 
     def _next_wake(self) -> float | None:
