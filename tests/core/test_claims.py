@@ -506,3 +506,58 @@ def test_a_holder_approves_a_bounded_number_of_requests_per_dealing(world: World
         write(world, kid.approve(req, "admit", None, world.tick()))
     with pytest.raises(NotAllowed, match="at most 16 requests"):
         kid.approve(b"\1" * 32, "admit", None, world.tick())
+
+
+def test_a_claim_concurrent_with_the_end_of_its_dealing_is_void_everywhere(
+    world: World,
+) -> None:
+    """Mum removes Kid's device while, apart, Kid's node claims an admission Mum and
+    Kid approved: the dealing Kid held a copy of ends, and the claim made under it
+    concurrently is void on every replica (PROTOCOL.md 19.3), a witness written
+    before the removal notwithstanding: it must be asked again under a new dealing (a
+    compromised holder could otherwise backdate a claim to before its removal:
+    review of claims, F1d)."""
+    req = request(world, "admit")
+    a = write(world, world.replicas[2].approve(req, "admit", None, world.tick()))
+    world.sync(2, 3)
+    b = write(world, world.replicas[3].approve(req, "admit", None, world.tick()))
+    world.sync(3, 2)
+    world.act(2, "remove", 3)  # Mum, who has not seen the claim yet
+    raw = world.identities[NEW].record_bytes
+    claim = write(world, world.replicas[3].claim_admission(raw, [a.id, b.id], world.tick()))
+    world.sync(3, 0)
+    write(world, world.replicas[0].witness(claim.id, world.tick()))  # Dad, before the removal
+    state = everyone_agrees(world)
+    assert claim.id not in state.claims
+    assert state.skipped[claim.id] == membership.VOIDED
+    assert world.id(NEW) not in state.members
+    for group in world.replicas[:3]:
+        assert summary(group.log.state) == summary(group.log.full_replay())
+
+
+def test_a_dealing_made_after_seeing_a_claim_leaves_it_pending(world: World) -> None:
+    """The end of a dealing voids only the claims it is concurrent with: an admin who
+    saw the pending claim and deals afresh (or removes a holder) chose not to veto
+    it, and a rename of a holder's person moves no share."""
+    claim = admitted_claim(world)
+    world.paper = {}  # type: ignore[attr-defined]
+    world.act(2, "deal", 0)
+    group = world.replicas[2]
+    write(world, group.set_person(world.id(3), KID, "Kiddo", world.tick()))
+    state = everyone_agrees(world)
+    assert state.claims[claim].status == "pending"
+    assert state.dealing is not None and state.dealing.id != state.claims[claim].claim.dealing
+
+
+def test_a_rename_concurrent_with_a_claim_does_not_void_it(world: World) -> None:
+    req = request(world, "admit")
+    a = write(world, world.replicas[2].approve(req, "admit", None, world.tick()))
+    world.sync(2, 3)
+    b = write(world, world.replicas[3].approve(req, "admit", None, world.tick()))
+    world.sync(3, 2)
+    write(world, world.replicas[2].set_person(world.id(3), KID, "Kiddo", world.tick()))
+    raw = world.identities[NEW].record_bytes
+    claim = write(world, world.replicas[3].claim_admission(raw, [a.id, b.id], world.tick()))
+    state = everyone_agrees(world)
+    assert state.claims[claim.id].status == "pending"
+    assert state.person_names[KID] == "Kiddo"

@@ -167,7 +167,8 @@ RULES: Final[Mapping[str, Rule]] = {
             "member",
             False,
             "announces an admission (by a holder, on K holders' approvals) or a recovery"
-            " (signed as the dealing's recovery record, once; spends the dealing)",
+            " (signed as the dealing's recovery record, once; spends the dealing);"
+            " void if an op ending its dealing is concurrent",
         ),
         Rule(
             "witness",
@@ -975,10 +976,11 @@ class Plan:
 
 
 def is_rights_op(op: Op) -> bool:
-    """Whether the op takes part in the plan: genesis, grants, revocations, and the
-    vetoes and completions of claims (a veto voids a concurrent completion)."""
-    return isinstance(op.body, (Genesis, Add, Remove, SetRole, Complete, Veto)) or (
-        is_record_claim(op)
+    """Whether the op takes part in the plan: genesis, grants, revocations, and what
+    voids a claim or a completion (`voided_ops`): claims, vetoes, completions,
+    deals and placements of devices in persons."""
+    return isinstance(
+        op.body, (Genesis, Add, Remove, SetRole, Complete, Veto, Claim, Deal, SetPerson)
     )
 
 
@@ -1007,11 +1009,24 @@ def voided_ops(
       record's late fork must not undo a completed recovery: review of
       claims, F2; and equivocation evidence, which would skip every op from
       the fork on, does not apply to records).
+    * A claim (an admission or a recovery) concurrent with an op that voids
+      its dealing is void: a removal of the dealer or of a device holding a
+      copy, a move of such a device to another person, or another dealing
+      (PROTOCOL.md 19.3). In its own past the dealing was usable, but a
+      replay may place it before the voiding op, and it would stay pending
+      under a dealing its group no longer trusts: a compromised holder could
+      sign a claim backdated to before its removal (review of claims, F1d).
+      Whoever wrote the voiding op (an admin, or a holder leaving) could
+      have vetoed it anyway; a claim after it, in its past, is judged there.
     A voided claim's completions are void with it.
     """
     vetoes: dict[bytes, list[Op]] = {}
     completions: list[Op] = []
     claims: dict[bytes, list[Op]] = {}
+    every_claim: list[Op] = []
+    deals: dict[bytes, Op] = {}
+    removals: dict[bytes, list[Op]] = {}
+    placements: dict[bytes, list[Op]] = {}
     for op in ops:
         if not probe.live(op, validity):
             continue
@@ -1020,13 +1035,27 @@ def voided_ops(
             vetoes.setdefault(body.claim, []).append(op)
         elif isinstance(body, Complete):
             completions.append(op)
-        elif is_record_claim(op):
-            claims.setdefault(body.dealing, []).append(op)  # type: ignore[union-attr]
+        elif isinstance(body, Claim):
+            every_claim.append(op)
+            if is_record_claim(op):
+                claims.setdefault(body.dealing, []).append(op)
+        elif isinstance(body, Deal):
+            deals[op.id] = op
+        elif isinstance(body, Remove):
+            removals.setdefault(body.target, []).append(op)
+        elif isinstance(body, SetPerson):
+            placements.setdefault(body.target, []).append(op)
     voided = {
         c.id
         for c in completions
         if any(concurrent(causality, v, c) for v in vetoes.get(c.body.claim, ()))  # type: ignore[union-attr]
     }
+    for claim in every_claim:
+        if _dealing_voided_concurrently(claim, deals, removals, placements, causality):
+            voided.add(claim.id)
+    for c in completions:
+        if c.body.claim in voided:  # type: ignore[union-attr]
+            voided.add(c.id)
     completed: dict[bytes, list[bytes]] = {}
     for c in completions:
         if c.id not in voided:
@@ -1041,6 +1070,29 @@ def voided_ops(
                 voided.add(rival.id)
                 voided.update(completed.get(rival.id, ()))
     return frozenset(voided)
+
+
+def _dealing_voided_concurrently(
+    claim: Op,
+    deals: Mapping[bytes, Op],
+    removals: Mapping[bytes, list[Op]],
+    placements: Mapping[bytes, list[Op]],
+    causality: Causality,
+) -> bool:
+    """Whether a live op concurrent with `claim` voids the dealing it is made under
+    (`voided_ops`)."""
+    deal = deals.get(claim.body.dealing)  # type: ignore[union-attr]
+    if deal is None:
+        return False  # (invalid in its own past, then)
+    body = deal.body
+    assert isinstance(body, Deal)
+    voiders = list(removals.get(deal.author, ()))
+    for slot in body.slots:
+        for device, _ in slot.copies:
+            voiders += removals.get(device, ())
+            voiders += [p for p in placements.get(device, ()) if p.body.person != slot.person]  # type: ignore[union-attr]
+    voiders += [d for d in deals.values() if d.id != deal.id]
+    return any(concurrent(causality, claim, v) for v in voiders)
 
 
 def make_plan(
@@ -1529,8 +1581,9 @@ VETOED_TARGET: Final = "vetoed: a concurrent revocation of its target took effec
 #: Why it skips a revocation that does not take effect.
 DEFEATED: Final = "vetoed: a concurrent revocation of its author took effect"
 NOT_A_MEMBER: Final = "its author is not a member"
-#: Why it skips a completion that a concurrent veto of its claim voids.
-VOIDED: Final = "vetoed: a concurrent veto of its claim wins"
+#: Why it skips a claim or completion a concurrent op voids (`voided_ops`): a veto
+#: of the claim, a rival claim of its record, an op that voids its dealing.
+VOIDED: Final = "vetoed: a concurrent veto, rival claim or end of its dealing voids it"
 #: Rank of an author with no live add (after every real position).
 NO_SENIORITY: Final = 1 << 62
 

@@ -423,7 +423,11 @@ def test_f6_an_equivocator_is_readmitted_through_a_claim(world: World) -> None:
 # --- F1d: the record picks its own past: a backdated claim outlives a re-deal and removal -----
 
 
-def test_known_open_f1d_a_backdated_claim_survives_the_holders_removal_and_a_new_dealing(
+@pytest.mark.xfail(
+    strict=True,
+    reason="fixed: F1d: a claim concurrent with an op that voids its dealing is void",
+)
+def test_f1d_a_backdated_claim_survives_the_holders_removal_and_a_new_dealing(
     world: World,
 ) -> None:
     """Kid's device is compromised. It 'releases' to the thief's device 5 for a recovery
