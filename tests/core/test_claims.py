@@ -546,7 +546,8 @@ def test_a_dealing_made_after_seeing_a_claim_leaves_it_pending(world: World) -> 
     write(world, group.set_person(world.id(3), KID, "Kiddo", world.tick()))
     state = everyone_agrees(world)
     assert state.claims[claim].status == "pending"
-    assert state.dealing is not None and state.dealing.id != state.claims[claim].claim.dealing
+    assert state.dealing is not None
+    assert state.dealing.id != state.claims[claim].claim.dealing
 
 
 def test_a_rename_concurrent_with_a_claim_does_not_void_it(world: World) -> None:
