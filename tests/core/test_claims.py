@@ -446,23 +446,22 @@ def test_the_random_scripts_reach_every_step() -> None:
 
 
 def test_two_concurrent_completions_add_the_device_once(world: World) -> None:
-    """Two members complete one claim apart: the first in the replay order does; the
-    other is skipped, and its epoch with it (not a second epoch for a done claim)."""
+    """Two members complete one claim apart: the one with the smaller ID does; the
+    other is void, and its epoch with it (not a second epoch for a done claim, and
+    not a revocation in force that the replay could not apply)."""
     claim = recovery_claim(world)
     witnessed(world, claim)
     one = write(world, world.replicas[2].complete(claim, world.tick(), world.rng))
     two = write(world, world.replicas[3].complete(claim, world.tick(), world.rng))
     state = everyone_agrees(world)
     assert state.claims[claim].status == "completed"
-    first, second = sorted(
-        (one, two), key=lambda op: state.applied.index(op.id) if op.id in state.applied else 1 << 30
-    )
+    first, second = sorted((one, two), key=lambda op: op.id)
     assert first.id in state.applied
-    assert state.skipped[second.id] == (
-        "no longer holds in the merged state: the claim is not pending"
-    )
+    assert first.id in state.in_force
+    assert state.skipped[second.id] == membership.VOIDED
     assert second.id not in [epoch.id for epoch in state.epochs]
     assert world.id(NEW) in state.members
+    assert state.excluded == frozenset()
 
 
 def test_a_late_fork_of_the_record_never_undoes_a_completed_recovery(world: World) -> None:
@@ -562,3 +561,81 @@ def test_a_rename_concurrent_with_a_claim_does_not_void_it(world: World) -> None
     state = everyone_agrees(world)
     assert state.claims[claim.id].status == "pending"
     assert state.person_names[KID] == "Kiddo"
+
+
+def test_what_a_lost_device_signs_concurrently_with_the_completion_is_vetoed(
+    world: World,
+) -> None:
+    """A recovery's completion names the devices it replaces and revokes each as a
+    removal does (rule 3, review of claims F3): Dad's lost phone (an admin),
+    apart, promotes Kid concurrently with the completion, and his other lost
+    device leaves: both are vetoed on every replica, whatever their place in the
+    replay order (the attack test with an add ground below the completion's ID
+    is `review_claims`' F3). What the phone signed before, in the completion's
+    past, stands."""
+    world.act(0, "add", 5)  # before the claim: seen by all, stands
+    everyone_has_everything(world)
+    claim = recovery_claim(world)
+    witnessed(world, claim)
+    done = write(world, world.replicas[2].complete(claim, world.tick(), world.rng))
+    assert done.body.replaced == tuple(sorted((world.id(0), world.id(1))))
+    assert done.revoked == tuple((d, "all") for d in done.body.replaced)
+    promote = write(world, world.replicas[0].set_role(world.id(3), "admin", world.tick()))
+    leave = write(world, world.replicas[1].remove(world.id(1), world.tick(), world.rng))
+    state = everyone_agrees(world)
+    agrees = [summary(g.log.state) == summary(g.log.full_replay()) for g in world.replicas[:4]]
+    assert all(agrees)
+    assert done.id in state.applied
+    assert done.id in state.in_force
+    assert state.skipped[promote.id] == membership.VETOED_AUTHOR
+    assert state.members[world.id(3)].role == "member"
+    assert state.skipped[leave.id] in (membership.VETOED_AUTHOR, membership.DEFEATED)
+    assert world.id(5) in state.members  # (added before the claim, in its past)
+    assert world.id(NEW) in state.members
+    assert world.id(0) not in state.members
+    assert world.id(1) not in state.members
+
+
+def test_a_completion_that_names_other_devices_than_the_persons_is_refused(
+    world: World,
+) -> None:
+    from dataclasses import replace as change
+
+    from covey.core.ops import OpContent, sign_op
+
+    claim = recovery_claim(world)
+    witnessed(world, claim)
+    mum = world.replicas[2]
+    honest = mum.complete(claim, world.tick(), world.rng)
+    for replaced in ((world.id(0),), (world.id(0), world.id(1), world.id(3))):
+        forged_body = change(honest.body, replaced=tuple(sorted(replaced)))
+        content = OpContent(mum.id, honest.parents, honest.seq, honest.content.time, forged_body)
+        forged = sign_op(content, world.id(2), world.identities[2].secrets.signing_seed)
+        other = Group.replica(world.identities[3], mum.id)
+        for op in world.replicas[3].log.order:
+            other.receive(op.raw)
+        other.receive(forged.raw)
+        assert other.log.validity[forged.id] == (
+            "the completion must name exactly the member devices it replaces"
+        )
+
+
+def test_a_lost_device_removing_the_completer_concurrently_meets_it_as_a_removal_would(
+    world: World,
+) -> None:
+    """The completion and the lost phone's concurrent removal of the completer revoke
+    each other's authors: a cycle, settled by seniority as two removals are
+    (PROTOCOL.md 6.2, rule 3). The phone is the founder's, the most senior, so its
+    removal wins and the completion is defeated: the same as if Mum had removed the
+    phone with `covey remove`. Every replica agrees."""
+    claim = recovery_claim(world)
+    witnessed(world, claim)
+    done = write(world, world.replicas[2].complete(claim, world.tick(), world.rng))
+    kick = write(world, world.replicas[0].remove(world.id(2), world.tick(), world.rng))
+    state = everyone_agrees(world)
+    for g in world.replicas[:4]:
+        assert summary(g.log.state) == summary(g.log.full_replay())
+    assert kick.id in state.in_force
+    assert state.skipped[done.id] == membership.DEFEATED
+    assert world.id(2) not in state.members
+    assert world.id(0) in state.members

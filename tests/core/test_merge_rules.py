@@ -306,7 +306,7 @@ def test_independent_cycles_are_settled_in_one_round(monkeypatch: pytest.MonkeyP
                 author=author,
                 kind="set_role",
                 body=SetRole(target, "member"),
-                revoked=(target, "admin"),
+                revoked=((target, "admin"),),
                 granted=None,
             )
             revocations.append(op)

@@ -24,6 +24,7 @@ from covey.core.log import GroupLog, Received
 from covey.core.membership import GroupState
 from covey.core.ops import (
     MAX_LINKS,
+    MAX_REPLACED,
     Add,
     AddRelay,
     Approve,
@@ -673,15 +674,16 @@ class Group:
             raise NotAllowed("no such claim in this group")
         record = found.claim.device
         target = record.device_id.raw
-        keep = [
-            d
-            for d in state.members
-            if found.claim.kind == "admit" or state.person(d) != found.claim.person
-        ]
+        replaced = membership.replaced_by(state, found)
+        if len(replaced) > MAX_REPLACED:
+            raise NotAllowed(
+                f"the person has more than {MAX_REPLACED} devices: remove some, then complete"
+            )
+        keep = [d for d in state.members if d not in replaced]
         rotation, key = self._rotation(keep, rng, {target: record.box_key})
         links = self._links(key, rotation.recipients, target, rng)
         role = membership.completion_role(state, found)
-        body = Complete(claim, record, found.claim.device_raw, role, rotation, links)
+        body = Complete(claim, record, found.claim.device_raw, role, rotation, links, replaced)
         op = self._author(body, now)
         if self.me.device_id.raw not in rotation.recipients:
             return op

@@ -663,7 +663,7 @@ class GroupLog:
         assert plan is not None
         revoked = membership.revokes(op)
         if (
-            revoked is not None
+            revoked
             and plan.live(op, self.validity)
             and not membership.defeated_when_last(
                 op, self._state, self._grants_before(op), self.validity
@@ -672,7 +672,8 @@ class GroupLog:
             # It follows everything: nothing is concurrent with it, so it
             # vetoes nothing, and nothing attacks it unless through its
             # author's support; it takes effect.
-            plan.in_force.add(revoked[0], op)
+            for target, _ in revoked:
+                plan.in_force.add(target, op)
             plan = self._plan = Plan(
                 plan.forks, plan.effective | {op.id}, plan.in_force, plan.excluded, plan.voided
             )
@@ -695,7 +696,7 @@ class GroupLog:
         """Extend the branch's state by `op` (last in its own past) and keep it."""
         if reason is None:
             state = branch.state
-            if op.revoked is None:
+            if not op.revoked:
                 membership.Replayer(state).apply(op, branch.size)
             elif state.excluded:
                 return  # (settled with its past, like the merged state: `_integrate`)
@@ -824,13 +825,13 @@ class GroupLog:
         for rid in old.effective ^ new.effective:
             revocation = self.ops[rid]
             start = min(start, position[rid])
-            target = membership.revokes(revocation)[0]  # type: ignore[index]
-            start = min(start, self._first_live_from(target, self.clock_value(rid, target) + 1))
-            for chain in self._grants_to.not_before(target, revocation, self):
-                for grant in chain:  # (the first valid one of each author's chain)
-                    if self.validity[grant.id] is None:
-                        start = min(start, position[grant.id])
-                        break
+            for target, _ in membership.revokes(revocation):
+                start = min(start, self._first_live_from(target, self.clock_value(rid, target) + 1))
+                for chain in self._grants_to.not_before(target, revocation, self):
+                    for grant in chain:  # (the first valid one of each author's chain)
+                        if self.validity[grant.id] is None:
+                            start = min(start, position[grant.id])
+                            break
         return start
 
     def _first_live_from(self, author: bytes, seq: int) -> int:

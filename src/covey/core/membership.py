@@ -15,7 +15,8 @@ How a set of ops becomes a state (PROTOCOL.md section 7 has worked examples):
 2. **Order.** Ops are replayed in one deterministic topological order: Kahn's
    algorithm, taking the smallest op ID among the ready ops.
 3. **Revocations win.** A removal takes everything from its target, a
-   demotion takes admin rights. An effective revocation *vetoes* every op of
+   demotion takes admin rights, a recovery's completion takes everything
+   from each device it replaces (PROTOCOL.md 19.5). An effective revocation *vetoes* every op of
    its target that needed what was revoked and is concurrent with it (neither
    before nor after it), and every concurrent grant to its target. Since
    revocations can veto each other (two admins removing each other), which
@@ -187,8 +188,10 @@ RULES: Final[Mapping[str, Rule]] = {
             "complete",
             "member",
             True,
-            "adds the claimed device (in place of the recovered person's devices) once"
-            " witnesses of two other persons (one, if only one) hold the claim",
+            "adds the claimed device (in place of the recovered person's devices, each"
+            " revoked as by a removal) once witnesses of two other persons (one, if only"
+            " one) hold the claim; of concurrent completions of a claim the smallest ID"
+            " stands",
         ),
     )
 }
@@ -438,13 +441,23 @@ def may_author(state: GroupState, device: bytes, kind: str) -> bool:
     return RULES[kind].needs == "member" or member.role == "admin"
 
 
-def revokes(op: Op) -> tuple[bytes, Level | Literal["all"]] | None:
-    """(target, what is taken) if the op takes rights away from a device.
+def revokes(op: Op) -> tuple[tuple[bytes, Level | Literal["all"]], ...]:
+    """(target, what is taken) for each device the op takes rights away from.
 
-    A remove takes everything; a set_role to member takes admin. (Read from
-    the body once, when the op is parsed: the replay asks on every step.)
+    A remove takes everything from its target; a set_role to member takes
+    admin; a recovery's completion takes everything from each device it
+    replaces (review of claims, F3). (Read from the body once, when the op
+    is parsed: the replay asks on every step.)
     """
     return op.revoked
+
+
+def _taken(revocation: Op, device: bytes) -> Level | Literal["all"]:
+    """What `revocation` takes from `device` (one of its targets)."""
+    for target, taken in revocation.revoked:
+        if target == device:
+            return taken
+    raise AssertionError("not a target of the revocation")
 
 
 def grants(op: Op) -> tuple[bytes, Level] | None:
@@ -520,6 +533,8 @@ def check(state: GroupState | None, op: Op) -> str | None:
         reason = _check_complete(state, body)
         if reason is not None:
             return reason
+        if body.replaced != replaced_by(state, state.claims[body.claim]):
+            return "the completion must name exactly the member devices it replaces"
         members = _after_complete(state, body)
     elif isinstance(body, SetPerson):
         if body.target not in members:
@@ -703,6 +718,14 @@ def _check_complete(state: GroupState, body: Complete) -> str | None:
     if needed == 0 or len(claim.witnesses) < needed:
         return "the claim lacks witnesses"
     return None
+
+
+def replaced_by(state: GroupState, claim: ClaimState) -> tuple[bytes, ...]:
+    """The member devices a completion of `claim` replaces (its `replaced`): the
+    recovered person's, sorted; none for an admission."""
+    if claim.claim.kind != "recover":
+        return ()
+    return tuple(sorted(d for d in state.members if state.person(d) == claim.claim.person))
 
 
 def _after_complete(state: GroupState, body: Complete) -> AbstractSet[bytes]:
@@ -1018,6 +1041,11 @@ def voided_ops(
       sign a claim backdated to before its removal (review of claims, F1d).
       Whoever wrote the voiding op (an admin, or a holder leaving) could
       have vetoed it anyway; a claim after it, in its past, is judged there.
+    * Completions of one claim (concurrent: a completion is invalid once its
+      claim is completed in its past) void each other but the one with the
+      smallest ID: a completion is a revocation of the devices it replaces,
+      and one the replay could not apply (its claim completed first) would
+      otherwise stay in force and the revocations be settled again.
     A voided claim's completions are void with it.
     """
     vetoes: dict[bytes, list[Op]] = {}
@@ -1053,9 +1081,14 @@ def voided_ops(
     for claim in every_claim:
         if _dealing_voided_concurrently(claim, deals, removals, placements, causality):
             voided.add(claim.id)
+    first: dict[bytes, bytes] = {}
     for c in completions:
         if c.body.claim in voided:  # type: ignore[union-attr]
             voided.add(c.id)
+        elif c.id not in voided:
+            claim_id = c.body.claim  # type: ignore[union-attr]
+            first[claim_id] = min(first.get(claim_id, c.id), c.id)
+    voided.update(c.id for c in completions if first.get(c.body.claim, c.id) != c.id)  # type: ignore[union-attr]
     completed: dict[bytes, list[bytes]] = {}
     for c in completions:
         if c.id not in voided:
@@ -1129,14 +1162,15 @@ def make_plan(
                     seniority[granted[0]] = place
         elif isinstance(op.body, Genesis):
             seniority[op.author] = 0
-        if op.id not in excluded and revokes(op) is not None:
+        if op.id not in excluded and revokes(op):
             revocations.append(op)
             places[op.id] = position[op.id]
     effective = _effective_revocations(revocations, grants_to, causality, seniority, places)
     in_force = Chains()
     for op in revocations:
         if op.id in effective:
-            in_force.add(revokes(op)[0], op)  # type: ignore[index]
+            for target, _ in revokes(op):
+                in_force.add(target, op)
     return Plan(forks, frozenset(effective), in_force, excluded, voided)
 
 
@@ -1202,14 +1236,14 @@ def _effective_revocations(
     #: The attackers that veto a grant of the revocation's support (not it).
     through_support: dict[bytes, set[bytes]] = {r.id: set() for r in revocations}
     for r1 in revocations:
-        target, taken = revokes(r1)  # type: ignore[misc]
-        for r2, held in exposed.get(target, ()):
-            if r2.id == r1.id:
-                continue
-            kind = attackers[r2.id] if held is r2 else through_support[r2.id]
-            if r1.id not in kind and _vetoes(causality, r1, target, taken, held):
-                attackers[r2.id].add(r1.id)
-                kind.add(r1.id)
+        for target, taken in revokes(r1):
+            for r2, held in exposed.get(target, ()):
+                if r2.id == r1.id:
+                    continue
+                kind = attackers[r2.id] if held is r2 else through_support[r2.id]
+                if r1.id not in kind and _vetoes(causality, r1, target, taken, held):
+                    attackers[r2.id].add(r1.id)
+                    kind.add(r1.id)
     attacked_by_me: dict[bytes, set[bytes]] = {r.id: set() for r in revocations}
     for rid, sources in attackers.items():
         for source in sources:
@@ -1605,18 +1639,18 @@ def _skip_reason(
         return "its author had lost the right by the time it would take effect"
     if op.id in plan.voided:
         return VOIDED
-    if revokes(op) is not None and op.id not in plan.effective:
+    if revokes(op) and op.id not in plan.effective:
         return DEFEATED
     needed = author_needs(op)
     in_force = plan.in_force
     if op.author in in_force:
         for r in in_force.concurrent_with(op.author, op, causality):
-            if _covers(revokes(r)[1], needed):  # type: ignore[index]
+            if _covers(_taken(r, op.author), needed):
                 return VETOED_AUTHOR
     granted = grants(op)
     if granted is not None and granted[0] in in_force:
         for r in in_force.concurrent_with(granted[0], op, causality):
-            if _covers(revokes(r)[1], granted[1]):  # type: ignore[index]
+            if _covers(_taken(r, granted[0]), granted[1]):
                 return VETOED_TARGET
     if isinstance(op.body, (Approve, Claim, Witness, Veto, Complete)):
         # Judged again against the merged state at its place in the replay: a

@@ -475,6 +475,8 @@ MAX_SEALED_SHARE: Final = 512
 #: A dealing's veto window, in seconds: at least a minute (tests), at most 30 days.
 MIN_VETO: Final = 60
 MAX_VETO: Final = 30 * 86400
+#: Member devices of one person a recovery's completion replaces.
+MAX_REPLACED: Final = 64
 #: The recovery record's name (PROTOCOL.md 19.1).
 RECOVERY_NAME: Final = "recovery"
 
@@ -733,7 +735,13 @@ class Veto:
 @dataclass(frozen=True, slots=True)
 class Complete:
     """A claim completed (PROTOCOL.md 19.5): the device is added with `role` (for a
-    recovery, in place of every member device of the person), in a new epoch."""
+    recovery, in place of every member device of the person), in a new epoch.
+
+    `replaced` names the person's member devices in the op's causal past (a
+    recovery; none for an admission): the completion revokes each as a
+    removal does under rule 3, so what a lost device signs concurrently
+    with it is vetoed (review of claims, F3).
+    """
 
     KIND: ClassVar[str] = "complete"
     claim: bytes
@@ -743,6 +751,8 @@ class Complete:
     role: Role
     rotation: Rotation
     links: Links
+    #: Sorted, once each, at most MAX_REPLACED.
+    replaced: tuple[bytes, ...] = ()
 
     @property
     def target(self) -> bytes:
@@ -753,14 +763,27 @@ class Complete:
             "claim": self.claim,
             "device": self.device_raw,
             "hist": links_to_wire(self.links),
+            "out": list(self.replaced),
             "role": self.role,
             "rot": self.rotation.to_wire(),
         }
 
     @classmethod
     def from_wire(cls, value: Any) -> Self:
-        body = fields.as_map(value, ("claim", "device", "hist", "role", "rot"), what="complete")
+        body = fields.as_map(
+            value, ("claim", "device", "hist", "out", "role", "rot"), what="complete"
+        )
         device, raw = _record(body, "device")
+        out = body["out"]
+        if (
+            type(out) is not list
+            or len(out) > MAX_REPLACED
+            or not all(type(d) is bytes and len(d) == ID_BYTES for d in out)
+            or out != sorted(set(out))
+        ):
+            raise MalformedMessage(
+                f"a completion names at most {MAX_REPLACED} replaced devices, sorted, once each"
+            )
         return cls(
             fields.get_bytes(body, "claim", size=ID_BYTES),
             device,
@@ -768,6 +791,7 @@ class Complete:
             _choice(body, "role", ROLES),
             Rotation.from_wire(body["rot"]),
             links_from_wire(body["hist"]),
+            tuple(out),
         )
 
 
@@ -896,8 +920,10 @@ class Op:
     body: Body
     parents: tuple[bytes, ...]
     seq: int
-    #: (target, what is taken: "all" or "admin") if the op takes rights away.
-    revoked: tuple[bytes, Literal["all", "admin"]] | None
+    #: (target, what is taken: "all" or "admin") for each device the op takes
+    #: rights away from: one for a remove or a demotion, each replaced device
+    #: for a recovery's completion, none for the rest.
+    revoked: tuple[tuple[bytes, Literal["all", "admin"]], ...]
     #: (target, the role given) if the op gives rights to a device.
     granted: tuple[bytes, Role] | None
 
@@ -924,17 +950,19 @@ def parse_op(data: bytes) -> Op:
     # The decoded tree is not kept: the op lives as long as the log, and
     # those dozen lists per op only cost memory and garbage-collector scans
     # (about a tenth of a large merge, benchmarks/merge.py).
-    revoked: tuple[bytes, Literal["all", "admin"]] | None = None
+    revoked: tuple[tuple[bytes, Literal["all", "admin"]], ...] = ()
     granted: tuple[bytes, Role] | None = None
     if isinstance(body, Remove):
-        revoked = (body.target, "all")
+        revoked = ((body.target, "all"),)
     elif isinstance(body, SetRole):
         if body.role == "member":
-            revoked = (body.target, "admin")
+            revoked = ((body.target, "admin"),)
         else:
             granted = (body.target, "admin")
     elif isinstance(body, (Add, Complete)):
         granted = (body.target, body.role)
+        if isinstance(body, Complete):
+            revoked = tuple((device, "all") for device in body.replaced)
     return Op(
         op_id(signed),
         author,

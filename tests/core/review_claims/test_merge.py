@@ -3,9 +3,7 @@
 From the adversarial review of recovery claims (2026-12-03): each attack test
 plays one attack and asserts that it WORKS. Those marked xfail(strict) are
 fixed: the attack's assertions fail now, and the test fails the suite if the
-attack ever works again. Those named `test_known_open_...` still work: open
-findings (PROTOCOL.md 19, "Open after the review"), kept so that a fix flips
-them.
+attack ever works again. (None of these files' findings is still open.)
 """
 
 from __future__ import annotations
